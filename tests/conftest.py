@@ -1,0 +1,41 @@
+"""Shared fixtures: paths to the real model-zoo assets (skipped when absent) and the bundled demo."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT.parent / "shared" / "assets"
+DEMO = ROOT / "sample_configs" / "demo"
+
+
+def _asset(*parts: str) -> Path:
+    path = ASSETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real model-zoo assets not found at {path} (see ../shared/assets/README.md)")
+    return path
+
+
+@pytest.fixture
+def flowers_h5() -> Path:
+    return _asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5")
+
+
+@pytest.fixture
+def flowers_st_tflite() -> Path:
+    return _asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft_int8.tflite")
+
+
+@pytest.fixture
+def flowers_onnx() -> Path:
+    return _asset("models", "flowers_onnx", "mobilenet_v2_0.35_128_tfs_channel_first.onnx")
+
+
+@pytest.fixture
+def flower_photos() -> Path:
+    return _asset("datasets", "flower_photos")
+
+
+@pytest.fixture
+def assets() -> Path:
+    return _asset()
