@@ -1,0 +1,198 @@
+"""`stquant`: the batch command line (validate, run, inspect, footprint).
+
+Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage, 3 missing or unreadable input (or an
+unwritable output folder), 130 interrupted. Expected errors print one line each, never a traceback
+(`--debug` shows it). Diagnostics go to stderr; results to stdout (for `run`, its last line is the run folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine import __version__
+from engine.errors import ConfigError, ExitCode, InputError, StquantError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError(f"usage: {message} (see stquant {self.prog.split()[-1]} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stquant", description="Quantize image classifiers for STM32 (ST model zoo YAML).")
+    parser.add_argument("--version", action="version", version=f"stquant {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = sub.add_parser("validate", help="check a config file and the files it names")
+    validate.add_argument("config", type=Path)
+    validate.add_argument("overrides", nargs="*", help="key.path=value")
+
+    run = sub.add_parser("run", help="run the config's operation_mode")
+    run.add_argument("config", type=Path, nargs="?")
+    run.add_argument("overrides", nargs="*", help="key.path=value")
+    run.add_argument("--config-path", type=Path, help="folder of the config (the reference's form)")
+    run.add_argument("--config-name", help="file name of the config in --config-path")
+    run.add_argument("--output-dir", type=Path, help="run folder (default: hydra.run.dir)")
+    run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+
+    inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
+    inspect.add_argument("model", type=Path)
+    inspect.add_argument("--json", action="store_true")
+
+    footprint = sub.add_parser("footprint", help="flash/RAM/MACC of an int8 .tflite or QDQ .onnx")
+    footprint.add_argument("model", type=Path)
+    footprint.add_argument("--board", help="say whether it fits this STM32 board")
+    footprint.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    _quiet_native_logs()
+    progress = _progress_mode(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return {"validate": _validate, "run": _run, "inspect": _inspect, "footprint": _footprint}[args.command](args)
+    except StquantError as exc:
+        return _fail(str(exc), exc.exit_code, progress, debug)
+    except KeyboardInterrupt:
+        return _fail("interrupted", ExitCode.INTERRUPTED, progress, debug)
+    except Exception as exc:  # an engine bug or a library failure: still one line unless --debug
+        return _fail(f"engine failure: {exc.__class__.__name__}: {exc}", ExitCode.FAILURE, progress, debug)
+
+
+def _fail(message: str, code: int, progress: str, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if progress == "jsonl":
+        print(json.dumps({"event": "error", "message": message, "exit_code": int(code)}), flush=True)
+    for line in message.splitlines():
+        print(f"stquant: {line}", file=sys.stderr)
+    return int(code)
+
+
+def _progress_mode(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--progress="):
+            return arg.split("=", 1)[1]
+        if arg == "--progress" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "auto"
+
+
+def _quiet_native_logs() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def _load(config_path: Path, overrides: list[str]):
+    from engine.config import load_config
+
+    return load_config(config_path, overrides)
+
+
+def _validate(args) -> int:
+    from engine.preflight import prepare
+
+    config = _load(args.config, args.overrides)
+    plan = prepare(config)
+    classes = f", {len(plan.class_names)} classes" if plan.class_names else ""
+    print(f"{args.config}: ok (operation_mode {config.operation_mode}, model {plan.model_path.name}{classes})")
+    return ExitCode.OK
+
+
+def _run(args) -> int:
+    from engine.events import make_reporter
+    from engine.runner import run
+
+    config_path = args.config
+    if args.config_path or args.config_name:
+        if config_path is not None:
+            args.overrides.insert(0, str(config_path))
+        config_path = (args.config_path or Path(".")) / (args.config_name or "user_config.yaml")
+    if config_path is None:
+        raise ConfigError("usage: stquant run CONFIG [key.path=value ...] (or --config-path DIR --config-name FILE)")
+    config = _load(config_path, args.overrides)
+    reporter = make_reporter(args.progress)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    summary = run(config, reporter, args.output_dir)
+    reporter.result(summary)
+    if args.progress != "jsonl":
+        print(format_summary(summary))
+    print(summary["run_dir"], flush=True)
+    return ExitCode.OK
+
+
+def _inspect(args) -> int:
+    from engine.model_info import describe_model
+
+    info = describe_model(args.model).to_dict()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key:14} {value}")
+    return ExitCode.OK
+
+
+def _footprint(args) -> int:
+    from engine.boards import board_fit
+    from engine.footprint import estimate_footprint
+
+    if not args.model.is_file():
+        raise InputError(f"{args.model}: model file not found")
+    footprint = estimate_footprint(args.model)
+    fit = board_fit(args.board, footprint) if args.board else None
+    if args.json:
+        print(json.dumps({**footprint.to_dict(), "board_fit": fit}))
+    else:
+        print(footprint.format_table())
+        if fit:
+            print(_board_line(fit))
+    return ExitCode.OK
+
+
+def _board_line(fit: dict) -> str:
+    verdict = lambda ok: "fits" if ok else "does NOT fit"  # noqa: E731
+    return (f"{fit['board']}: weights {verdict(fit['weights_fit'])} in {fit['flash_kib']:.0f} KiB flash, "
+            f"activations {verdict(fit['activations_fit'])} in {fit['ram_kib']:.0f} KiB RAM")
+
+
+def format_summary(summary: dict) -> str:
+    """The compact before/after table printed at the end of `stquant run`."""
+    rows = [("", "float", "quantized")]
+    accuracy = summary.get("accuracy") or {}
+    if accuracy:
+        rows.append(("top-1 accuracy %", _fmt(accuracy.get("float")), _fmt(accuracy.get("quantized"))))
+        if "agreement" in accuracy:
+            rows.append(("top-1 agreement %", "", _fmt(accuracy["agreement"])))
+    footprint = summary.get("footprint") or {}
+    if footprint:
+        rows.append(("weights flash KiB", _fmt(footprint.get("float_weights_kib")), _fmt(footprint.get("weights_flash_kib"))))
+        rows.append(("activation RAM KiB", _fmt(footprint.get("float_activation_ram_kib")), _fmt(footprint.get("activation_ram_kib"))))
+        rows.append(("MACC (M)", "", _fmt(footprint["macc"] / 1e6, 3)))
+    lines = [f"status: {summary['status']}"]
+    if summary.get("quantized_model"):
+        lines.append(f"quantized model: {summary['quantized_model']}")
+    calibration = summary.get("calibration")
+    if calibration:
+        lines.append(f"calibration: {calibration['images']} images from {calibration['source']}, {calibration['skipped']} skipped")
+    if len(rows) > 1:
+        lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
+    if footprint.get("board_fit"):
+        lines.append(_board_line(footprint["board_fit"]))
+    return "\n".join(lines)
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"

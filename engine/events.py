@@ -1,0 +1,118 @@
+"""Progress events of a run and the reporters that show them (JSON lines, plain text, a terminal bar).
+
+JSON-lines protocol (one object per line on stdout; the wizard reads it):
+`{"event":"stage","name":...}`, `{"event":"progress","stage":...,"done":n,"total":N}` (at most ~10/s),
+`{"event":"log","level":...,"message":...}`, `{"event":"result","summary":{...}}`,
+`{"event":"error","message":...,"exit_code":n}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+PROGRESS_INTERVAL = 0.1
+
+
+class Reporter:
+    """Receives run events; subclasses decide how to show them. The base class shows nothing."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._last_progress = 0.0
+
+    def stage(self, name: str) -> None:
+        """A new stage started."""
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """`done` of `total` items processed; throttled to about 10 per second (the last always shown)."""
+        now = time.monotonic()
+        if done < total and now - self._last_progress < PROGRESS_INTERVAL:
+            return
+        self._last_progress = now
+        self._show_progress(stage, done, total)
+
+    def _show_progress(self, stage: str, done: int, total: int) -> None:
+        pass
+
+    def log(self, level: str, message: str) -> None:
+        """A log message for the user."""
+
+    def result(self, summary: dict) -> None:
+        """The run finished (ok, failed or interrupted) with this summary."""
+
+    def error(self, message: str, exit_code: int) -> None:
+        """The run stopped on an error."""
+
+
+class JsonLinesReporter(Reporter):
+    """One JSON object per line: the machine-readable protocol."""
+
+    def _emit(self, **event) -> None:
+        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.flush()
+
+    def stage(self, name: str) -> None:
+        self._emit(event="stage", name=name)
+
+    def _show_progress(self, stage: str, done: int, total: int) -> None:
+        self._emit(event="progress", stage=stage, done=done, total=total)
+
+    def log(self, level: str, message: str) -> None:
+        self._emit(event="log", level=level, message=message)
+
+    def result(self, summary: dict) -> None:
+        self._emit(event="result", summary=summary)
+
+    def error(self, message: str, exit_code: int) -> None:
+        self._emit(event="error", message=message, exit_code=exit_code)
+
+
+class PlainReporter(Reporter):
+    """Human-readable lines on stderr (logs, stages, occasional progress)."""
+
+    def __init__(self, stream: TextIO | None = None, bar: bool = False):
+        super().__init__(stream or sys.stderr)
+        self.bar = bar
+
+    def stage(self, name: str) -> None:
+        self.stream.write(f"== {name}\n")
+        self.stream.flush()
+
+    def _show_progress(self, stage: str, done: int, total: int) -> None:
+        if self.bar:
+            filled = int(30 * done / max(total, 1))
+            self.stream.write(f"\r  {stage} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+            if done >= total:
+                self.stream.write("\n")
+        elif done >= total or done % max(1, total // 4) == 0:
+            self.stream.write(f"  {stage}: {done}/{total}\n")
+        self.stream.flush()
+
+    def log(self, level: str, message: str) -> None:
+        prefix = "" if level == "INFO" else f"{level.lower()}: "
+        self.stream.write(f"{prefix}{message}\n")
+        self.stream.flush()
+
+
+class ReporterLogHandler(logging.Handler):
+    """Forwards engine log records to a reporter as `log` events."""
+
+    def __init__(self, reporter: Reporter, level: int = logging.INFO):
+        super().__init__(level)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.log(record.levelname, record.getMessage())
+
+
+def make_reporter(mode: str) -> Reporter:
+    """Reporter for `--progress auto|plain|jsonl|none` (auto: a bar on a terminal, else plain)."""
+    if mode == "jsonl":
+        return JsonLinesReporter()
+    if mode == "none":
+        return Reporter()
+    return PlainReporter(bar=mode == "auto" and sys.stderr.isatty())

@@ -1,0 +1,236 @@
+"""One run of an operation mode: run folder, stages, events, `run_summary.json`.
+
+quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
+chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
+images.  chain_eqeb: chain_eqe plus footprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from engine import dataset
+from engine.atomic import write_text_atomic
+from engine.calibration import ImageCalibrationData, RandomCalibrationData
+from engine.config import BENCHMARK_MODES, EVALUATION_MODES, QUANTIZATION_MODES, Config, dump_config
+from engine.errors import InputError, Interrupted, StquantError
+from engine.events import Reporter, ReporterLogHandler
+from engine.preflight import Plan, prepare
+
+log = logging.getLogger(__name__)
+CALIBRATION_BATCH = 32
+
+
+class Run:
+    """State of one run; `execute()` performs the stages of the configured operation mode."""
+
+    def __init__(self, config: Config, reporter: Reporter, run_dir: Path):
+        self.config = config
+        self.reporter = reporter
+        self.run_dir = run_dir
+        self.summary: dict = {
+            "status": "running",
+            "operation_mode": config.operation_mode,
+            "run_dir": str(run_dir),
+            "model": None,
+            "quantized_model": None,
+            "calibration": None,
+            "timings": {},
+        }
+        self.class_names: list[str] = []
+        self._results: dict = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Time a stage and announce it."""
+        self.reporter.stage(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary["timings"][name] = round(time.perf_counter() - start, 3)
+
+    def progress(self, stage: str):
+        return lambda done, total: self.reporter.progress(stage, done, total)
+
+    def execute(self) -> dict:
+        mode = self.config.operation_mode
+        with self.stage("prepare"):
+            plan = prepare(self.config)
+        self.summary["model"] = str(plan.model_path)
+        self.class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
+        log.info("model %s: %s input %s, %s outputs", plan.model_path.name, plan.model.format,
+                 "x".join(map(str, plan.model.input_shape[1:])), plan.model.output_width)
+        evaluation = None
+        if mode in EVALUATION_MODES:
+            evaluation = self._evaluation_images(plan)
+            label = "quantized" if plan.model.quantized else "float"
+            self._evaluate(plan.model_path, evaluation, label)
+        model_for_footprint = plan.model_path
+        if mode in QUANTIZATION_MODES:
+            quantized = self._quantize(plan)
+            model_for_footprint = quantized
+            if evaluation is not None:
+                self._evaluate(quantized, evaluation, "quantized")
+        if mode in BENCHMARK_MODES:
+            self._footprint(model_for_footprint)
+        self.summary["status"] = "ok"
+        return self.summary
+
+    # ------------------------------------------------------------ stages
+
+    def _calibration(self, plan: Plan):
+        ds = self.config.dataset
+        source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
+        if source is None:
+            log.info("no quantization_path or training_path: calibrating on %d random images", RandomCalibrationData(plan.spec, ds.seed).total)
+            return RandomCalibrationData(plan.spec, ds.seed)
+        key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
+        files, _ = dataset.shuffled(source, ds.seed)
+        files = dataset.take_split(files, ds.quantization_split, "dataset.quantization_split")
+        log.info("calibration: %d of %d images from %s", len(files), len(source), source.root)
+        return ImageCalibrationData(files, plan.spec, key)
+
+    def _quantize(self, plan: Plan) -> Path:
+        settings = self.config.quantization
+        calibration = self._calibration(plan)
+        export_dir = self.run_dir / settings.export_dir
+        with self.stage("calibration"):
+            if settings.quantizer == "TFlite_converter":
+                from engine.quantize_tflite import quantize_tflite
+
+                result = quantize_tflite(plan.model_path, calibration, settings, export_dir / "quantized_model.tflite",
+                                         on_progress=self.progress("calibration"))
+            else:
+                from engine.quantize_onnx import quantize_onnx
+
+                result = quantize_onnx(plan.model_path, calibration, settings, export_dir, self.run_dir,
+                                       on_progress=self.progress("calibration"))
+        for note in result.notes:
+            log.info("%s", note)
+        self.summary["quantized_model"] = str(Path(result.model_path).resolve())
+        self.summary["calibration"] = {"source": calibration.source, "images": calibration.used,
+                                       "skipped": calibration.skipped}
+        log.info("quantized model: %s (calibrated on %d images, %d skipped)", result.model_path,
+                 calibration.used, calibration.skipped)
+        return Path(result.model_path)
+
+    def _evaluation_images(self, plan: Plan):
+        from engine.images import decode_all
+
+        ds = self.config.dataset
+        for key in ("test_path", "validation_path"):
+            if key in plan.datasets:
+                data = plan.datasets[key]
+                files, labels, name = data.files, data.labels, key.removesuffix("_path") + "_set"
+                break
+        else:
+            files, labels = dataset.validation_tail(plan.datasets["training_path"], ds.validation_split, ds.seed)
+            name = "validation_set"
+        with self.stage("decode_evaluation_images"):
+            images, kept = decode_all(files, plan.spec, on_progress=self.progress("decode_evaluation_images"))
+        log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
+        return images, [labels[i] for i in kept], name
+
+    def _evaluate(self, model_path: Path, evaluation, label: str) -> None:
+        from engine.evaluate import agreement, confusion_table, evaluate, save_confusion_png
+        from engine.predictors import load_predictor
+
+        images, labels, set_name = evaluation
+        class_names = self.class_names
+        with self.stage(f"evaluate_{label}"):
+            predictor = load_predictor(model_path)
+            result = evaluate(predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"))
+        accuracy = self.summary.setdefault("accuracy", {"set": set_name, "images": result.n, "runtime": {}, "per_class": {}})
+        accuracy[label] = round(result.accuracy, 2)
+        accuracy["runtime"][label] = result.runtime
+        accuracy["per_class"][label] = {name: round(v, 2) for name, v in zip(class_names, result.per_class)}
+        log.info("accuracy of %s model (%s, %d images, %s): %.2f %%", label, set_name, result.n, result.runtime, result.accuracy)
+        log.info("confusion matrix of the %s model:\n%s", label, confusion_table(result))
+        save_confusion_png(result, self.run_dir / f"{label}_model_confusion_matrix_{set_name}.png",
+                           f"{model_path.name} ({label})")
+        self._results[label] = result
+        if "float" in self._results and "quantized" in self._results:
+            accuracy["agreement"] = round(agreement(self._results["float"], self._results["quantized"]), 2)
+            accuracy["difference"] = round(accuracy["quantized"] - accuracy["float"], 2)
+            log.info("top-1 agreement float vs quantized: %.2f %%", accuracy["agreement"])
+
+    def _footprint(self, model_path: Path) -> None:
+        from engine.boards import board_fit
+        from engine.footprint import estimate_footprint
+
+        with self.stage("footprint"):
+            footprint = estimate_footprint(model_path)
+        data = footprint.to_dict()
+        data["board_fit"] = board_fit(self.config.benchmarking.board, footprint) if self.config.benchmarking.board else None
+        self.summary["footprint"] = data
+        log.info("footprint of %s:\n%s", model_path.name, footprint.format_table())
+
+
+def run(config: Config, reporter: Reporter, output_dir: Path | None = None) -> dict:
+    """Run the configured operation mode; always write `run_summary.json`; re-raise expected errors."""
+    run_dir = make_run_dir(Path(output_dir) if output_dir else config.run_dir(),
+                           "--output-dir" if output_dir else "hydra.run.dir")
+    handlers = _attach_logging(run_dir, reporter)
+    job = Run(config, reporter, run_dir)
+    try:
+        write_text_atomic(run_dir / "config.yaml", dump_config(config))
+        log.info("operation_mode: %s, run folder: %s", config.operation_mode, run_dir)
+        return job.execute()
+    except KeyboardInterrupt:
+        job.summary["status"] = "interrupted"
+        raise Interrupted("interrupted: no partial model was kept") from None
+    except StquantError as exc:
+        job.summary.update(status="failed", error=str(exc))
+        raise
+    except Exception as exc:
+        job.summary.update(status="failed", error=f"{exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        write_text_atomic(run_dir / "run_summary.json", json.dumps(job.summary, indent=2, default=str))
+        if job.summary["status"] != "running":
+            _log_mlflow(config, job.summary, run_dir)
+        for handler in handlers:
+            logging.getLogger("engine").removeHandler(handler)
+            handler.close()
+
+
+def make_run_dir(path: Path, key: str) -> Path:
+    """Create the run folder; an unwritable location is an InputError naming the key."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".stquant_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{key}: cannot write the run folder {path} ({exc.strerror or exc.__class__.__name__})") from None
+    return path.resolve()
+
+
+def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
+    engine_log = logging.getLogger("engine")
+    engine_log.setLevel(logging.INFO)
+    file_handler = logging.FileHandler(run_dir / "stquant.log", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers = [file_handler, ReporterLogHandler(reporter)]
+    for handler in handlers:
+        engine_log.addHandler(handler)
+    return handlers
+
+
+def _log_mlflow(config: Config, summary: dict, run_dir: Path) -> None:
+    from engine.mlflow_log import log_run
+
+    metrics = {f"accuracy_{k}": v for k, v in (summary.get("accuracy") or {}).items() if isinstance(v, (int, float))}
+    for key in ("weights_flash_kib", "activation_ram_kib", "macc", "params"):
+        value = (summary.get("footprint") or {}).get(key)
+        if value is not None:
+            metrics[key] = value
+    params = {"operation_mode": config.operation_mode, "model_path": config.general.model_path,
+              "config": str(run_dir / "config.yaml")}
+    log_run(str(config.resolve_path(config.mlflow.uri)), config.general.project_name, run_dir.name,
+            params, metrics, run_dir)
