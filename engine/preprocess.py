@@ -2,8 +2,10 @@
 
 `aspect_ratio`: `fit` stretches to the model size; `crop` keeps the aspect ratio, resizes the short side
 and centre-crops (what the reference documents; it crops at native resolution instead); `padding`
-letterboxes with black; `full_screen` stretches like `fit`. Pillow provides bilinear, nearest, bicubic,
-area (box) and lanczos3; gaussian, mitchellcubic and lanczos5 are separable numpy kernels below.
+letterboxes with black; `full_screen` stretches like `fit`. Resizing matches `tf.image.resize` (which
+trained the model zoo's models): Pillow for nearest and area, and for the other methods separable numpy
+kernels with half-pixel centres and no antialiasing, as TensorFlow's default; `area` averages the exact
+pixel overlap; `nearest` picks floor((i + 0.5) * scale).
 """
 
 from __future__ import annotations
@@ -14,13 +16,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-_PIL_FILTERS = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "bicubic": Image.Resampling.BICUBIC,
-    "area": Image.Resampling.BOX,
-    "lanczos3": Image.Resampling.LANCZOS,
-}
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 COLOR_CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
@@ -97,11 +92,34 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 
 def _resample(image: Image.Image, width: int, height: int, method: str) -> np.ndarray:
-    if method in _PIL_FILTERS:
-        out = np.asarray(image.resize((width, height), _PIL_FILTERS[method]), dtype=np.float32)
-    else:
-        out = _separable_resize(np.asarray(image, dtype=np.float32), width, height, _KERNELS[method])
-    return out[..., None] if out.ndim == 2 else out
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if method == "nearest":
+        rows = _nearest_index(pixels.shape[0], height)
+        cols = _nearest_index(pixels.shape[1], width)
+        return pixels[rows[:, None], cols[None, :]]
+    weights = _area_weights if method == "area" else _kernel_weights
+    rows = weights(pixels.shape[0], height, _KERNELS.get(method))
+    cols = weights(pixels.shape[1], width, _KERNELS.get(method))
+    out = np.tensordot(rows, pixels, axes=(1, 0))
+    return np.tensordot(cols, out, axes=(1, 1)).swapaxes(0, 1).astype(np.float32)
+
+
+def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
+    return np.minimum(np.floor((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(int), size_in - 1)
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(x))
+
+
+def _keys_cubic(x: np.ndarray) -> np.ndarray:
+    a, x = -0.5, np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, ((x - 5) * x + 8) * x * a - 4 * a, 0.0))
+
+
+def _lanczos3(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
 
 
 def _lanczos5(x: np.ndarray) -> np.ndarray:
@@ -121,23 +139,27 @@ def _mitchell(x: np.ndarray) -> np.ndarray:
     return np.where(x < 1, near, np.where(x < 2, far, 0.0))
 
 
-_KERNELS = {"lanczos5": _lanczos5, "gaussian": _gaussian, "mitchellcubic": _mitchell}
+_KERNELS = {"bilinear": _triangle, "bicubic": _keys_cubic, "lanczos3": _lanczos3, "lanczos5": _lanczos5, "gaussian": _gaussian, "mitchellcubic": _mitchell}
 
 
-def _weights(size_in: int, size_out: int, kernel) -> np.ndarray:
-    """(size_out, size_in) resampling matrix with half-pixel centres, widened when downscaling."""
+def _area_weights(size_in: int, size_out: int, _kernel=None) -> np.ndarray:
+    """(size_out, size_in) matrix of the exact overlap of each output pixel with each input pixel."""
     scale = size_in / size_out
-    stretch = max(scale, 1.0)
+    start = np.arange(size_out)[:, None] * scale
+    taps = np.arange(size_in)[None, :]
+    overlap = np.clip(np.minimum(start + scale, taps + 1) - np.maximum(start, taps), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def _kernel_weights(size_in: int, size_out: int, kernel) -> np.ndarray:
+    """(size_out, size_in) resampling matrix with half-pixel centres (edge pixels repeated)."""
+    scale = size_in / size_out
     centres = (np.arange(size_out) + 0.5) * scale - 0.5
-    taps = np.arange(size_in)
-    weights = kernel((taps[None, :] - centres[:, None]) / stretch)
+    offsets = np.arange(-6, 7)
+    taps = np.floor(centres)[:, None] + offsets[None, :]
+    values = kernel(taps - centres[:, None])
+    weights = np.zeros((size_out, size_in))
+    np.add.at(weights, (np.repeat(np.arange(size_out), offsets.size), np.clip(taps, 0, size_in - 1).astype(int).ravel()), values.ravel())
     total = weights.sum(axis=1, keepdims=True)
     return weights / np.where(total == 0, 1, total)
 
-
-def _separable_resize(pixels: np.ndarray, width: int, height: int, kernel) -> np.ndarray:
-    rows = _weights(pixels.shape[0], height, kernel)
-    cols = _weights(pixels.shape[1], width, kernel)
-    out = np.tensordot(rows, pixels, axes=(1, 0))
-    out = np.tensordot(cols, out, axes=(1, 1)).swapaxes(0, 1)
-    return np.clip(out, 0, 255).astype(np.float32)

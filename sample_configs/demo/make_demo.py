@@ -93,9 +93,11 @@ def main():
         "Not an image: left here on purpose to show that stray files in class folders are skipped.\n")
 
     model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+    epochs, steps = 15, int(np.ceil(len(train) / 32))
+    lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images[train] / 127.5 - 1.0, labels[train], epochs=15, batch_size=32,
+    model.fit(images[train] / 127.5 - 1.0, labels[train], epochs=epochs, batch_size=32,
               shuffle=True, verbose=2)
     model.save(MODEL_PATH, include_optimizer=False)
 
