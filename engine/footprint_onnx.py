@@ -1,0 +1,178 @@
+"""Lower an ONNX model (float or QDQ) to a footprint `Graph`.
+
+QDQ conventions: a DequantizeLinear of an initializer is a stored weight (counted at its quantized
+size; scales and zero points are not counted). An activation QuantizeLinear/DequantizeLinear pair
+is not an op on target: the tensor before Q, after Q and after DQ is one int8 buffer. Only a Q fed
+by a graph input and a DQ producing a graph output stay as real converter ops (like TFLite's
+QUANTIZE/DEQUANTIZE). int64 constants (shapes, axes, pads) are code parameters, not weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from engine.errors import EngineError, InputError
+from engine.footprint_graph import Graph, Op, Role, Tensor, elements
+
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
+VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+PADS = {"Pad"}
+ELEMENTWISE = {
+    "Add", "Sub", "Mul", "Div", "Max", "Min", "Relu", "Clip", "Sigmoid", "Tanh", "HardSwish",
+    "HardSigmoid", "LeakyRelu", "PRelu", "BatchNormalization", "QuantizeLinear", "DequantizeLinear",
+}
+ABSORB_PADDING = {"Conv", "AveragePool", "MaxPool"}
+GLOBAL_REDUCTIONS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum"}
+_QDQ = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _load(path: Path) -> onnx.ModelProto:
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ValidationError...
+        raise InputError(f"cannot read ONNX model {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    for value in model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:
+        raise EngineError(f"ONNX shape inference failed on {path}: {exc}") from exc
+
+
+def _dims(value: onnx.ValueInfoProto) -> tuple[int, ...]:
+    return tuple(max(d.dim_value, 1) for d in value.type.tensor_type.shape.dim)
+
+
+def _itemsize(elem_type: int) -> int:
+    return helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+class _Reader:
+    """Walks the nodes once, resolving QDQ pairs, constants and activation tensors."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        g = model.graph
+        self.graph = g
+        self.values = {v.name: v for v in (*g.input, *g.value_info, *g.output)}
+        self.consts: dict[str, tuple[tuple[int, ...], int]] = {
+            init.name: (tuple(init.dims), init.data_type) for init in g.initializer
+        }
+        self.graph_inputs = [v.name for v in g.input if v.name not in self.consts]
+        self.graph_outputs = [v.name for v in g.output]
+        self.alias: dict[str, str] = {}
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+
+    def resolve(self, name: str) -> str:
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def activation(self, name: str, itemsize: int | None = None) -> str:
+        """Register (or narrow the stored item size of) an activation tensor; return its key."""
+        key = self.resolve(name)
+        value = self.values.get(name) or self.values.get(key)
+        if value is None:
+            raise EngineError(f"ONNX tensor {name!r} has no inferred shape")
+        size = itemsize or _itemsize(value.type.tensor_type.elem_type)
+        known = self.tensors.get(key)
+        if known is None or size < known.itemsize:
+            self.tensors[key] = Tensor(key, known.shape if known else _dims(value), size)
+        return key
+
+    def _constant_node(self, node: onnx.NodeProto) -> bool:
+        if node.op_type == "Constant":
+            value = _attr(node, "value")
+            if value is not None:
+                self.consts[node.output[0]] = (tuple(value.dims), value.data_type)
+            return True
+        if node.op_type in _QDQ and node.input[0] in self.consts:
+            dims, dtype = self.consts[node.input[0]]
+            if node.op_type == "QuantizeLinear":
+                dtype = _attr(node, "output_dtype") or (
+                    self.consts[node.input[2]][1] if len(node.input) > 2 and node.input[2] else TensorProto.UINT8
+                )
+            self.consts[node.output[0]] = (dims, dtype)
+            return True
+        return False
+
+    def _qdq_view(self, node: onnx.NodeProto) -> bool:
+        """Fold an activation Q/DQ into the tensor it (de)quantizes; keep graph-boundary converters."""
+        src, out = node.input[0], node.output[0]
+        if node.op_type == "QuantizeLinear" and src not in self.graph_inputs:
+            itemsize = _itemsize(self.values[out].type.tensor_type.elem_type) if out in self.values else 1
+            self.activation(src, itemsize)
+            self.alias[out] = self.resolve(src)
+            return True
+        if node.op_type == "DequantizeLinear" and out not in self.graph_outputs:
+            self.activation(src)
+            self.alias[out] = self.resolve(src)
+            return True
+        return False
+
+    def _weights(self, node: onnx.NodeProto) -> tuple[int, int, list[tuple[int, ...]]]:
+        params = weight_bytes = 0
+        const_shapes = []
+        for slot, name in enumerate(node.input):
+            if name not in self.consts:
+                continue
+            dims, dtype = self.consts[name]
+            const_shapes.append(dims)
+            counted = node.op_type in WEIGHTED and node.op_type not in _QDQ
+            counted |= node.op_type in ELEMENTWISE and elements(dims) > 1 and node.op_type not in _QDQ
+            if counted and dtype != TensorProto.INT64 and not (node.op_type == "Clip" and slot > 0):
+                params += elements(dims)
+                weight_bytes += elements(dims) * _itemsize(dtype)
+        return params, weight_bytes, const_shapes
+
+    def _macc(self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list) -> int:
+        kind, out_n = node.op_type, elements(out)
+        if kind == "Conv" and consts:
+            return out_n * elements(consts[0][1:])
+        if kind == "ConvTranspose" and consts:
+            return elements(self.tensors[ins[0]].shape) * elements(consts[0][1:])
+        if kind in ("Gemm", "MatMul"):
+            a = self.tensors[ins[0]].shape if ins else consts[0]
+            return out_n * (a[0] if kind == "Gemm" and _attr(node, "transA", 0) else a[-1])
+        if kind in ("AveragePool", "MaxPool"):
+            return out_n * elements(_attr(node, "kernel_shape", []))
+        if kind in GLOBAL_REDUCTIONS and ins:
+            return elements(self.tensors[ins[0]].shape)
+        return 0 if kind in VIEWS or kind in PADS else out_n
+
+    def read(self) -> Graph:
+        inputs = [self.activation(name) for name in self.graph_inputs]
+        for node in self.graph.node:
+            if self._constant_node(node) or (node.op_type in _QDQ and self._qdq_view(node)):
+                continue
+            act_in = [self.activation(n) for n in node.input if n and n not in self.consts]
+            outs = [self.activation(n) for n in node.output if n]
+            params, weight_bytes, consts = self._weights(node)
+            out_shape = self.tensors[outs[0]].shape if outs else ()
+            kind = node.op_type
+            role = Role.VIEW if kind in VIEWS else Role.PAD if kind in PADS else (
+                Role.ELEMENTWISE if kind in ELEMENTWISE else Role.COMPUTE)
+            self.ops.append(Op(
+                kind=kind, name=node.name or (node.output[0] if node.output else kind), inputs=act_in,
+                outputs=outs, role=role, absorbs_padding=kind in ABSORB_PADDING,
+                macc=self._macc(node, act_in, out_shape, consts), params=params, weight_bytes=weight_bytes,
+            ))
+        outputs = [self.resolve(name) for name in self.graph_outputs]
+        return Graph(self.ops, self.tensors, inputs, outputs)
+
+
+def read_onnx(path: Path) -> Graph:
+    """Parse an ONNX model (float or QDQ int8) into a footprint `Graph`."""
+    return _Reader(_load(path)).read()

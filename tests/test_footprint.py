@@ -1,0 +1,173 @@
+"""Footprint estimator: exact counts on small real models, the planner on hand-built graphs, and
+the published STM32Cube.AI figures on the model zoo's MobileNetV2."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from engine.boards import BOARDS, board_fit
+from engine.errors import InputError
+from engine.footprint import estimate_footprint
+from engine.footprint_graph import Graph, Op, Role, Tensor
+from engine.memory_planner import plan_activations
+
+KEYS = ["weights_flash_kib", "activation_ram_kib", "macc", "params", "float_weights_kib",
+        "float_activation_ram_kib", "layers"]
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_tflite(tmp_path_factory) -> Path:
+    """8x8x3 -> conv3x3(4)+relu -> depthwise3x3 -> global average -> dense(2), full int8."""
+    import tensorflow as tf
+
+    keras = tf.keras
+    inputs = keras.Input((8, 8, 3), batch_size=1)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(2, bias_initializer="ones")(x)  # a zero bias would be dropped
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.random((1, 8, 8, 3), np.float32)] for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("tiny") / "tiny_int8.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_int8_tflite_counts_match_hand_computed(tiny_int8_tflite):
+    fp = estimate_footprint(tiny_int8_tflite)
+    assert fp.params == (27 * 4 + 4) + (9 * 4 + 4) + (4 * 2 + 2)
+    # int8 kernels + int32 biases: 108+16, 36+16, 8+8 bytes
+    assert fp.weights_flash_kib == round(192 / 1024, 2)
+    assert fp.float_weights_kib == round(162 * 4 / 1024, 2)
+    # conv 8*8*4*27 + depthwise 8*8*4*9 + mean over 8*8*4 + dense 4*2
+    assert fp.macc == 6912 + 2304 + 256 + 8
+    # peak: depthwise input 8x8x4 + output 8x8x4 int8
+    assert fp.activation_ram_kib == 0.5
+    assert fp.float_activation_ram_kib == 2.0
+    assert [layer.op for layer in fp.layers] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert max(layer.live_activation_bytes for layer in fp.layers) == 512
+
+
+def test_float_onnx_conv_counts(tmp_path):
+    weights = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
+    bias = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv")
+    graph = helper.make_graph(
+        [conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weights, bias],
+    )
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    fp = estimate_footprint(path)
+    assert (fp.macc, fp.params) == (4 * 8 * 8 * 27, 112)
+    assert fp.weights_flash_kib == fp.float_weights_kib == round(448 / 1024, 2)
+    assert fp.activation_ram_kib == round((3 * 64 + 4 * 64) * 4 / 1024, 2)
+    assert fp.layers[0].output_shape == (1, 4, 8, 8)
+
+
+def _graph(ops, sizes, inputs, outputs) -> Graph:
+    tensors = {name: Tensor(name, (size,), 1) for name, size in sizes.items()}
+    return Graph(ops, tensors, inputs, outputs)
+
+
+def test_planner_greedy_first_fit_like_tflm():
+    # a(3) -> b(2) -> c(2) -> d(4) -> e(1): largest first leaves a hole, as TFLM's greedy planner does
+    ops = [Op("K", str(i), [s], [t]) for i, (s, t) in enumerate(zip("abcd", "bcde"))]
+    plan = plan_activations(_graph(ops, dict(a=3, b=2, c=2, d=4, e=1), ["a"], ["e"]), lambda t: t.nbytes, 1)
+    offsets = {b.tensors[0]: b.offset for b in plan.buffers}
+    assert offsets == dict(d=0, a=0, b=3, c=5, e=4)
+    assert plan.arena_bytes == 7
+    assert plan.live_bytes == [5, 4, 6, 5]
+
+
+def test_planner_folds_padding_and_works_in_place():
+    ops = [
+        Op("PAD", "pad", ["x"], ["p"], role=Role.PAD),
+        Op("CONV", "conv", ["p"], ["y"], absorbs_padding=True),
+        Op("ADD", "add", ["y", "x"], ["z"], role=Role.ELEMENTWISE),
+        Op("RESHAPE", "flat", ["z"], ["r"], role=Role.VIEW),
+    ]
+    plan = plan_activations(_graph(ops, dict(x=10, p=12, y=10, z=10, r=10), ["x"], ["r"]), lambda t: t.nbytes, 1)
+    assert plan.arena_bytes == 20  # x + y; the padded copy never exists, z and r reuse y
+    assert sorted(sorted(b.tensors) for b in plan.buffers) == [["r", "y", "z"], ["x"]]
+
+
+def test_pad_feeding_a_non_convolution_is_kept():
+    ops = [Op("PAD", "pad", ["x"], ["p"], role=Role.PAD), Op("ADD", "add", ["p"], ["y"])]
+    plan = plan_activations(_graph(ops, dict(x=10, p=12, y=12), ["x"], ["y"]), lambda t: t.nbytes, 1)
+    assert plan.arena_bytes == 24
+
+
+def test_to_dict_and_table(tiny_int8_tflite):
+    fp = estimate_footprint(tiny_int8_tflite)
+    data = fp.to_dict()
+    assert list(data) == KEYS
+    assert data["layers"][0]["output_shape"] == [1, 8, 8, 4]
+    table = fp.format_table()
+    assert "Weights flash" in table and "DEPTHWISE_CONV_2D" in table
+
+
+@pytest.mark.parametrize("name", ["missing.tflite", "missing.onnx"])
+def test_missing_model_is_input_error(tmp_path, name):
+    with pytest.raises(InputError, match="missing"):
+        estimate_footprint(tmp_path / name)
+
+
+def test_unreadable_models_are_input_errors(tmp_path):
+    for name in ("junk.tflite", "junk.onnx", "model.h5"):
+        (tmp_path / name).write_bytes(b"\x00not a model at all")
+        with pytest.raises(InputError, match=name):
+            estimate_footprint(tmp_path / name)
+
+
+def test_board_fit(tiny_int8_tflite):
+    fp = estimate_footprint(tiny_int8_tflite)
+    assert board_fit("NO-SUCH-BOARD", fp) is None
+    fit = board_fit("NUCLEO-F401RE", fp)
+    assert fit == {"board": "NUCLEO-F401RE", "flash_kib": 512, "ram_kib": 96,
+                   "weights_fit": True, "activations_fit": True}
+    assert len(BOARDS) == 12
+
+
+@pytest.mark.slow
+def test_st_flowers_tflite_matches_published_stm32cubeai_figures(flowers_st_tflite):
+    fp = estimate_footprint(flowers_st_tflite)
+    assert fp.weights_flash_kib == pytest.approx(406.86, rel=0.01)
+    assert fp.activation_ram_kib == pytest.approx(237.32, rel=0.05)
+    assert fp.float_weights_kib > 3.5 * fp.weights_flash_kib
+    fit = board_fit("NUCLEO-F401RE", fp)
+    assert fit["weights_fit"] and not fit["activations_fit"]  # 512 KiB flash, 96 KiB RAM
+    assert board_fit("STM32H747I-DISCO", fp)["activations_fit"]
+
+
+@pytest.mark.slow
+def test_qdq_onnx_is_comparable_to_tflite(flowers_onnx, flowers_st_tflite, tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class RandomImages(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input_1": np.random.default_rng(i).uniform(-1, 1, (1, 3, 128, 128))
+                                  .astype(np.float32)} for i in range(2)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    qdq = tmp_path / "flowers_qdq.onnx"
+    quantize_static(str(flowers_onnx), str(qdq), RandomImages(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    onnx_fp, tflite_fp = estimate_footprint(qdq), estimate_footprint(flowers_st_tflite)
+    float_fp = estimate_footprint(flowers_onnx)
+    assert onnx_fp.weights_flash_kib == pytest.approx(tflite_fp.weights_flash_kib, rel=0.1)
+    assert onnx_fp.activation_ram_kib == pytest.approx(tflite_fp.activation_ram_kib, rel=0.1)
+    assert onnx_fp.macc == pytest.approx(tflite_fp.macc, rel=0.1)
+    assert float_fp.activation_ram_kib == pytest.approx(4 * onnx_fp.activation_ram_kib, rel=0.05)
+    assert float_fp.weights_flash_kib == onnx_fp.float_weights_kib
