@@ -1,0 +1,188 @@
+"""Every bad input: a one-line error naming the key or path, the documented exit code, no traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from engine.cli import main
+from tests.conftest import DEMO, ROOT
+from tests.tiny_models import tiny_onnx
+
+DIGITS = [f"digit_{i}" for i in range(10)]
+
+
+def demo_config(tmp_path, **changes) -> dict:
+    config = {
+        "general": {"model_path": str(DEMO / "digits_cnn.h5")},
+        "operation_mode": "quantization",
+        "dataset": {"class_names": list(DIGITS), "quantization_path": str(DEMO / "digits"), "quantization_split": 0.4},
+        "preprocessing": {"rescaling": {"scale": "1/127.5", "offset": -1},
+                          "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"}, "color_mode": "rgb"},
+        "quantization": {"quantizer": "TFlite_converter", "quantization_type": "PTQ",
+                         "quantization_input_type": "uint8", "quantization_output_type": "float"},
+        "mlflow": {"uri": str(tmp_path / "mlruns")},
+        "hydra": {"run": {"dir": str(tmp_path / "runs" / "${now:%Y_%m_%d_%H_%M_%S}")}},
+    }
+    for key, value in changes.items():
+        node = config
+        *parents, last = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return config
+
+
+def write(tmp_path, config, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False) if isinstance(config, dict) else config)
+    return str(path)
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def assert_one_error(capsys, argv, code, *fragments):
+    got, _, err = run_cli(capsys, *argv)
+    lines = [line for line in err.splitlines() if line.startswith("stquant: ")]
+    assert got == code, err
+    assert len(lines) >= 1
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_valid_demo_config(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "validate", write(tmp_path, demo_config(tmp_path)))
+    assert code == 0 and "ok (operation_mode quantization" in out and "10 classes" in out
+
+
+def test_yaml_syntax_error(tmp_path, capsys):
+    path = write(tmp_path, "general:\n  model_path: [x\noperation_mode: quantization\n")
+    assert_one_error(capsys, ["validate", path], 2, "cfg.yaml:3", "YAML syntax error")
+
+
+def test_unknown_key(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, quantization__granulrity="per_tensor"))
+    assert_one_error(capsys, ["validate", path], 2, "quantization.granulrity: unknown key; did you mean granularity?")
+
+
+def test_wrong_type(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, dataset__seed="abc"))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.seed:")
+
+
+def test_value_outside_allowed_set(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, preprocessing__resizing__interpolation="cubic"))
+    assert_one_error(capsys, ["validate", path], 2, "preprocessing.resizing.interpolation: 'cubic' is not allowed",
+                     "'bilinear', 'nearest'")
+
+
+@pytest.mark.parametrize("split", [0, -0.2, 1.5])
+def test_bad_quantization_split(tmp_path, capsys, split):
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_split=split))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.quantization_split:")
+
+
+def test_missing_model_file(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(tmp_path / "nope.h5")))
+    assert_one_error(capsys, ["validate", path], 3, "general.model_path: model file not found", "nope.h5")
+
+
+def test_model_file_that_is_not_a_model(tmp_path, capsys):
+    fake = tmp_path / "model.h5"
+    fake.write_text("this is not a model")
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(fake)))
+    assert_one_error(capsys, ["validate", path], 3, "model.h5")
+
+
+def test_missing_dataset_folder(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_path=str(tmp_path / "nodata")))
+    assert_one_error(capsys, ["validate", path], 3, "dataset.quantization_path: dataset folder not found", "nodata")
+
+
+def test_dataset_without_class_folders(tmp_path, capsys):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes((DEMO / "digits" / "digit_1").glob("*.png").__next__().read_bytes())
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_path=str(tmp_path / "flat")))
+    assert_one_error(capsys, ["validate", path], 3, "dataset.quantization_path: no class sub-folders")
+
+
+def test_class_name_without_folder(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, dataset__class_names=DIGITS[:9] + ["digit_X"]))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.class_names: no folder for class 'digit_X'")
+
+
+def test_output_width_differs_from_classes(tmp_path, capsys):
+    model = tiny_onnx(tmp_path / "five.onnx", channels=3, classes=5)
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(model), quantization__quantizer="Onnx_quantizer"))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.class_names: 10 classes", "outputs 5 scores")
+
+
+@pytest.mark.parametrize("channels,color_mode", [(1, "rgb"), (3, "grayscale")])
+def test_color_mode_mismatch(tmp_path, capsys, channels, color_mode):
+    model = tiny_onnx(tmp_path / "m.onnx", channels=channels, classes=10)
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(model), preprocessing__color_mode=color_mode,
+                                       quantization__quantizer="Onnx_quantizer"))
+    assert_one_error(capsys, ["validate", path], 2, f"preprocessing.color_mode: {color_mode}", f"expects {channels}")
+
+
+def test_split_that_leaves_no_image(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_split=0.001))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.quantization_split: 0.001 of 300 images leaves no image")
+
+
+def test_tflite_converter_on_onnx(tmp_path, capsys):
+    model = tiny_onnx(tmp_path / "m.onnx", channels=3, classes=10)
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(model)))
+    assert_one_error(capsys, ["validate", path], 2, "quantization.quantizer: TFlite_converter cannot quantize an .onnx model")
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run folder should go")
+    path = write(tmp_path, demo_config(tmp_path))
+    assert_one_error(capsys, ["run", path, "--output-dir", str(blocker / "run"), "--progress", "none"], 3,
+                     "--output-dir: cannot write the run folder")
+    assert blocker.read_text() == "a file where the run folder should go"
+
+
+def test_expression_is_rejected_never_run(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = write(tmp_path, demo_config(tmp_path, preprocessing__rescaling__scale=f"__import__('os').system('touch {marker}')"))
+    assert_one_error(capsys, ["validate", path], 2, "preprocessing.rescaling.scale: not a number or arithmetic expression")
+    assert not marker.exists()
+
+
+def test_unset_environment_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STQ_UNSET_VAR", raising=False)
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_path="${STQ_UNSET_VAR}/photos"))
+    assert_one_error(capsys, ["validate", path], 2, "dataset.quantization_path: environment variable STQ_UNSET_VAR is not set")
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert_one_error(capsys, ["validate", str(tmp_path / "none.yaml")], 3, "none.yaml: config file not found")
+
+
+def test_usage_error(capsys):
+    assert_one_error(capsys, ["run", "--progress", "loud", "x.yaml"], 2, "usage:")
+
+
+def test_unsupported_mode(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path, operation_mode="training"))
+    assert_one_error(capsys, ["validate", path], 2, "operation_mode: 'training' is not run by stquant")
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    path = write(tmp_path, demo_config(tmp_path, general__model_path=str(tmp_path / "nope.h5")))
+    proc = subprocess.run([sys.executable, "-m", "engine", "run", path, "--progress", "jsonl"], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"stquant: general.model_path: model file not found: {tmp_path / 'nope.h5'}"]
+    assert '"event": "error"' in proc.stdout and '"exit_code": 3' in proc.stdout
