@@ -148,7 +148,7 @@ class Run:
         accuracy = self.summary.setdefault("accuracy", {"set": set_name, "images": result.n, "runtime": {}, "per_class": {}})
         accuracy[label] = round(result.accuracy, 2)
         accuracy["runtime"][label] = result.runtime
-        accuracy["per_class"][label] = {name: round(v, 2) for name, v in zip(class_names, result.per_class)}
+        accuracy["per_class"][label] = result.to_dict()["per_class"]
         log.info("accuracy of %s model (%s, %d images, %s): %.2f %%", label, set_name, result.n, result.runtime, result.accuracy)
         log.info("confusion matrix of the %s model:\n%s", label, confusion_table(result))
         save_confusion_png(result, self.run_dir / f"{label}_model_confusion_matrix_{set_name}.png",

@@ -1,0 +1,175 @@
+"""Top-1 accuracy, per-class accuracy and confusion matrix of a predictor on a labelled image array."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.errors import EngineError
+from engine.predictors import Predictor
+
+X86_MACHINES = {"x86_64", "amd64", "i386", "i686", "x86"}
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}
+
+
+@dataclass
+class EvalResult:
+    """Accuracies in percent; `per_class[i]` and `confusion[i][j]` (true i, predicted j) follow `class_names`.
+
+    A class without images has a per-class accuracy of None; `predictions` are the top-1 indices.
+    """
+
+    accuracy: float
+    per_class: list[float | None]
+    confusion: list[list[int]]
+    n: int
+    predictions: np.ndarray
+    runtime: str
+    class_names: list[str]
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (without the per-image predictions)."""
+        return {
+            "accuracy": round(self.accuracy, 2),
+            "per_class": {k: None if v is None else round(v, 2) for k, v in zip(self.class_names, self.per_class)},
+            "confusion": self.confusion,
+            "n": self.n,
+            "runtime": self.runtime,
+            "class_names": self.class_names,
+        }
+
+
+def evaluate(
+    predictor: Predictor,
+    images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    batch_size: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Predict `images` (N, H, W, C) in batches; `on_progress(done, total)` is called after each batch."""
+    labels = np.asarray(labels, dtype=np.int64)
+    names = list(class_names)
+    total = len(images)
+    if total == 0 or len(labels) != total:
+        raise EngineError(f"cannot evaluate {total} images with {len(labels)} labels")
+    if labels.min() < 0 or labels.max() >= len(names):
+        raise EngineError(f"labels must lie in 0..{len(names) - 1} for the {len(names)} class names")
+    predictions = np.empty(total, dtype=np.int64)
+    for start in range(0, total, batch_size):
+        scores = predictor.predict(images[start : start + batch_size])
+        if scores.shape[1] != len(names):
+            raise EngineError(
+                f"the model outputs {scores.shape[1]} classes but the dataset has {len(names)} class names"
+            )
+        predictions[start : start + len(scores)] = scores.argmax(axis=1)
+        if on_progress:
+            on_progress(min(start + batch_size, total), total)
+    return _result(labels, predictions, names, predictor.runtime)
+
+
+def _result(labels: np.ndarray, predictions: np.ndarray, names: list[str], runtime: str) -> EvalResult:
+    confusion = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    row_totals = confusion.sum(axis=1)
+    per_class = [100.0 * confusion[i, i] / row_totals[i] if row_totals[i] else None for i in range(len(names))]
+    return EvalResult(
+        accuracy=100.0 * float(np.trace(confusion)) / len(labels),
+        per_class=per_class,
+        confusion=confusion.tolist(),
+        n=len(labels),
+        predictions=predictions,
+        runtime=runtime,
+        class_names=names,
+    )
+
+
+def agreement(a: EvalResult, b: EvalResult) -> float:
+    """Percentage of images on which both results have the same top-1 class."""
+    if a.n != b.n:
+        raise ValueError(f"cannot compare results on {a.n} and {b.n} images")
+    return 100.0 * float(np.mean(a.predictions == b.predictions))
+
+
+def confusion_table(result: EvalResult, width: int = 10) -> str:
+    """Confusion matrix as text: rows are true classes, columns predicted classes, then per-class accuracy."""
+    row_label = max(len("true \\ pred"), *(len(n) for n in result.class_names))
+    cell = max(width, len(str(max(max(r) for r in result.confusion))) + 1)
+    header = "true \\ pred".ljust(row_label) + "".join(n[: cell - 1].rjust(cell) for n in result.class_names)
+    lines = [header + "acc %".rjust(8)]
+    for name, row, acc in zip(result.class_names, result.confusion, result.per_class):
+        counts = "".join(str(c).rjust(cell) for c in row)
+        lines.append(name.ljust(row_label) + counts + ("-" if acc is None else f"{acc:.1f}").rjust(8))
+    lines.append(f"top-1 accuracy {result.accuracy:.2f} % on {result.n} images ({result.runtime})")
+    return "\n".join(lines)
+
+
+def save_confusion_png(result: EvalResult, path: Path, title: str) -> None:
+    """Draw the confusion matrix (row-normalised colours, counts in cells) to a PNG file."""
+    from PIL import Image, ImageDraw
+
+    counts = np.asarray(result.confusion, dtype=np.float64)
+    row_totals = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+    k = len(result.class_names)
+    cell = max(28, min(80, 900 // max(k, 1)))
+    font = _font(max(9, min(16, cell // 3)))
+    title_font = _font(18)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(measure.textlength(n, font=font) for n in result.class_names) + 12
+    left, top = int(label_w) + 24, int(label_w) + 70
+    title_w = measure.textlength(title, font=title_font) + 20
+    size = (max(left + k * cell + 20, int(title_w)), top + k * cell + 20)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), title, fill="black", font=title_font)
+    draw.text((10, 32), f"accuracy: {result.accuracy:.2f} % ({result.n} images)", fill="black", font=font)
+    draw.text((2, top - 18), "true", fill="gray", font=font)
+    draw.text((left, top - int(label_w) - 20), "predicted", fill="gray", font=font)
+    for i, name in enumerate(result.class_names):
+        y = top + i * cell + cell // 2
+        draw.text((left - 6, y), name, fill="black", font=font, anchor="rm")
+        label = Image.new("RGBA", (int(label_w), cell), (255, 255, 255, 0))
+        ImageDraw.Draw(label).text((0, cell // 2), name, fill="black", font=font, anchor="lm")
+        rotated = label.rotate(90, expand=True)
+        image.paste(rotated, (left + i * cell, top - int(label_w) - 4), rotated)
+        for j in range(k):
+            f = fractions[i, j]
+            colour = tuple(int(255 + (dark - 255) * f) for dark in (8, 48, 107))
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=colour, outline=(220, 220, 220))
+            centre = (box[0] + cell // 2, box[1] + cell // 2)
+            draw.text(centre, str(int(counts[i, j])), fill="white" if f > 0.5 else "black", font=font, anchor="mm")
+    with atomic_path(Path(path)) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def onnx_int8_saturation_warning(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """Warn when ONNX Runtime's int8 (U8S8) kernels may saturate: x86 CPUs without VNNI."""
+    if platform.machine().lower() not in X86_MACHINES:
+        return None
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
+    if flags & VNNI_FLAGS:
+        return None
+    return (
+        "this x86 CPU lacks VNNI (avx512_vnni/avx_vnni): ONNX Runtime's int8 kernels may saturate "
+        "and understate the QDQ model's accuracy; the STM32 result is not affected"
+    )

@@ -1,0 +1,79 @@
+"""Optional MLflow trail (params, metrics, the output folder as artifacts); never fails the run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+_missing_warned = False
+
+
+def store_folder(uri: str) -> Path | None:
+    """The folder of a file store (ST's `mlflow.uri: ./experiments_outputs/mlruns`), None for a URI."""
+    if len(urlparse(uri).scheme) > 1:  # one letter is a Windows drive, not a scheme
+        return None
+    return Path(uri).expanduser().resolve()
+
+
+def log_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict,
+    metrics: dict,
+    artifacts_dir: Path,
+) -> str | None:
+    """Log one finished run to MLflow at `uri`; return its run id, or None if MLflow is absent or failed."""
+    global _missing_warned
+    try:
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        if not _missing_warned:
+            log.warning("MLflow logging skipped: mlflow is not installed (pip install 'stquant[mlflow]')")
+            _missing_warned = True
+        return None
+    store = store_folder(str(uri))
+    if store is not None:
+        # MLflow 3 refuses folder stores unless opted in; ST model zoo configs use a folder.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    run_id = None
+    try:
+        client = MlflowClient(tracking_uri=store.as_uri() if store else str(uri))
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(str(k), float(v), now, 0) for k, v in metrics.items() if v is not None],
+            params=[Param(str(k), str(v)) for k, v in params.items()],
+        )
+        if Path(artifacts_dir).is_dir():
+            _log_artifacts(client, run_id, Path(artifacts_dir).resolve(), store)
+        client.set_terminated(run_id)
+        return run_id
+    except Exception as error:
+        log.warning("MLflow logging to %s failed: %s", uri, (str(error) or type(error).__name__).splitlines()[0])
+        if run_id:
+            try:
+                client.set_terminated(run_id, status="FAILED")
+            except Exception:
+                log.debug("could not mark MLflow run %s as failed", run_id)
+        return None
+
+
+def _log_artifacts(client, run_id: str, artifacts_dir: Path, store: Path | None) -> None:
+    """Log every entry of `artifacts_dir`, skipping the MLflow store itself when it lives inside."""
+    for entry in sorted(artifacts_dir.iterdir()):
+        if store is not None and store.is_relative_to(entry):
+            continue
+        if entry.is_dir():
+            client.log_artifacts(run_id, str(entry), artifact_path=entry.name)
+        else:
+            client.log_artifact(run_id, str(entry))

@@ -1,0 +1,218 @@
+"""Run a Keras, ONNX or TFLite classifier on batches of preprocessed NHWC float32 images."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.errors import EngineError, InputError
+
+log = logging.getLogger(__name__)
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+class Predictor(Protocol):
+    """A loaded classifier: float32 NHWC batch (N, H, W, C) in, float scores (N, classes) out."""
+
+    runtime: str
+    input_hw_c: tuple[int, int, int]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def load_predictor(model_path: Path | str, num_threads: int | None = None) -> Predictor:
+    """Load `model_path` (.h5/.keras, .onnx or .tflite) with the runtime that matches its extension."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return KerasPredictor(path, num_threads)
+    if suffix == ".onnx":
+        return OnnxPredictor(path, num_threads)
+    if suffix == ".tflite":
+        return TFLitePredictor(path, num_threads)
+    raise InputError(f"unsupported model extension '{path.suffix}' (expected .h5, .keras, .onnx or .tflite): {path}")
+
+
+def as_class_scores(scores: np.ndarray) -> np.ndarray:
+    """Flatten raw outputs to (N, classes) float32; a single sigmoid unit p becomes [1 - p, p]."""
+    scores = np.asarray(scores, dtype=np.float32).reshape(len(scores), -1)
+    if scores.shape[1] == 1:
+        return np.concatenate([1.0 - scores, scores], axis=1)
+    return scores
+
+
+def _check_batch(batch: np.ndarray, input_hw_c: tuple[int, int, int], path: Path) -> np.ndarray:
+    batch = np.asarray(batch, dtype=np.float32)
+    if batch.ndim != 4 or tuple(batch.shape[1:]) != input_hw_c:
+        raise EngineError(f"{path} expects images of shape {input_hw_c} (H, W, C), got a batch of shape {batch.shape}")
+    return batch
+
+
+def _load_keras_model(path: Path):
+    """Load with Keras 3, falling back to tf_keras (ST model zoo .h5 files need Keras 2)."""
+    try:
+        import keras
+
+        return keras.models.load_model(path, compile=False)
+    except Exception as keras3_error:
+        if path.suffix.lower() == ".keras":
+            raise InputError(f"cannot load Keras model {path}: {keras3_error}") from keras3_error
+        try:
+            import tf_keras
+
+            return tf_keras.models.load_model(path, compile=False)
+        except Exception as error:
+            raise InputError(f"cannot load Keras model {path}: {error}") from error
+
+
+class KerasPredictor:
+    """A Keras 3 or tf_keras model, run one batch per call."""
+
+    def __init__(self, path: Path, num_threads: int | None = None):
+        import tensorflow as tf
+
+        if num_threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            except RuntimeError:
+                log.debug("TensorFlow already initialised: keeping its thread settings")
+        self.path = path
+        self.model = _load_keras_model(path)
+        shape = tuple(self.model.inputs[0].shape)
+        if len(shape) != 4:
+            raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
+        self.input_hw_c = tuple(int(d) for d in shape[1:])
+        tf_version = ".".join(tf.__version__.split(".")[:2])
+        if type(self.model).__module__.startswith("tf_keras"):
+            self.runtime = f"TensorFlow {tf_version} (tf_keras)"
+        else:
+            import keras
+
+            self.runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = _check_batch(batch, self.input_hw_c, self.path)
+        outputs = self.model.predict_on_batch(batch)
+        if isinstance(outputs, (list, tuple)):
+            outputs = outputs[0]
+        elif isinstance(outputs, dict):
+            outputs = next(iter(outputs.values()))
+        return as_class_scores(np.asarray(outputs))
+
+
+def _is_channels_first(dims: list) -> bool:
+    """Guess NCHW from a 4-D ONNX input shape; ambiguous shapes follow ST's NCHW convention."""
+    first, last = dims[1], dims[3]
+    small_first = isinstance(first, int) and first <= 4
+    small_last = isinstance(last, int) and last <= 4
+    return small_first or not small_last
+
+
+class OnnxPredictor:
+    """An ONNX model (float or QDQ) on ONNX Runtime's CPU provider; NCHW inputs are transposed for it."""
+
+    def __init__(self, path: Path, num_threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise InputError(f"cannot load ONNX model {path}: {str(error).splitlines()[0]}") from error
+        self.path = path
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.output_name = self.session.get_outputs()[0].name
+        dims = [d if isinstance(d, int) and d > 0 else None for d in model_input.shape]
+        if len(dims) != 4:
+            raise InputError(f"{path} is not an image classifier: input shape {model_input.shape}, expected 4-D")
+        self.channels_first = _is_channels_first(dims)
+        hwc = (dims[2], dims[3], dims[1]) if self.channels_first else (dims[1], dims[2], dims[3])
+        if None in hwc:
+            raise InputError(f"{path} has a dynamic image size {model_input.shape}: export it with a fixed H, W, C")
+        self.input_hw_c = hwc
+        self.fixed_batch = dims[0]
+        self.runtime = f"ONNX Runtime {'.'.join(ort.__version__.split('.')[:2])} {self.session.get_providers()[0]}"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = _check_batch(batch, self.input_hw_c, self.path)
+        if self.channels_first:
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        if self.fixed_batch is None:
+            return as_class_scores(self._run(batch))
+        step = self.fixed_batch
+        chunks = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
+            chunks.append(self._run(padded)[: len(chunk)])
+        return as_class_scores(np.concatenate(chunks))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
+
+
+class TFLitePredictor:
+    """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized."""
+
+    def __init__(self, path: Path, num_threads: int | None = None):
+        from importlib.metadata import version
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as error:
+            raise InputError(f"cannot load TFLite model {path}: {str(error).splitlines()[0]}") from error
+        self.path = path
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        shape = tuple(int(d) for d in self.input["shape"])
+        if len(shape) != 4:
+            raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
+        self.input_hw_c = shape[1:]
+        self.resizable = int(self.input["shape_signature"][0]) == -1
+        self.batch_size = shape[0]
+        self.runtime = f"LiteRT {'.'.join(version('ai-edge-litert').split('.')[:2])}"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = self._quantize(_check_batch(batch, self.input_hw_c, self.path))
+        if self.resizable:
+            return as_class_scores(self._run(batch))
+        return as_class_scores(np.concatenate([self._run(image[None]) for image in batch]))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self.batch_size:
+            self.interpreter.resize_tensor_input(self.input["index"], [len(batch), *self.input_hw_c], strict=True)
+            self.interpreter.allocate_tensors()
+            self.batch_size = len(batch)
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        return self._dequantize(self.interpreter.get_tensor(self.output["index"]))
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self.input["dtype"])
+        scale, zero_point = self.input["quantization"]
+        if not np.issubdtype(dtype, np.integer):
+            return batch.astype(dtype)
+        if scale:
+            batch = batch / scale + zero_point
+        info = np.iinfo(dtype)
+        # Round half away from zero, as TFLite's own QUANTIZE kernel does.
+        rounded = np.sign(batch) * np.floor(np.abs(batch) + 0.5)
+        return np.clip(rounded, info.min, info.max).astype(dtype)
+
+    def _dequantize(self, output: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.output["quantization"]
+        if np.issubdtype(output.dtype, np.integer) and scale:
+            return (output.astype(np.float32) - zero_point) * scale
+        return output.astype(np.float32)
