@@ -163,7 +163,7 @@ def _footprint(args) -> int:
 
 
 def _board_line(fit: dict) -> str:
-    verdict = lambda ok: "fits" if ok else "does NOT fit"  # noqa: E731
+    verdict = lambda ok: "fit" if ok else "do NOT fit"  # noqa: E731
     return (f"{fit['board']}: weights {verdict(fit['weights_fit'])} in {fit['flash_kib']:.0f} KiB flash, "
             f"activations {verdict(fit['activations_fit'])} in {fit['ram_kib']:.0f} KiB RAM")
 

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import TextIO
 
+from engine.native_output import terminal_stderr
+
 PROGRESS_INTERVAL = 0.1
 
 
@@ -75,7 +77,7 @@ class PlainReporter(Reporter):
     """Human-readable lines on stderr (logs, stages, occasional progress)."""
 
     def __init__(self, stream: TextIO | None = None, bar: bool = False):
-        super().__init__(stream or sys.stderr)
+        super().__init__(stream or terminal_stderr())
         self.bar = bar
 
     def stage(self, name: str) -> None:

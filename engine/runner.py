@@ -19,6 +19,7 @@ from engine.calibration import ImageCalibrationData, RandomCalibrationData
 from engine.config import BENCHMARK_MODES, EVALUATION_MODES, QUANTIZATION_MODES, Config, dump_config
 from engine.errors import InputError, Interrupted, StquantError
 from engine.events import Reporter, ReporterLogHandler
+from engine.native_output import native_stderr_to
 from engine.preflight import Plan, prepare
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,6 @@ class Run:
         self.summary["quantized_model"] = str(Path(result.model_path).resolve())
         self.summary["calibration"] = {"source": calibration.source, "images": calibration.used,
                                        "skipped": calibration.skipped}
-        log.info("quantized model: %s (calibrated on %d images, %d skipped)", result.model_path,
-                 calibration.used, calibration.skipped)
         return Path(result.model_path)
 
     def _evaluation_images(self, plan: Plan):
@@ -180,7 +179,8 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None) -> d
     try:
         write_text_atomic(run_dir / "config.yaml", dump_config(config))
         log.info("operation_mode: %s, run folder: %s", config.operation_mode, run_dir)
-        return job.execute()
+        with native_stderr_to(run_dir / "stquant.log"):
+            return job.execute()
     except KeyboardInterrupt:
         job.summary["status"] = "interrupted"
         raise Interrupted("interrupted: no partial model was kept") from None
@@ -214,6 +214,7 @@ def make_run_dir(path: Path, key: str) -> Path:
 def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
     engine_log = logging.getLogger("engine")
     engine_log.setLevel(logging.INFO)
+    engine_log.propagate = False  # TensorFlow installs a root handler that would print every line twice
     file_handler = logging.FileHandler(run_dir / "stquant.log", encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers = [file_handler, ReporterLogHandler(reporter)]

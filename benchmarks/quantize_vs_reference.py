@@ -1,0 +1,61 @@
+"""Benchmark: `stquant run` on the tutorial config vs the reference's algorithm, same machine, same job.
+
+The reference (../shared/bench/st_style_quantize.py) decodes one image per tf.data step and converts
+through Keras' SavedModel export. Both run as child processes, alternated, each case repeated; the
+table prints the median wall time and peak RSS and their ratios (ours / reference).
+usage: python benchmarks/quantize_vs_reference.py [--repeat N]
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from measure import measure, ratio_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
+PHOTOS = SHARED / "assets/datasets/flower_photos"
+REFERENCE = SHARED / "bench/st_style_quantize.py"
+
+
+def tutorial_config(folder: Path, split: float) -> Path:
+    config = yaml.safe_load((ROOT / "sample_configs/quantization_config.yaml").read_text())
+    config["general"]["model_path"] = str(MODEL)
+    config["dataset"] = {"class_names": ["daisy", "dandelion", "roses", "sunflowers", "tulips"],
+                         "quantization_path": str(PHOTOS), "quantization_split": split}
+    config["mlflow"]["uri"] = str(folder / "mlruns")
+    path = folder / f"tutorial_{split}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    if not MODEL.exists():
+        sys.exit(f"skipped: model-zoo assets not found at {MODEL}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for split in (0.4, 1.0):
+            config = tutorial_config(folder, split)
+            ours, ref = [], []
+            for i in range(args.repeat):
+                ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(PHOTOS), str(split), str(folder / "ref.tflite")]))
+                ours.append(measure([sys.executable, "-m", "engine", "run", str(config), "--progress", "none",
+                                     "--output-dir", str(folder / f"ours_{split}_{i}")], cwd=ROOT))
+            median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+            rows.append((f"split {split} ({int(300 * split)} images)", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)))
+            print(ratio_table(rows[-1:]), flush=True)
+    print("\nmedian of", args.repeat, "alternated runs per case")
+    print(ratio_table(rows))
+
+
+if __name__ == "__main__":
+    main()
