@@ -13,8 +13,15 @@ from pathlib import Path
 
 
 def terminal_stderr():
-    """A text stream on a duplicate of the process's stderr, unaffected by `native_stderr_to`."""
-    return open(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+    """A text stream on a duplicate of the process's stderr, unaffected by `native_stderr_to`.
+
+    When sys.stderr is not a file (captured in tests, embedded), it is returned as it is.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return open(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,159 @@
+"""`stquant run` end to end on the bundled demo: every mode, the JSON-lines protocol, interrupts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from engine.cli import main
+from tests.conftest import DEMO, ROOT
+from tests.test_cli_errors import demo_config, write
+
+
+def run_ok(capsys, config_path, *extra) -> tuple[dict, str]:
+    code = main(["run", str(config_path), "--progress", "plain", *extra])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    run_dir = Path(out.strip().splitlines()[-1])
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "ok"
+    return summary, out
+
+
+def tflite_ops(path) -> list[tuple[str, str]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return [(op["op_name"], str(details[op["outputs"][0]]["dtype"].__name__)) for op in interpreter._get_ops_details()]
+
+
+def test_quantization_tflite(tmp_path, capsys):
+    summary, out = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+    model = Path(summary["quantized_model"])
+    assert model.name == "quantized_model.tflite" and model.parent.name == "quantized_models"
+    assert summary["calibration"] == {"source": "dataset.quantization_path", "images": 120, "skipped": 0}
+    assert {"prepare", "calibration"} <= set(summary["timings"])
+    ops = tflite_ops(model)
+    assert ops[0][0] == "QUANTIZE" and ops[-1][0] == "DEQUANTIZE"
+    assert all(dtype == "int8" for _, dtype in ops[1:-1]), ops
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "config.yaml").exists() and "calibration" in (run_dir / "stquant.log").read_text()
+    assert not list(run_dir.rglob("*.part"))
+    assert out.strip().splitlines()[-1] == str(run_dir)
+
+
+def test_jsonl_protocol(tmp_path, capsys):
+    assert main(["run", write(tmp_path, demo_config(tmp_path)), "--progress", "jsonl"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    events = [json.loads(line) for line in lines[:-1]]
+    assert Path(lines[-1]).is_dir()
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "result" and events[-1]["summary"]["status"] == "ok"
+    assert {"name": "calibration", "event": "stage"} in events
+    progress = [e for e in events if e["event"] == "progress" and e["stage"] == "calibration"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 120
+    assert any(e["event"] == "log" and "non-image" in e["message"] for e in events)
+
+
+def test_chain_eqeb(tmp_path, capsys):
+    config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"),
+                         benchmarking={"board": "NUCLEO-F401RE"})
+    summary, out = run_ok(capsys, write(tmp_path, config))
+    accuracy = summary["accuracy"]
+    assert accuracy["float"] > 90 and abs(accuracy["quantized"] - accuracy["float"]) < 3
+    assert accuracy["agreement"] > 95 and accuracy["images"] == 300
+    assert set(accuracy["per_class"]["quantized"]) == {f"digit_{i}" for i in range(10)}
+    assert "LiteRT" in accuracy["runtime"]["quantized"]
+    footprint = summary["footprint"]
+    assert 0 < footprint["weights_flash_kib"] < footprint["float_weights_kib"]
+    assert footprint["board_fit"]["weights_fit"] is True
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "quantized_model_confusion_matrix_test_set.png").exists()
+    assert "top-1 accuracy %" in out and "weights flash KiB" in out
+
+
+def test_onnx_quantizer(tmp_path, capsys):
+    config = demo_config(tmp_path, quantization__quantizer="Onnx_quantizer", quantization__granularity="per_tensor")
+    summary, _ = run_ok(capsys, write(tmp_path, config))
+    model = Path(summary["quantized_model"])
+    assert model.name == "converted_model_quant_qdq_pt.onnx"
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[0].shape
+    assert shape[1:] == [3, 32, 32]
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
+
+
+def test_random_calibration(tmp_path, capsys):
+    config = demo_config(tmp_path)
+    del config["dataset"]
+    summary, _ = run_ok(capsys, write(tmp_path, config))
+    assert summary["calibration"]["source"] == "random" and summary["calibration"]["images"] > 0
+
+
+def test_evaluation_of_integer_io_tflite(tmp_path, capsys):
+    first, _ = run_ok(capsys, write(tmp_path, demo_config(tmp_path, quantization__quantization_output_type="int8")))
+    config = demo_config(tmp_path, operation_mode="evaluation", general__model_path=first["quantized_model"],
+                         dataset__test_path=str(DEMO / "digits"))
+    summary, _ = run_ok(capsys, write(tmp_path, config, "eval.yaml"))
+    assert summary["accuracy"]["quantized"] > 90
+
+
+def test_benchmarking_mode(tmp_path, capsys, flowers_st_tflite):
+    config = {"operation_mode": "benchmarking", "general": {"model_path": str(flowers_st_tflite)},
+              "benchmarking": {"board": "STM32H747I-DISCO"}, "mlflow": {"uri": str(tmp_path / "mlruns")},
+              "hydra": {"run": {"dir": str(tmp_path / "run")}}}
+    summary, _ = run_ok(capsys, write(tmp_path, config))
+    assert abs(summary["footprint"]["weights_flash_kib"] - 406.86) / 406.86 < 0.01
+
+
+def test_reference_command_form(tmp_path, capsys):
+    write(tmp_path, demo_config(tmp_path), "user_config.yaml")
+    summary, _ = run_ok(capsys, "quantization.granularity=per_tensor", "--config-path", str(tmp_path),
+                        "--config-name", "user_config.yaml")
+    assert yaml.safe_load(Path(summary["run_dir"], "config.yaml").read_text())["quantization"]["granularity"] == "per_tensor"
+
+
+def test_mlflow_logging(tmp_path, capsys):
+    pytest.importorskip("mlflow", reason="mlflow is an optional extra")
+    run_ok(capsys, write(tmp_path, demo_config(tmp_path, quantization__quantizer="TFlite_converter")))
+    assert list((tmp_path / "mlruns").rglob("meta.yaml"))
+
+
+def test_inspect_every_format(tmp_path, capsys, flowers_onnx):
+    for model in [DEMO / "digits_cnn.h5", flowers_onnx]:
+        assert main(["inspect", str(model), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["output_width"] in (5, 10) and info["quantized"] is False
+    assert info["layout"] == "NCHW" and info["height"] == 128
+
+
+def test_interrupt_leaves_no_partial_model(tmp_path):
+    """SIGINT during calibration: exit 130, summary `interrupted`, an earlier model left untouched."""
+    run_dir = tmp_path / "run"
+    earlier = run_dir / "quantized_models" / "quantized_model.tflite"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"the user's earlier model")
+    config = write(tmp_path, demo_config(tmp_path, dataset__quantization_split=1.0))
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", config, "--progress", "jsonl", "--output-dir", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for line in proc.stdout:
+        if '"progress"' in line and '"calibration"' in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert '"exit_code": 130' in out
+    assert earlier.read_bytes() == b"the user's earlier model"
+    assert not list(run_dir.rglob("*.part"))
+    assert json.loads((run_dir / "run_summary.json").read_text())["status"] == "interrupted"
