@@ -1,0 +1,83 @@
+"""Benchmark: the evaluation stages of `stquant run` chain_eqe vs the reference's evaluation algorithm.
+
+Data: the 300 shared flower photos repeated four times (1200 images, symlinks in class folders).
+Reference (../shared/bench/st_style_evaluate.py): tf.data decode per model, Keras evaluate plus a second
+predict pass, one TFLite invoke per image, on the tutorial .h5 and ST's int8 .tflite.
+Ours: `stquant run` chain_eqe on the same .h5 and images (decode once, shared; batched inference).
+Our figure is the run's wall time minus its quantization stage (`timings.calibration` in run_summary.json),
+i.e. process start, model loading, decoding and both evaluations. Alternated runs, medians, ratios.
+usage: python benchmarks/evaluate_vs_reference.py [--repeat N]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from measure import measure, ratio_table
+from quantize_vs_reference import MODEL, PHOTOS, ROOT, SHARED
+
+ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
+REFERENCE = SHARED / "bench/st_style_evaluate.py"
+FLOWERS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+
+
+def repeated_photos(folder: Path, times: int = 4) -> Path:
+    root = folder / "photos_x4"
+    for name in FLOWERS:
+        (root / name).mkdir(parents=True)
+        for path in sorted((PHOTOS / name).iterdir()):
+            for copy in range(times):
+                (root / name / f"{copy}_{path.name}").symlink_to(path)
+    return root
+
+
+def chain_eqe_config(folder: Path, photos: Path) -> Path:
+    config = {
+        "general": {"model_path": str(MODEL)},
+        "operation_mode": "chain_eqe",
+        "dataset": {"class_names": FLOWERS, "quantization_path": str(PHOTOS), "quantization_split": 0.2,
+                    "test_path": str(photos)},
+        "preprocessing": {"rescaling": {"scale": "1/127.5", "offset": -1},
+                          "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"}, "color_mode": "rgb"},
+        "quantization": {"quantizer": "TFlite_converter", "quantization_type": "PTQ",
+                         "quantization_input_type": "uint8", "quantization_output_type": "float"},
+        "mlflow": {"uri": str(folder / "mlruns")},
+    }
+    path = folder / "chain_eqe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    if not MODEL.exists():
+        sys.exit(f"skipped: model-zoo assets not found at {MODEL}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        photos = repeated_photos(folder)
+        config = chain_eqe_config(folder, photos)
+        ours, ref = [], []
+        for i in range(args.repeat):
+            ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(ST_TFLITE), str(photos)]))
+            run_dir = folder / f"ours_{i}"
+            wall, peak = measure([sys.executable, "-m", "engine", "run", str(config), "--progress", "none",
+                                  "--output-dir", str(run_dir)], cwd=ROOT)
+            summary = json.loads((run_dir / "run_summary.json").read_text())
+            ours.append((wall - summary["timings"]["calibration"], peak))
+            print(f"run {i}: ours {ours[-1][0]:.1f} s (quantization stage {summary['timings']['calibration']:.1f} s excluded), "
+                  f"reference {ref[-1][0]:.1f} s; accuracy float {summary['accuracy']['float']} %, "
+                  f"quantized {summary['accuracy']['quantized']} %", flush=True)
+    median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+    print("\nmedian of", args.repeat, "alternated runs")
+    print(ratio_table([("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1))]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""What both quantizers share: the calibration-data protocol, the progress callback and the result."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class CalibrationData(Protocol):
+    """Preprocessed float32 NHWC calibration images, streamed in batches."""
+
+    total: int
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]: ...
+
+
+@dataclass
+class QuantResult:
+    """The quantized model written (or the input returned unchanged) and notes for the run log."""
+
+    model_path: Path
+    notes: list[str] = field(default_factory=list)
+    calibration_images: int = 0
+    seconds: float = 0.0
+
+
+def counted_batches(calibration: CalibrationData, batch_size: int,
+                    on_progress: ProgressCallback | None) -> Iterator[np.ndarray]:
+    """Yield calibration batches, reporting (images_done, total) after each one."""
+    done = 0
+    for batch in calibration.batches(batch_size):
+        yield batch
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, calibration.total)

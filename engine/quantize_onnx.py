@@ -1,0 +1,231 @@
+"""Static QDQ quantization of an ONNX (or Keras, converted with tf2onnx) model (quantizer `Onnx_quantizer`).
+
+Steps, like the model zoo's ONNX quantizer: Keras -> ONNX at `target_opset` with an NCHW input, or
+an ONNX model up-converted to `target_opset` (never downgraded); `quant_pre_process`; calibration;
+`quantize_static` (QDQ, QInt8 weights and activations, symmetric weights, asymmetric activations).
+
+Calibration is run here rather than inside `quantize_static`, and its ranges are handed over as a
+calibration cache, so that images are streamed and memory stays bounded:
+- MinMax: one `collect_data` pass (ORT keeps only per-run min/max scalars); images are fed in
+  batches, or one by one with `calib_moving_average` (ORT averages per-run ranges, so a run must be
+  one image to match the reference).
+- Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
+  images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
+"""
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.errors import ConfigError, EngineError
+from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
+from engine.models import check_model_file, load_keras_model
+from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BATCH = 16
+HISTOGRAM_CHUNK_IMAGES = 32
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any, export_dir: Path, work_dir: Path,
+                  on_progress: ProgressCallback | None = None) -> QuantResult:
+    """Quantize a .onnx/.h5/.keras model to `export_dir/<stem>_quant_qdq_{pc|pt}.onnx` (written atomically)."""
+    started = time.monotonic()
+    model_path = check_model_file(model_path)
+    method = getattr(settings, "calibration_method", None) or "minmax"
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"quantization.calibration_method: {method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+    opset = int(getattr(settings, "target_opset", None) or 17)
+    work_dir = Path(work_dir)
+    notes: list[str] = []
+    fmt = model_format(model_path)
+    if fmt == "tflite":
+        raise ConfigError(f"quantization.quantizer: Onnx_quantizer cannot quantize a TFLite model ({model_path})")
+    if fmt in ("h5", "keras"):
+        if getattr(settings, "optimize", False):
+            notes.append("quantization.optimize: True was ignored: model optimization is not implemented yet")
+            log.warning(notes[-1])
+        source = keras_to_onnx(model_path, opset, work_dir / "converted_model" / "converted_model.onnx")
+    else:
+        model = _load_onnx(model_path)
+        if onnx_is_quantized(model):
+            note = f"{model_path.name} is already quantized (int8/uint8 weights or QuantizeLinear nodes); returned unchanged"
+            log.warning(note)
+            return QuantResult(model_path, [note], 0, time.monotonic() - started)
+        source = _at_least_opset(model, model_path, opset, work_dir, notes)
+    if calibration.total <= 0:
+        raise EngineError("no calibration images: the ONNX quantizer needs at least one")
+    granularity = getattr(settings, "granularity", "per_channel")
+    suffix = "pc" if granularity == "per_channel" else "pt"
+    stem = source.stem if fmt in ("h5", "keras") else model_path.stem
+    out_path = Path(export_dir) / f"{stem}_quant_qdq_{suffix}.onnx"
+    prepared = work_dir / f"{stem}_infer.onnx"
+    _pre_process(source, prepared)
+    moving_average = getattr(settings, "extra_options", None) == "calib_moving_average"
+    cache = work_dir / f"{stem}_calibration_{method}.json"
+    _calibrate(prepared, calibration, method, moving_average, cache, work_dir, on_progress)
+    _quantize(prepared, out_path, cache, method, granularity == "per_channel", moving_average)
+    seconds = time.monotonic() - started
+    log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, calibration.total, method, seconds)
+    return QuantResult(out_path, notes, calibration.total, seconds)
+
+
+def keras_to_onnx(model_path: Path, opset: int, out_path: Path) -> Path:
+    """Convert a Keras model to ONNX at `opset` with an NCHW input (like the reference), atomically."""
+    import tensorflow as tf
+    import tf2onnx
+
+    model = load_keras_model(model_path)
+    if len(model.inputs) != 1:
+        raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
+    name = model.inputs[0].name.split(":")[0]
+    spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
+    serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
+    with atomic_path(out_path) as tmp:
+        try:
+            tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset,
+                                          inputs_as_nchw=[f"{name}:0"], output_path=str(tmp))
+        except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
+            raise EngineError(f"{model_path}: tf2onnx conversion failed: {str(error).strip().splitlines()[0][:300]}") from None
+    log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
+    return out_path
+
+
+def _load_onnx(path: Path) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception:  # noqa: BLE001 - DecodeError and others
+        raise EngineError(f"{path}: not an ONNX model (cannot be parsed)") from None
+
+
+def _at_least_opset(model: Any, path: Path, opset: int, work_dir: Path, notes: list[str]) -> Path:
+    """The model itself if its opset >= `opset`, else a copy up-converted to `opset` in `work_dir`."""
+    from onnx import version_converter
+
+    current = onnx_opset(model) or opset
+    if current >= opset:
+        if current > opset:
+            notes.append(f"{path.name} has opset {current} > target_opset {opset}; kept (never downgraded)")
+        return path
+    try:
+        converted = version_converter.convert_version(model, opset)
+    except Exception as error:  # noqa: BLE001
+        raise EngineError(f"{path}: cannot convert opset {current} to {opset}: {str(error).splitlines()[0][:200]}") from None
+    out = work_dir / f"{path.stem}_opset{opset}.onnx"
+    _save_onnx(converted, out)
+    notes.append(f"{path.name}: opset {current} converted to {opset}")
+    return out
+
+
+def _save_onnx(model: Any, out: Path) -> None:
+    import onnx
+
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def _pre_process(source: Path, prepared: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with atomic_path(prepared) as tmp:
+        try:
+            quant_pre_process(str(source), str(tmp), skip_symbolic_shape=True)
+        except Exception as error:  # noqa: BLE001
+            raise EngineError(f"{source}: ONNX pre-processing failed: {str(error).strip().splitlines()[0][:300]}") from None
+
+
+class _BatchFeed:
+    """The calibration batches, with a look-ahead so that a chunk is never started on an empty feed."""
+
+    def __init__(self, batches: Iterator[np.ndarray]):
+        self._batches = batches
+        self._pending = next(batches, None)
+
+    def has_more(self) -> bool:
+        return self._pending is not None
+
+    def take(self) -> np.ndarray | None:
+        batch = self._pending
+        if batch is not None:
+            self._pending = next(self._batches, None)
+        return batch
+
+
+class _ChunkReader:
+    """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None)."""
+
+    def __init__(self, feed: _BatchFeed, input_name: str, limit: int | None):
+        self._feed, self._input_name, self._limit, self._fed = feed, input_name, limit, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._limit is not None and self._fed >= self._limit:
+            return None
+        batch = self._feed.take()
+        if batch is None:
+            return None
+        self._fed += len(batch)
+        return {self._input_name: batch}
+
+
+def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving_average: bool, cache: Path,
+               work_dir: Path, on_progress: ProgressCallback | None) -> None:
+    """Collect activation ranges with ORT's calibrator, streaming the images; save them as an ORT cache."""
+    import onnx
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    graph = onnx.load(str(prepared), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    model_input = next(i for i in graph.input if i.name not in initializers)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in model_input.type.tensor_type.shape.dim]
+    nchw = len(dims) == 4 and guess_layout(dims) == "NCHW"
+    feed = _BatchFeed(_model_batches(calibration, nchw, moving_average or dims[0] == 1, on_progress))
+    calibrator = create_calibrator(prepared, augmented_model_path=str(work_dir / f"{prepared.stem}_augmented.onnx"),
+                                   calibrate_method=_ort_method(method), extra_options={"moving_average": moving_average})
+    chunk = None if method == "minmax" else HISTOGRAM_CHUNK_IMAGES
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram collector prints a line per chunk
+            while feed.has_more():
+                calibrator.collect_data(_ChunkReader(feed, model_input.name, chunk))
+            ranges = calibrator.compute_data()
+    finally:
+        Path(calibrator.augmented_model_path).unlink(missing_ok=True)
+    save_tensors_data(ranges, cache)
+
+
+def _ort_method(method: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[method]
+
+
+def _model_batches(calibration: CalibrationData, nchw: bool, one_per_run: bool,
+                   on_progress: ProgressCallback | None) -> Iterator[np.ndarray]:
+    for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress):
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if nchw else batch
+        if one_per_run:
+            yield from (batch[i:i + 1] for i in range(len(batch)))
+        else:
+            yield batch
+
+
+def _quantize(prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(str(prepared), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=_ort_method(method), calibration_cache_path=str(cache),
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                       "CalibMovingAverage": moving_average})

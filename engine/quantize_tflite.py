@@ -1,0 +1,127 @@
+"""Full-integer post-training quantization of a Keras model to TFLite (quantizer `TFlite_converter`).
+
+The model is traced once as a `tf.function` with a dynamic batch dimension and converted with
+`TFLiteConverter.from_concrete_functions`, passing the `tf.function` itself as the trackable object:
+that keeps TensorFlow on the graph-freezing path instead of exporting a SavedModel of every Keras
+layer (what `from_keras_model` and `from_concrete_functions(..., model)` do; about 75 % of their time).
+Calibration batches are streamed to the converter as they come: with a dynamic batch dimension the
+calibrator accepts whole batches and its min/max statistics equal those of one image per step.
+"""
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import write_bytes_atomic
+from engine.errors import ConfigError, EngineError
+from engine.model_info import model_format
+from engine.models import check_model_file, load_keras_model
+from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BATCH = 16
+IO_TYPES = {"int8": "int8", "uint8": "uint8", "float": "float32"}
+BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: Any, out_path: Path,
+                    on_progress: ProgressCallback | None = None) -> QuantResult:
+    """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically)."""
+    started = time.monotonic()
+    model_path = check_model_file(model_path)
+    fmt = model_format(model_path)
+    if fmt == "onnx":
+        raise ConfigError(f"quantization.quantizer: TFlite_converter cannot quantize an ONNX model ({model_path}); "
+                          "use Onnx_quantizer")
+    if fmt != "h5" and fmt != "keras":
+        raise ConfigError(f"quantization.quantizer: TFlite_converter needs a Keras .h5/.keras model, not {model_path}")
+    if calibration.total <= 0:
+        raise EngineError("no calibration images: the TFLite converter needs at least one")
+    notes: list[str] = []
+    model = load_keras_model(model_path)
+    model = _optimized_for_quantization(model, settings, notes)
+    blob = _convert(model, calibration, settings, on_progress)
+    float_ops = float_ops_in(blob)
+    if float_ops:
+        raise EngineError(f"{model_path}: these ops cannot be quantized to int8 and would stay float: "
+                          f"{', '.join(float_ops)}")
+    write_bytes_atomic(Path(out_path), blob)
+    seconds = time.monotonic() - started
+    log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
+    return QuantResult(Path(out_path), notes, calibration.total, seconds)
+
+
+def _optimized_for_quantization(model: Any, settings: Any, notes: list[str]) -> Any:
+    """Hook for `quantization.optimize` (per-tensor DFQ); not implemented yet, so the flag is ignored."""
+    if getattr(settings, "optimize", False):
+        message = "quantization.optimize: True was ignored: model optimization is not implemented yet"
+        log.warning(message)
+        notes.append(message)
+    return model
+
+
+def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progress: ProgressCallback | None) -> bytes:
+    import tensorflow as tf
+
+    if len(model.inputs) != 1:
+        raise EngineError(f"the model has {len(model.inputs)} inputs; an image classifier has one")
+    shape = [None, *model.inputs[0].shape[1:]]
+    input_name = _tensor_name(model.inputs[0])
+    serve = tf.function(lambda images: model(images, training=False),
+                        input_signature=[tf.TensorSpec(shape, tf.float32, name=input_name)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = _io_type(tf, settings, "quantization_input_type")
+    converter.inference_output_type = _io_type(tf, settings, "quantization_output_type")
+    converter._experimental_disable_per_channel = getattr(settings, "granularity", "per_channel") == "per_tensor"
+    converter.representative_dataset = lambda: (
+        [batch] for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress))
+    try:
+        return converter.convert()
+    except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
+        ops = _ops_named_in(str(error))
+        detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
+            str(error).strip().splitlines()[0][:300]
+        raise EngineError(f"TFLite conversion failed: {detail}") from None
+
+
+def _tensor_name(tensor: Any) -> str:
+    name = getattr(tensor, "name", "input") or "input"
+    return re.sub(r"[^A-Za-z0-9_]", "_", name.split(":")[0])
+
+
+def _io_type(tf: Any, settings: Any, key: str) -> Any:
+    value = getattr(settings, key, "float") or "float"
+    if value not in IO_TYPES:
+        raise ConfigError(f"quantization.{key}: {value!r} is not one of {', '.join(IO_TYPES)}")
+    return getattr(tf, IO_TYPES[value])
+
+
+def _ops_named_in(message: str) -> list[str]:
+    """Op names a TFLite converter error message complains about."""
+    found = re.findall(r"TF Select ops: ([\w, ]+)", message)
+    names = [n.strip() for group in found for n in group.split(",")]
+    names += re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)
+    names += re.findall(r"not (?:yet )?supported for op:? '?(\w+)", message)
+    return sorted(set(n for n in names if n))
+
+
+def float_ops_in(blob: bytes) -> list[str]:
+    """Names of the ops of a .tflite model that compute in float (input/output conversions excepted)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=blob)
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    float_ops = set()
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in BOUNDARY_OPS:
+            continue
+        tensors = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0]
+        if any(dtypes.get(i, "").startswith("float") for i in tensors):
+            float_ops.add(op["op_name"])
+    return sorted(float_ops)
+
