@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,6 @@ from engine.atomic import atomic_path
 from engine.errors import EngineError
 from engine.predictors import Predictor
 
-X86_MACHINES = {"x86_64", "amd64", "i386", "i686", "x86"}
-VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}
 
 
 @dataclass
@@ -158,18 +155,3 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def onnx_int8_saturation_warning(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """Warn when ONNX Runtime's int8 (U8S8) kernels may saturate: x86 CPUs without VNNI."""
-    if platform.machine().lower() not in X86_MACHINES:
-        return None
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return None
-    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
-    if flags & VNNI_FLAGS:
-        return None
-    return (
-        "this x86 CPU lacks VNNI (avx512_vnni/avx_vnni): ONNX Runtime's int8 kernels may saturate "
-        "and understate the QDQ model's accuracy; the STM32 result is not affected"
-    )

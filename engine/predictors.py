@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,22 @@ from engine.errors import EngineError, InputError
 log = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+X86_MACHINES = {"x86_64", "amd64", "i386", "i686", "x86"}
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "avx512vnni", "avxvnni"}
+
+
+def onnx_int8_saturation_warning(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """Why ONNX Runtime's int8 (U8S8) kernels would saturate here (x86 without VNNI), or None."""
+    if platform.machine().lower() not in X86_MACHINES:
+        return None
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
+    if flags & VNNI_FLAGS:
+        return None
+    return "this x86 CPU lacks VNNI (avx512_vnni/avx_vnni): ONNX Runtime's int8 kernels may saturate"
 
 
 class Predictor(Protocol):
@@ -123,6 +140,10 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
+        exact = _qdq_needs_exact_emulation(path)
+        if exact:
+            # Without QDQ fusion every QDQ node runs as written: exact int8 arithmetic, as on the MCU.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:
@@ -141,6 +162,8 @@ class OnnxPredictor:
         self.input_hw_c = hwc
         self.fixed_batch = dims[0]
         self.runtime = f"ONNX Runtime {'.'.join(ort.__version__.split('.')[:2])} {self.session.get_providers()[0]}"
+        if exact:
+            self.runtime += " (QDQ emulated exactly: int8 kernels off, no VNNI)"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = _check_batch(batch, self.input_hw_c, self.path)
@@ -158,6 +181,17 @@ class OnnxPredictor:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
+
+
+def _qdq_needs_exact_emulation(path: Path) -> bool:
+    """A QDQ model on a CPU whose int8 kernels saturate: say so once and emulate it exactly instead."""
+    from engine.model_info import describe_model
+
+    warning = onnx_int8_saturation_warning()
+    if warning is None or not describe_model(path).quantized:
+        return False
+    log.warning("%s; evaluating %s with int8 kernel fusion off (exact, slower)", warning, path.name)
+    return True
 
 
 class TFLitePredictor:

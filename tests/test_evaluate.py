@@ -14,10 +14,9 @@ from engine.evaluate import (
     agreement,
     confusion_table,
     evaluate,
-    onnx_int8_saturation_warning,
     save_confusion_png,
 )
-from engine.predictors import load_predictor
+from engine.predictors import load_predictor, onnx_int8_saturation_warning
 
 CLASSES = ["apple", "banana", "cherry", "date"]
 LABELS = [0, 0, 0, 1, 1, 2]

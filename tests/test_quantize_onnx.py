@@ -84,8 +84,11 @@ def test_already_quantized_model_is_returned_unchanged(tmp_path):
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == before
 
 
-def _agreement(float_path, quant_path, images_nchw):
-    return float(np.mean(run(float_path, images_nchw).argmax(1) == run(quant_path, images_nchw).argmax(1)))
+def _agreement(float_path, quant_path, images):
+    """Top-1 agreement through the engine's predictors (QDQ emulated exactly where int8 kernels saturate)."""
+    from engine.predictors import load_predictor
+
+    return float(np.mean(load_predictor(float_path).predict(images).argmax(1) == load_predictor(quant_path).predict(images).argmax(1)))
 
 
 @pytest.mark.slow
@@ -93,17 +96,17 @@ def test_tutorial_h5_through_onnx_quantizer(flowers_h5, flower_photos, tmp_path)
     calibration = PhotoCalibration(photo_files(flower_photos))
     result = quantize_onnx(flowers_h5, calibration, settings(), tmp_path / "export", tmp_path / "work")
     assert result.model_path.name == "converted_model_quant_qdq_pc.onnx"
-    images = np.concatenate(list(calibration.batches(100))).transpose(0, 3, 1, 2).copy()
+    images = np.concatenate(list(calibration.batches(100)))
     agreement = _agreement(tmp_path / "work" / "converted_model" / "converted_model.onnx", result.model_path, images)
     print(f"ONNX (from .h5) top-1 agreement with the float model: {agreement:.2%}")
-    assert agreement >= 0.97  # measured 97.33 % (MinMax, same scales as ORT's own quantize_static)
+    assert agreement >= 0.98
 
 
 @pytest.mark.slow
 def test_flowers_onnx_nchw_through_onnx_quantizer(flowers_onnx, flower_photos, tmp_path):
     calibration = PhotoCalibration(photo_files(flower_photos))
     result = quantize_onnx(flowers_onnx, calibration, settings(), tmp_path / "export", tmp_path / "work")
-    images = np.concatenate(list(calibration.batches(100))).transpose(0, 3, 1, 2).copy()
+    images = np.concatenate(list(calibration.batches(100)))
     agreement = _agreement(flowers_onnx, result.model_path, images)
     print(f"ONNX (NCHW model) top-1 agreement with the float model: {agreement:.2%}")
-    assert agreement >= 0.96  # measured 96.33 % with MinMax (identical to ORT quantize_static); percentile: 98.67 %
+    assert agreement >= 0.98
