@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import EngineError, InputError
+from engine.models import load_keras_model
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +72,6 @@ def _check_batch(batch: np.ndarray, input_hw_c: tuple[int, int, int], path: Path
     return batch
 
 
-def _load_keras_model(path: Path):
-    """Load with Keras 3, falling back to tf_keras (ST model zoo .h5 files need Keras 2)."""
-    try:
-        import keras
-
-        return keras.models.load_model(path, compile=False)
-    except Exception as keras3_error:
-        if path.suffix.lower() == ".keras":
-            raise InputError(f"cannot load Keras model {path}: {keras3_error}") from keras3_error
-        try:
-            import tf_keras
-
-            return tf_keras.models.load_model(path, compile=False)
-        except Exception as error:
-            raise InputError(f"cannot load Keras model {path}: {error}") from error
-
-
 class KerasPredictor:
     """A Keras 3 or tf_keras model, run one batch per call."""
 
@@ -100,7 +84,7 @@ class KerasPredictor:
             except RuntimeError:
                 log.debug("TensorFlow already initialised: keeping its thread settings")
         self.path = path
-        self.model = _load_keras_model(path)
+        self.model = load_keras_model(path)
         shape = tuple(self.model.inputs[0].shape)
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")

@@ -1,0 +1,285 @@
+"""StquantApp: one screen, a step header, a ContentSwitcher of steps, a button bar and the footer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
+
+from engine.config_fields import accepts_none
+from stquant_tui.draft import STEP_TITLES, STEPS, Draft, find_demo_config, step_of
+from stquant_tui.engine_client import RunProcess, default_engine_cmd
+from stquant_tui.messages import DatasetScanned, RunFinished
+from stquant_tui.run_actions import RunActions
+from stquant_tui.steps.base import Step
+from stquant_tui.steps.dataset import DatasetStep
+from stquant_tui.steps.model import ModelStep
+from stquant_tui.steps.preprocessing import PreprocessingStep
+from stquant_tui.steps.quantization import QuantizationStep
+from stquant_tui.steps.review import ReviewStep
+from stquant_tui.steps.run import RunStep
+from stquant_tui.steps.summary import SummaryStep
+from stquant_tui.widgets.dialogs import ConfirmScreen, FilePickerScreen
+from stquant_tui.widgets.fields import FieldRow
+
+FORM_STEPS = STEPS[:4]
+NAV_BUTTONS = {  # which buttons each step shows
+    "dataset": ("next",), "preprocessing": ("back", "next"), "model": ("back", "next"),
+    "quantization": ("back", "next"), "review": ("back", "save", "run"), "run": ("back", "cancel"),
+    "summary": ("back",),
+}
+STEP_KEYS = {  # action -> steps where its key is shown
+    "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
+    "pick_model": ("model",), "use_classes": ("dataset",), "cancel_run": ("run",),
+    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",),
+}
+
+
+class StquantApp(RunActions, App[int]):
+    """The stquant wizard. `config_path=None` starts from the bundled demo config."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "stquant"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("ctrl+n", "next", "Next", priority=True),
+        Binding("ctrl+p", "back", "Back", priority=True),
+        Binding("ctrl+o", "save", "Save", priority=True),
+        Binding("ctrl+r", "run", "Run", priority=True),
+        Binding("ctrl+f", "pick_model", "Pick file", priority=True),
+        Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
+        Binding("escape", "cancel_run", "Cancel run"),
+        Binding("l", "show_run_dir", "Run folder"),
+        Binding("y", "copy_model", "Copy model path"),
+        Binding("a", "again", "Start again"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    step: reactive[str] = reactive("dataset", bindings=True)
+    running: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self, config_path: str | Path | None = None, *, out_path: str | Path | None = None,
+                 engine_cmd: list[str] | None = None, clock=None, mouse: bool = True) -> None:
+        super().__init__()
+        source = Path(config_path) if config_path else find_demo_config()
+        self.draft = Draft.load(source) if source else Draft()
+        self.out_path = str(out_path or (config_path if config_path else "stquant_config.yaml"))
+        self.engine_cmd = engine_cmd or default_engine_cmd()
+        self.clock = clock
+        self.process: RunProcess | None = None
+        self.run_config: Path | None = None
+        self.last_run: RunFinished | None = None
+
+    # ------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Static("", id="crumbs")
+        with ContentSwitcher(initial="step-dataset", id="steps"):
+            yield DatasetStep()
+            yield PreprocessingStep()
+            yield ModelStep()
+            yield QuantizationStep()
+            yield ReviewStep(self.out_path)
+            yield RunStep(self.clock)
+            yield SummaryStep()
+        with Horizontal(id="nav"):
+            yield Button("◀ Back ^p", id="back", compact=True)
+            yield Button("Next ^n ▶", id="next", compact=True, variant="primary")
+            yield Button("Save ^o", id="save", compact=True, variant="success")
+            yield Button("Run ^r", id="run", compact=True, variant="primary")
+            yield Button("Cancel run esc", id="cancel", compact=True, variant="error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for step in self.query(Step):
+            step.load()
+        self.watch_step(self.step)
+
+    def step_widget(self, name: str):
+        return self.query_one(f"#step-{name}")
+
+    def watch_step(self, step: str) -> None:
+        self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
+        parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == step else STEP_TITLES[s] for s in STEPS]
+        self.query_one("#crumbs", Static).update(" stquant  " + " › ".join(parts))
+        for button in self.query("#nav Button"):
+            button.display = button.id in NAV_BUTTONS[step]
+        self.query_one("#back", Button).disabled = step == "run" and self.running
+        if step == "review":
+            self.query_one(ReviewStep).refresh_review(self.draft)
+        self.call_after_refresh(self._focus_step, step)
+
+    def _focus_step(self, step: str) -> None:
+        widget = self.step_widget(step)
+        if self.focused is None or widget not in self.focused.ancestors:
+            targets = [w for w in widget.query("Input, Select, OptionList, TextArea, DataTable, RichLog")
+                       if w.focusable and w.display]
+            if targets:
+                targets[0].focus(scroll_visible=False)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in STEP_KEYS and (self.step not in STEP_KEYS[action] or len(self.screen_stack) > 1):
+            return False  # not on this step, or a dialog is open
+        if action == "cancel_run":
+            return self.running
+        if action == "back" and self.step == "run":
+            return None if self.running else True
+        return True
+
+    # ------------------------------------------------------------ draft edits
+    def on_field_row_edited(self, event: FieldRow.Edited) -> None:
+        self.apply_edit(event.key, event.value)
+
+    def apply_edit(self, key: str, value) -> None:
+        """Put a field's value in the draft (empty = not written) and tell the steps."""
+        old = self.draft.get(key, KeyError)
+        if old is KeyError and value is None:
+            return
+        if old == value and type(old) is type(value):
+            return
+        if value is None and not accepts_none(key):
+            self.draft.delete(key)
+        else:
+            self.draft.set(key, value)
+        for step in self.query(Step):
+            step.draft_changed(key)
+
+    def on_dataset_scanned(self, event: DatasetScanned) -> None:
+        self.query_one(ModelStep).draft_changed("detected")
+
+    # ------------------------------------------------------------ navigation
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"back": "back", "next": "next", "save": "save", "run": "run", "cancel": "cancel_run"}
+        if event.button.id in actions:
+            await self.run_action(actions[event.button.id])
+
+    def step_errors(self, step: str) -> list[tuple[FieldRow | None, str]]:
+        """Field errors of the step's visible rows, then the engine's problems for its keys."""
+        widget = self.step_widget(step)
+        for row in widget.rows():  # keys typed just now may be ahead of their Changed messages
+            value = row.sync()
+            if row.error is None:
+                self.apply_edit(row.key, value)
+        found: list[tuple[FieldRow | None, str]] = [(row, row.error) for row in widget.rows()
+                                                     if row.error and row.display]
+        if not found:
+            for problem in self.draft.step_problems(step):
+                row = widget.row_for(problem.key)
+                if row is not None:
+                    row.display = True
+                    row.set_error(problem.message)
+                found.append((row, str(problem)))
+        return found
+
+    def action_next(self) -> None:
+        if self.step not in FORM_STEPS:
+            return
+        errors = self.step_errors(self.step)
+        if errors:
+            row = next((r for r, _ in errors if r is not None), None)
+            if row is not None:
+                row.editor.focus()
+            self.notify("\n".join(m for _, m in errors[:3]), title=f"Fix {len(errors)} problem(s) first",
+                        severity="error")
+            return
+        self.step = STEPS[STEPS.index(self.step) + 1]
+
+    def action_back(self) -> None:
+        if self.step == "run" and self.running:
+            return
+        if self.step == "summary":
+            self.step = "review"
+        elif self.step != "dataset":
+            self.step = STEPS[STEPS.index(self.step) - 1]
+
+    def jump_to(self, key: str, message: str = "") -> None:
+        """Show the field of a config key (from a Review problem)."""
+        step = step_of(key)
+        if step not in FORM_STEPS:
+            self.notify(f"{key} is not edited by the wizard; fix it in the YAML file", severity="warning")
+            return
+        self.step = step
+        row = self.step_widget(step).row_for(key)
+        if row is not None:
+            row.display = True
+            row.set_error(message or row.error)
+            self.call_after_refresh(row.editor.focus)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id or ""
+        if option_id.startswith("problem:"):
+            key = option_id.removeprefix("problem:")
+            message = next((p.message for p in self.draft.problems() if p.key == key), "")
+            self.jump_to(key, message)
+
+    # ------------------------------------------------------------ save
+    def action_save(self) -> None:
+        if self.step != "review":
+            self.step = "review"
+        review = self.query_one(ReviewStep)
+        if review.refresh_review(self.draft):
+            self.notify("Fix the problems listed before saving.", severity="error")
+            return
+        target = Path(os.path.expanduser(review.target or self.out_path))
+        if target.is_dir():
+            self.notify(f"{target} is a folder; give a file name", severity="error")
+            return
+        if target.exists():
+            self.push_screen(ConfirmScreen(f"{target} exists. Overwrite it?"),
+                             lambda yes: self._save(target) if yes else None)
+        else:
+            self._save(target)
+
+    def _save(self, target: Path) -> None:
+        before = self.draft.yaml_text()
+        try:
+            written = self.draft.save(target)
+        except OSError as exc:
+            self.notify(f"Cannot write {target}: {exc.strerror}", severity="error")
+            return
+        if self.draft.yaml_text() != before:  # relative paths were rebased onto the new folder
+            for step in self.query(Step):
+                step.load()
+            self.query_one(ReviewStep).refresh_review(self.draft)
+        self.notify(f"Saved {written}", title="Saved")
+
+    # ------------------------------------------------------------ other keys
+    def action_pick_model(self) -> None:
+        current = self.draft.get("general.model_path")
+        start = self.draft.resolve(str(current)).parent if current else Path.cwd()
+        if not start.is_dir():
+            start = Path.cwd()
+
+        def picked(path: str | None) -> None:
+            if path:
+                relative = os.path.relpath(path)
+                self.query_one("#row-general-model_path", FieldRow).show(
+                    path if relative.startswith("..") else relative)
+        self.push_screen(FilePickerScreen(start), picked)
+
+    def action_use_classes(self) -> None:
+        self.query_one(DatasetStep).use_detected()
+
+    def _summary(self) -> dict:
+        return self.query_one(SummaryStep).summary or {}
+
+    def action_show_run_dir(self) -> None:
+        run_dir = (self.last_run.run_dir if self.last_run else None) or self._summary().get("run_dir")
+        if run_dir:
+            self.query_one(RunStep).log_line(f"Run folder: {run_dir}")
+        self.notify(f"Run folder: {run_dir or '(none)'}", timeout=10)
+
+    def action_copy_model(self) -> None:
+        model = self._summary().get("quantized_model")
+        if model:
+            self.copy_to_clipboard(model)
+            self.notify(f"Copied {model}")
+        else:
+            self.notify("No quantized model in this run", severity="warning")
+
+    def action_again(self) -> None:
+        self.step = "dataset"

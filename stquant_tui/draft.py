@@ -1,0 +1,204 @@
+"""The shared draft config: a plain mapping edited by every step, plus which step owns which key.
+
+The draft keeps the YAML exactly as loaded (untouched keys such as `training:` survive a save) and
+stores what the user typed in the form the YAML had (`1/127.5` stays a string). All rules come from
+`engine.config`; nothing here decides what is valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine import config as schema
+from engine.atomic import write_text_atomic
+from engine.yaml_source import read_yaml
+
+STEPS = ("dataset", "preprocessing", "model", "quantization", "review", "run", "summary")
+STEP_TITLES = {
+    "dataset": "Dataset", "preprocessing": "Preprocess", "model": "Model", "quantization": "Quantize",
+    "review": "Review", "run": "Run", "summary": "Summary",
+}
+
+# Which step shows a key (longest matching prefix wins); anything else is shown on Review only.
+KEY_STEPS = {
+    "dataset": "dataset",
+    "preprocessing": "preprocessing",
+    "general.model_path": "model",
+    "general": "model",
+    "quantization": "quantization",
+    "operation_mode": "quantization",
+    "benchmarking": "quantization",
+}
+
+PATH_KEYS = ("general.model_path", "dataset.training_path", "dataset.validation_path", "dataset.test_path",
+             "dataset.quantization_path", "dataset.prediction_path")
+
+DEMO_CONFIG = Path("sample_configs") / "quantization_config.yaml"
+
+BUILTIN: dict[str, Any] = {
+    "general": {"project_name": "stquant_demo", "model_path": "sample_configs/demo/digits_cnn.h5"},
+    "operation_mode": "quantization",
+    "dataset": {
+        "name": "digits",
+        "class_names": [f"digit_{k}" for k in range(10)],
+        "quantization_path": "sample_configs/demo/digits",
+        "quantization_split": None,
+        "seed": 123,
+    },
+    "preprocessing": {
+        "rescaling": {"scale": "1/127.5", "offset": -1},
+        "resizing": {"interpolation": "bilinear", "aspect_ratio": "fit"},
+        "color_mode": "rgb",
+    },
+    "quantization": {
+        "quantizer": "TFlite_converter",
+        "quantization_type": "PTQ",
+        "quantization_input_type": "uint8",
+        "quantization_output_type": "float",
+        "granularity": "per_channel",
+        "optimize": False,
+        "export_dir": "quantized_models",
+    },
+}
+
+
+def step_of(key: str) -> str:
+    """The step where a dotted key (for example a Problem's key) is edited."""
+    best = ""
+    for prefix in KEY_STEPS:
+        if (key == prefix or key.startswith(prefix + ".")) and len(prefix) > len(best):
+            best = prefix
+    return KEY_STEPS[best] if best else "review"
+
+
+def widget_id(key: str) -> str:
+    """The widget id of a config key: the key path joined with `-`."""
+    return key.replace(".", "-")
+
+
+def find_demo_config(cwd: Path | None = None) -> Path | None:
+    """`sample_configs/quantization_config.yaml` from the cwd, else from the repo beside this package."""
+    for base in (cwd or Path.cwd(), Path(__file__).resolve().parents[1]):
+        candidate = base / DEMO_CONFIG
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Draft:
+    """The config being edited: `data` is the YAML mapping, `path` the file it came from (or None)."""
+
+    def __init__(self, data: dict | None = None, path: Path | None = None) -> None:
+        self.data: dict = copy.deepcopy(data if data is not None else BUILTIN)
+        self.path = Path(path).resolve() if path else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Draft":
+        """Read a config file as it is written (raises engine InputError/ConfigError if unreadable)."""
+        return cls(read_yaml(Path(path)).data, Path(path))
+
+    # -- keys
+    def get(self, key: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a key, creating sections as needed (an explicit None is kept: it may have been written)."""
+        parts = key.split(".")
+        node = self.data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+
+    def delete(self, key: str) -> None:
+        """Remove a key (so the schema default applies); empty sections stay."""
+        parent, _, name = key.rpartition(".")
+        node = self.get(parent) if parent else self.data
+        if isinstance(node, dict):
+            node.pop(name, None)
+
+    # -- whole config
+    def problems(self) -> list[schema.Problem]:
+        """Every problem the engine's schema finds in the draft."""
+        return schema.check(copy.deepcopy(self.data), str(self.path or "<draft>"))
+
+    def step_problems(self, step: str) -> list[schema.Problem]:
+        return [p for p in self.problems() if step_of(p.key) == step]
+
+    def yaml_text(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the YAML atomically (temp file + rename); the draft then belongs to that file."""
+        target = Path(path).expanduser().resolve()
+        self.rebase(target.parent)
+        write_text_atomic(target, self.yaml_text())
+        self.path = target
+        return target
+
+    def rebase(self, folder: Path) -> None:
+        """Keep relative paths pointing at the same files when the config moves to `folder`.
+
+        Only paths found beside the old config (not from the working directory) need rewriting.
+        """
+        folder = folder.resolve()
+        if folder == self.base_dir.resolve():
+            return
+        for key in PATH_KEYS:
+            value = self.get(key)
+            if not isinstance(value, str) or not value or Path(os.path.expanduser(value)).is_absolute():
+                continue
+            if Path(value).exists() or not (self.base_dir / value).exists():
+                continue  # found from the working directory: the engine will find it again
+            self.set(key, os.path.relpath(self.base_dir / value, folder))
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, value: str) -> Path:
+        """A path from the config, resolved by the engine's own rule (cwd first, then the config folder)."""
+        config = schema.Config.model_construct()
+        config._base_dir = self.base_dir
+        return config.resolve_path(value)
+
+
+# ---------------------------------------------------------------- text <-> value for form fields
+
+
+def to_text(value: Any) -> str:
+    """How a YAML value is shown in a one-line input."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def from_text(kind: str, text: str) -> Any:
+    """The YAML value for what was typed: numbers become numbers, expressions stay text, empty is None."""
+    text = text.strip()
+    if text == "":
+        return None
+    if kind == "list":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if kind == "number":
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
+    return text

@@ -1,0 +1,71 @@
+"""Typed messages posted by the engine client and the background scans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class RunStage(Message):
+    """The engine started a stage."""
+
+    name: str
+    """Stage name, e.g. `calibration`."""
+
+
+@dataclass
+class RunProgress(Message):
+    """Progress within a stage (queued updates collapse into the newest)."""
+
+    stage: str
+    done: int
+    total: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunProgress)
+
+
+@dataclass
+class RunLog(Message):
+    """One log line from the engine (level INFO/WARNING/ERROR, or STDERR for raw child output)."""
+
+    level: str
+    message: str
+
+
+@dataclass
+class RunFinished(Message):
+    """The engine exited."""
+
+    exit_code: int
+    summary: dict[str, Any] | None = None
+    """The `result` event's summary (None if the engine failed before writing one)."""
+    error: str | None = None
+    """The `error` event's message, or the last stderr line."""
+    run_dir: str | None = None
+    """The run folder path printed after the events."""
+
+
+@dataclass
+class InspectDone(Message):
+    """`stquant inspect --json` finished for a model path."""
+
+    path: str
+    info: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class DatasetScanned(Message):
+    """A class-folder scan finished."""
+
+    key: str
+    """Config key of the scanned folder."""
+    path: str
+    classes: list[str] = field(default_factory=list)
+    images: int = 0
+    other_files: int = 0
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""The wizard's steps, one widget each, all mounted in one ContentSwitcher."""

@@ -1,0 +1,110 @@
+"""Dataset step: class-folder roots, split, seed, class names, with live folder feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from engine.config import EVALUATION_MODES
+from stquant_tui.engine_client import scan_class_folders
+from stquant_tui.messages import DatasetScanned
+from stquant_tui.steps.base import Step
+from stquant_tui.widgets.fields import FieldRow
+
+PATH_KEYS = ("dataset.quantization_path", "dataset.training_path", "dataset.validation_path", "dataset.test_path")
+
+
+class DatasetStep(Step):
+    step = "dataset"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detected: list[str] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Class folders: one subfolder per class. Empty quantization path: the training set is used.",
+                     classes="step-help")
+        yield FieldRow("dataset.quantization_path", "Quantization folder", path=True, placeholder="path/to/classes/")
+        yield FieldRow("dataset.training_path", "Training folder", path=True)
+        yield FieldRow("dataset.validation_path", "Validation folder", path=True)
+        yield FieldRow("dataset.test_path", "Test folder", path=True)
+        yield FieldRow("dataset.quantization_split", "Quantization split", "number", placeholder="all (0..1]")
+        yield FieldRow("dataset.seed", "Seed", "number")
+        yield FieldRow("dataset.class_names", "Class names", "list", placeholder="from the folders (ctrl+t)")
+        yield Static("", id="dataset-feedback", classes="feedback")
+
+    def scanned_key(self) -> str | None:
+        for key in ("dataset.quantization_path", "dataset.training_path", "dataset.test_path"):
+            if self.draft.get(key):
+                return key
+        return None
+
+    def draft_changed(self, key: str) -> None:
+        needs_eval = self.draft.get("operation_mode") in EVALUATION_MODES
+        for name in ("validation_path", "test_path"):
+            row = self.query_one(f"#row-dataset-{name}", FieldRow)
+            row.display = needs_eval or bool(self.draft.get(f"dataset.{name}"))
+        if key == "" or key in PATH_KEYS:
+            scanned = self.scanned_key()
+            if scanned is None:
+                self.detected = None
+                self.feedback("No dataset folder: calibration will use random data.")
+            else:
+                self.feedback("Scanning…")
+                self.scan(scanned, self.draft.get(scanned))
+        elif key == "dataset.class_names":
+            self.show_counts()
+
+    @work(thread=True, exclusive=True, group="dataset-scan", exit_on_error=False)
+    def scan(self, key: str, value: str) -> None:
+        folder: Path = self.draft.resolve(str(value))
+        try:
+            classes, images, others = scan_class_folders(folder)
+        except OSError as exc:
+            reason = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or "unreadable"
+            self.post_message(DatasetScanned(key, str(value), error=f"{value}: {reason}"))
+            return
+        self.post_message(DatasetScanned(key, str(value), classes, images, others))
+
+    @on(DatasetScanned)
+    def scanned(self, event: DatasetScanned) -> None:
+        if event.path != str(self.draft.get(event.key) or ""):
+            return  # an older scan
+        self.last_scan = event
+        self.detected = None if event.error else event.classes
+        self.show_counts()
+
+    def show_counts(self) -> None:
+        event = getattr(self, "last_scan", None)
+        if event is None:
+            return
+        if event.error:
+            self.feedback(f"⚠ {event.error}", warn=True)
+            return
+        label = event.key.split(".")[-1]
+        text = f"{label}: {len(event.classes)} classes, {event.images} images"
+        if event.other_files:
+            text += f", {event.other_files} non-image file(s) (skipped)"
+        warn = len(event.classes) < 2 or event.images == 0
+        names = self.draft.get("dataset.class_names")
+        if names:
+            if list(names) != event.classes:
+                missing = [n for n in names if n not in event.classes]
+                text += f"\n⚠ class_names ({len(names)}) differ from the folders ({len(event.classes)})"
+                text += f": missing {', '.join(missing[:3])}" if missing else ""
+                warn = True
+        elif event.classes:
+            text += "\nclass_names not set: ctrl+t uses the folder names"
+        self.feedback(text, warn)
+
+    def feedback(self, text: str, warn: bool = False) -> None:
+        widget = self.query_one("#dataset-feedback", Static)
+        widget.update(text)
+        widget.set_class(warn, "-warn")
+
+    def use_detected(self) -> None:
+        if self.detected:
+            self.query_one("#row-dataset-class_names", FieldRow).show(self.detected)

@@ -1,0 +1,91 @@
+"""Model step: path (completion, file picker), `stquant inspect` in a worker, and fit warnings."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.timer import Timer
+from textual.widgets import Static
+
+from stquant_tui.engine_client import inspect_model
+from stquant_tui.messages import InspectDone
+from stquant_tui.steps.base import Step
+from stquant_tui.widgets.fields import FieldRow
+
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+def fit_warnings(info: dict, class_count: int | None, color_mode: str | None) -> list[str]:
+    """What does not match between the model and the rest of the config."""
+    found = []
+    width = info.get("output_width")
+    if class_count and width and width != class_count:
+        found.append(f"model outputs {width} values but there are {class_count} classes")
+    channels = info.get("channels")
+    if color_mode in CHANNELS and channels and channels != CHANNELS[color_mode]:
+        found.append(f"color_mode {color_mode} gives {CHANNELS[color_mode]} channel(s), the model takes {channels}")
+    if info.get("quantized"):
+        found.append("this model is already quantized")
+    return found
+
+
+class ModelStep(Step):
+    step = "model"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.info: dict | None = None
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Keras .h5/.keras or ONNX model. → accepts a completion, ctrl+f opens a picker.",
+                     classes="step-help")
+        yield FieldRow("general.model_path", "Model file", path=True, placeholder="path/to/model.h5")
+        yield Static("", id="model-info", classes="feedback")
+        yield Static("", id="model-warnings", classes="feedback -warn")
+
+    def draft_changed(self, key: str) -> None:
+        if key in ("", "general.model_path"):
+            self.info = None
+            path = self.draft.get("general.model_path")
+            self.query_one("#model-info", Static).update("Inspecting…" if path else "No model chosen.")
+            self.query_one("#model-warnings", Static).update("")
+            if self._timer is not None:
+                self._timer.stop()
+            if path:
+                self._timer = self.set_timer(0.3, lambda: self.inspect(str(path)))
+        elif key.startswith("dataset.class_names") or key == "preprocessing.color_mode" or key == "detected":
+            self.show_warnings()
+
+    @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
+    def inspect(self, path: str) -> None:
+        resolved = str(self.draft.resolve(path))
+        info, error = inspect_model(self.app.engine_cmd, resolved)  # type: ignore[attr-defined]
+        self.post_message(InspectDone(path, info, error))
+
+    @on(InspectDone)
+    def inspected(self, event: InspectDone) -> None:
+        if event.path != str(self.draft.get("general.model_path") or ""):
+            return
+        info_widget = self.query_one("#model-info", Static)
+        if event.error or not event.info:
+            info_widget.update(f"⚠ {event.error}")
+            info_widget.add_class("-warn")
+            return
+        info_widget.remove_class("-warn")
+        self.info = info = event.info
+        shape = "x".join("N" if d is None else str(d) for d in info.get("input_shape") or [])
+        info_widget.update(
+            f"Format {info.get('format')} · input {info.get('input_name')} {shape} {info.get('layout')} "
+            f"{info.get('dtype') or info.get('input_dtype', '')}\nOutput width {info.get('output_width')}"
+            + (" · already quantized" if info.get("quantized") else ""))
+        self.show_warnings()
+
+    def show_warnings(self) -> None:
+        if self.info is None:
+            return
+        names = self.draft.get("dataset.class_names")
+        detected = self.app.query_one("#step-dataset").detected  # type: ignore[attr-defined]
+        count = len(names) if names else (len(detected) if detected else None)
+        found = fit_warnings(self.info, count, self.draft.get("preprocessing.color_mode", "rgb"))
+        self.query_one("#model-warnings", Static).update("\n".join(f"⚠ {w}" for w in found))

@@ -1,0 +1,54 @@
+"""Quantization step: operation mode and the quantizer settings (ONNX-only ones shown for ONNX)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from engine.config import BENCHMARK_MODES, EVALUATION_MODES, RUNNABLE_MODES
+from stquant_tui.steps.base import Step
+from stquant_tui.widgets.fields import FieldRow
+
+ONNX_ONLY = ("quantization.target_opset", "quantization.extra_options", "quantization.calibration_method")
+
+
+class QuantizationStep(Step):
+    step = "quantization"
+
+    def compose(self) -> ComposeResult:
+        yield FieldRow("operation_mode", "Operation mode", "select")
+        yield Static("", id="quantization-hint", classes="feedback")
+        yield FieldRow("benchmarking.board", "Board", placeholder="e.g. STM32H747I-DISCO")
+        yield FieldRow("quantization.quantizer", "Quantizer", "select")
+        yield FieldRow("quantization.quantization_input_type", "Input type", "select")
+        yield FieldRow("quantization.quantization_output_type", "Output type", "select")
+        yield FieldRow("quantization.granularity", "Granularity", "select")
+        yield FieldRow("quantization.optimize", "Optimize", "bool")
+        yield FieldRow("quantization.target_opset", "Target opset (ONNX)", "number")
+        yield FieldRow("quantization.calibration_method", "Calibration (ONNX)", "select")
+        yield FieldRow("quantization.extra_options", "Extra options (ONNX)", "select")
+        yield FieldRow("quantization.export_dir", "Export dir", path=True)
+
+    def is_onnx(self) -> bool:
+        path = str(self.draft.get("general.model_path") or "")
+        return path.lower().endswith(".onnx") or self.draft.get("quantization.quantizer") == "Onnx_quantizer"
+
+    def draft_changed(self, key: str) -> None:
+        if key not in ("", "operation_mode", "general.model_path", "quantization.quantizer"):
+            return
+        onnx = self.is_onnx()
+        for name in ONNX_ONLY:
+            self.query_one(f"#row-{name.replace('.', '-')}", FieldRow).display = onnx or self.draft.get(name) is not None
+        mode = self.draft.get("operation_mode")
+        board = self.query_one("#row-benchmarking-board", FieldRow)
+        board.display = mode in BENCHMARK_MODES or bool(self.draft.get("benchmarking.board"))
+        notes = []
+        if mode not in RUNNABLE_MODES:
+            notes.append(f"⚠ {mode}: stquant saves it but cannot run it (Run needs {', '.join(RUNNABLE_MODES)})")
+        if mode in EVALUATION_MODES:
+            notes.append("evaluates float and int8 on the test folder (Dataset step)")
+        if mode in BENCHMARK_MODES:
+            notes.append("footprint estimate for the board below")
+        hint = self.query_one("#quantization-hint", Static)
+        hint.update("\n".join(notes))
+        hint.display = bool(notes)

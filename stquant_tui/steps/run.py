@@ -1,0 +1,69 @@
+"""Run step: stage, progress bar with count and ETA, scrolling log, fed by the engine's JSON lines."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from rich.text import Text
+from textual.widgets import ProgressBar, RichLog, Static
+
+from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
+
+
+class RunStep(Vertical):
+    """Shows a run in progress; the app owns the child process."""
+
+    step = "run"
+
+    def __init__(self, clock=None) -> None:
+        super().__init__(id="step-run", classes="step")
+        self.clock = clock
+        self.stage = ""
+        self.lines: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("Not started.", id="run-stage")
+        yield ProgressBar(id="run-progress", show_eta=True, clock=self.clock)
+        yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
+
+    def reset(self, title: str) -> None:
+        self.stage = ""
+        self.query_one("#run-stage", Static).update(title)
+        self.query_one("#run-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#run-log", RichLog).clear()
+        self.lines.clear()
+
+    def log_line(self, text: str, style: str = "") -> None:
+        """Append a line to the log (wrapped; also kept as plain text in `lines`)."""
+        self.lines.append(text)
+        self.query_one("#run-log", RichLog).write(Text(text, style=style))
+
+    @on(RunStage)
+    def stage_started(self, event: RunStage) -> None:
+        self.stage = event.name
+        self.query_one("#run-stage", Static).update(f"Stage: {event.name}")
+        bar = self.query_one("#run-progress", ProgressBar)
+        bar.update(total=None, progress=0)
+        self.log_line(f"── {event.name}", "bold")
+
+    @on(RunProgress)
+    def progressed(self, event: RunProgress) -> None:
+        bar = self.query_one("#run-progress", ProgressBar)
+        bar.update(total=event.total or None, progress=event.done)
+        self.query_one("#run-stage", Static).update(f"Stage: {event.stage}  {event.done}/{event.total}")
+
+    @on(RunLog)
+    def logged(self, event: RunLog) -> None:
+        prefix = "" if event.level in ("INFO", "STDERR") else f"{event.level}: "
+        style = "dim" if event.level == "STDERR" else "bold" if event.level in ("WARNING", "ERROR") else ""
+        self.log_line(prefix + event.message, style)
+
+    @on(RunFinished)
+    def finished(self, event: RunFinished) -> None:
+        status = (event.summary or {}).get("status") or ("ok" if event.exit_code == 0 else "failed")
+        self.query_one("#run-stage", Static).update(f"Finished: {status} (exit {event.exit_code})")
+        if event.error:
+            self.log_line(f"ERROR: {event.error}")
+        if event.run_dir:
+            self.log_line(f"Run folder: {event.run_dir}")

@@ -1,0 +1,165 @@
+"""One form row per config key: label, editor (id = key path joined with `-`) and an error line.
+
+The row only reports what was typed and what the engine's schema says about it
+(`engine.config.validate_field`); the app decides what to do with the draft.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.suggester import Suggester
+from textual.widgets import Input, Label, Select, Static
+
+from engine import config as schema
+from engine.config_fields import default_of, is_required
+from stquant_tui.draft import from_text, to_text, widget_id
+
+
+class PathSuggester(Suggester):
+    """Completes the last path component from the folder's entries (folders get a trailing `/`)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        head, tail = os.path.split(value)
+        folder = os.path.expanduser(head) or "."
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted((e.name + ("/" if e.is_dir() else "")) for e in entries if e.name.startswith(tail))
+        except OSError:
+            return None
+        names = [n for n in names if not n.startswith(".") or tail.startswith(".")]
+        return os.path.join(head, names[0]) if names and names[0] != tail else None
+
+
+class FieldRow(Vertical):
+    """A labelled editor for one dotted config key."""
+
+    DEFAULT_CSS = """
+    FieldRow { height: auto; }
+    FieldRow > Horizontal { height: auto; }
+    FieldRow .field-label { width: 24; padding-right: 1; color: $text-muted; }
+    FieldRow Input, FieldRow Select { width: 1fr; }
+    FieldRow .field-error { color: $text-error; padding-left: 24; display: none; }
+    FieldRow.-invalid .field-error { display: block; }
+    FieldRow.-invalid .field-label { color: $text-error; text-style: bold; }
+    """
+
+    @dataclass
+    class Edited(Message):
+        """The user (or a load) changed the field."""
+
+        row: "FieldRow"
+        key: str
+        value: Any
+        error: str | None
+
+    def __init__(self, key: str, label: str, kind: str = "text", *, placeholder: str = "",
+                 path: bool = False) -> None:
+        super().__init__(id=f"row-{widget_id(key)}")
+        self.key = key
+        self.kind = kind
+        self.label = label
+        default = default_of(key)
+        self.placeholder = placeholder or ("" if is_required(key) else
+                                           "(not set)" if default is None else f"(default: {to_text(default)})")
+        self.path = path
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        wid = widget_id(self.key)
+        with Horizontal():
+            yield Label(self.label, classes="field-label")
+            if self.kind in ("select", "bool"):
+                default = default_of(self.key)
+                prompt = "(none)" if default is None else f"(default: {to_text(default)})"
+                yield Select(self._options(), id=wid, compact=True, allow_blank=not is_required(self.key),
+                             prompt=prompt)
+            else:
+                yield Input(id=wid, compact=True, placeholder=self.placeholder, select_on_focus=False,
+                            suggester=PathSuggester() if self.path else None)
+        yield Static("", id=f"{wid}-error", classes="field-error")
+
+    def _options(self, extra: Any = None) -> list[tuple[str, Any]]:
+        if self.kind == "bool":
+            values: list[Any] = [True, False]
+            options = [("true", True), ("false", False)]
+        else:
+            values = list(schema.choices(self.key) or [])
+            options = [(str(v), v) for v in values]
+        if extra is not None and extra not in values:
+            options.append((f"{extra} (not allowed)", extra))
+        return options
+
+    @property
+    def editor(self) -> Input | Select:
+        return self.query_one(f"#{widget_id(self.key)}")  # type: ignore[return-value]
+
+    def show(self, value: Any) -> None:
+        """Display a draft value (posts Edited so the error line reflects it)."""
+        editor = self.editor
+        if isinstance(editor, Select):
+            if value is None:
+                if editor._allow_blank:
+                    editor.clear()
+                self._report(None)
+                return
+            try:
+                hash(value)
+            except TypeError:
+                value = str(value)
+            if value not in [v for _, v in self._options()]:
+                editor.set_options(self._options(extra=value))
+            editor.value = value
+            self._report(value)
+        else:
+            text = to_text(value)
+            if editor.value == text:
+                self._report(from_text(self.kind, text))
+            editor.value = text
+
+    def current(self) -> Any:
+        """The value the editor shows right now (keys may be ahead of the Changed messages)."""
+        editor = self.editor
+        if isinstance(editor, Select):
+            return None if editor.value is Select.NULL else editor.value
+        return from_text(self.kind, editor.value)
+
+    def sync(self) -> Any:
+        """Re-check the editor's current value now; return it."""
+        value = self.current()
+        self.set_error(self.validate(value))
+        return value
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._report(from_text(self.kind, event.value))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._report(None if event.value is Select.NULL else event.value)
+
+    def _report(self, value: Any) -> None:
+        self.set_error(self.validate(value))
+        self.post_message(self.Edited(self, self.key, value, self.error))
+
+    def validate(self, value: Any) -> str | None:
+        if value is None:  # empty: not written, so the schema default applies (unless it has none)
+            return "required" if is_required(self.key) else None
+        return schema.validate_field(self.key, value)
+
+    def set_error(self, message: str | None) -> None:
+        """Show a message from a step or whole-config check."""
+        self.error = message
+        self.set_class(message is not None, "-invalid")
+        self.editor.set_class(message is not None, "-invalid")
+        self.query_one(".field-error", Static).update(f"↑ {message}" if message else "")

@@ -1,0 +1,73 @@
+"""The run client against a fake engine script that speaks the JSON-lines protocol."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from stquant_tui.engine_client import RunProcess, inspect_model, scan_class_folders
+from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
+
+
+def test_run_events_become_typed_messages(fake_engine, tmp_path):
+    seen: list = []
+    run = RunProcess(fake_engine, DEMO_CONFIG)
+    run.start()
+    run.read(seen.append)
+    stages = [m.name for m in seen if isinstance(m, RunStage)]
+    assert stages == ["load_model", "calibration", "quantization", "footprint"]
+    progress = [m for m in seen if isinstance(m, RunProgress)]
+    assert progress[-1].done == progress[-1].total == 300
+    assert any(isinstance(m, RunLog) and m.level == "STDERR" for m in seen)  # child stderr is captured
+    finished = seen[-1]
+    assert isinstance(finished, RunFinished) and finished.exit_code == 0
+    assert finished.summary["status"] == "ok"
+    assert finished.run_dir == str(tmp_path / "run")
+    assert Path(finished.summary["quantized_model"]).exists()
+
+
+def test_progress_messages_coalesce():
+    assert RunProgress("calibration", 2, 10).can_replace(RunProgress("calibration", 1, 10))
+    assert not RunProgress("calibration", 2, 10).can_replace(RunStage("calibration"))
+
+
+def test_cancel_sends_sigint_and_leaves_no_model(fake_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_SLOW", "1")
+    seen: list = []
+    run = RunProcess(fake_engine, DEMO_CONFIG)
+    run.start()
+    reader = threading.Thread(target=run.read, args=(seen.append,))
+    reader.start()
+    for _ in range(200):
+        if any(isinstance(m, RunProgress) for m in seen):
+            break
+        time.sleep(0.02)
+    run.cancel()
+    reader.join(timeout=20)
+    finished = seen[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.exit_code == 130 and finished.summary is None
+    assert finished.error == "interrupted by the user"
+    assert not list((tmp_path / "run").rglob("*.tflite"))
+
+
+def test_engine_failure_reports_the_last_stderr_line(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nprint('Traceback ...', file=sys.stderr)\nprint('boom', file=sys.stderr)\nsys.exit(1)\n")
+    seen: list = []
+    run = RunProcess([os.sys.executable, str(script)], DEMO_CONFIG)
+    run.start()
+    run.read(seen.append)
+    assert seen[-1] == RunFinished(1, None, "boom", None)
+
+
+def test_inspect_and_folder_scan():
+    info, error = inspect_model(FAKE_ENGINE, str(ROOT / "sample_configs/demo/digits_cnn.h5"))
+    assert error is None and info["output_width"] == 10
+    info, error = inspect_model(FAKE_ENGINE, "/nonexistent/model.h5")
+    assert info is None and "not found" in error
+    classes, images, others = scan_class_folders(ROOT / "sample_configs/demo/digits")
+    assert len(classes) == 10 and images == 300 and others == 1

@@ -1,0 +1,59 @@
+"""Run and Summary steps driven by the fake engine: progress, summary tables, cancel with confirmation."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, ProgressBar, Static
+
+from stquant_tui.app import StquantApp
+from stquant_tui.messages import RunProgress
+from stquant_tui.widgets.dialogs import ConfirmScreen
+from tui_helpers import DEMO_CONFIG, settle, wait_until
+
+
+async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tmp_path):
+    seen: list = []
+    app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.step == "summary")
+        await pilot.pause()
+        assert any(isinstance(m, RunProgress) for m in seen)
+        status = str(app.query_one("#summary-status", Static).render())
+        assert str(tmp_path / "run" / "quantized_models" / "digits_cnn_int8.tflite") in status
+        assert "300 images used, 1 skipped" in status
+        compare = app.query_one("#summary-compare", DataTable)
+        assert compare.get_row_at(0)[1:3] == ["52.5", "14.2"]
+        assert app.query_one("#summary-layers", DataTable).row_count == 3
+        assert app.query_one("#summary-errors", DataTable).get_row_at(0)[0] == "dense"
+        assert app.run_config is not None and not app.run_config.exists()  # temp config removed
+        await pilot.press("l")
+        assert str(tmp_path / "run") in "\n".join(app.query_one("#step-run").lines)
+        await pilot.press("a")
+        assert app.step == "dataset"
+
+
+async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_SLOW", "1")
+    app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await pilot.pause()
+        await pilot.click("#run")
+        await wait_until(pilot, lambda: app.query_one("#run-progress", ProgressBar).progress > 0)
+        assert app.step == "run" and app.running
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # changed my mind
+        await pilot.pause()
+        assert app.running
+        await pilot.click("#cancel")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#confirm-yes")
+        await wait_until(pilot, lambda: not app.running)
+        assert app.last_run.exit_code == 130
+        assert app.step == "run"  # no summary: stays on the log
+        assert not list((tmp_path / "run").rglob("*.tflite"))
+        assert "interrupted" in "\n".join(app.query_one("#step-run").lines)

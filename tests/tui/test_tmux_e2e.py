@@ -1,0 +1,89 @@
+"""End to end in a real terminal: tmux (private socket) at 80x24, keys only, then the engine reads the file."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.config import load_config
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
+
+
+class Tmux:
+    def __init__(self, socket: str) -> None:
+        self.base = ["tmux", "-L", socket]
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=20).stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "e2e")
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not on screen:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "e2e", *keys)
+
+    def type(self, text: str) -> None:
+        self("send-keys", "-t", "e2e", "-l", text)
+
+
+def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
+    out = tmp_path / "e2e.yaml"
+    installed = shutil.which("stquant-tui", path=os.path.dirname(sys.executable))
+    command = [installed] if installed else [sys.executable, "-m", "stquant_tui"]
+    shell = (f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} "
+             f"{shlex.join(command)} --out {shlex.quote(str(out))}; echo EXIT=$?; sleep 60")
+    tmux = Tmux(f"stquant-e2e-{os.getpid()}")
+    tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24",
+         "-e", "TEXTUAL_ANIMATIONS=none", "-e", f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
+         "-e", f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}", shell)
+    try:
+        tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
+        time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
+        for _ in range(3):  # quantization folder -> training -> split -> seed
+            tmux.keys("Tab")
+            time.sleep(0.2)
+        tmux.type("abc")
+        tmux.wait_for("not a number")
+        tmux.keys("C-n")
+        time.sleep(0.3)
+        assert "Dataset" in tmux.screen() and "not a number" in tmux.screen()  # Next refused
+        tmux.keys("C-u")
+        tmux.type("7")
+        tmux.keys("C-n")
+        tmux.wait_for("Input range")
+        tmux.keys("C-n")
+        tmux.wait_for("Output width 10")
+        tmux.keys("C-p")
+        tmux.wait_for("Input range")  # Back works
+        tmux.keys("C-n")
+        tmux.wait_for("Output width 10")
+        tmux.keys("C-n")
+        tmux.wait_for("Operation mode")
+        tmux.keys("C-n")
+        tmux.wait_for("accepts this config")
+        tmux.keys("C-o")
+        tmux.wait_for("Saved")
+        tmux.keys("C-q")
+        tmux.wait_for("EXIT=0")
+    finally:
+        tmux("kill-server")
+    config = load_config(out)
+    assert config.dataset.seed == 7
+    assert config.resolve_path(config.dataset.quantization_path).samefile(DEMO_CONFIG.parent / "demo/digits")

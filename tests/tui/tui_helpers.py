@@ -1,0 +1,34 @@
+"""Helpers shared by the TUI tests (imported as a top-level module from this folder)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+FAKE_ENGINE = [sys.executable, str(HERE / "fake_engine.py")]
+DEMO_CONFIG = ROOT / "sample_configs" / "quantization_config.yaml"
+ZOO_CONFIG = ROOT.parent / "shared/assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_config.yaml"
+
+
+async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
+    """Poll `condition()` while the app keeps processing messages (bounded)."""
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def settle(pilot) -> None:
+    """Let workers finish and the messages they posted be handled."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def field_values(app) -> dict[str, object]:
+    """What every config field shows, by key."""
+    from stquant_tui.widgets.fields import FieldRow
+    return {row.key: row.editor.value for row in app.query(FieldRow)}
