@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -25,6 +26,12 @@ class Reporter:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
         self._last_progress = 0.0
+        self._lock = threading.Lock()  # stages may report from a background thread
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
 
     def stage(self, name: str) -> None:
         """A new stage started."""
@@ -54,8 +61,7 @@ class JsonLinesReporter(Reporter):
     """One JSON object per line: the machine-readable protocol."""
 
     def _emit(self, **event) -> None:
-        self.stream.write(json.dumps(event, default=str) + "\n")
-        self.stream.flush()
+        self._write(json.dumps(event, default=str) + "\n")
 
     def stage(self, name: str) -> None:
         self._emit(event="stage", name=name)
@@ -81,23 +87,19 @@ class PlainReporter(Reporter):
         self.bar = bar
 
     def stage(self, name: str) -> None:
-        self.stream.write(f"== {name}\n")
-        self.stream.flush()
+        self._write(f"== {name}\n")
 
     def _show_progress(self, stage: str, done: int, total: int) -> None:
         if self.bar:
             filled = int(30 * done / max(total, 1))
-            self.stream.write(f"\r  {stage} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-            if done >= total:
-                self.stream.write("\n")
+            end = "\n" if done >= total else ""
+            self._write(f"\r  {stage} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
         elif done >= total or done % max(1, total // 4) == 0:
-            self.stream.write(f"  {stage}: {done}/{total}\n")
-        self.stream.flush()
+            self._write(f"  {stage}: {done}/{total}\n")
 
     def log(self, level: str, message: str) -> None:
         prefix = "" if level == "INFO" else f"{level.lower()}: "
-        self.stream.write(f"{prefix}{message}\n")
-        self.stream.flush()
+        self._write(f"{prefix}{message}\n")
 
 
 class ReporterLogHandler(logging.Handler):

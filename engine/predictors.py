@@ -37,6 +37,7 @@ class Predictor(Protocol):
     """A loaded classifier: float32 NHWC batch (N, H, W, C) in, float scores (N, classes) out."""
 
     runtime: str
+    path: Path
     input_hw_c: tuple[int, int, int]
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...

@@ -2,7 +2,8 @@
 
 quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
-images.  chain_eqeb: chain_eqe plus footprint.
+images (decoded once).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
+footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine import dataset
@@ -68,17 +70,18 @@ class Run:
                  "x".join(map(str, plan.model.input_shape[1:])), plan.model.output_width)
         evaluation = None
         if mode in EVALUATION_MODES:
-            evaluation = self._evaluation_images(plan)
-            label = "quantized" if plan.model.quantized else "float"
-            self._evaluate(plan.model_path, evaluation, label)
-        model_for_footprint = plan.model_path
+            with ThreadPoolExecutor(1) as pool:  # decode the images while TensorFlow loads the model
+                decoding = pool.submit(self._evaluation_images, plan)
+                predictor = self._load_predictor(plan.model_path)
+                evaluation = decoding.result()
+            self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if mode in QUANTIZATION_MODES:
             quantized = self._quantize(plan)
-            model_for_footprint = quantized
             if evaluation is not None:
-                self._evaluate(quantized, evaluation, "quantized")
-        if mode in BENCHMARK_MODES:
-            self._footprint(model_for_footprint)
+                self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
+            self._footprint(quantized)
+        elif mode in BENCHMARK_MODES:
+            self._footprint(plan.model_path)
         self.summary["status"] = "ok"
         return self.summary
 
@@ -135,14 +138,19 @@ class Run:
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
         return images, [labels[i] for i in kept], name
 
-    def _evaluate(self, model_path: Path, evaluation, label: str) -> None:
-        from engine.evaluate import agreement, confusion_table, evaluate, save_confusion_png
+    def _load_predictor(self, model_path: Path):
         from engine.predictors import load_predictor
+
+        with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
+            return load_predictor(model_path)
+
+    def _evaluate(self, predictor, evaluation, label: str) -> None:
+        from engine.evaluate import agreement, confusion_table, evaluate, save_confusion_png
 
         images, labels, set_name = evaluation
         class_names = self.class_names
+        model_path = Path(predictor.path)
         with self.stage(f"evaluate_{label}"):
-            predictor = load_predictor(model_path)
             result = evaluate(predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"))
         accuracy = self.summary.setdefault("accuracy", {"set": set_name, "images": result.n, "runtime": {}, "per_class": {}})
         accuracy[label] = round(result.accuracy, 2)
