@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from pathlib import Path
 from typing import Protocol
@@ -43,14 +44,18 @@ class Predictor(Protocol):
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def load_predictor(model_path: Path | str, num_threads: int | None = None) -> Predictor:
-    """Load `model_path` (.h5/.keras, .onnx or .tflite) with the runtime that matches its extension."""
+def load_predictor(model_path: Path | str, num_threads: int | None = None, fast_float: bool = False) -> Predictor:
+    """Load `model_path` (.h5/.keras, .onnx or .tflite) with the runtime that matches its extension.
+
+    `fast_float`: run a Keras model through a float32 TFLite conversion of the same traced function
+    (LiteRT with XNNPACK; outputs within ~1e-5 of Keras, several times faster on large evaluation sets).
+    """
     path = Path(model_path)
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
     suffix = path.suffix.lower()
     if suffix in KERAS_SUFFIXES:
-        return KerasPredictor(path, num_threads)
+        return KerasPredictor(path, num_threads, fast_float)
     if suffix == ".onnx":
         return OnnxPredictor(path, num_threads)
     if suffix == ".tflite":
@@ -76,7 +81,7 @@ def _check_batch(batch: np.ndarray, input_hw_c: tuple[int, int, int], path: Path
 class KerasPredictor:
     """A Keras 3 or tf_keras model, run one batch per call."""
 
-    def __init__(self, path: Path, num_threads: int | None = None):
+    def __init__(self, path: Path, num_threads: int | None = None, fast_float: bool = False):
         import tensorflow as tf
 
         if num_threads:
@@ -97,8 +102,22 @@ class KerasPredictor:
             import keras
 
             self.runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+        self.converted = self._float_tflite(num_threads) if fast_float else None
+
+    def _float_tflite(self, num_threads: int | None) -> "TFLitePredictor | None":
+        from engine.keras_trace import float_tflite
+
+        try:
+            converted = TFLitePredictor(self.path, num_threads, content=float_tflite(self.model))
+        except Exception as error:  # noqa: BLE001 - any conversion failure: keep running in Keras
+            log.info("%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__)
+            return None
+        self.runtime = f"{converted.runtime} XNNPACK, float32 graph traced from {self.runtime}"
+        return converted
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        if self.converted is not None:
+            return self.converted.predict(batch)
         batch = _check_batch(batch, self.input_hw_c, self.path)
         outputs = self.model.predict_on_batch(batch)
         if isinstance(outputs, (list, tuple)):
@@ -182,13 +201,14 @@ def _qdq_needs_exact_emulation(path: Path) -> bool:
 class TFLitePredictor:
     """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized."""
 
-    def __init__(self, path: Path, num_threads: int | None = None):
+    def __init__(self, path: Path, num_threads: int | None = None, content: bytes | None = None):
         from importlib.metadata import version
 
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            source = {"model_content": content} if content is not None else {"model_path": str(path)}
+            self.interpreter = Interpreter(**source, num_threads=num_threads or os.cpu_count())
             self.interpreter.allocate_tensors()
         except Exception as error:
             raise InputError(f"cannot load TFLite model {path}: {str(error).splitlines()[0]}") from error

@@ -142,7 +142,7 @@ class Run:
         from engine.predictors import load_predictor
 
         with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
-            return load_predictor(model_path)
+            return load_predictor(model_path, fast_float=True)
 
     def _evaluate(self, predictor, evaluation, label: str) -> None:
         from engine.evaluate import agreement, confusion_table, evaluate, save_confusion_png
