@@ -88,16 +88,19 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
         image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return ImageOps.grayscale(image) if channels == 1 and image.mode != "L" else image.convert(_PIL_MODES[channels])
+    if image.mode == _PIL_MODES[channels]:
+        return image
+    return ImageOps.grayscale(image) if channels == 1 else image.convert(_PIL_MODES[channels])
 
 
 def _resample(image: Image.Image, width: int, height: int, method: str) -> np.ndarray:
-    pixels = np.asarray(image, dtype=np.float32)
+    pixels = np.asarray(image)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-    if method == "nearest":
+    if method == "nearest":  # pick the pixels first, convert only those
         rows = _nearest_index(pixels.shape[0], height)
         cols = _nearest_index(pixels.shape[1], width)
-        return pixels[rows[:, None], cols[None, :]]
+        return pixels[rows[:, None], cols[None, :]].astype(np.float32)
+    pixels = pixels.astype(np.float32)
     weights = _area_weights if method == "area" else _kernel_weights
     rows = weights(pixels.shape[0], height, _KERNELS.get(method))
     cols = weights(pixels.shape[1], width, _KERNELS.get(method))
