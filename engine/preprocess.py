@@ -54,8 +54,8 @@ def load_image(path: Path, spec: ImageSpec) -> np.ndarray:
     """Decode, convert, resize and rescale one image file to (H, W, C) float32. Raises OSError/ValueError."""
     with Image.open(path) as image:
         image.seek(0)
-        pixels = _to_mode(image, spec.channels)
-    return spec.rescale(resize(pixels, spec))
+        pixels = resize(_to_mode(image, spec.channels), spec)
+    return spec.rescale(pixels)
 
 
 def resize(image: Image.Image, spec: ImageSpec) -> np.ndarray:
