@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,12 +20,20 @@ class CalibrationData(Protocol):
 
 @dataclass
 class QuantResult:
-    """The quantized model written (or the input returned unchanged) and notes for the run log."""
+    """The quantized model written (or the input returned unchanged) and notes for the run log.
+
+    `optimization`: what `quantization.optimize`/`bias_correction` did (None when off).
+    `float_model`: the float model the quantized one was made from, for `engine.layer_report`:
+    the Keras model converted to TFLite (in memory, optimized if asked) or the float ONNX file
+    that was quantized; None when nothing was quantized.
+    """
 
     model_path: Path
     notes: list[str] = field(default_factory=list)
     calibration_images: int = 0
     seconds: float = 0.0
+    optimization: dict | None = None
+    float_model: Any = None
 
 
 def counted_batches(calibration: CalibrationData, batch_size: int,
@@ -37,3 +45,15 @@ def counted_batches(calibration: CalibrationData, batch_size: int,
         done += len(batch)
         if on_progress is not None:
             on_progress(done, calibration.total)
+
+
+def first_images(calibration: CalibrationData, limit: int, batch_size: int = 16) -> list[np.ndarray]:
+    """The first `limit` calibration images (fewer if there are fewer), as a list of batches."""
+    batches: list[np.ndarray] = []
+    count = 0
+    for batch in calibration.batches(batch_size):
+        batches.append(batch[:limit - count])
+        count += len(batches[-1])
+        if count >= limit:
+            break
+    return batches

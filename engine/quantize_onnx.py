@@ -3,6 +3,8 @@
 Steps, like the model zoo's ONNX quantizer: Keras -> ONNX at `target_opset` with an NCHW input, or
 an ONNX model up-converted to `target_opset` (never downgraded); `quant_pre_process`; calibration;
 `quantize_static` (QDQ, QInt8 weights and activations, symmetric weights, asymmetric activations).
+`quantization.optimize` transforms a Keras model before conversion, and folds the BatchNormalization
+nodes of an ONNX model (see `engine.optimize`).
 
 Calibration is run here rather than inside `quantize_static`, and its ranges are handed over as a
 calibration cache, so that images are streamed and memory stays bounded:
@@ -27,6 +29,7 @@ from engine.atomic import atomic_path
 from engine.errors import ConfigError, EngineError
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
+from engine.optimize import fold_onnx_batchnorms, optimize_keras
 from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
@@ -47,14 +50,14 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
     opset = int(getattr(settings, "target_opset", None) or 17)
     work_dir = Path(work_dir)
     notes: list[str] = []
+    optimization = None
     fmt = model_format(model_path)
     if fmt == "tflite":
         raise ConfigError(f"quantization.quantizer: Onnx_quantizer cannot quantize a TFLite model ({model_path})")
     if fmt in ("h5", "keras"):
-        if getattr(settings, "optimize", False):
-            notes.append("quantization.optimize: True was ignored: model optimization is not implemented yet")
-            log.warning(notes[-1])
-        source = keras_to_onnx(model_path, opset, work_dir / "converted_model" / "converted_model.onnx")
+        _need_calibration(calibration)
+        keras_model, optimization = optimize_keras(load_keras_model(model_path), model_path, settings, calibration, notes)
+        source = keras_to_onnx(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path)
     else:
         model = _load_onnx(model_path)
         if onnx_is_quantized(model):
@@ -62,8 +65,12 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
             log.warning(note)
             return QuantResult(model_path, [note], 0, time.monotonic() - started)
         source = _at_least_opset(model, model_path, opset, work_dir, notes)
-    if calibration.total <= 0:
-        raise EngineError("no calibration images: the ONNX quantizer needs at least one")
+        if getattr(settings, "optimize", False):
+            source, optimization = fold_onnx_batchnorms(source, work_dir / f"{model_path.stem}_bn_folded.onnx", notes)
+        if getattr(settings, "bias_correction", False):
+            notes.append("quantization.bias_correction is only implemented for Keras models; ignored for this ONNX model")
+            log.warning(notes[-1])
+    _need_calibration(calibration)
     granularity = getattr(settings, "granularity", "per_channel")
     suffix = "pc" if granularity == "per_channel" else "pt"
     stem = source.stem if fmt in ("h5", "keras") else model_path.stem
@@ -76,15 +83,19 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
     _quantize(prepared, out_path, cache, method, granularity == "per_channel", moving_average)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, calibration.total, method, seconds)
-    return QuantResult(out_path, notes, calibration.total, seconds)
+    return QuantResult(out_path, notes, calibration.total, seconds, optimization, prepared)
 
 
-def keras_to_onnx(model_path: Path, opset: int, out_path: Path) -> Path:
-    """Convert a Keras model to ONNX at `opset` with an NCHW input (like the reference), atomically."""
+def _need_calibration(calibration: CalibrationData) -> None:
+    if calibration.total <= 0:
+        raise EngineError("no calibration images: the ONNX quantizer needs at least one")
+
+
+def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
+    """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically."""
     import tensorflow as tf
     import tf2onnx
 
-    model = load_keras_model(model_path)
     if len(model.inputs) != 1:
         raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
     name = model.inputs[0].name.split(":")[0]

@@ -6,6 +6,7 @@ that keeps TensorFlow on the graph-freezing path instead of exporting a SavedMod
 layer (what `from_keras_model` and `from_concrete_functions(..., model)` do; about 75 % of their time).
 Calibration batches are streamed to the converter as they come: with a dynamic batch dimension the
 calibrator accepts whole batches and its min/max statistics equal those of one image per step.
+`quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
 """
 
 import logging
@@ -18,6 +19,7 @@ from engine.atomic import write_bytes_atomic
 from engine.errors import ConfigError, EngineError
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
+from engine.optimize import optimize_keras
 from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,7 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     if calibration.total <= 0:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
     notes: list[str] = []
-    model = load_keras_model(model_path)
-    model = _optimized_for_quantization(model, settings, notes)
+    model, optimization = optimize_keras(load_keras_model(model_path), model_path, settings, calibration, notes)
     blob = _convert(model, calibration, settings, on_progress)
     float_ops = float_ops_in(blob)
     if float_ops:
@@ -51,16 +52,7 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     write_bytes_atomic(Path(out_path), blob)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
-    return QuantResult(Path(out_path), notes, calibration.total, seconds)
-
-
-def _optimized_for_quantization(model: Any, settings: Any, notes: list[str]) -> Any:
-    """Hook for `quantization.optimize` (per-tensor DFQ); not implemented yet, so the flag is ignored."""
-    if getattr(settings, "optimize", False):
-        message = "quantization.optimize: True was ignored: model optimization is not implemented yet"
-        log.warning(message)
-        notes.append(message)
-    return model
+    return QuantResult(Path(out_path), notes, calibration.total, seconds, optimization, model)
 
 
 def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progress: ProgressCallback | None) -> bytes:

@@ -101,10 +101,12 @@ def test_no_partial_file_when_conversion_fails(tiny_keras, tmp_path):
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
 
 
-def test_optimize_is_reported_as_ignored(tiny_keras, tmp_path, caplog):
-    result = quantize_tflite(tiny_keras, ArrayCalibration(random_images(8)), settings(optimize=True), tmp_path / "q.tflite")
-    assert any("optimize: True was ignored" in note for note in result.notes)
-    assert "optimize: True was ignored" in caplog.text
+def test_optimize_of_a_keras3_model_is_skipped_with_a_note(tiny_keras, tmp_path, caplog):
+    result = quantize_tflite(tiny_keras, ArrayCalibration(random_images(8)),
+                             settings(optimize=True, granularity="per_tensor"), tmp_path / "q.tflite")
+    assert result.model_path.exists() and result.optimization is None
+    assert any("skipped" in note and "tf_keras" in note for note in result.notes)
+    assert "optimization needs" in caplog.text
 
 
 @pytest.mark.slow

@@ -1,0 +1,298 @@
+"""Per-layer signal-to-quantization-noise ratio (SQNR) of an int8 model against its float original.
+
+The figures are local: each quantized layer output (dequantized) is compared with the float layer
+applied to that layer's own dequantized quantized input, so a layer that collapses stands out rather
+than everything after it. A few batches suffice. `engine.layer_report` is the entry point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """SQNR in dB of one layer output (higher is better; +inf when exact)."""
+
+    layer: str
+    op: str
+    sqnr_db: float
+
+
+class _Sqnr:
+    """Accumulates signal and noise energy over batches."""
+
+    def __init__(self) -> None:
+        self.signal = 0.0
+        self.noise = 0.0
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
+        reference = reference.astype(np.float64).reshape(-1)
+        self.signal += float(np.sum(reference ** 2))
+        self.noise += float(np.sum((reference - quantized.astype(np.float64).reshape(-1)) ** 2))
+
+    def db(self) -> float:
+        if self.noise == 0.0:
+            return math.inf
+        return 10.0 * math.log10(max(self.signal, 1e-30) / self.noise)
+
+
+def _single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for batch in batches:
+        for image in np.asarray(batch, dtype=np.float32):
+            yield image[None]
+
+
+def _worst_first(errors: list[LayerError]) -> list[LayerError]:
+    return sorted(errors, key=lambda e: e.sqnr_db)
+
+
+def tflite_layer_errors(keras_model, tflite_path: str | Path, batches: Iterable[np.ndarray]) -> list[LayerError]:
+    """Local SQNR of every int8 op of a TFLite model that maps to layers of *keras_model*, worst first.
+
+    Each op's int8 output (dequantized) is compared with the float Keras layers it implements,
+    run on the op's own dequantized int8 input: the figure is the error the layer itself adds
+    (weight and output rounding), so a collapsing layer stands out instead of everything after it.
+    TFLite names a fused op's output after all the Keras layers fused into it ("…/re_lu/Relu6;
+    …/conv2d/Conv2D"); the op is reported under the first of them. *batches* are float inputs of
+    the Keras model (NHWC).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(tflite_path), experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    probes = _tflite_probes(interpreter, keras_model)
+    inp = interpreter.get_input_details()[0]
+    inputs: list[list[list[np.ndarray]]] = [[[] for _ in probe.inputs] for probe in probes]
+    outputs: list[list[np.ndarray]] = [[] for _ in probes]
+    for image in _single_images(batches):
+        interpreter.set_tensor(inp["index"], _quantize_input(image, inp))
+        interpreter.invoke()
+        for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):
+            for index, collected in zip(probe.inputs, probe_inputs):
+                collected.append(_dequantized(interpreter, index))
+            probe_outputs.append(_dequantized(interpreter, probe.output))
+    totals = [_Sqnr() for _ in probes]
+    for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
+        stacked = [np.concatenate(collected) for collected in probe_inputs]
+        reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
+        value = np.concatenate(probe_outputs)
+        if reference.size == value.size:
+            total.add(reference, value)
+    return _worst_first([LayerError(probe.layer, probe.op, total.db())
+                         for probe, total in zip(probes, totals) if total.signal > 0])
+
+
+@dataclass
+class _Probe:
+    layer: str
+    op: str
+    inputs: list[int]
+    output: int
+    float_layers: object
+
+
+def _tflite_probes(interpreter, keras_model) -> list[_Probe]:
+    """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
+    import tf_keras
+
+    order = {layer.name: i for i, layer in enumerate(keras_model.layers)
+             if layer.get_config().get("activation", "linear") in ("linear", "relu", "relu6")}
+    ops = interpreter._get_ops_details()
+    produced = {int(index) for op in ops for index in op["outputs"]}
+    probes: dict[tuple[str, str], _Probe] = {}
+    for op in ops:
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or len(op["outputs"]) != 1:
+            continue
+        index = int(op["outputs"][0])
+        detail = interpreter._get_tensor_details(index, 0)
+        if detail["dtype"] not in (np.int8, np.uint8) or not detail["quantization"][0]:
+            continue
+        layers = sorted({part for piece in detail["name"].split(";") for part in piece.split("/")[:-1]
+                         if part in order}, key=order.get)
+        inputs = [int(i) for i in op["inputs"] if int(i) in produced]
+        if not layers:
+            continue
+        first, last = keras_model.get_layer(layers[0]), keras_model.get_layer(layers[-1])
+        first_inputs = first.input if isinstance(first.input, list) else [first.input]
+        if len(first_inputs) != len(inputs):
+            continue
+        output = last.output
+        if type(last).__name__ == "PerChannelClip" and first is not last and op["op_name"] != "MINIMUM":
+            output = tf_keras.layers.ReLU()(last.input)  # the clip's ReLU is fused here, its MINIMUM is the next op
+        try:
+            sub_model = tf_keras.Model(first.input, output)
+        except ValueError:
+            continue
+        probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, sub_model)
+    return list(probes.values())
+
+
+def _dequantized(interpreter, index: int) -> np.ndarray:
+    scale, zero_point = interpreter._get_tensor_details(index, 0)["quantization"]
+    return (interpreter.get_tensor(index).astype(np.float32) - zero_point) * scale
+
+
+def _quantize_input(image: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return image
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(image / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def onnx_layer_errors(float_onnx_path: str | Path, qdq_onnx_path: str | Path,
+                      batches: Iterable[np.ndarray]) -> list[LayerError]:
+    """Local SQNR of every quantized activation of a QDQ model, worst first.
+
+    For each op output the QDQ model quantizes (the input of a QuantizeLinear), the dequantized
+    value is compared with the float model's own ops applied to the dequantized inputs of that
+    op in the QDQ model, with float weights: the error the op itself adds (weight and output
+    rounding), as for TFLite. The float ops are taken from *float_onnx_path* (the model the QDQ
+    one was made from; tensor names match), which also restores activations the quantizer folded
+    into the op's output range (Relu/Clip). Everything runs in one ONNX Runtime session, with
+    graph optimizations that could fuse QDQ nodes turned off (exact int8 semantics on any CPU).
+    *batches* are in the models' input layout.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    float_graph = onnx.load(str(float_onnx_path)).graph
+    probe_model = onnx.load(str(qdq_onnx_path))
+    probes = _add_float_references(probe_model.graph, float_graph)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+    names = [name for probe in probes for name in (probe.quantized, probe.reference)]
+    totals = [_Sqnr() for _ in probes]
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        step = fixed_batch or len(batch)
+        for chunk in (batch[i:i + step] for i in range(0, len(batch) - step + 1, step)):  # whole chunks only
+            values = session.run(names, {model_input.name: chunk})
+            for i, total in enumerate(totals):
+                total.add(values[2 * i + 1], values[2 * i])
+    return _worst_first([LayerError(probe.layer, probe.op, total.db())
+                         for probe, total in zip(probes, totals) if total.signal > 0])
+
+
+@dataclass
+class _OnnxProbe:
+    layer: str
+    op: str
+    quantized: str
+    reference: str
+
+
+_REF = "__stquant_float"
+_MAX_FLOAT_NODES = 64
+
+
+def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
+    """Add to the QDQ *graph* a float copy of each quantized op, fed with its dequantized inputs; expose both."""
+    from onnx import helper
+
+    producers = {out: node for node in graph.node for out in node.output}
+    float_producers = {out: node for node in float_graph.node for out in node.output}
+    float_inits = {init.name: init for init in float_graph.initializer}
+    dequantized = {}  # float tensor name -> the QDQ model's dequantized copy of it
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in producers:
+            quantize = producers[node.input[0]]
+            if quantize.op_type == "QuantizeLinear":
+                dequantized[quantize.input[0].removesuffix("_QuantizeLinear_Input")] = node.output[0]
+    probes, added_nodes, added_inits = [], [], set()
+    for node in list(graph.node):
+        if node.op_type != "QuantizeLinear" or node.input[0] not in producers:
+            continue
+        op = producers[node.input[0]]
+        tensor = node.input[0].removesuffix("_QuantizeLinear_Input")
+        if op.op_type in ("QuantizeLinear", "DequantizeLinear") or tensor not in float_producers:
+            continue
+        nodes = _float_nodes_for(tensor, float_producers, float_inits, dequantized)
+        if nodes is None:
+            continue
+        for float_node in nodes:
+            copy = helper.make_node(float_node.op_type, [_ref_input(name, dequantized, float_inits, added_inits, graph)
+                                                         for name in float_node.input],
+                                    [f"{name}{_REF}" for name in float_node.output], domain=float_node.domain)
+            copy.attribute.extend(float_node.attribute)
+            added_nodes.append(copy)
+        quantized_output = dequantized.get(tensor)
+        if quantized_output is None:
+            continue
+        graph.output.extend([helper.ValueInfoProto(name=quantized_output),
+                             helper.ValueInfoProto(name=f"{tensor}{_REF}")])
+        probes.append(_OnnxProbe(_layer_name(op.name or tensor), _op_label(op), quantized_output, f"{tensor}{_REF}"))
+    graph.node.extend(_unique(added_nodes))
+    return probes
+
+
+def _float_nodes_for(tensor: str, float_producers: dict, float_inits: dict, dequantized: dict) -> list | None:
+    """The float nodes computing *tensor* from dequantized tensors and initializers, in order (None if
+    that needs more than `_MAX_FLOAT_NODES` nodes or a tensor the QDQ model lacks)."""
+    order, done, stack = [], set(), [(tensor, False)]
+    while stack:
+        name, expanded = stack.pop()
+        node = float_producers[name]
+        if expanded:
+            if name not in done:
+                done.update(node.output)
+                order.append(node)
+            continue
+        stack.append((name, True))
+        for inp in node.input:
+            if not inp or inp in dequantized or inp in float_inits or inp in done:
+                continue
+            if inp not in float_producers:
+                return None
+            stack.append((inp, False))
+        if len(stack) > _MAX_FLOAT_NODES:
+            return None
+    return order
+
+
+def _ref_input(name: str, dequantized: dict, float_inits: dict, added: set, graph) -> str:
+    """Where the float copy reads *name*: the dequantized tensor, a copied float initializer, or another copy."""
+    if not name:
+        return name
+    if name in dequantized:
+        return dequantized[name]
+    if name in float_inits and name not in added:
+        from onnx import TensorProto
+
+        init = TensorProto()
+        init.CopyFrom(float_inits[name])
+        init.name = f"{name}{_REF}"
+        graph.initializer.append(init)
+        added.add(name)
+    return f"{name}{_REF}"
+
+
+def _unique(nodes: list) -> list:
+    """Nodes in order, each output computed once (probes may share upstream float nodes)."""
+    kept, outputs = [], set()
+    for node in nodes:
+        if node.output[0] not in outputs:
+            outputs.update(node.output)
+            kept.append(node)
+    return kept
+
+
+def _layer_name(node_name: str) -> str:
+    """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name."""
+    parts = node_name.split("/")
+    return parts[-2] if len(parts) >= 3 else node_name
+
+
+def _op_label(node) -> str:
+    group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+    return f"{node.op_type} (depthwise)" if node.op_type == "Conv" and group > 1 else node.op_type

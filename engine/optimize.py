@@ -1,0 +1,99 @@
+"""`quantization.optimize` and `quantization.bias_correction` applied to a model before quantization.
+
+Keras models (both quantizers; the ONNX quantizer converts the optimized model):
+- per_tensor + optimize: BN folding, dead-channel removal and cross-layer equalization with
+  per-channel ReLU6 clips (`engine.optimize_keras`); on the tutorial model it takes per-tensor
+  agreement with float from about 45 % to 98.7-99 % (both quantizers).
+- per_channel + optimize: the model is left as it is. Both converters already fold BatchNorm, and
+  per-channel weight scales already even out channel ranges. Measured on the tutorial model
+  (TFLite, 300 photos): per-channel 99.67 % agreement, with BN folding + dead-channel removal
+  98.67 %; full equalization was one photo worse than plain per-channel (98.33 vs 98.67 % in an
+  earlier benchmark with other preprocessing). So no step of optimize helps per-channel.
+- bias_correction: the mean output shift of int8 weights (per tensor or per channel, following
+  `granularity`) is subtracted from each conv/dense bias, estimated on at most
+  `BIAS_CORRECTION_IMAGES` calibration images.
+Optimization needs a `tf_keras` (Keras 2) functional model: a .h5 that Keras 3 loaded is reloaded
+with `tf_keras`; other models are quantized as they are, with a note.
+
+ONNX models: optimize folds BatchNormalization into the Conv before it (no equalization).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from engine.quant_common import CalibrationData, first_images
+
+log = logging.getLogger(__name__)
+
+BIAS_CORRECTION_IMAGES = 64
+
+
+def optimize_keras(model: Any, model_path: Path, settings: Any, calibration: CalibrationData,
+                   notes: list[str]) -> tuple[Any, dict | None]:
+    """The model to quantize and the optimization report (None when nothing was asked or done)."""
+    optimize = bool(getattr(settings, "optimize", False))
+    bias_correction = bool(getattr(settings, "bias_correction", False))
+    if not optimize and not bias_correction:
+        return model, None
+    from engine.optimize_keras import OptimizeReport, correct_biases, optimize_for_per_tensor
+
+    per_channel = getattr(settings, "granularity", "per_channel") == "per_channel"
+    if optimize and per_channel:
+        notes.append("optimize: per_channel: model left as it is (the converter folds BatchNorm; equalization only "
+                     "helps per-tensor weights)")
+        log.info(notes[-1])
+        if not bias_correction:
+            return model, OptimizeReport().to_dict()
+    keras2 = _as_tf_keras(model, model_path)
+    if keras2 is None:
+        notes.append(f"quantization.optimize/bias_correction skipped: {model_path.name} is not a tf_keras "
+                     "(Keras 2) functional model, which optimization needs")
+        log.warning(notes[-1])
+        return model, None
+    data = first_images(calibration, BIAS_CORRECTION_IMAGES) if bias_correction else None
+    if optimize and not per_channel:
+        model, report = optimize_for_per_tensor(keras2, bias_correction_data=data)
+    else:
+        model = keras2
+        report = OptimizeReport(biases_corrected=correct_biases(model, data, per_channel=per_channel))
+    notes.append(report.summary())
+    return model, report.to_dict()
+
+
+def fold_onnx_batchnorms(source: Path, out_path: Path, notes: list[str]) -> tuple[Path, dict]:
+    """Fold BatchNormalization into Conv in the ONNX model at `source`: the model to quantize and a report."""
+    import onnx
+
+    from engine.atomic import atomic_path
+    from engine.optimize_onnx import fold_batchnorm
+
+    model = onnx.load(str(source))
+    folded, count = fold_batchnorm(model)
+    remaining = {n.output[0] for n in folded.graph.node if n.op_type == "BatchNormalization"}
+    names = [n.name or n.output[0] for n in model.graph.node
+             if n.op_type == "BatchNormalization" and n.output[0] not in remaining]
+    notes.append(f"optimize: {count} BatchNormalization folded into Conv (ONNX input; no cross-layer equalization)")
+    log.info(notes[-1])
+    if count:
+        with atomic_path(out_path) as tmp:
+            onnx.save(folded, str(tmp))
+        source = out_path
+    return source, {"batchnorms_folded": names}
+
+
+def _as_tf_keras(model: Any, model_path: Path) -> Any:
+    """`model` if it is a tf_keras functional model, else the .h5 reloaded with tf_keras, else None."""
+    if type(model).__module__.startswith("tf_keras") and getattr(model, "_is_graph_network", False):
+        return model
+    if model_path.suffix.lower() not in (".h5", ".hdf5"):
+        return None
+    import tf_keras
+
+    try:
+        reloaded = tf_keras.models.load_model(model_path, compile=False)
+    except Exception:  # noqa: BLE001 - any failure: quantize the model as loaded
+        return None
+    return reloaded if getattr(reloaded, "_is_graph_network", False) else None

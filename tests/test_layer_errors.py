@@ -1,0 +1,83 @@
+"""Per-layer SQNR: a depthwise layer with a large weight on a dead channel collapses under per-tensor int8 and ranks first."""
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from engine.layer_errors import LayerError, onnx_layer_errors, tflite_layer_errors
+
+
+def _collapsing_model() -> tf_keras.Model:
+    layers = tf_keras.layers
+    x = inputs = layers.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="expand")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
+    x = layers.Conv2D(8, 1, name="project")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, layers.Dense(3, name="head")(x))
+    expand = model.get_layer("expand")
+    kernel, bias = expand.get_weights()
+    kernel[..., 0], bias[0] = 0.0, -1.0  # a dead channel, as BN folding leaves in MobileNet v2
+    expand.set_weights([kernel, bias])
+    dw = model.get_layer("depthwise")
+    kernel, bias = dw.get_weights()
+    kernel[..., 0, 0] *= 30.0  # per-tensor scale 30x too coarse for the other channels: a few levels left
+    dw.set_weights([kernel, bias])
+    return model
+
+
+def _images(n: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, (n, 16, 16, 3)).astype(np.float32)
+
+
+def _per_tensor_tflite(model: tf_keras.Model, images: np.ndarray) -> bytes:
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec((1, *images.shape[1:]), tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_disable_per_channel = True
+    return converter.convert()
+
+
+def test_tflite_ranks_collapsing_depthwise_first(tmp_path):
+    model = _collapsing_model()
+    path = tmp_path / "model.tflite"
+    path.write_bytes(_per_tensor_tflite(model, _images(16)))
+    errors = tflite_layer_errors(model, path, [_images(8)])
+    assert {e.layer for e in errors} >= {"expand", "depthwise", "project"}
+    by_layer = {e.layer: e for e in errors}
+    assert by_layer["depthwise"] == LayerError("depthwise", "DEPTHWISE_CONV_2D", by_layer["depthwise"].sqnr_db)
+    assert by_layer["depthwise"].sqnr_db < by_layer["expand"].sqnr_db - 10
+    assert by_layer["project"].sqnr_db > by_layer["depthwise"].sqnr_db + 10  # local: not the upstream error
+    assert errors[0].layer == "depthwise"
+    assert [e.sqnr_db for e in errors] == sorted(e.sqnr_db for e in errors)
+
+
+def test_onnx_ranks_collapsing_depthwise_first(tmp_path):
+    import tf2onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    model = _collapsing_model()
+    float_path, qdq_path = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
+    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 16, 16, 3), tf.float32, name="input"),),
+                               opset=13, inputs_as_nchw=["input"], output_path=str(float_path))
+    calibration = [{"input": image.transpose(2, 0, 1)[None]} for image in _images(16)]
+    quantize_static(str(float_path), str(qdq_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, per_channel=False)
+    errors = onnx_layer_errors(float_path, qdq_path, [_images(8).transpose(0, 3, 1, 2)])
+    by_layer = {e.layer: e for e in errors}
+    assert {"expand", "depthwise", "project", "head"} <= set(by_layer)
+    assert errors[0] == LayerError("depthwise", "Conv (depthwise)", by_layer["depthwise"].sqnr_db)
+    assert by_layer["depthwise"].sqnr_db < by_layer["expand"].sqnr_db - 10
+    assert by_layer["project"].sqnr_db > by_layer["depthwise"].sqnr_db + 10  # local: not the upstream error
+    assert [e.sqnr_db for e in errors] == sorted(e.sqnr_db for e in errors)
+
+
+class _Reader:
+    def __init__(self, items):
+        self._items = iter(items)
+
+    def get_next(self):
+        return next(self._items, None)

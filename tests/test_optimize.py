@@ -1,0 +1,157 @@
+"""Data-free optimization before per-tensor quantization: float equivalence, BN folding, report."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+import tf_keras
+from onnx import TensorProto, helper, numpy_helper
+
+from engine.optimize_keras import PerChannelClip, correct_biases, optimize_for_per_tensor
+from engine.optimize_onnx import fold_batchnorm
+
+
+def _randomize_batchnorms(model: tf_keras.Model, rng: np.random.Generator) -> None:
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.2, 3, n), rng.normal(0, 2, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)])
+
+
+def _mobilenet_block() -> tf_keras.Model:
+    """conv-BN-ReLU6 -> pad -> depthwise-BN-ReLU6 -> pointwise-BN -> residual-free head, with skewed ranges."""
+    rng = np.random.default_rng(0)
+    layers = tf_keras.layers
+    x = inputs = layers.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, use_bias=False, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    x = layers.DepthwiseConv2D(3, strides=2, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(12, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(6, 1)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(4, activation="softmax")(x)
+    model = tf_keras.Model(inputs, outputs)
+    _randomize_batchnorms(model, rng)
+    dw = next(layer for layer in model.layers if isinstance(layer, layers.DepthwiseConv2D))
+    kernel = dw.get_weights()[0]
+    dw.set_weights([kernel * np.array([50.0, 0.02, 1, 1, 8, 0.1, 1, 1]).reshape(1, 1, 8, 1)])
+    return model
+
+
+def test_optimize_keeps_float_outputs_and_reports():
+    model = _mobilenet_block()
+    optimized, report = optimize_for_per_tensor(model)
+    x = np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(optimized.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    assert len(report.batchnorms_folded) == 3
+    assert not any(isinstance(layer, tf_keras.layers.BatchNormalization) for layer in optimized.layers)
+    assert len(report.pairs_equalized) == 3
+    assert len(report.relu6_replaced) == 2
+    assert any(isinstance(layer, PerChannelClip) for layer in optimized.layers)
+    assert report.to_dict()["pairs_equalized"][0] == list(report.pairs_equalized[0])
+    assert "3 BatchNorm folded" in report.summary()
+
+
+def test_equalization_balances_depthwise_ranges():
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
+    dw = next(layer for layer in optimized.layers if isinstance(layer, tf_keras.layers.DepthwiseConv2D))
+    ranges = np.abs(dw.get_weights()[0]).max(axis=(0, 1)).ravel()
+    assert ranges.max() / ranges.min() < 20
+
+
+def test_optimized_model_converts_to_tflite():
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
+    function = tf.function(lambda x: optimized(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec((1, 16, 16, 3), tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], optimized)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(2)
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_disable_per_channel = True
+    assert converter.convert()
+
+
+def test_optimized_model_saves_and_reloads(tmp_path):
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
+    path = tmp_path / "optimized.h5"
+    optimized.save(path)
+    reloaded = tf_keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), optimized.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_bias_correction_moves_biases_toward_quantized_mean():
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
+    before = {layer.name: layer.get_weights()[1].copy() for layer in optimized.layers if layer.weights}
+    data = [np.random.default_rng(4).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)]
+    corrected = correct_biases(optimized, data)
+    assert len(corrected) == 5
+    changed = [name for name in corrected if not np.allclose(optimized.get_layer(name).get_weights()[1], before[name])]
+    assert changed
+
+
+def test_rejects_keras3_or_subclassed_models():
+    from engine.errors import EngineError
+
+    with pytest.raises(EngineError, match="tf_keras"):
+        optimize_for_per_tensor(object())
+
+
+def _onnx_conv_bn() -> onnx.ModelProto:
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in [
+        ("w", rng.normal(size=(4, 3, 3, 3))), ("gamma", rng.uniform(0.5, 2, 4)), ("beta", rng.normal(size=4)),
+        ("mean", rng.normal(size=4)), ("var", rng.uniform(0.1, 2, 4))]]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], epsilon=1e-3),
+             helper.make_node("Relu", ["b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_onnx_fold_batchnorm_is_exact():
+    model = _onnx_conv_bn()
+    folded, count = fold_batchnorm(model)
+    assert count == 1
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu"]
+    onnx.checker.check_model(folded)
+    x = np.random.default_rng(6).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(_run(folded, x), _run(model, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_fold_batchnorm_on_flowers(flowers_onnx):
+    model = onnx.load(str(flowers_onnx))
+    folded, count = fold_batchnorm(model)
+    assert count == 7
+    x = np.random.default_rng(7).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    np.testing.assert_allclose(_run(folded, x), _run(model, x), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_optimize_flowers_is_equivalent_on_photos(flowers_h5, flower_photos):
+    from PIL import Image
+
+    paths = sorted(flower_photos.glob("*/*"))[::15]
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128), Image.NEAREST), np.float32)
+                       for p in paths]) / 127.5 - 1.0
+    model = tf_keras.models.load_model(flowers_h5, compile=False)
+    optimized, report = optimize_for_per_tensor(model)
+    assert len(report.batchnorms_folded) == 52 and report.pairs_equalized
+    for x in (images, np.random.default_rng(8).uniform(-1, 1, (4, 128, 128, 3)).astype(np.float32)):
+        before, after = model.predict(x, verbose=0), optimized.predict(x, verbose=0)
+        np.testing.assert_allclose(after, before, rtol=1e-4, atol=5e-5)
