@@ -191,6 +191,9 @@ def format_summary(summary: dict) -> str:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
     if footprint.get("board_fit"):
         lines.append(_board_line(footprint["board_fit"]))
+    worst = [row for row in summary.get("layer_errors") or [] if row["sqnr_db"] is not None][:5]
+    if worst:
+        lines.append("worst layers (SQNR dB): " + ", ".join(f"{row['layer']} {row['sqnr_db']:.1f}" for row in worst))
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ from engine.native_output import native_stderr_to
 from engine.preflight import Plan, prepare
 
 log = logging.getLogger(__name__)
-CALIBRATION_BATCH = 32
+LAYER_ERRORS_KEPT = 30
 
 
 class Run:
@@ -119,7 +119,18 @@ class Run:
         self.summary["quantized_model"] = str(Path(result.model_path).resolve())
         self.summary["calibration"] = {"source": calibration.source, "images": calibration.used,
                                        "skipped": calibration.skipped}
+        self.summary["optimization"] = result.optimization
+        if result.float_model is not None:
+            self._layer_errors(result, calibration)
         return Path(result.model_path)
+
+    def _layer_errors(self, result, calibration) -> None:
+        from engine.layer_report import format_report, layer_report
+
+        with self.stage("layer_errors"):
+            rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
+        self.summary["layer_errors"] = rows
+        log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
     def _evaluation_images(self, plan: Plan):
         from engine.images import decode_all
@@ -175,7 +186,8 @@ class Run:
         data = footprint.to_dict()
         data["board_fit"] = board_fit(self.config.benchmarking.board, footprint) if self.config.benchmarking.board else None
         self.summary["footprint"] = data
-        log.info("footprint of %s:\n%s", model_path.name, footprint.format_table())
+        log.info("footprint of %s: %s KiB weights flash, %s KiB activation RAM, %.3f M MACC (per layer: stquant footprint)",
+                 model_path.name, data["weights_flash_kib"], data["activation_ram_kib"], data["macc"] / 1e6)
 
 
 def run(config: Config, reporter: Reporter, output_dir: Path | None = None) -> dict:

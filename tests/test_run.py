@@ -43,6 +43,9 @@ def test_quantization_tflite(tmp_path, capsys):
     ops = tflite_ops(model)
     assert ops[0][0] == "QUANTIZE" and ops[-1][0] == "DEQUANTIZE"
     assert all(dtype == "int8" for _, dtype in ops[1:-1]), ops
+    assert summary["footprint"]["weights_flash_kib"] > 0 and summary["optimization"] is None
+    worst = summary["layer_errors"][0]
+    assert set(worst) == {"layer", "op", "sqnr_db"} and worst["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "config.yaml").exists() and "calibration" in (run_dir / "stquant.log").read_text()
     assert not list(run_dir.rglob("*.part"))
@@ -90,6 +93,13 @@ def test_onnx_quantizer(tmp_path, capsys):
     shape = session.get_inputs()[0].shape
     assert shape[1:] == [3, 32, 32]
     assert session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
+
+
+def test_per_tensor_with_optimize(tmp_path, capsys):
+    config = demo_config(tmp_path, quantization__granularity="per_tensor", quantization__optimize=True)
+    summary, out = run_ok(capsys, write(tmp_path, config))
+    assert summary["optimization"]["batchnorms_folded"] and summary["optimization"]["pairs_equalized"]
+    assert "worst layers (SQNR dB)" in out
 
 
 def test_random_calibration(tmp_path, capsys):
