@@ -317,7 +317,7 @@ def field_annotation(key: str) -> Any:
     model: Any = Config
     annotation = None
     for part in key.split("."):
-        model = _model_of(annotation) if annotation is not None else model
+        model = model_of(annotation) if annotation is not None else model
         if model is None or part not in model.model_fields:
             return None
         annotation = _full_annotation(model, part)
@@ -435,7 +435,7 @@ def _message(error: dict, loc: list[str] | None = None) -> str:
     value = error.get("input")
     if kind == "extra_forbidden" and loc:
         parent = field_annotation(".".join(loc[:-1])) if len(loc) > 1 else Config
-        model = _model_of(parent) if parent is not Config else Config
+        model = model_of(parent) if parent is not Config else Config
         names = list(model.model_fields) if model else []
         near = difflib.get_close_matches(loc[-1], names, n=1)
         return "unknown key" + (f"; did you mean {near[0]}?" if near else f"; allowed keys: {', '.join(names)}")
@@ -485,11 +485,12 @@ def _full_annotation(model: type[BaseModel], name: str) -> Any:
     return info.annotation
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic section model inside an annotation (e.g. Optional[Quantization]), or None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
-        found = _model_of(arg)
+        found = model_of(arg)
         if found is not None:
             return found
     return None

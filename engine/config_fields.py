@@ -8,7 +8,7 @@ from engine import config as schema
 def is_required(key: str) -> bool:
     """True if the key must be written (no default) once its section is present."""
     parent, _, name = key.rpartition(".")
-    model = schema.Config if not parent else schema._model_of(schema.field_annotation(parent))
+    model = schema.Config if not parent else schema.model_of(schema.field_annotation(parent))
     if model is None or name not in model.model_fields:
         return False
     return model.model_fields[name].is_required()
@@ -22,7 +22,7 @@ def accepts_none(key: str) -> bool:
 def default_of(key: str):
     """The schema default of a key (None if it has none)."""
     parent, _, name = key.rpartition(".")
-    model = schema.Config if not parent else schema._model_of(schema.field_annotation(parent))
+    model = schema.Config if not parent else schema.model_of(schema.field_annotation(parent))
     if model is None or name not in model.model_fields:
         return None
     field = model.model_fields[name]

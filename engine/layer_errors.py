@@ -42,6 +42,9 @@ class _Sqnr:
         return 10.0 * math.log10(max(self.signal, 1e-30) / self.noise)
 
 
+CHUNK = 4
+
+
 def _single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     for batch in batches:
         for image in np.asarray(batch, dtype=np.float32):
@@ -69,22 +72,24 @@ def tflite_layer_errors(keras_model, tflite_path: str | Path, batches: Iterable[
     interpreter.allocate_tensors()
     probes = _tflite_probes(interpreter, keras_model)
     inp = interpreter.get_input_details()[0]
-    inputs: list[list[list[np.ndarray]]] = [[[] for _ in probe.inputs] for probe in probes]
-    outputs: list[list[np.ndarray]] = [[] for _ in probes]
-    for image in _single_images(batches):
-        interpreter.set_tensor(inp["index"], _quantize_input(image, inp))
-        interpreter.invoke()
-        for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):
-            for index, collected in zip(probe.inputs, probe_inputs):
-                collected.append(_dequantized(interpreter, index))
-            probe_outputs.append(_dequantized(interpreter, probe.output))
     totals = [_Sqnr() for _ in probes]
-    for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
-        stacked = [np.concatenate(collected) for collected in probe_inputs]
-        reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
-        value = np.concatenate(probe_outputs)
-        if reference.size == value.size:
-            total.add(reference, value)
+    images = list(_single_images(batches))
+    for start in range(0, len(images), CHUNK):  # a few images at a time: memory stays small
+        inputs: list[list[list[np.ndarray]]] = [[[] for _ in probe.inputs] for probe in probes]
+        outputs: list[list[np.ndarray]] = [[] for _ in probes]
+        for image in images[start:start + CHUNK]:
+            interpreter.set_tensor(inp["index"], _quantize_input(image, inp))
+            interpreter.invoke()
+            for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):
+                for index, collected in zip(probe.inputs, probe_inputs):
+                    collected.append(_dequantized(interpreter, index))
+                probe_outputs.append(_dequantized(interpreter, probe.output))
+        for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
+            stacked = [np.concatenate(collected) for collected in probe_inputs]
+            reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
+            value = np.concatenate(probe_outputs)
+            if reference.size == value.size:
+                total.add(reference, value)
     return _worst_first([LayerError(probe.layer, probe.op, total.db())
                          for probe, total in zip(probes, totals) if total.signal > 0])
 

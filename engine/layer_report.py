@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import EngineError
-from engine.quant_common import CalibrationData, first_images
+from engine.calibration import CalibrationData
+from engine.quant_common import first_images
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.quant_common import CalibrationData, first_images
+from engine.calibration import CalibrationData
+from engine.quant_common import first_images
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import EngineError, InputError
-from engine.models import load_keras_model
+from engine.models import KERAS_SUFFIXES, load_keras_model
 
 log = logging.getLogger(__name__)
 
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 X86_MACHINES = {"x86_64", "amd64", "i386", "i686", "x86"}
 VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "avx512vnni", "avxvnni"}
 

@@ -1,21 +1,15 @@
-"""What both quantizers share: the calibration-data protocol, the progress callback and the result."""
+"""What both quantizers share: the progress callback, the result, and helpers over calibration data."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from engine.calibration import CalibrationData
+
 ProgressCallback = Callable[[int, int], None]
-
-
-class CalibrationData(Protocol):
-    """Preprocessed float32 NHWC calibration images, streamed in batches."""
-
-    total: int
-
-    def batches(self, batch_size: int) -> Iterator[np.ndarray]: ...
 
 
 @dataclass

@@ -30,7 +30,8 @@ from engine.errors import ConfigError, EngineError
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
+from engine.calibration import CalibrationData
+from engine.quant_common import ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,8 @@
 """Full-integer post-training quantization of a Keras model to TFLite (quantizer `TFlite_converter`).
 
-The model is traced once as a `tf.function` with a dynamic batch dimension and converted with
-`TFLiteConverter.from_concrete_functions`, passing the `tf.function` itself as the trackable object:
-that keeps TensorFlow on the graph-freezing path instead of exporting a SavedModel of every Keras
-layer (what `from_keras_model` and `from_concrete_functions(..., model)` do; about 75 % of their time).
+The model is traced once as a `tf.function` with a dynamic batch dimension and converted from that
+(`engine.keras_trace`): no SavedModel export of every Keras layer, which is about 75 % of the time of
+`from_keras_model` (and of `from_concrete_functions(..., model)`).
 Calibration batches are streamed to the converter as they come: with a dynamic batch dimension the
 calibrator accepts whole batches and its min/max statistics equal those of one image per step.
 `quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
@@ -17,10 +16,12 @@ from typing import Any
 
 from engine.atomic import write_bytes_atomic
 from engine.errors import ConfigError, EngineError
+from engine.keras_trace import converter_for
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras
-from engine.quant_common import CalibrationData, ProgressCallback, QuantResult, counted_batches
+from engine.calibration import CalibrationData
+from engine.quant_common import ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,7 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
 def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progress: ProgressCallback | None) -> bytes:
     import tensorflow as tf
 
-    if len(model.inputs) != 1:
-        raise EngineError(f"the model has {len(model.inputs)} inputs; an image classifier has one")
-    shape = [None, *model.inputs[0].shape[1:]]
-    input_name = _tensor_name(model.inputs[0])
-    serve = tf.function(lambda images: model(images, training=False),
-                        input_signature=[tf.TensorSpec(shape, tf.float32, name=input_name)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)
+    converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = _io_type(tf, settings, "quantization_input_type")
@@ -79,11 +74,6 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progres
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
             str(error).strip().splitlines()[0][:300]
         raise EngineError(f"TFLite conversion failed: {detail}") from None
-
-
-def _tensor_name(tensor: Any) -> str:
-    name = getattr(tensor, "name", "input") or "input"
-    return re.sub(r"[^A-Za-z0-9_]", "_", name.split(":")[0])
 
 
 def _io_type(tf: Any, settings: Any, key: str) -> Any:
