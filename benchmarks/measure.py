@@ -18,6 +18,12 @@ def measure(command: list[str], **kwargs) -> tuple[float, float]:
     return float(wall), float(peak)
 
 
+def stquant_command(*args: str) -> list[str]:
+    """`stquant ARGS` as a child command, without MLflow logging (the reference scripts do not log)."""
+    launcher = "import sys; sys.modules['mlflow'] = None; from engine.cli import entry; sys.argv[0] = 'stquant'; entry()"
+    return [sys.executable, "-c", launcher, *args]
+
+
 def ratio_table(rows: list[tuple[str, float, float, float, float]]) -> str:
     """Rows of (case, ours s, reference s, ours MiB, reference MiB) as a table with ratios."""
     lines = [f"{'case':28}{'ours s':>9}{'ref s':>9}{'ratio':>8}{'ours MiB':>10}{'ref MiB':>10}{'ratio':>8}"]

@@ -2,7 +2,9 @@
 
 The reference (../shared/bench/st_style_quantize.py) decodes one image per tf.data step and converts
 through Keras' SavedModel export. Both run as child processes, alternated, each case repeated; the
-table prints the median wall time and peak RSS and their ratios (ours / reference).
+table prints the median wall time and peak RSS and their ratios (ours / reference). Ours is the whole
+`stquant run` (quantization, per-layer error report, footprint), without MLflow logging, which the
+reference script does not do either.
 usage: python benchmarks/quantize_vs_reference.py [--repeat N]
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from measure import measure, ratio_table
+from measure import measure, ratio_table, stquant_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -48,8 +50,8 @@ def main() -> None:
             ours, ref = [], []
             for i in range(args.repeat):
                 ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(PHOTOS), str(split), str(folder / "ref.tflite")]))
-                ours.append(measure([sys.executable, "-m", "engine", "run", str(config), "--progress", "none",
-                                     "--output-dir", str(folder / f"ours_{split}_{i}")], cwd=ROOT))
+                ours.append(measure(stquant_command("run", str(config), "--progress", "none",
+                                                    "--output-dir", str(folder / f"ours_{split}_{i}")), cwd=ROOT))
             median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
             rows.append((f"split {split} ({int(300 * split)} images)", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)))
             print(ratio_table(rows[-1:]), flush=True)
