@@ -9,6 +9,8 @@ footprint of its output (it is cheap); `benchmarking.board` adds whether it fits
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import logging
 import time
@@ -121,6 +123,7 @@ class Run:
                                        "skipped": calibration.skipped}
         self.summary["optimization"] = result.optimization
         if result.float_model is not None:
+            _release_memory()
             self._layer_errors(result, calibration)
         return Path(result.model_path)
 
@@ -217,6 +220,13 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None) -> d
         for handler in handlers:
             logging.getLogger("engine").removeHandler(handler)
             handler.close()
+
+
+def _release_memory() -> None:
+    """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 
 
 def make_run_dir(path: Path, key: str) -> Path:

@@ -117,6 +117,27 @@ def test_evaluation_of_integer_io_tflite(tmp_path, capsys):
     assert summary["accuracy"]["quantized"] > 90
 
 
+def test_chain_eqe_and_chain_qb(tmp_path, capsys):
+    eqe = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
+    summary, out = run_ok(capsys, write(tmp_path, eqe, "eqe.yaml"))
+    assert summary["accuracy"]["agreement"] > 95 and "footprint" in summary
+    assert "top-1 agreement %" in out
+    qb = demo_config(tmp_path, operation_mode="chain_qb", benchmarking={"board": "STM32H747I-DISCO"})
+    summary, out = run_ok(capsys, write(tmp_path, qb, "qb.yaml"))
+    assert "accuracy" not in summary and summary["footprint"]["board_fit"]["board"] == "STM32H747I-DISCO"
+    assert "STM32H747I-DISCO: weights fit" in out
+
+
+def test_benchmarking_mode_on_our_output(tmp_path, capsys):
+    first, _ = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+    config = {"operation_mode": "benchmarking", "general": {"model_path": first["quantized_model"]},
+              "benchmarking": {"board": "NUCLEO-G474RE"}, "mlflow": {"uri": str(tmp_path / "mlruns")},
+              "hydra": {"run": {"dir": str(tmp_path / "bench")}}}
+    summary, _ = run_ok(capsys, write(tmp_path, config, "bench.yaml"))
+    assert summary["footprint"] == {**first["footprint"], "board_fit": summary["footprint"]["board_fit"]}
+    assert summary["footprint"]["board_fit"]["weights_fit"] is True
+
+
 def test_benchmarking_mode(tmp_path, capsys, flowers_st_tflite):
     config = {"operation_mode": "benchmarking", "general": {"model_path": str(flowers_st_tflite)},
               "benchmarking": {"board": "STM32H747I-DISCO"}, "mlflow": {"uri": str(tmp_path / "mlruns")},
