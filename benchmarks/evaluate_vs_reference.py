@@ -10,7 +10,6 @@ logging is off on both sides. Alternated runs, medians, ratios.
 usage: python benchmarks/evaluate_vs_reference.py [--repeat N]
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from measure import measure, ratio_table, stquant_command
+from measure import measure, ratio_table, repeat_count, stquant_command
 from quantize_vs_reference import MODEL, PHOTOS, ROOT, SHARED
 
 ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
@@ -55,17 +54,13 @@ def chain_eqe_config(folder: Path, photos: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
-    if not MODEL.exists():
-        sys.exit(f"skipped: model-zoo assets not found at {MODEL}")
+    repeat = repeat_count(MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photos = repeated_photos(folder)
         config = chain_eqe_config(folder, photos)
         ours, ref = [], []
-        for i in range(args.repeat):
+        for i in range(repeat):
             ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(ST_TFLITE), str(photos)]))
             run_dir = folder / f"ours_{i}"
             wall, peak = measure(stquant_command("run", str(config), "--progress", "none", "--output-dir", str(run_dir)),
@@ -77,7 +72,7 @@ def main() -> None:
                   f"reference {ref[-1][0]:.1f} s; accuracy float {summary['accuracy']['float']} %, "
                   f"quantized {summary['accuracy']['quantized']} %", flush=True)
     median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
-    print("\nmedian of", args.repeat, "alternated runs")
+    print("\nmedian of", repeat, "alternated runs")
     print(ratio_table([("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1))]))
 
 

@@ -1,7 +1,9 @@
 """Run a command as a child and report its wall time and peak RSS (shared by the benchmark scripts)."""
 
+import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 
 def measure(command: list[str], **kwargs) -> tuple[float, float]:
@@ -16,6 +18,16 @@ def measure(command: list[str], **kwargs) -> tuple[float, float]:
     if code != "0":
         raise SystemExit(f"benchmark command failed ({code}): {' '.join(command)}\n{out.stderr[-2000:]}")
     return float(wall), float(peak)
+
+
+def repeat_count(required: Path) -> int:
+    """Parse `--repeat N` (default 2); exit with a clear reason when the shared assets are absent."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    if not required.exists():
+        sys.exit(f"skipped: model-zoo assets not found at {required}")
+    return args.repeat
 
 
 def stquant_command(*args: str) -> list[str]:

@@ -8,7 +8,6 @@ reference script does not do either.
 usage: python benchmarks/quantize_vs_reference.py [--repeat N]
 """
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from measure import measure, ratio_table, stquant_command
+from measure import measure, ratio_table, repeat_count, stquant_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -37,25 +36,21 @@ def tutorial_config(folder: Path, split: float) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
-    if not MODEL.exists():
-        sys.exit(f"skipped: model-zoo assets not found at {MODEL}")
+    repeat = repeat_count(MODEL)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for split in (0.4, 1.0):
             config = tutorial_config(folder, split)
             ours, ref = [], []
-            for i in range(args.repeat):
+            for i in range(repeat):
                 ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(PHOTOS), str(split), str(folder / "ref.tflite")]))
                 ours.append(measure(stquant_command("run", str(config), "--progress", "none",
                                                     "--output-dir", str(folder / f"ours_{split}_{i}")), cwd=ROOT))
             median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
             rows.append((f"split {split} ({int(300 * split)} images)", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)))
             print(ratio_table(rows[-1:]), flush=True)
-    print("\nmedian of", args.repeat, "alternated runs per case")
+    print("\nmedian of", repeat, "alternated runs per case")
     print(ratio_table(rows))
 
 
