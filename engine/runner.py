@@ -217,9 +217,7 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None) -> d
         write_text_atomic(run_dir / "run_summary.json", json.dumps(job.summary, indent=2, default=str))
         if job.summary["status"] != "running":
             _log_mlflow(config, job.summary, run_dir)
-        for handler in handlers:
-            logging.getLogger("engine").removeHandler(handler)
-            handler.close()
+        _detach_logging(handlers)
 
 
 def _release_memory() -> None:
@@ -242,15 +240,24 @@ def make_run_dir(path: Path, key: str) -> Path:
 
 
 def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
+    """Send engine logs to the run log and the reporter only (TensorFlow's root handler would repeat them)."""
     engine_log = logging.getLogger("engine")
     engine_log.setLevel(logging.INFO)
-    engine_log.propagate = False  # TensorFlow installs a root handler that would print every line twice
+    engine_log.propagate = False
     file_handler = logging.FileHandler(run_dir / "stquant.log", encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers = [file_handler, ReporterLogHandler(reporter)]
     for handler in handlers:
         engine_log.addHandler(handler)
     return handlers
+
+
+def _detach_logging(handlers: list[logging.Handler]) -> None:
+    engine_log = logging.getLogger("engine")
+    for handler in handlers:
+        engine_log.removeHandler(handler)
+        handler.close()
+    engine_log.propagate = True
 
 
 def _log_mlflow(config: Config, summary: dict, run_dir: Path) -> None:
