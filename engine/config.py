@@ -464,6 +464,9 @@ def _mode_requirements(config: Config) -> list[tuple[str, str]]:
         found.append(("general.model_path", f"operation_mode {mode} needs a .h5, .keras or .onnx model, got {Path(model_path).name!r}"))
     elif model_path and suffix not in (".h5", ".keras", ".onnx", ".tflite"):
         found.append(("general.model_path", f"expected a .h5, .keras, .onnx or .tflite model, got {Path(model_path).name!r}"))
+    if mode == "benchmarking" and suffix in (".h5", ".keras"):
+        found.append(("general.model_path", "benchmarking estimates the footprint of a .tflite or .onnx model; "
+                      "quantize the Keras model first (chain_qb does both)"))
     if mode in QUANTIZATION_MODES:
         if config.quantization is None:
             found.append(("quantization", f"section required for operation_mode {mode}"))

@@ -176,3 +176,9 @@ def test_run_dir_uses_now(tmp_path):
     config = load_config_text(TUTORIAL.replace("./experiments_outputs/${now", f"{tmp_path}/runs/${{now"))
     assert config.run_dir().parent == tmp_path / "runs"
     assert os.path.basename(config.run_dir()).count("_") == 5
+
+
+def test_benchmarking_a_keras_model_points_to_chain_qb():
+    problems = [str(p) for p in check({"operation_mode": "benchmarking", "general": {"model_path": "m.h5"}})]
+    assert problems == ["<config>: general.model_path: benchmarking estimates the footprint of a .tflite or .onnx "
+                        "model; quantize the Keras model first (chain_qb does both)"]
