@@ -20,7 +20,7 @@ from engine.errors import ConfigError, ExitCode, InputError, StquantError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise ConfigError(f"usage: {message} (see stquant {self.prog.split()[-1]} --help)")
+        raise ConfigError(f"usage: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), exc.exit_code, progress, debug)
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED, progress, debug)
+    except BrokenPipeError:  # the reader went away (`stquant footprint M | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except Exception as exc:  # an engine bug or a library failure: still one line unless --debug
         return _fail(f"engine failure: {exc.__class__.__name__}: {exc}", ExitCode.FAILURE, progress, debug)
 
