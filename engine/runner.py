@@ -93,8 +93,9 @@ class Run:
         ds = self.config.dataset
         source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
         if source is None:
-            log.info("no quantization_path or training_path: calibrating on %d random images", RandomCalibrationData(plan.spec, ds.seed).total)
-            return RandomCalibrationData(plan.spec, ds.seed)
+            data = RandomCalibrationData(plan.spec, ds.seed)
+            log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
+            return data
         key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
         files, _ = dataset.shuffled(source, ds.seed)
         files = dataset.take_split(files, ds.quantization_split, "dataset.quantization_split")
