@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.lazy import Lazy
 from textual.reactive import reactive
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 
@@ -83,9 +84,10 @@ class StquantApp(RunActions, App[int]):
             yield PreprocessingStep()
             yield ModelStep()
             yield QuantizationStep()
-            yield ReviewStep(self.out_path)
-            yield RunStep(self.clock)
-            yield SummaryStep()
+            # Not shown at start and holding no config fields: mounted just after the first screen.
+            for later in (ReviewStep(self.out_path), RunStep(self.clock), SummaryStep()):
+                later.display = False  # the switcher hides only the children it has when mounted
+                yield Lazy(later)
         with Horizontal(id="nav"):
             yield Button("◀ Back ^p", id="back", compact=True)
             yield Button("Next ^n ▶", id="next", compact=True, variant="primary")
@@ -97,7 +99,6 @@ class StquantApp(RunActions, App[int]):
     def on_mount(self) -> None:
         for step in self.query(Step):
             step.load()
-        self.watch_step(self.step)
 
     def step_widget(self, name: str):
         return self.query_one(f"#step-{name}")
@@ -149,7 +150,8 @@ class StquantApp(RunActions, App[int]):
             step.draft_changed(key)
 
     def on_dataset_scanned(self, event: DatasetScanned) -> None:
-        self.query_one(ModelStep).draft_changed("detected")
+        for step in self.query(ModelStep):  # none while the app is shutting down
+            step.draft_changed("detected")
 
     # ------------------------------------------------------------ navigation
     async def on_button_pressed(self, event: Button.Pressed) -> None:

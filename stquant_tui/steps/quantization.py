@@ -24,6 +24,7 @@ class QuantizationStep(Step):
         yield FieldRow("quantization.quantization_output_type", "Output type", "select")
         yield FieldRow("quantization.granularity", "Granularity", "select")
         yield FieldRow("quantization.optimize", "Optimize", "bool")
+        yield FieldRow("quantization.bias_correction", "Bias correction", "bool")
         yield FieldRow("quantization.target_opset", "Target opset (ONNX)", "number")
         yield FieldRow("quantization.calibration_method", "Calibration (ONNX)", "select")
         yield FieldRow("quantization.extra_options", "Extra options (ONNX)", "select")
