@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from engine import __version__
-from engine.errors import ConfigError, ExitCode, InputError, StquantError
+from engine.errors import ConfigError, ExitCode, StquantError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,8 +165,6 @@ def _footprint(args) -> int:
     from engine.boards import board_fit
     from engine.footprint import estimate_footprint
 
-    if not args.model.is_file():
-        raise InputError(f"{args.model}: model file not found")
     footprint = estimate_footprint(args.model)
     fit = board_fit(args.board, footprint) if args.board else None
     if args.json:

@@ -13,6 +13,12 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (or its type name), cut to `limit` characters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 class StquantError(Exception):
     """An expected failure: its message is one line that names the key or the path."""
 

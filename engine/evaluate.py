@@ -13,7 +13,6 @@ from engine.errors import EngineError
 from engine.predictors import Predictor
 
 
-
 @dataclass
 class EvalResult:
     """Accuracies in percent; `per_class[i]` and `confusion[i][j]` (true i, predicted j) follow `class_names`.

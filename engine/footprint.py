@@ -25,6 +25,7 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.footprint_graph import Graph, Tensor
 from engine.memory_planner import plan_activations
+from engine.models import check_model_file
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ def _read_graph(model_path: Path) -> Graph:
     suffix = model_path.suffix.lower()
     if suffix not in (".tflite", ".onnx"):
         raise InputError(f"footprint needs a .tflite or .onnx model: {model_path}")
-    if not model_path.is_file():
-        raise InputError(f"model not found: {model_path}")
+    check_model_file(model_path)
     if suffix == ".tflite":
         from engine.footprint_tflite import read_tflite
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from engine.errors import EngineError, InputError
+from engine.errors import EngineError, InputError, first_line
 from engine.footprint_graph import Graph, Op, Role, Tensor, elements
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
@@ -33,7 +33,7 @@ def _load(path: Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ValidationError...
-        raise InputError(f"cannot read ONNX model {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+        raise InputError(f"cannot read ONNX model {path}: {first_line(exc)}") from exc
     for value in model.graph.input:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):

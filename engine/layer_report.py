@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import EngineError
 from engine.calibration import CalibrationData
+from engine.errors import EngineError
 from engine.quant_common import first_images
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from engine.errors import first_line
+
 log = logging.getLogger(__name__)
 
 _missing_warned = False
@@ -59,7 +61,7 @@ def log_run(
         client.set_terminated(run_id)
         return run_id
     except Exception as error:
-        log.warning("MLflow logging to %s failed: %s", uri, (str(error) or type(error).__name__).splitlines()[0])
+        log.warning("MLflow logging to %s failed: %s", uri, first_line(error))
         if run_id:
             try:
                 client.set_terminated(run_id, status="FAILED")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError, InputError
+from engine.errors import EngineError, InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -70,5 +70,4 @@ def _check_container(path: Path) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+    return f"{type(error).__name__}: {first_line(error)}"

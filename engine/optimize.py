@@ -39,7 +39,11 @@ def optimize_keras(model: Any, model_path: Path, settings: Any, calibration: Cal
     bias_correction = bool(getattr(settings, "bias_correction", False))
     if not optimize and not bias_correction:
         return model, None
-    from engine.optimize_keras import OptimizeReport, correct_biases, optimize_for_per_tensor
+    from engine.optimize_keras import (
+        OptimizeReport,
+        correct_biases,
+        optimize_for_per_tensor,
+    )
 
     per_channel = getattr(settings, "granularity", "per_channel") == "per_channel"
     if optimize and per_channel:

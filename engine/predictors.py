@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.errors import EngineError, InputError
-from engine.models import KERAS_SUFFIXES, load_keras_model
+from engine.errors import EngineError, InputError, first_line
+from engine.models import KERAS_SUFFIXES, check_model_file, load_keras_model
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,7 @@ def load_predictor(model_path: Path | str, num_threads: int | None = None, fast_
     `fast_float`: run a Keras model through a float32 TFLite conversion of the same traced function
     (LiteRT with XNNPACK; outputs within ~1e-5 of Keras, several times faster on large evaluation sets).
     """
-    path = Path(model_path)
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
+    path = check_model_file(Path(model_path))
     suffix = path.suffix.lower()
     if suffix in KERAS_SUFFIXES:
         return KerasPredictor(path, num_threads, fast_float)
@@ -150,7 +148,7 @@ class OnnxPredictor:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:
-            raise InputError(f"cannot load ONNX model {path}: {str(error).splitlines()[0]}") from error
+            raise InputError(f"cannot load ONNX model {path}: {first_line(error)}") from error
         self.path = path
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -210,7 +208,7 @@ class TFLitePredictor:
             self.interpreter = Interpreter(**source, num_threads=num_threads or os.cpu_count())
             self.interpreter.allocate_tensors()
         except Exception as error:
-            raise InputError(f"cannot load TFLite model {path}: {str(error).splitlines()[0]}") from error
+            raise InputError(f"cannot load TFLite model {path}: {first_line(error)}") from error
         self.path = path
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.errors import ConfigError, EngineError
+from engine.calibration import CalibrationData
+from engine.errors import ConfigError, EngineError, first_line
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.calibration import CalibrationData
 from engine.quant_common import ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> P
             tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset,
                                           inputs_as_nchw=[f"{name}:0"], output_path=str(tmp))
         except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
-            raise EngineError(f"{model_path}: tf2onnx conversion failed: {str(error).strip().splitlines()[0][:300]}") from None
+            raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
     log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
     return out_path
 
@@ -133,7 +133,7 @@ def _at_least_opset(model: Any, path: Path, opset: int, work_dir: Path, notes: l
     try:
         converted = version_converter.convert_version(model, opset)
     except Exception as error:  # noqa: BLE001
-        raise EngineError(f"{path}: cannot convert opset {current} to {opset}: {str(error).splitlines()[0][:200]}") from None
+        raise EngineError(f"{path}: cannot convert opset {current} to {opset}: {first_line(error)}") from None
     out = work_dir / f"{path.stem}_opset{opset}.onnx"
     _save_onnx(converted, out)
     notes.append(f"{path.name}: opset {current} converted to {opset}")
@@ -154,7 +154,7 @@ def _pre_process(source: Path, prepared: Path) -> None:
         try:
             quant_pre_process(str(source), str(tmp), skip_symbolic_shape=True)
         except Exception as error:  # noqa: BLE001
-            raise EngineError(f"{source}: ONNX pre-processing failed: {str(error).strip().splitlines()[0][:300]}") from None
+            raise EngineError(f"{source}: ONNX pre-processing failed: {first_line(error)}") from None
 
 
 class _BatchFeed:

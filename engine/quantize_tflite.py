@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_bytes_atomic
-from engine.errors import ConfigError, EngineError
+from engine.calibration import CalibrationData
+from engine.errors import ConfigError, EngineError, first_line
 from engine.keras_trace import converter_for
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras
-from engine.calibration import CalibrationData
 from engine.quant_common import ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progres
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
         ops = _ops_named_in(str(error))
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
-            str(error).strip().splitlines()[0][:300]
+            first_line(error)
         raise EngineError(f"TFLite conversion failed: {detail}") from None
 
 

@@ -20,7 +20,13 @@ from pathlib import Path
 from engine import dataset
 from engine.atomic import write_text_atomic
 from engine.calibration import ImageCalibrationData, RandomCalibrationData
-from engine.config import BENCHMARK_MODES, EVALUATION_MODES, QUANTIZATION_MODES, Config, dump_config
+from engine.config import (
+    BENCHMARK_MODES,
+    EVALUATION_MODES,
+    QUANTIZATION_MODES,
+    Config,
+    dump_config,
+)
 from engine.errors import InputError, Interrupted, StquantError
 from engine.events import Reporter, ReporterLogHandler
 from engine.native_output import native_stderr_to
@@ -160,7 +166,12 @@ class Run:
             return load_predictor(model_path, fast_float=True)
 
     def _evaluate(self, predictor, evaluation, label: str) -> None:
-        from engine.evaluate import agreement, confusion_table, evaluate, save_confusion_png
+        from engine.evaluate import (
+            agreement,
+            confusion_table,
+            evaluate,
+            save_confusion_png,
+        )
 
         images, labels, set_name = evaluation
         class_names = self.class_names
