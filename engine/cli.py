@@ -75,7 +75,9 @@ def entry() -> None:
     """Console-script entry: run `main`, then exit without TensorFlow's slow interpreter teardown.
 
     Every file is written and closed by then; skipping the teardown saves seconds per run.
+    `TF_USE_LEGACY_KERAS=1`: `import tensorflow` then preloads tf_keras, not Keras 3 (see engine.models).
     """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     code = main()
     if "tensorflow" not in sys.modules:
         sys.exit(code)

@@ -18,7 +18,7 @@ def serving_function(model: Any) -> Any:
         raise EngineError(f"the model has {len(model.inputs)} inputs; an image classifier has one")
     shape = [None, *model.inputs[0].shape[1:]]
     name = re.sub(r"[^A-Za-z0-9_]", "_", (getattr(model.inputs[0], "name", "") or "input").split(":")[0])
-    return tf.function(lambda images: model(images, training=False),
+    return tf.function(lambda images: model(images, training=False), autograph=False,
                        input_signature=[tf.TensorSpec(shape, tf.float32, name=name)])
 
 

@@ -1,10 +1,12 @@
-"""Load Keras models (.h5 / .keras) with Keras 3, falling back to the Keras 2 implementation `tf_keras`.
+"""Load Keras models (.h5 / .keras) with the Keras that wrote them: Keras 3, or Keras 2 as `tf_keras`.
 
-The model zoo's .h5 files are Keras 2 HDF5 files that Keras 3 rejects (`DepthwiseConv2D` stores
-`groups=1`). Trying Keras 3 first costs about 0.02 s before it fails on those files, and then
-`tf_keras` loads them (about 2.5 s for the tutorial MobileNet v2); files Keras 3 accepts (e.g. the
-MLPerf ResNet-8 .h5) load with Keras 3. So: Keras 3 first, `tf_keras` whenever Keras 3 fails.
-TensorFlow is imported inside the functions so that importing this module stays cheap.
+A `.keras` archive is Keras 3. An HDF5 file records `keras_version`: a Keras 2 file (every model zoo
+`.h5`) loads with `tf_keras`, the Keras 2 implementation that reads it faithfully (Keras 3 rejects
+ST's MobileNet files: `DepthwiseConv2D` stores `groups=1`), without importing Keras 3 at all (about
+1 s). Should the preferred Keras fail, the other one is tried. The CLI sets `TF_USE_LEGACY_KERAS=1`
+so that `import tensorflow` preloads `tf_keras` rather than Keras 3 (about 1.5 s less start-up);
+Keras 3 models still load with Keras 3. TensorFlow is imported inside the functions, so importing
+this module stays cheap.
 """
 
 import logging
@@ -33,40 +35,53 @@ def load_keras_model(path: Path) -> Any:
     path = check_model_file(path)
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise InputError(f"{path}: not a Keras model (expected .h5 or .keras)")
-    _check_container(path)
+    keras_version = _check_container(path)
+    loaders = [_load_keras3, _load_tf_keras]
+    if keras_version.startswith(("1.", "2.")):
+        loaders.reverse()
+    elif path.suffix.lower() == ".keras":
+        loaders = loaders[:1]
+    errors = []
+    for load in loaders:
+        try:
+            return load(path)
+        except Exception as error:  # noqa: BLE001 - any failure: try the other Keras, then report one line
+            log.debug("%s cannot load %s (%s)", load.__name__, path, _one_line(error))
+            errors.append(_one_line(error))
+    raise EngineError(f"{path}: Keras could not load the model: {errors[0]}")
+
+
+def _load_keras3(path: Path) -> Any:
     import keras
 
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as keras3_error:  # noqa: BLE001 - any Keras 3 failure means: try Keras 2
-        if path.suffix.lower() == ".keras":
-            raise EngineError(f"{path}: Keras could not load the model: {_one_line(keras3_error)}") from None
-        log.debug("Keras 3 cannot load %s (%s); using tf_keras", path, _one_line(keras3_error))
+    return keras.models.load_model(path, compile=False)
+
+
+def _load_tf_keras(path: Path) -> Any:
     import tf_keras
 
-    try:
-        return tf_keras.models.load_model(path, compile=False)
-    except Exception as keras2_error:  # noqa: BLE001 - report one line, not a traceback
-        raise EngineError(f"{path}: neither Keras 3 nor tf_keras could load the model: {_one_line(keras2_error)}") from None
+    return tf_keras.models.load_model(path, compile=False)
 
 
-def _check_container(path: Path) -> None:
-    """Raise InputError unless `path` is an HDF5 file with a stored model or a .keras zip archive."""
+def _check_container(path: Path) -> str:
+    """The Keras version that wrote `path` ("3" for a .keras archive); InputError if it holds no model."""
     if path.suffix.lower() == ".keras":
         import zipfile
 
         if not zipfile.is_zipfile(path):
             raise InputError(f"{path}: not a Keras model (a .keras file is a zip archive; this one is not)")
-        return
+        return "3"
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             has_config = "model_config" in f.attrs
+            version = f.attrs.get("keras_version", "")
     except OSError:
         raise InputError(f"{path}: not a Keras model (not an HDF5 file)") from None
     if not has_config:
         raise InputError(f"{path}: HDF5 file holds no model_config (weights only?); a full saved model is needed")
+    return version.decode() if isinstance(version, bytes) else str(version)
 
 
 def _one_line(error: BaseException) -> str:

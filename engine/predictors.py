@@ -240,12 +240,16 @@ class TFLitePredictor:
         scale, zero_point = self.input["quantization"]
         if not np.issubdtype(dtype, np.integer):
             return batch.astype(dtype)
-        if scale:
-            batch = batch / scale + zero_point
+        values = batch / np.float32(scale) if scale else batch.copy()
+        values += zero_point
+        # Round half away from zero, as TFLite's own QUANTIZE kernel does (in place: batches are large).
+        negative = np.signbit(values)
+        np.abs(values, out=values)
+        values += 0.5
+        np.floor(values, out=values)
+        np.negative(values, out=values, where=negative)
         info = np.iinfo(dtype)
-        # Round half away from zero, as TFLite's own QUANTIZE kernel does.
-        rounded = np.sign(batch) * np.floor(np.abs(batch) + 0.5)
-        return np.clip(rounded, info.min, info.max).astype(dtype)
+        return np.clip(values, info.min, info.max, out=values).astype(dtype)
 
     def _dequantize(self, output: np.ndarray) -> np.ndarray:
         scale, zero_point = self.output["quantization"]

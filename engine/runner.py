@@ -29,6 +29,7 @@ from engine.config import (
 )
 from engine.errors import InputError, Interrupted, StquantError
 from engine.events import Reporter, ReporterLogHandler
+from engine.images import decode_all, decoding_processes
 from engine.native_output import native_stderr_to
 from engine.preflight import Plan, prepare
 
@@ -78,8 +79,9 @@ class Run:
                  "x".join(map(str, plan.model.input_shape[1:])), plan.model.output_width)
         evaluation = None
         if mode in EVALUATION_MODES:
-            with ThreadPoolExecutor(1) as pool:  # decode the images while TensorFlow loads the model
-                decoding = pool.submit(self._evaluation_images, plan)
+            # Decode the images in worker processes while TensorFlow loads the model.
+            with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+                decoding = waiter.submit(self._evaluation_images, plan, processes)
                 predictor = self._load_predictor(plan.model_path)
                 evaluation = decoding.result()
             self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
@@ -130,7 +132,6 @@ class Run:
                                        "skipped": calibration.skipped}
         self.summary["optimization"] = result.optimization
         if result.float_model is not None:
-            _release_memory()
             self._layer_errors(result, calibration)
         return Path(result.model_path)
 
@@ -138,13 +139,12 @@ class Run:
         from engine.layer_report import format_report, layer_report
 
         with self.stage("layer_errors"):
+            _release_memory()  # the converter's garbage first, so that this stage does not raise the peak
             rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
         self.summary["layer_errors"] = rows
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
-    def _evaluation_images(self, plan: Plan):
-        from engine.images import decode_all
-
+    def _evaluation_images(self, plan: Plan, processes=None):
         ds = self.config.dataset
         for key in ("test_path", "validation_path"):
             if key in plan.datasets:
@@ -155,7 +155,8 @@ class Run:
             files, labels = dataset.validation_tail(plan.datasets["training_path"], ds.validation_split, ds.seed)
             name = "validation_set"
         with self.stage("decode_evaluation_images"):
-            images, kept = decode_all(files, plan.spec, on_progress=self.progress("decode_evaluation_images"))
+            images, kept = decode_all(files, plan.spec, on_progress=self.progress("decode_evaluation_images"),
+                                      processes=processes)
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
         return images, [labels[i] for i in kept], name
 

@@ -1,5 +1,6 @@
 """Model loading and description: real files, clear errors, no TensorFlow for `describe_model`."""
 
+import os
 import subprocess
 import sys
 
@@ -43,9 +44,20 @@ def make_onnx(path, opset=13, nhwc=False):
     return path
 
 
-def test_load_keras3_model(tiny_keras):
+def test_load_keras3_model(tiny_keras, tmp_path):
     model = load_keras_model(tiny_keras)
     assert tuple(model.input_shape) == (None, 16, 16, 3)
+    model.save(tmp_path / "keras3.h5")  # HDF5 written by Keras 3: loads with Keras 3
+    assert type(load_keras_model(tmp_path / "keras3.h5")).__module__.startswith("keras")
+
+
+def test_keras2_h5_loads_with_tf_keras_without_importing_keras3(tmp_path):
+    code = ("import sys, tf_keras; from engine.models import load_keras_model; "
+            "m = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]); "
+            f"m.save({str(tmp_path / 'k2.h5')!r}); "
+            f"assert type(load_keras_model({str(tmp_path / 'k2.h5')!r})).__module__.startswith('tf_keras'); "
+            "assert 'keras.src' not in sys.modules, 'Keras 3 was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
 
 
 @pytest.mark.slow

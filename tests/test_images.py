@@ -1,0 +1,52 @@
+"""Decoding many images: threads and worker processes give the same array; unreadable files are named."""
+
+import logging
+import threading
+
+import numpy as np
+from PIL import Image
+
+from engine.images import decode_all, decoding_processes
+from engine.preprocess import ImageSpec
+
+SPEC = ImageSpec(height=8, width=8, channels=3, interpolation="bilinear", scale=1 / 127.5, offset=-1)
+
+
+def _photos(folder, count=70):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (20 + i % 5, 30, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    paths[40].write_text("not an image")  # in the second chunk sent to a worker
+    return paths
+
+
+def test_worker_processes_decode_like_threads(tmp_path, caplog):
+    paths = _photos(tmp_path)
+    threaded, kept = decode_all(paths, SPEC)
+    progress = []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="engine.images"), decoding_processes() as processes:
+        assert processes is not None or threading.active_count() > 1
+        forked, forked_kept = decode_all(paths, SPEC, on_progress=lambda done, total: progress.append(done),
+                                         processes=processes)
+    assert kept == forked_kept == [i for i in range(70) if i != 40]
+    np.testing.assert_array_equal(forked, threaded)
+    assert progress[-1] == 70
+    assert sum("040.png" in r.getMessage() for r in caplog.records) == 1  # logged once, by the parent
+
+
+def test_no_worker_processes_beside_other_threads():
+    started = threading.Event()
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: (started.set(), stop.wait()))
+    thread.start()
+    started.wait()
+    try:
+        with decoding_processes() as processes:
+            assert processes is None  # forking beside running threads is not safe
+    finally:
+        stop.set()
+        thread.join()
