@@ -9,7 +9,6 @@ usage: python benchmarks/calibration_memory.py [--repeat N]
 import statistics
 import sys
 import tempfile
-from pathlib import Path
 
 from measure import measure, repeat_count
 from quantize_vs_reference import PHOTOS, ROOT, SHARED
