@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.lazy import Lazy
 from textual.reactive import reactive
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 
 from engine.config_fields import accepts_none
-from stquant_tui.draft import STEP_TITLES, STEPS, Draft, find_demo_config, step_of
+from stquant_tui.draft import STEP_TITLES, STEPS, Draft, find_demo_config, step_of, widget_id
 from stquant_tui.engine_client import RunProcess, default_engine_cmd
 from stquant_tui.messages import DatasetScanned, RunFinished
 from stquant_tui.run_actions import RunActions
@@ -22,11 +22,9 @@ from stquant_tui.steps.dataset import DatasetStep
 from stquant_tui.steps.model import ModelStep
 from stquant_tui.steps.preprocessing import PreprocessingStep
 from stquant_tui.steps.quantization import QuantizationStep
-from stquant_tui.steps.review import ReviewStep
-from stquant_tui.steps.run import RunStep
-from stquant_tui.steps.summary import SummaryStep
-from stquant_tui.widgets.dialogs import ConfirmScreen, FilePickerScreen
+from stquant_tui.widgets.dialogs import MODEL_SUFFIXES, ConfirmScreen, PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.step_yaml import StepYaml
 
 FORM_STEPS = STEPS[:4]
 NAV_BUTTONS = {  # which buttons each step shows
@@ -36,7 +34,7 @@ NAV_BUTTONS = {  # which buttons each step shows
 }
 STEP_KEYS = {  # action -> steps where its key is shown
     "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
-    "pick_model": ("model",), "use_classes": ("dataset",), "cancel_run": ("run",),
+    "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
     "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",),
 }
 
@@ -45,6 +43,7 @@ class StquantApp(RunActions, App[int]):
     """The stquant wizard. `config_path=None` starts from the bundled demo config."""
 
     CSS_PATH = "app.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # -wide: the step's YAML beside the form
     TITLE = "stquant"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
@@ -52,7 +51,7 @@ class StquantApp(RunActions, App[int]):
         Binding("ctrl+p", "back", "Back", priority=True),
         Binding("ctrl+o", "save", "Save", priority=True),
         Binding("ctrl+r", "run", "Run", priority=True),
-        Binding("ctrl+f", "pick_model", "Pick file", priority=True),
+        Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
         Binding("escape", "cancel_run", "Cancel run"),
         Binding("l", "show_run_dir", "Run folder"),
@@ -75,19 +74,15 @@ class StquantApp(RunActions, App[int]):
         self.process: RunProcess | None = None
         self.run_config: Path | None = None
         self.last_run: RunFinished | None = None
+        self._later_steps_mounted = False
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Static("", id="crumbs")
-        with ContentSwitcher(initial="step-dataset", id="steps"):
-            yield DatasetStep()
-            yield PreprocessingStep()
-            yield ModelStep()
-            yield QuantizationStep()
-            # Not shown at start and holding no config fields: mounted just after the first screen.
-            for later in (ReviewStep(self.out_path), RunStep(self.clock), SummaryStep()):
-                later.display = False  # the switcher hides only the children it has when mounted
-                yield Lazy(later)
+        with Horizontal(id="body"):
+            with ContentSwitcher(initial="step-dataset", id="steps"):
+                yield DatasetStep()  # the others: `mount_later_steps`, just after the first screen
+            yield StepYaml()
         with Horizontal(id="nav"):
             yield Button("◀ Back ^p", id="back", compact=True)
             yield Button("Next ^n ▶", id="next", compact=True, variant="primary")
@@ -97,10 +92,35 @@ class StquantApp(RunActions, App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        for step in self.query(Step):
-            step.load()
+        self.refresh_side()
+        self.call_after_refresh(self.mount_later_steps)
 
-    def step_widget(self, name: str):
+    def refresh_side(self) -> None:
+        """Show the current form step's YAML in the side panel (visible on wide terminals)."""
+        side = self.query_one(StepYaml)
+        side.set_class(self.step in FORM_STEPS, "-form")
+        side.show(self.draft.step_yaml(self.step))
+
+    async def mount_later_steps(self) -> None:
+        """Mount every step after Dataset (once): the first screen shows before their widgets and imports.
+
+        Each step loads the draft when mounted. Navigation awaits this too, for a key pressed very early.
+        """
+        if self._later_steps_mounted:
+            return
+        self._later_steps_mounted = True
+        from stquant_tui.steps.review import ReviewStep
+        from stquant_tui.steps.run import RunStep
+        from stquant_tui.steps.summary import SummaryStep
+
+        later = [PreprocessingStep(), ModelStep(), QuantizationStep(), ReviewStep(self.out_path), RunStep(self.clock),
+                 SummaryStep()]
+        for step in later:
+            step.display = False  # the switcher hides only the children it has when mounted
+        await self.query_one("#steps", ContentSwitcher).mount_all(later)
+
+    def step_widget(self, name: str) -> Any:
+        """The step named `name` (an instance of its step class, e.g. ReviewStep for "review")."""
         return self.query_one(f"#step-{name}")
 
     def watch_step(self, step: str) -> None:
@@ -111,7 +131,8 @@ class StquantApp(RunActions, App[int]):
             button.display = button.id in NAV_BUTTONS[step]
         self.query_one("#back", Button).disabled = step == "run" and self.running
         if step == "review":
-            self.query_one(ReviewStep).refresh_review(self.draft)
+            self.step_widget("review").refresh_review(self.draft)
+        self.refresh_side()
         self.call_after_refresh(self._focus_step, step)
 
     def _focus_step(self, step: str) -> None:
@@ -148,6 +169,7 @@ class StquantApp(RunActions, App[int]):
             self.draft.set(key, value)
         for step in self.query(Step):
             step.draft_changed(key)
+        self.refresh_side()
 
     def on_dataset_scanned(self, event: DatasetScanned) -> None:
         for step in self.query(ModelStep):  # none while the app is shutting down
@@ -177,9 +199,10 @@ class StquantApp(RunActions, App[int]):
                 found.append((row, str(problem)))
         return found
 
-    def action_next(self) -> None:
+    async def action_next(self) -> None:
         if self.step not in FORM_STEPS:
             return
+        await self.mount_later_steps()
         errors = self.step_errors(self.step)
         if errors:
             row = next((r for r, _ in errors if r is not None), None)
@@ -222,7 +245,7 @@ class StquantApp(RunActions, App[int]):
     def action_save(self) -> None:
         if self.step != "review":
             self.step = "review"
-        review = self.query_one(ReviewStep)
+        review = self.step_widget("review")
         if review.refresh_review(self.draft):
             self.notify("Fix the problems listed before saving.", severity="error")
             return
@@ -246,33 +269,39 @@ class StquantApp(RunActions, App[int]):
         if self.draft.yaml_text() != before:  # relative paths were rebased onto the new folder
             for step in self.query(Step):
                 step.load()
-            self.query_one(ReviewStep).refresh_review(self.draft)
+            self.step_widget("review").refresh_review(self.draft)
         self.notify(f"Saved {written}", title="Saved")
 
     # ------------------------------------------------------------ other keys
-    def action_pick_model(self) -> None:
-        current = self.draft.get("general.model_path")
-        start = self.draft.resolve(str(current)).parent if current else Path.cwd()
+    def action_browse(self) -> None:
+        """Pick the model file (Model step) or the focused dataset folder (Dataset step) in a tree."""
+        if self.step == "model":
+            key, picker = "general.model_path", lambda start: PathPickerScreen(start, MODEL_SUFFIXES, "a model file")
+        else:
+            row = self.focused.ancestors_with_self if self.focused else []
+            focused = next((w.key for w in row if isinstance(w, FieldRow) and w.path), None)
+            key, picker = focused or "dataset.quantization_path", PathPickerScreen
+        current = self.draft.get(key)
+        start = self.draft.resolve(str(current)).parent if current else Path.cwd()  # shows it among its siblings
         if not start.is_dir():
             start = Path.cwd()
 
         def picked(path: str | None) -> None:
-            if path:
-                relative = os.path.relpath(path)
-                self.query_one("#row-general-model_path", FieldRow).show(
-                    path if relative.startswith("..") else relative)
-        self.push_screen(FilePickerScreen(start), picked)
+            if path:  # relative to the config's folder when inside it, else absolute
+                relative = os.path.relpath(path, self.draft.base_dir)
+                self.query_one(f"#row-{widget_id(key)}", FieldRow).show(path if relative.startswith("..") else relative)
+        self.push_screen(picker(start), picked)
 
     def action_use_classes(self) -> None:
-        self.query_one(DatasetStep).use_detected()
+        self.step_widget("dataset").use_detected()
 
     def _summary(self) -> dict:
-        return self.query_one(SummaryStep).summary or {}
+        return self.step_widget("summary").summary or {}
 
     def action_show_run_dir(self) -> None:
         run_dir = (self.last_run.run_dir if self.last_run else None) or self._summary().get("run_dir")
         if run_dir:
-            self.query_one(RunStep).log_line(f"Run folder: {run_dir}")
+            self.step_widget("run").log_line(f"Run folder: {run_dir}")
         self.notify(f"Run folder: {run_dir or '(none)'}", timeout=10)
 
     def action_copy_model(self) -> None:

@@ -137,7 +137,12 @@ class Draft:
         return [p for p in self.problems() if step_of(p.key) == step]
 
     def yaml_text(self) -> str:
-        return yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        return _dump(self.data)
+
+    def step_yaml(self, step: str) -> str:
+        """The YAML of the top-level entries that `step` edits (shown beside the form on wide terminals)."""
+        part = {key: value for key, value in self.data.items() if step_of(key) == step}
+        return _dump(part) if part else ""
 
     def save(self, path: str | Path) -> Path:
         """Write the YAML atomically (temp file + rename); the draft then belongs to that file."""
@@ -202,3 +207,7 @@ def from_text(kind: str, text: str) -> Any:
             return text
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
     return text
+
+
+def _dump(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -16,9 +16,6 @@ from engine.config import RUNNABLE_MODES
 from stquant_tui.draft import Draft
 from stquant_tui.engine_client import RunProcess
 from stquant_tui.messages import RunFinished
-from stquant_tui.steps.review import ReviewStep
-from stquant_tui.steps.run import RunStep
-from stquant_tui.steps.summary import SummaryStep
 from stquant_tui.widgets.dialogs import ConfirmScreen
 
 
@@ -26,7 +23,7 @@ class RunActions:
     """Run, cancel and finish handling for the app."""
 
     def action_run(self) -> None:
-        review = self.query_one(ReviewStep)
+        review = self.step_widget("review")
         if self.running:
             return
         if review.refresh_review(self.draft):
@@ -39,7 +36,7 @@ class RunActions:
             return
         self.run_config = self._write_run_config()
         self.process = RunProcess(self.engine_cmd, self.run_config)
-        run_step = self.query_one(RunStep)
+        run_step = self.step_widget("run")
         run_step.reset(f"Starting {mode}…")
         try:
             self.process.start()
@@ -72,7 +69,7 @@ class RunActions:
         if self.run_config is not None:
             self.run_config.unlink(missing_ok=True)
         if event.summary:
-            self.query_one(SummaryStep).show(event.summary, event.error)
+            self.step_widget("summary").show(event.summary, event.error)
             self.step = "summary"
         else:
             self.notify(event.error or f"engine exited with {event.exit_code}", title="Run failed",
@@ -85,7 +82,7 @@ class RunActions:
 
     def _cancel(self, yes: bool | None) -> None:
         if yes and self.process is not None:
-            self.query_one(RunStep).log_line("Cancelling… (SIGINT sent to the engine)")
+            self.step_widget("run").log_line("Cancelling… (SIGINT sent to the engine)")
             self.process.cancel()
 
     def on_unmount(self) -> None:

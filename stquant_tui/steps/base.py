@@ -21,6 +21,9 @@ class Step(VerticalScroll):
     def draft(self) -> Draft:
         return self.app.draft  # type: ignore[attr-defined]
 
+    def on_mount(self) -> None:
+        self.load()
+
     def rows(self) -> list[FieldRow]:
         return list(self.query(FieldRow))
 

@@ -25,7 +25,7 @@ class DatasetStep(Step):
         self.detected: list[str] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Class folders: one subfolder per class. Empty quantization path: the training set is used.",
+        yield Static("Class folders: one subfolder per class; ctrl+f browses. No quantization folder: the training set is used.",
                      classes="step-help")
         yield FieldRow("dataset.quantization_path", "Quantization folder", path=True, placeholder="path/to/classes/")
         yield FieldRow("dataset.training_path", "Training folder", path=True)

@@ -1,4 +1,4 @@
-"""Modal dialogs: a yes/no confirmation and a model file picker."""
+"""Modal dialogs: a yes/no confirmation and a file or folder picker."""
 
 from __future__ import annotations
 
@@ -44,38 +44,55 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class ModelTree(DirectoryTree):
-    """Folders and model files only."""
+class PathTree(DirectoryTree):
+    """Folders, plus the files whose suffix is in `suffixes` (none: folders only); hidden entries left out."""
+
+    def __init__(self, path: Path, suffixes: set[str], **kwargs) -> None:
+        super().__init__(path, **kwargs)
+        self.suffixes = suffixes
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
+                and (p.is_dir() or p.suffix.lower() in self.suffixes)]
 
 
-class FilePickerScreen(ModalScreen[str | None]):
-    """Browse from a folder and pick a model file (Enter), or Esc to keep the current one."""
+class PathPickerScreen(ModalScreen[str | None]):
+    """Browse from a folder and pick a file with one of `suffixes`, or a folder when `suffixes` is empty.
+
+    Files: Enter picks. Folders: Enter picks the folder under the cursor, Space opens it. Esc keeps the
+    current value; Backspace goes to the parent folder.
+    """
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder")]
     DEFAULT_CSS = """
-    FilePickerScreen { align: center middle; }
-    FilePickerScreen > Vertical { width: 90%; height: 90%; border: thick $accent; background: $surface; }
-    FilePickerScreen ModelTree { height: 1fr; }
+    PathPickerScreen { align: center middle; }
+    PathPickerScreen > Vertical { width: 90%; height: 90%; border: thick $accent; background: $surface; }
+    PathPickerScreen PathTree { height: 1fr; }
     """
 
-    def __init__(self, start: Path) -> None:
+    def __init__(self, start: Path, suffixes: set[str] = frozenset(), what: str = "a folder") -> None:
         super().__init__()
         self.start = start
+        self.suffixes = set(suffixes)
+        self.what = what
 
     def compose(self) -> ComposeResult:
+        keys = "Enter selects" if self.suffixes else "Space opens, Enter selects the folder"
         with Vertical():
-            yield Label(f"Pick a model ({', '.join(sorted(MODEL_SUFFIXES))}) — Enter selects, Esc closes",
-                        id="picker-title")
-            yield ModelTree(self.start, id="picker-tree")
+            yield Label(f"Pick {self.what} — {keys}, Backspace goes up, Esc closes", id="picker-title")
+            tree = PathTree(self.start, self.suffixes, id="picker-tree")
+            tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
+            yield tree
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
         self.dismiss(str(event.path))
 
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        event.stop()
+        if not self.suffixes:
+            self.dismiss(str(event.path))
+
     def action_up(self) -> None:
-        tree = self.query_one(ModelTree)
+        tree = self.query_one(PathTree)
         tree.path = Path(tree.path).resolve().parent
