@@ -10,7 +10,8 @@ import numpy as np
 
 from engine.atomic import atomic_path
 from engine.errors import EngineError
-from engine.predictors import Predictor
+from engine.predictors import Predictor, predict_pixels
+from engine.preprocess import ImageSpec
 
 
 @dataclass
@@ -47,8 +48,12 @@ def evaluate(
     class_names: Sequence[str],
     batch_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
+    spec: ImageSpec | None = None,
 ) -> EvalResult:
-    """Predict `images` (N, H, W, C) in batches; `on_progress(done, total)` is called after each batch."""
+    """Predict `images` (N, H, W, C) in batches; `on_progress(done, total)` is called after each batch.
+
+    `images` are float32 model inputs, or uint8 pixels that `spec` rescales (see `engine.images.decode_all`).
+    """
     labels = np.asarray(labels, dtype=np.int64)
     names = list(class_names)
     total = len(images)
@@ -56,9 +61,13 @@ def evaluate(
         raise EngineError(f"cannot evaluate {total} images with {len(labels)} labels")
     if labels.min() < 0 or labels.max() >= len(names):
         raise EngineError(f"labels must lie in 0..{len(names) - 1} for the {len(names)} class names")
+    pixels = images.dtype == np.uint8
+    if pixels and spec is None:
+        raise EngineError("uint8 pixels need the ImageSpec that rescales them")
     predictions = np.empty(total, dtype=np.int64)
     for start in range(0, total, batch_size):
-        scores = predictor.predict(images[start : start + batch_size])
+        batch = images[start : start + batch_size]
+        scores = predict_pixels(predictor, batch, spec) if pixels else predictor.predict(batch)
         if scores.shape[1] != len(names):
             raise EngineError(
                 f"the model outputs {scores.shape[1]} classes but the dataset has {len(names)} class names"

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.preprocess import ImageSpec, load_image
+from engine.preprocess import ImageSpec, load_image, load_pixels
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
 
 
-def _load_or_error(path: Path, spec: ImageSpec) -> np.ndarray | str:
+def _load_or_error(path: Path, spec: ImageSpec, load=load_image) -> np.ndarray | str:
     """The image, or the name of the error that made it unreadable (workers never log: the parent does)."""
     try:
-        return load_image(path, spec)
+        return load(path, spec)
     except (OSError, ValueError, SyntaxError) as exc:
         return exc.__class__.__name__
 
@@ -40,13 +40,14 @@ def _skipped(path: Path, error: str) -> None:
     log.warning("skipped unreadable image %s (%s)", path, error)
 
 
-def decode_stream(paths: list[Path], spec: ImageSpec, workers: int | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
+def decode_stream(paths: list[Path], spec: ImageSpec, workers: int | None = None,
+                  load=load_image) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield (index, image or None if unreadable) in order, keeping at most a few images in flight."""
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for index, path in enumerate(paths):
-            pending.append((index, pool.submit(_load_or_error, path, spec)))
+            pending.append((index, pool.submit(_load_or_error, path, spec, load)))
             if len(pending) >= 4 * workers:
                 yield _result(paths, *pending.popleft())
         while pending:
@@ -61,16 +62,19 @@ def _result(paths: list[Path], index: int, future) -> tuple[int, np.ndarray | No
     return index, image
 
 
-def decode_all(paths: list[Path], spec: ImageSpec, on_progress=None,
-               processes: Executor | None = None) -> tuple[np.ndarray, list[int]]:
-    """Decode every image once into one (N, H, W, C) float32 array; also return the kept indices.
-
+def decode_all(paths: list[Path], spec: ImageSpec, on_progress=None, processes: Executor | None = None,
+               as_pixels: bool = False) -> tuple[np.ndarray, list[int]]:
+    """Decode every image once into one (N, H, W, C) float32 array of model inputs; also return the kept
+    indices. `as_pixels`: when `spec.keeps_pixels`, keep uint8 pixels instead (4x less memory; rescale
+    them with `spec.rescale`): the array's dtype says which.
     `processes`: an executor from `decoding_processes()` to decode in (else threads of this process).
     """
-    images = np.empty((len(paths), spec.height, spec.width, spec.channels), np.float32)
+    pixels = as_pixels and spec.keeps_pixels
+    load = load_pixels if pixels else load_image
+    images = np.empty((len(paths), spec.height, spec.width, spec.channels), np.uint8 if pixels else np.float32)
     kept: list[int] = []
     if processes is None:
-        for done, (index, image) in enumerate(decode_stream(paths, spec), start=1):
+        for done, (index, image) in enumerate(decode_stream(paths, spec, load=load), start=1):
             if image is not None:
                 images[len(kept)] = image
                 kept.append(index)
@@ -78,7 +82,8 @@ def decode_all(paths: list[Path], spec: ImageSpec, on_progress=None,
                 on_progress(done, len(paths))
         return images[: len(kept)], kept
     starts = range(0, len(paths), CHUNK)
-    futures = [processes.submit(_decode_chunk, paths[start:start + CHUNK], spec) for start in starts]
+    futures = [processes.submit(_decode_chunk, paths[start:start + CHUNK], spec, load, images.dtype)
+               for start in starts]
     for start, future in zip(starts, futures):
         batch, ok, errors = future.result()
         for offset, error in errors:
@@ -90,17 +95,17 @@ def decode_all(paths: list[Path], spec: ImageSpec, on_progress=None,
     return images[: len(kept)], kept
 
 
-def _decode_chunk(paths: list[Path], spec: ImageSpec) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
+def _decode_chunk(paths: list[Path], spec: ImageSpec, load, dtype) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
     """In a worker process: (decoded images stacked, their offsets in `paths`, (offset, error) of the rest)."""
     decoded, ok, errors = [], [], []
     for offset, path in enumerate(paths):
-        image = _load_or_error(path, spec)
+        image = _load_or_error(path, spec, load)
         if isinstance(image, str):
             errors.append((offset, image))
         else:
             decoded.append(image)
             ok.append(offset)
-    empty = np.empty((0, spec.height, spec.width, spec.channels), np.float32)
+    empty = np.empty((0, spec.height, spec.width, spec.channels), dtype)
     return (np.stack(decoded) if decoded else empty), ok, errors
 
 

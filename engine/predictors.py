@@ -60,6 +60,16 @@ def load_predictor(model_path: Path | str, num_threads: int | None = None, fast_
     raise InputError(f"unsupported model extension '{path.suffix}' (expected .h5, .keras, .onnx or .tflite): {path}")
 
 
+def predict_pixels(predictor: Predictor, pixels: np.ndarray, spec) -> np.ndarray:
+    """Scores for a batch of uint8 pixels that the model sees as `spec.rescale(pixels)` (same values).
+
+    TFLite models (and Keras ones run through their float TFLite trace) look the input values up in a
+    256-entry table instead of rescaling and quantizing the whole batch in float.
+    """
+    fast = getattr(predictor, "predict_pixels", None)
+    return fast(pixels, spec) if fast is not None else predictor.predict(spec.rescale(pixels))
+
+
 def as_class_scores(scores: np.ndarray) -> np.ndarray:
     """Flatten raw outputs to (N, classes) float32; a single sigmoid unit p becomes [1 - p, p]."""
     scores = np.asarray(scores, dtype=np.float32).reshape(len(scores), -1)
@@ -111,6 +121,11 @@ class KerasPredictor:
             return None
         self.runtime = f"{converted.runtime} XNNPACK, float32 graph traced from {self.runtime}"
         return converted
+
+    def predict_pixels(self, pixels: np.ndarray, spec) -> np.ndarray:
+        if self.converted is not None:
+            return self.converted.predict_pixels(pixels, spec)
+        return self.predict(spec.rescale(pixels))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if self.converted is not None:
@@ -219,9 +234,23 @@ class TFLitePredictor:
         self.resizable = int(self.input["shape_signature"][0]) == -1
         self.batch_size = shape[0]
         self.runtime = f"LiteRT {'.'.join(version('ai-edge-litert').split('.')[:2])}"
+        self._table: np.ndarray | None = None
+        self._table_spec = None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        batch = self._quantize(_check_batch(batch, self.input_hw_c, self.path))
+        return self._predict_input(self._quantize(_check_batch(batch, self.input_hw_c, self.path)))
+
+    def predict_pixels(self, pixels: np.ndarray, spec) -> np.ndarray:
+        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values."""
+        if tuple(pixels.shape[1:]) != self.input_hw_c or pixels.dtype != np.uint8:
+            raise EngineError(f"{self.path} expects uint8 pixels of shape {self.input_hw_c}, got {pixels.dtype} {pixels.shape}")
+        if self._table_spec != spec:
+            self._table = self._quantize(spec.rescale(np.arange(256, dtype=np.uint8)))
+            self._table_spec = spec
+        return self._predict_input(self._table[pixels])
+
+    def _predict_input(self, batch: np.ndarray) -> np.ndarray:
+        """Scores for a batch already in the model's input type."""
         if self.resizable:
             return as_class_scores(self._run(batch))
         return as_class_scores(np.concatenate([self._run(image[None]) for image in batch]))

@@ -45,6 +45,11 @@ class ImageSpec:
             offset=preprocessing.rescaling.offset,
         )
 
+    @property
+    def keeps_pixels(self) -> bool:
+        """Resizing only picks source pixels (nearest): images can be kept as uint8 and rescaled later."""
+        return self.interpolation == "nearest"
+
     def rescale(self, pixels: np.ndarray) -> np.ndarray:
         """Apply `x * scale + offset` in float32."""
         return pixels.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
@@ -52,14 +57,19 @@ class ImageSpec:
 
 def load_image(path: Path, spec: ImageSpec) -> np.ndarray:
     """Decode, convert, resize and rescale one image file to (H, W, C) float32. Raises OSError/ValueError."""
+    return spec.rescale(load_pixels(path, spec))
+
+
+def load_pixels(path: Path, spec: ImageSpec) -> np.ndarray:
+    """Decode, convert and resize, not rescaled: (H, W, C) uint8 if `spec.keeps_pixels`, else float32."""
     with Image.open(path) as image:
         image.seek(0)
-        pixels = resize(_to_mode(image, spec.channels), spec)
-    return spec.rescale(pixels)
+        return resize(_to_mode(image, spec.channels), spec)
 
 
 def resize(image: Image.Image, spec: ImageSpec) -> np.ndarray:
-    """Resize a decoded image to the spec's size following `aspect_ratio`; returns (H, W, C) float32."""
+    """Resize a decoded image to the spec's size following `aspect_ratio`; returns (H, W, C) pixels
+    (uint8 for `nearest`, float32 otherwise)."""
     w, h = image.size
     if spec.aspect_ratio == "crop":
         factor = max(spec.width / w, spec.height / h)
@@ -72,7 +82,7 @@ def resize(image: Image.Image, spec: ImageSpec) -> np.ndarray:
     if spec.aspect_ratio == "crop":
         top, left = (new_h - spec.height) // 2, (new_w - spec.width) // 2
         return scaled[top:top + spec.height, left:left + spec.width]
-    canvas = np.zeros((spec.height, spec.width, scaled.shape[2]), np.float32)
+    canvas = np.zeros((spec.height, spec.width, scaled.shape[2]), scaled.dtype)
     top, left = (spec.height - new_h) // 2, (spec.width - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = scaled
     return canvas
@@ -99,7 +109,7 @@ def _resample(image: Image.Image, width: int, height: int, method: str) -> np.nd
     if method == "nearest":  # pick the pixels first, convert only those
         rows = _nearest_index(pixels.shape[0], height)
         cols = _nearest_index(pixels.shape[1], width)
-        return pixels[rows[:, None], cols[None, :]].astype(np.float32)
+        return pixels[rows[:, None], cols[None, :]]
     pixels = pixels.astype(np.float32)
     weights = _area_weights if method == "area" else _kernel_weights
     rows = weights(pixels.shape[0], height, _KERNELS.get(method))

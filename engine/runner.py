@@ -156,9 +156,9 @@ class Run:
             name = "validation_set"
         with self.stage("decode_evaluation_images"):
             images, kept = decode_all(files, plan.spec, on_progress=self.progress("decode_evaluation_images"),
-                                      processes=processes)
+                                      processes=processes, as_pixels=True)
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
-        return images, [labels[i] for i in kept], name
+        return images, [labels[i] for i in kept], name, plan.spec
 
     def _load_predictor(self, model_path: Path):
         from engine.predictors import load_predictor
@@ -174,11 +174,12 @@ class Run:
             save_confusion_png,
         )
 
-        images, labels, set_name = evaluation
+        images, labels, set_name, spec = evaluation
         class_names = self.class_names
         model_path = Path(predictor.path)
         with self.stage(f"evaluate_{label}"):
-            result = evaluate(predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"))
+            result = evaluate(predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"),
+                              spec=spec)
         accuracy = self.summary.setdefault("accuracy", {"set": set_name, "images": result.n, "runtime": {}, "per_class": {}})
         accuracy[label] = round(result.accuracy, 2)
         accuracy["runtime"][label] = result.runtime

@@ -109,3 +109,8 @@ def test_vnni_warning_follows_cpu_flags(tmp_path):
     assert warning and "VNNI" in warning and "\n" not in warning
     assert onnx_int8_saturation_warning(with_vnni) is None
     assert onnx_int8_saturation_warning(tmp_path / "absent") is None
+
+
+def test_uint8_pixels_need_their_spec():
+    with pytest.raises(EngineError, match="ImageSpec"):
+        evaluate(None, np.zeros((2, 4, 4, 3), np.uint8), [0, 1], ["a", "b"])

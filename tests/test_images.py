@@ -19,7 +19,8 @@ def _photos(folder, count=70):
         path = folder / f"{i:03d}.png"
         Image.fromarray(rng.integers(0, 256, (20 + i % 5, 30, 3), dtype=np.uint8)).save(path)
         paths.append(path)
-    paths[40].write_text("not an image")  # in the second chunk sent to a worker
+    if count > 40:
+        paths[40].write_text("not an image")  # in the second chunk sent to a worker
     return paths
 
 
@@ -50,3 +51,15 @@ def test_no_worker_processes_beside_other_threads():
     finally:
         stop.set()
         thread.join()
+
+
+def test_pixels_are_kept_as_uint8_only_for_nearest_resizing(tmp_path):
+    paths = _photos(tmp_path, count=5)
+    nearest = ImageSpec(height=8, width=8, channels=3, interpolation="nearest", aspect_ratio="padding",
+                        scale=1 / 127.5, offset=-1)
+    pixels, kept = decode_all(paths, nearest, as_pixels=True)
+    images, same = decode_all(paths, nearest)
+    assert pixels.dtype == np.uint8 and images.dtype == np.float32 and kept == same
+    np.testing.assert_array_equal(nearest.rescale(pixels), images)  # padding included
+    bilinear, _ = decode_all(paths, SPEC, as_pixels=True)  # resampling makes new values: model inputs
+    np.testing.assert_array_equal(bilinear, decode_all(paths, SPEC)[0])

@@ -10,7 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import EngineError, InputError
 from engine.evaluate import agreement, evaluate
-from engine.predictors import load_predictor
+from engine.predictors import load_predictor, predict_pixels
+from engine.preprocess import ImageSpec
 
 HW_C = (8, 8, 3)
 CLASSES = 3
@@ -251,3 +252,18 @@ def test_flowers_float_h5_and_st_int8_tflite(flowers_h5, flowers_st_tflite, flow
     assert abs(int8_result.accuracy - int8_loop_acc) <= 0.5
     assert float_result.accuracy > 85 and int8_result.accuracy > 85
     assert agreement(float_result, int8_result) >= 95
+
+
+@pytest.mark.parametrize("name", ["tflite_int8", "tflite_float", "h5", "onnx_nchw"])
+def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
+    """uint8 pixels through the 256-entry input table give exactly the scores of the rescaled batch."""
+    spec = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 127.5, -1)
+    pixels = np.random.default_rng(3).integers(0, 256, (9, *HW_C), dtype=np.uint8)
+    pixels[0, 0, 0] = [0, 127, 255]
+    predictor = load_predictor(tiny_models[name], fast_float=True)
+    np.testing.assert_array_equal(predict_pixels(predictor, pixels, spec), predictor.predict(spec.rescale(pixels)))
+    if name == "tflite_int8":
+        other = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 255, 0)  # a new spec: a new table
+        np.testing.assert_array_equal(predict_pixels(predictor, pixels, other), predictor.predict(other.rescale(pixels)))
+        with pytest.raises(EngineError, match="uint8 pixels"):
+            predictor.predict_pixels(pixels.astype(np.float32), spec)
