@@ -104,23 +104,31 @@ class KerasPredictor:
         self.input_hw_c = tuple(int(d) for d in shape[1:])
         tf_version = ".".join(tf.__version__.split(".")[:2])
         if type(self.model).__module__.startswith("tf_keras"):
-            self.runtime = f"TensorFlow {tf_version} (tf_keras)"
+            self.keras_runtime = f"TensorFlow {tf_version} (tf_keras)"
         else:
             import keras
 
-            self.runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
-        self.converted = self._float_tflite(num_threads) if fast_float else None
+            self.keras_runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+        self.runtime = self.keras_runtime
+        self.num_threads = num_threads
+        self.converted: TFLitePredictor | None = None
+        if fast_float:
+            self.run_as_tflite()
 
-    def _float_tflite(self, num_threads: int | None) -> "TFLitePredictor | None":
+    def run_as_tflite(self, content: bytes | None = None) -> None:
+        """From now on run the model as a float32 TFLite graph (LiteRT, XNNPACK): `content` when given
+        (the float model the TFLite converter calibrated), else a conversion of the traced model.
+        Should the conversion fail, the model keeps running in Keras."""
         from engine.keras_trace import float_tflite
 
         try:
-            converted = TFLitePredictor(self.path, num_threads, content=float_tflite(self.model))
+            converted = TFLitePredictor(self.path, self.num_threads, content=content or float_tflite(self.model))
         except Exception as error:  # noqa: BLE001 - any conversion failure: keep running in Keras
             log.info("%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__)
-            return None
-        self.runtime = f"{converted.runtime} XNNPACK, float32 graph traced from {self.runtime}"
-        return converted
+            return
+        how = "as converted for quantization" if content else "traced"
+        self.runtime = f"{converted.runtime} XNNPACK, float32 graph of {self.keras_runtime} ({how})"
+        self.converted = converted
 
     def predict_pixels(self, pixels: np.ndarray, spec) -> np.ndarray:
         if self.converted is not None:

@@ -20,6 +20,8 @@ class QuantResult:
     `float_model`: the float model the quantized one was made from, for `engine.layer_report`:
     the Keras model converted to TFLite (in memory, optimized if asked) or the float ONNX file
     that was quantized; None when nothing was quantized.
+    `float_tflite`: the float32 .tflite the TFLite converter calibrated, when that is the user's model
+    unchanged (no `optimize`), for evaluating the float model without a second conversion.
     """
 
     model_path: Path
@@ -28,6 +30,7 @@ class QuantResult:
     seconds: float = 0.0
     optimization: dict | None = None
     float_model: Any = None
+    float_tflite: bytes | None = None
 
 
 def counted_batches(calibration: CalibrationData, batch_size: int,

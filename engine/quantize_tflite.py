@@ -6,6 +6,8 @@ The model is traced once as a `tf.function` with a dynamic batch dimension and c
 Calibration batches are streamed to the converter as they come: with a dynamic batch dimension the
 calibrator accepts whole batches and its min/max statistics equal those of one image per step.
 `quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
+The converter builds a float32 .tflite of the model before calibrating it; that flatbuffer is kept
+(`QuantResult.float_tflite`) so that a chain can evaluate the float model without converting it again.
 """
 
 import logging
@@ -31,8 +33,11 @@ BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: Any, out_path: Path,
-                    on_progress: ProgressCallback | None = None) -> QuantResult:
-    """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically)."""
+                    on_progress: ProgressCallback | None = None, model: Any = None) -> QuantResult:
+    """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically).
+
+    `model`: the model of `model_path` when the caller has it loaded already (else it is loaded here).
+    """
     started = time.monotonic()
     model_path = check_model_file(model_path)
     fmt = model_format(model_path)
@@ -44,8 +49,9 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     if calibration.total <= 0:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
     notes: list[str] = []
-    model, optimization = optimize_keras(load_keras_model(model_path), model_path, settings, calibration, notes)
-    blob = _convert(model, calibration, settings, on_progress)
+    original = model if model is not None else load_keras_model(model_path)
+    model, optimization = optimize_keras(original, model_path, settings, calibration, notes)
+    blob, float_blob = _convert(model, calibration, settings, on_progress)
     float_ops = float_ops_in(blob)
     if float_ops:
         raise EngineError(f"{model_path}: these ops cannot be quantized to int8 and would stay float: "
@@ -53,10 +59,13 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     write_bytes_atomic(Path(out_path), blob)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
-    return QuantResult(Path(out_path), notes, calibration.total, seconds, optimization, model)
+    return QuantResult(Path(out_path), notes, calibration.total, seconds, optimization, model,
+                       float_tflite=float_blob if model is original else None)  # optimized: not the user's model
 
 
-def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progress: ProgressCallback | None) -> bytes:
+def _convert(model: Any, calibration: CalibrationData, settings: Any,
+             on_progress: ProgressCallback | None) -> tuple[bytes, bytes | None]:
+    """(the int8 model, the float32 model the converter calibrated, or None if it could not be kept)."""
     import tensorflow as tf
 
     converter = converter_for(model)
@@ -67,13 +76,30 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any, on_progres
     converter._experimental_disable_per_channel = getattr(settings, "granularity", "per_channel") == "per_tensor"
     converter.representative_dataset = lambda: (
         [batch] for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress))
+    kept = _keep_float_model(converter)
     try:
-        return converter.convert()
+        return converter.convert(), kept.get("model")
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
         ops = _ops_named_in(str(error))
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
             first_line(error)
         raise EngineError(f"TFLite conversion failed: {detail}") from None
+
+
+def _keep_float_model(converter: Any) -> dict:
+    """Make `converter` keep (under "model") the float flatbuffer it hands to its quantization step.
+
+    That step is TensorFlow's private `_quantize(model, ...)`; without it nothing is kept and callers
+    convert the float model themselves.
+    """
+    kept: dict = {}
+    step = getattr(converter, "_quantize", None)
+    if callable(step):
+        def keep_then_quantize(model, *args, **kwargs):
+            kept["model"] = bytes(model)
+            return step(model, *args, **kwargs)
+        converter._quantize = keep_then_quantize
+    return kept
 
 
 def _io_type(tf: Any, settings: Any, key: str) -> Any:

@@ -2,7 +2,8 @@
 
 quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
-images (decoded once).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
+images (decoded once; a Keras model quantized by the TFLite converter is evaluated after quantizing, on
+the float graph the converter built).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
 footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 """
 
@@ -77,16 +78,25 @@ class Run:
         self.class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
         log.info("model %s: %s input %s, %s outputs", plan.model_path.name, plan.model.format,
                  "x".join(map(str, plan.model.input_shape[1:])), plan.model.output_width)
-        evaluation = None
+        evaluation = predictor = None
+        # chain_eqe/chain_eqeb of a Keras model through the TFLite converter: the float model is evaluated
+        # after quantizing, on the float graph the converter builds anyway (no second load or conversion).
+        shared = (mode in EVALUATION_MODES and mode in QUANTIZATION_MODES and plan.model.format in ("h5", "keras")
+                  and self.config.quantization.quantizer == "TFlite_converter")
         if mode in EVALUATION_MODES:
             # Decode the images in worker processes while TensorFlow loads the model.
             with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
                 decoding = waiter.submit(self._evaluation_images, plan, processes)
-                predictor = self._load_predictor(plan.model_path)
+                predictor = self._load_predictor(plan.model_path, fast_float=not shared)
                 evaluation = decoding.result()
-            self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
+            if not shared:
+                self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if mode in QUANTIZATION_MODES:
-            quantized = self._quantize(plan)
+            quantized, float_tflite = self._quantize(plan, predictor.model if shared else None)
+            if shared:
+                with self.stage("float_model"):  # a conversion only if the converter's float model was not kept
+                    predictor.run_as_tflite(float_tflite)
+                self._evaluate(predictor, evaluation, "float")
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
             self._footprint(quantized)
@@ -110,7 +120,11 @@ class Run:
         log.info("calibration: %d of %d images from %s", len(files), len(source), source.root)
         return ImageCalibrationData(files, plan.spec, key)
 
-    def _quantize(self, plan: Plan) -> Path:
+    def _quantize(self, plan: Plan, keras_model=None) -> tuple[Path, bytes | None]:
+        """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
+
+        `keras_model`: the model of `plan.model_path`, already loaded.
+        """
         settings = self.config.quantization
         calibration = self._calibration(plan)
         export_dir = self.run_dir / settings.export_dir
@@ -119,7 +133,7 @@ class Run:
                 from engine.quantize_tflite import quantize_tflite
 
                 result = quantize_tflite(plan.model_path, calibration, settings, export_dir / "quantized_model.tflite",
-                                         on_progress=self.progress("calibration"))
+                                         on_progress=self.progress("calibration"), model=keras_model)
             else:
                 from engine.quantize_onnx import quantize_onnx
 
@@ -133,7 +147,7 @@ class Run:
         self.summary["optimization"] = result.optimization
         if result.float_model is not None:
             self._layer_errors(result, calibration)
-        return Path(result.model_path)
+        return Path(result.model_path), result.float_tflite
 
     def _layer_errors(self, result, calibration) -> None:
         from engine.layer_report import format_report, layer_report
@@ -160,11 +174,11 @@ class Run:
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
         return images, [labels[i] for i in kept], name, plan.spec
 
-    def _load_predictor(self, model_path: Path):
+    def _load_predictor(self, model_path: Path, fast_float: bool = True):
         from engine.predictors import load_predictor
 
         with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
-            return load_predictor(model_path, fast_float=True)
+            return load_predictor(model_path, fast_float=fast_float)
 
     def _evaluate(self, predictor, evaluation, label: str) -> None:
         from engine.evaluate import (

@@ -43,6 +43,7 @@ def test_tflite_optimize_is_equivalent_and_reported(block_h5, tmp_path):
     assert any(n.startswith("optimize: 3 BatchNorm folded, 3 layer pairs equalized") for n in result.notes)
     assert not any("ignored" in n for n in result.notes)
     assert len(result.optimization["batchnorms_folded"]) == 3 and len(result.optimization["relu6_replaced"]) == 2
+    assert result.float_tflite is None  # the optimized float model is not the user's: a chain converts its own
     rows = layer_report(result.float_model, result.model_path, ArrayCalibration(images), images=8)
     assert rows and set(rows[0]) == {"layer", "op", "sqnr_db"}
     assert "DEPTHWISE_CONV_2D" in {r["op"] for r in rows}
@@ -71,6 +72,7 @@ def test_per_channel_optimize_leaves_the_model(block_h5, tmp_path):
                              tmp_path / "q.tflite")
     assert any("per_channel: model left as it is" in n for n in result.notes)
     assert result.optimization["batchnorms_folded"] == []
+    assert result.float_tflite is not None  # the model was left as it is
 
 
 def test_onnx_input_batchnorm_is_folded(tmp_path):

@@ -72,6 +72,25 @@ def test_quantized_model_tracks_float_model(tiny_keras, tmp_path):
     assert np.abs(got - expected).max() < 0.05
 
 
+def test_the_float_model_the_converter_calibrated_is_kept(tiny_keras, tmp_path):
+    from engine.models import load_keras_model
+
+    images = random_images(24, seed=4)
+    model = load_keras_model(tiny_keras)
+    result = quantize_tflite(tiny_keras, ArrayCalibration(images), settings(), tmp_path / "q.tflite", model=model)
+    assert result.float_model is model  # the loaded model was used, not loaded again
+    interpreter = Interpreter(model_content=result.float_tflite)
+    detail = interpreter.get_input_details()[0]
+    assert detail["dtype"] == np.float32 and list(detail["shape_signature"]) == [-1, 16, 16, 3]
+    assert {op["op_name"] for op in interpreter._get_ops_details()}.isdisjoint({"QUANTIZE", "DEQUANTIZE"})
+    interpreter.resize_tensor_input(detail["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], images)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, model.predict(images, verbose=0), atol=1e-5)
+
+
 def test_float_ops_are_detected(tiny_keras):
     import tensorflow as tf
 

@@ -122,6 +122,14 @@ def test_chain_eqe_and_chain_qb(tmp_path, capsys):
     summary, out = run_ok(capsys, write(tmp_path, eqe, "eqe.yaml"))
     assert summary["accuracy"]["agreement"] > 95 and "footprint" in summary
     assert "top-1 agreement %" in out
+    # the .h5 is loaded once; the float model runs on the float graph the converter calibrated
+    assert list(summary["timings"]).count("load_h5_model") == 1 and summary["timings"]["float_model"] < 1
+    assert summary["accuracy"]["runtime"]["float"].endswith("(as converted for quantization)")
+    # ...which is the same float model as a separate evaluation of the .h5 (same figures)
+    alone = demo_config(tmp_path, operation_mode="evaluation", dataset__test_path=str(DEMO / "digits"))
+    evaluated, _ = run_ok(capsys, write(tmp_path, alone, "eval.yaml"))
+    assert evaluated["accuracy"]["float"] == summary["accuracy"]["float"]
+    assert evaluated["accuracy"]["per_class"]["float"] == summary["accuracy"]["per_class"]["float"]
     qb = demo_config(tmp_path, operation_mode="chain_qb", benchmarking={"board": "STM32H747I-DISCO"})
     summary, out = run_ok(capsys, write(tmp_path, qb, "qb.yaml"))
     assert "accuracy" not in summary and summary["footprint"]["board_fit"]["board"] == "STM32H747I-DISCO"
