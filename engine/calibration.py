@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.errors import InputError
 from engine.images import decode_stream
 from engine.preprocess import ImageSpec
 
@@ -55,6 +56,8 @@ class ImageCalibrationData:
         if batch:
             self.used += len(batch)
             yield np.stack(batch)
+        if self.used == 0:
+            raise InputError(f"{self.source}: none of the {self.total} calibration images could be decoded")
 
 
 class RandomCalibrationData:

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.atomic import write_bytes_atomic
 from engine.calibration import CalibrationData
-from engine.errors import ConfigError, EngineError, first_line
+from engine.errors import ConfigError, EngineError, StquantError, first_line
 from engine.keras_trace import converter_for
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
@@ -79,6 +79,8 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any,
     kept = _keep_float_model(converter)
     try:
         return converter.convert(), kept.get("model")
+    except StquantError:
+        raise  # from the calibration data: already one clear line
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
         ops = _ops_named_in(str(error))
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \

@@ -92,11 +92,14 @@ class Run:
             if not shared:
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if mode in QUANTIZATION_MODES:
-            quantized, float_tflite = self._quantize(plan, predictor.model if shared else None)
+            try:
+                quantized, float_tflite = self._quantize(plan, predictor.model if shared else None)
+            except StquantError:
+                if shared:  # still report the float accuracy, as when it is evaluated first
+                    self._evaluate_float(predictor, evaluation, None)
+                raise
             if shared:
-                with self.stage("float_model"):  # a conversion only if the converter's float model was not kept
-                    predictor.run_as_tflite(float_tflite)
-                self._evaluate(predictor, evaluation, "float")
+                self._evaluate_float(predictor, evaluation, float_tflite)
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
             self._footprint(quantized)
@@ -179,6 +182,11 @@ class Run:
 
         with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
             return load_predictor(model_path, fast_float=fast_float)
+
+    def _evaluate_float(self, predictor, evaluation, float_tflite: bytes | None) -> None:
+        with self.stage("float_model"):  # a conversion only if the converter's float model was not kept
+            predictor.run_as_tflite(float_tflite)
+        self._evaluate(predictor, evaluation, "float")
 
     def _evaluate(self, predictor, evaluation, label: str) -> None:
         from engine.evaluate import (

@@ -1,5 +1,6 @@
 """Every bad input: a one-line error naming the key or path, the documented exit code, no traceback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -150,6 +151,23 @@ def test_unwritable_output_folder(tmp_path, capsys):
     assert_one_error(capsys, ["run", path, "--output-dir", str(blocker / "run"), "--progress", "none"], 3,
                      "--output-dir: cannot write the run folder")
     assert blocker.read_text() == "a file where the run folder should go"
+
+
+@pytest.mark.parametrize("quantizer", ["TFlite_converter", "Onnx_quantizer"])
+def test_calibration_images_that_all_fail_to_decode(tmp_path, capsys, quantizer):
+    bad = tmp_path / "bad"
+    for name in DIGITS:
+        (bad / name).mkdir(parents=True)
+        (bad / name / "x.png").write_text("not a PNG")
+    config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__quantization_path=str(bad),
+                         dataset__test_path=str(DEMO / "digits"), quantization__quantizer=quantizer)
+    run_dir = tmp_path / "run"
+    assert_one_error(capsys, ["run", write(tmp_path, config), "--output-dir", str(run_dir), "--progress", "none"], 3,
+                     "dataset.quantization_path: none of the 4 calibration images could be decoded")  # split 0.4 of 10
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "failed" and summary["quantized_model"] is None
+    assert summary["accuracy"]["float"] > 90  # the float model was still evaluated
+    assert not list(run_dir.rglob("*.tflite")) and not list(run_dir.rglob("*_qdq_*.onnx"))
 
 
 def test_expression_is_rejected_never_run(tmp_path, capsys):
