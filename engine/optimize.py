@@ -62,7 +62,7 @@ def optimize_keras(model: Any, model_path: Path, settings: Any, calibration: Cal
     if optimize and not per_channel:
         model, report = optimize_for_per_tensor(keras2, bias_correction_data=data)
     else:
-        model = keras2
+        model = _copy(keras2)  # corrected in place: the caller's model (evaluated as the float model) stays as it is
         report = OptimizeReport(biases_corrected=correct_biases(model, data, per_channel=per_channel))
     notes.append(report.summary())
     return model, report.to_dict()
@@ -87,6 +87,15 @@ def fold_onnx_batchnorms(source: Path, out_path: Path, notes: list[str]) -> tupl
             onnx.save(folded, str(tmp))
         source = out_path
     return source, {"batchnorms_folded": names}
+
+
+def _copy(model: Any) -> Any:
+    """A tf_keras model with the same layers and its own copy of the weights."""
+    import tf_keras
+
+    copied = tf_keras.models.clone_model(model)
+    copied.set_weights(model.get_weights())
+    return copied
 
 
 def _as_tf_keras(model: Any, model_path: Path) -> Any:

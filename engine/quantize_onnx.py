@@ -41,8 +41,11 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any, export_dir: Path, work_dir: Path,
-                  on_progress: ProgressCallback | None = None) -> QuantResult:
-    """Quantize a .onnx/.h5/.keras model to `export_dir/<stem>_quant_qdq_{pc|pt}.onnx` (written atomically)."""
+                  on_progress: ProgressCallback | None = None, model: Any = None) -> QuantResult:
+    """Quantize a .onnx/.h5/.keras model to `export_dir/<stem>_quant_qdq_{pc|pt}.onnx` (written atomically).
+
+    `model`: the Keras model of `model_path` when the caller has it loaded already (else it is loaded here).
+    """
     started = time.monotonic()
     model_path = check_model_file(model_path)
     method = getattr(settings, "calibration_method", None) or "minmax"
@@ -57,7 +60,8 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
         raise ConfigError(f"quantization.quantizer: Onnx_quantizer cannot quantize a TFLite model ({model_path})")
     if fmt in ("h5", "keras"):
         _need_calibration(calibration)
-        keras_model, optimization = optimize_keras(load_keras_model(model_path), model_path, settings, calibration, notes)
+        keras_model, optimization = optimize_keras(model if model is not None else load_keras_model(model_path),
+                                                   model_path, settings, calibration, notes)
         source = keras_to_onnx(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path)
     else:
         model = _load_onnx(model_path)

@@ -79,8 +79,8 @@ class Run:
         log.info("model %s: %s input %s, %s outputs", plan.model_path.name, plan.model.format,
                  "x".join(map(str, plan.model.input_shape[1:])), plan.model.output_width)
         evaluation = predictor = None
-        # chain_eqe/chain_eqeb of a Keras model through the TFLite converter: the float model is evaluated
-        # after quantizing, on the float graph the converter builds anyway (no second load or conversion).
+        # A chain loads a Keras model once, for both evaluating and quantizing it. Through the TFLite converter
+        # the float model is evaluated after quantizing, on the float graph the converter builds anyway.
         shared = (mode in EVALUATION_MODES and mode in QUANTIZATION_MODES and plan.model.format in ("h5", "keras")
                   and self.config.quantization.quantizer == "TFlite_converter")
         if mode in EVALUATION_MODES:
@@ -93,7 +93,7 @@ class Run:
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if mode in QUANTIZATION_MODES:
             try:
-                quantized, float_tflite = self._quantize(plan, predictor.model if shared else None)
+                quantized, float_tflite = self._quantize(plan, getattr(predictor, "model", None))
             except StquantError:
                 if shared:  # still report the float accuracy, as when it is evaluated first
                     self._evaluate_float(predictor, evaluation, None)
@@ -141,7 +141,7 @@ class Run:
                 from engine.quantize_onnx import quantize_onnx
 
                 result = quantize_onnx(plan.model_path, calibration, settings, export_dir, self.run_dir,
-                                       on_progress=self.progress("calibration"))
+                                       on_progress=self.progress("calibration"), model=keras_model)
         for note in result.notes:
             log.info("%s", note)
         self.summary["quantized_model"] = str(Path(result.model_path).resolve())

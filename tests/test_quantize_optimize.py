@@ -87,3 +87,17 @@ def test_onnx_input_batchnorm_is_folded(tmp_path):
     np.testing.assert_allclose(_run_onnx(result.float_model, nchw), _run_onnx(source, nchw), rtol=1e-4, atol=1e-5)
     rows = layer_report(result.float_model, result.model_path, ArrayCalibration(images))
     assert [r["op"] for r in rows] == ["Conv"]
+
+
+@pytest.mark.parametrize("changes", [dict(optimize=False, bias_correction=True),
+                                     dict(optimize=True, bias_correction=True, granularity="per_tensor")])
+def test_the_callers_model_is_left_unchanged(block_h5, tmp_path, changes):
+    """A chain passes its loaded model and then evaluates it as the float model: optimizing must not touch it."""
+    images = random_images(16, seed=7)
+    model = tf_keras.models.load_model(block_h5, compile=False)
+    before = [w.copy() for w in model.get_weights()]
+    result = quantize_tflite(block_h5, ArrayCalibration(images), settings(**changes), tmp_path / "q.tflite", model=model)
+    assert result.optimization["biases_corrected"] and result.float_model is not model
+    assert result.float_tflite is None  # the float graph the converter saw is not the caller's model
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
