@@ -21,7 +21,8 @@ class QuantResult:
     the Keras model converted to TFLite (in memory, optimized if asked) or the float ONNX file
     that was quantized; None when nothing was quantized.
     `float_tflite`: the float32 .tflite the TFLite converter calibrated, when that is the user's model
-    unchanged (no `optimize`), for evaluating the float model without a second conversion.
+    unchanged (neither `optimize` nor `bias_correction` changed it), for evaluating the float model
+    without a second conversion.
     """
 
     model_path: Path
