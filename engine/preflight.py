@@ -26,6 +26,7 @@ class Plan:
     spec: ImageSpec | None
     class_names: list[str] | None
     datasets: dict[str, dataset.ClassFolders] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line each, no duplicates: shown by validate and run
 
 
 def prepare(config: Config) -> Plan:
