@@ -381,7 +381,7 @@ def _build(source: YamlSource, overrides) -> tuple[Config | None, list[Problem]]
         config = Config.model_validate(data)
     except ValidationError as exc:
         return None, [_problem(error, source) for error in exc.errors()]
-    config._notes = [str(Problem(key, message, source.where(key))) for key, message in notes]
+    config._notes = [f"{source.where(key)}: {text}" for key, text in notes]
     problems = [Problem(key, message, source.where(key)) for key, message in mode_requirements(config)]
     return config, problems
 

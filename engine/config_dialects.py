@@ -50,7 +50,7 @@ CALIBRATION = {"minmax": "minmax", "entropy": "entropy", "percentile": "percenti
 
 
 def translate(data: dict, source: YamlSource) -> tuple[dict, Found, Found]:
-    """The mapping in the 3.x dialect, the problems (key, message) and the notes (key, message) of v4 keys."""
+    """The mapping in the 3.x dialect, its problems (key, message) and notes (first key, line) on ignored keys."""
     torch = _pytorch_key(data)
     if torch:
         key, why = torch

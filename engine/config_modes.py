@@ -36,7 +36,7 @@ def mode_requirements(config) -> Found:
 def _model_requirements(config, mode: str) -> Found:
     model_path = config.general.model_path
     if not model_path:
-        return [("general.model_path", _missing_model(config, mode))]
+        return [("model.model_path" if config.model is not None else "general.model_path", _missing_model(config, mode))]
     if re.match(r"https?://", model_path):
         return [("general.model_path", "URLs are not supported; download the model and give its path")]
     suffix = Path(model_path).suffix.lower()
