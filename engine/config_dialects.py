@@ -97,11 +97,14 @@ def _move_model_path(data: dict, source: YamlSource, problems: Found) -> None:
     model = _section(data, "model")
     if "model_path" not in model:
         return
+    value = model.pop("model_path")
+    if value is None:
+        return
     general = _section(data, "general")
     data["general"] = general
-    if general.get("model_path") not in (None, model["model_path"]):
+    if general.get("model_path") not in (None, value):
         problems.append(("model.model_path", "conflicts with general.model_path; keep only one"))
-    general["model_path"] = model.pop("model_path")
+    general["model_path"] = value
     source.lines.setdefault("general.model_path", source.lines.get("model.model_path", 0))
 
 
@@ -194,7 +197,7 @@ def _quantization(data: dict, problems: Found, notes: Found) -> None:
 
 def _onnx_parameters(quantization: dict, params: Any, problems: Found) -> None:
     prefix = "quantization.onnx_quant_parameters"
-    if not isinstance(params, dict):
+    if not _mapping(prefix, params, problems):
         return
     for name, what in (("weightType", "weights"), ("activType", "activations")):
         value = params.pop(name, None)
@@ -225,7 +228,7 @@ def _map_calibration(quantization: dict, method: Any, problems: Found) -> None:
 
 def _onnx_extra_options(quantization: dict, options: Any, problems: Found, notes: Found) -> None:
     prefix = "quantization.onnx_extra_options"
-    if not isinstance(options, dict):
+    if not _mapping(prefix, options, problems):
         return
     fixed = {"WeightSymmetric": (True, "asymmetric weights are"), "ActivationSymmetric": (False, "symmetric activations are"),
              "QuantizeBias": (True, "float biases are"), "SmoothQuant": (False, "SmoothQuant (migrating activation "
@@ -255,6 +258,12 @@ def _map_moving_average(quantization: dict, moving: bool, problems: Found) -> No
     elif current is not None and not moving:
         problems.append(("quantization.onnx_extra_options.CalibMovingAverage",
                          "conflicts with quantization.extra_options; keep only one"))
+
+
+def _mapping(key: str, value: Any, problems: Found) -> bool:
+    if value is not None and not isinstance(value, dict):
+        problems.append((key, f"expected a mapping of options (got {value!r})"))
+    return isinstance(value, dict)
 
 
 def _unknown(prefix: str, left: dict, known: tuple[str, ...], problems: Found) -> None:

@@ -272,6 +272,10 @@ def test_v4_model_path_conflict_is_named():
     assert problem.endswith(": model.model_path: conflicts with general.model_path; keep only one")
 
 
+def test_v4_null_model_path_leaves_general_model_path():
+    assert load(config_with({"model.model_path": None})).general.model_path == BASE["general"]["model_path"]
+
+
 @pytest.mark.parametrize("moving,expected", [(True, "calib_moving_average"), (False, None)])
 def test_v4_calib_moving_average(moving, expected):
     config = load(config_with({"quantization.onnx_extra_options": {"CalibMovingAverage": moving}}))
@@ -380,6 +384,11 @@ def test_pytorch_config_with_many_pytorch_keys_is_still_one_message():
     (problem,) = errors(config_with({"model.framework": "torch", "dataset.data_dir": "/data", "dataset.num_classes": 10,
                                      "general.workers": 4, "general.no_prefetcher": True, "dataset.val_split": "val"}))
     assert ": model.framework: PyTorch models are not supported (framework: torch)" in problem
+
+
+def test_v4_options_must_be_a_mapping():
+    (problem,) = errors(config_with({"quantization.onnx_extra_options": "CalibMovingAverage"}))
+    assert problem.endswith(": quantization.onnx_extra_options: expected a mapping of options (got 'CalibMovingAverage')")
 
 
 def test_unknown_v4_option_suggests_and_keys_of_no_dialect_stay_unknown():
