@@ -24,20 +24,15 @@ from engine.yaml_source import YamlSource
 
 Found = list[tuple[str, str]]
 
+_MODEL = "they describe a model for the reference to build or train; stquant quantizes the model file"
+_ON_TARGET = "settings of the reference's on-target evaluation; stquant evaluates on the host"
 IGNORED = {  # v4 key -> why stquant ignores it (one note line per reason)
-    "model.model_name": "they describe a model for the reference to build or train; stquant quantizes the model file",
-    "model.input_shape": "they describe a model for the reference to build or train; stquant quantizes the model file",
-    "model.pretrained": "they describe a model for the reference to build or train; stquant quantizes the model file",
-    "model.pretrained_dataset": "they describe a model for the reference to build or train; stquant quantizes the model file",
-    "model.model_type": "they describe a model for the reference to build or train; stquant quantizes the model file",
-    "model.depth": "they describe a model for the reference to build or train; stquant quantizes the model file",
+    **{f"model.{name}": _MODEL for name in ("model_name", "input_shape", "pretrained", "pretrained_dataset",
+                                            "model_type", "depth")},
     "general.device": "the reference's training device; stquant lets TensorFlow choose",
     "dataset.num_classes": "stquant counts the classes from class_names or the class folders",
-    "evaluation.profile": "settings of the reference's on-target evaluation; stquant evaluates on the host",
-    "evaluation.input_type": "settings of the reference's on-target evaluation; stquant evaluates on the host",
-    "evaluation.output_type": "settings of the reference's on-target evaluation; stquant evaluates on the host",
-    "evaluation.input_chpos": "settings of the reference's on-target evaluation; stquant evaluates on the host",
-    "evaluation.output_chpos": "settings of the reference's on-target evaluation; stquant evaluates on the host",
+    **{f"evaluation.{name}": _ON_TARGET for name in ("profile", "input_type", "output_type", "input_chpos",
+                                                     "output_chpos")},
 }
 PYTORCH_KEYS = {
     "general": ("workers", "no_prefetcher", "output", "seed", "log_interval", "recovery_interval", "checkpoint_hist",
@@ -46,7 +41,7 @@ PYTORCH_KEYS = {
     "dataset": ("train_split", "val_split", "test_split"),
 }
 QUANT_TYPES = ("Int4", "UInt4", "Int8", "UInt8", "Int16", "UInt16")
-CALIBRATION = {"minmax": "minmax", "entropy": "entropy", "percentile": "percentile"}
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # v4 names MinMax, Entropy (stquant adds Percentile)
 
 
 def translate(data: dict, source: YamlSource) -> tuple[dict, Found, Found]:
@@ -176,7 +171,7 @@ def _number(value: Any) -> float:
 
 def _quantization(data: dict, problems: Found, notes: Found) -> None:
     quantization = _section(data, "quantization")
-    mode = quantization.pop("operating_mode", None)
+    mode = _plain(quantization.pop("operating_mode", None))
     if mode == "full_auto":
         problems.append(("quantization.operating_mode", "full_auto (the reference's mixed-precision search of which "
                          "weights can go to 4 bits) is not supported; stquant quantizes every weight to int8: "
@@ -200,11 +195,11 @@ def _onnx_parameters(quantization: dict, params: Any, problems: Found) -> None:
     if not _mapping(prefix, params, problems):
         return
     for name, what in (("weightType", "weights"), ("activType", "activations")):
-        value = params.pop(name, None)
+        value = _plain(params.pop(name, None))
         if value not in (None, "Int8"):
             problems.append((f"{prefix}.{name}", f"{value} {what} are not supported; stquant quantizes {what} "
                              "to Int8" + ("" if value in QUANT_TYPES else f" (types: {', '.join(QUANT_TYPES)})")))
-    method = params.pop("calibrate_method", None)
+    method = _plain(params.pop("calibrate_method", None))
     if method is not None:
         _map_calibration(quantization, method, problems)
     for name in ("op_types_to_quantize", "nodes_to_quantize", "nodes_to_exclude"):
@@ -217,8 +212,8 @@ def _onnx_parameters(quantization: dict, params: Any, problems: Found) -> None:
 
 def _map_calibration(quantization: dict, method: Any, problems: Found) -> None:
     key = "quantization.onnx_quant_parameters.calibrate_method"
-    mapped = CALIBRATION.get(str(method).lower())
-    if mapped is None:
+    mapped = str(method).lower()
+    if mapped not in CALIBRATION_METHODS:
         problems.append((key, f"{method!r} is not supported; use MinMax, Entropy or Percentile"))
     elif quantization.get("calibration_method") not in (None, mapped):
         problems.append((key, "conflicts with quantization.calibration_method; keep only one"))
@@ -234,7 +229,7 @@ def _onnx_extra_options(quantization: dict, options: Any, problems: Found, notes
              "QuantizeBias": (True, "float biases are"), "SmoothQuant": (False, "SmoothQuant (migrating activation "
                                                                            "outliers into the weights) is")}
     for name, (value, what) in fixed.items():
-        given = options.pop(name, None)
+        given = _plain(options.pop(name, None))
         if given is not None and given != value:
             problems.append((f"{prefix}.{name}", f"{what} not supported (stquant: {name}: {value})"))
     smooth = [name for name in ("SmoothQuantAlpha", "SmoothQuantFolding") if options.pop(name, None) is not None]
@@ -244,7 +239,7 @@ def _onnx_extra_options(quantization: dict, options: Any, problems: Found, notes
         if options.pop(name, None):
             problems.append((f"{prefix}.{name}", "per-tensor bit widths, scales and zero points are not supported; "
                              "stquant quantizes every tensor to int8 from calibration"))
-    moving = options.pop("CalibMovingAverage", None)
+    moving = _plain(options.pop("CalibMovingAverage", None))
     if moving is not None:
         _map_moving_average(quantization, bool(moving), problems)
     _unknown(prefix, options, tuple(fixed) + ("SmoothQuantAlpha", "SmoothQuantFolding", "weights_tensor_override",
@@ -252,12 +247,23 @@ def _onnx_extra_options(quantization: dict, options: Any, problems: Found, notes
 
 
 def _map_moving_average(quantization: dict, moving: bool, problems: Found) -> None:
-    current = quantization.get("extra_options")
+    current = _plain(quantization.get("extra_options"))
     if current is None and moving:
         quantization["extra_options"] = "calib_moving_average"
     elif current is not None and not moving:
         problems.append(("quantization.onnx_extra_options.CalibMovingAverage",
                          "conflicts with quantization.extra_options; keep only one"))
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as the reference reads it: 'None'/'null'/blank is None, 'True'/'False' are booleans."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("None", "null", ""):
+            return None
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    return value
 
 
 def _mapping(key: str, value: Any, problems: Found) -> bool:

@@ -276,7 +276,8 @@ def test_v4_null_model_path_leaves_general_model_path():
     assert load(config_with({"model.model_path": None})).general.model_path == BASE["general"]["model_path"]
 
 
-@pytest.mark.parametrize("moving,expected", [(True, "calib_moving_average"), (False, None)])
+@pytest.mark.parametrize("moving,expected", [(True, "calib_moving_average"), (False, None), ("True", "calib_moving_average"),
+                                             ("False", None)])
 def test_v4_calib_moving_average(moving, expected):
     config = load(config_with({"quantization.onnx_extra_options": {"CalibMovingAverage": moving}}))
     assert config.quantization.extra_options == expected and config.notes == []
@@ -284,7 +285,7 @@ def test_v4_calib_moving_average(moving, expected):
 
 def test_v4_options_equal_to_what_stquant_does_are_accepted_silently():
     config = load(config_with({"quantization.onnx_extra_options": {
-        "WeightSymmetric": True, "ActivationSymmetric": False, "QuantizeBias": True, "SmoothQuant": False,
+        "WeightSymmetric": "True", "ActivationSymmetric": False, "QuantizeBias": True, "SmoothQuant": "None",
         "weights_tensor_override": None, "activations_tensor_override": None},
         "quantization.onnx_quant_parameters": {"weightType": "Int8", "activType": "Int8", "nodes_to_exclude": None},
         "quantization.operating_mode": "default", "model.framework": "tf"}))
