@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic_core import PydanticUseDefault
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,6 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticUseDefault
 
 from engine import config_dialects, expressions
 from engine.config_modes import (  # noqa: F401  (re-exported: the modes are part of the schema's API)
