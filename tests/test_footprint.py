@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.boards import BOARDS, board_fit
 from engine.errors import InputError
 from engine.footprint import estimate_footprint
-from engine.footprint_graph import Graph, Op, Role, Tensor
-from engine.memory_planner import plan_activations
+from engine.footprint.graph import Graph, Op, Role, Tensor
+from engine.footprint.memory_planner import plan_activations
 
 KEYS = ["weights_flash_kib", "activation_ram_kib", "macc", "params", "float_weights_kib",
         "float_activation_ram_kib", "layers"]

@@ -5,7 +5,7 @@ float32 for a float model); per-channel scales/zero points are not counted, as i
 "weights (ro)". Float figures use 4 bytes per parameter.
 
 Activation RAM: one arena holding every activation, inputs and outputs included (the model zoo's
-`--allocate-inputs --allocate-outputs`), planned by `engine.memory_planner`: PADs folded into the
+`--allocate-inputs --allocate-outputs`), planned by `engine.footprint.memory_planner`: PADs folded into the
 convolution/pooling that reads them, reshapes aliased, element-wise ops in place over an input that
 dies there, then TFLM-style greedy packing by lifetime (largest first, first fitting gap). Float
 figures replan the same graph at 4 bytes per activation element. Kernel scratch buffers are not
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.footprint_graph import Graph, Tensor
-from engine.memory_planner import plan_activations
+from engine.footprint.graph import Graph, Tensor
+from engine.footprint.memory_planner import plan_activations
 from engine.models import check_model_file
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,10 @@ def _read_graph(model_path: Path) -> Graph:
         raise InputError(f"footprint needs a .tflite or .onnx model: {model_path}")
     check_model_file(model_path)
     if suffix == ".tflite":
-        from engine.footprint_tflite import read_tflite
+        from engine.footprint.tflite import read_tflite
 
         return read_tflite(model_path)
-    from engine.footprint_onnx import read_onnx
+    from engine.footprint.onnx import read_onnx
 
     return read_onnx(model_path)
 

@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.errors import EngineError, InputError, first_line
-from engine.footprint_graph import Graph, Op, Role, Tensor, elements
+from engine.footprint.graph import Graph, Op, Role, Tensor, elements
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from ai_edge_litert import schema_py_generated as schema
 
 from engine.errors import InputError
-from engine.footprint_graph import Graph, Op, Role, Tensor, elements
+from engine.footprint.graph import Graph, Op, Role, Tensor, elements
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _ITEMSIZE = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.footprint_graph import Graph, Role, Tensor
+from engine.footprint.graph import Graph, Role, Tensor
 
 DEFAULT_ALIGNMENT = 4
 
