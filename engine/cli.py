@@ -167,7 +167,7 @@ def _footprint(args) -> int:
     from engine.boards import board_fit
     from engine.footprint import estimate_footprint
 
-    footprint = estimate_footprint(args.model)
+    footprint = estimate_footprint(args.model, board=args.board)
     fit = board_fit(args.board, footprint) if args.board else None
     if args.json:
         print(json.dumps({**footprint.to_dict(), "board_fit": fit}))
@@ -180,8 +180,14 @@ def _footprint(args) -> int:
 
 def _board_line(fit: dict) -> str:
     verdict = lambda ok: "fit" if ok else "do NOT fit"  # noqa: E731
-    return (f"{fit['board']}: weights {verdict(fit['weights_fit'])} in {fit['flash_kib']:.0f} KiB flash, "
+    line = (f"{fit['board']}: weights {verdict(fit['weights_fit'])} in {fit['flash_kib']:.0f} KiB flash, "
             f"activations {verdict(fit['activations_fit'])} in {fit['ram_kib']:.0f} KiB RAM")
+    if "ram_headroom_kib" in fit:
+        line += (f" (headroom {fit['flash_headroom_kib']:.2f} KiB / {fit['flash_headroom_pct']:.1f} % flash, "
+                 f"{fit['ram_headroom_kib']:.2f} KiB / {fit['ram_headroom_pct']:.1f} % RAM)")
+    if fit.get("estimated_inference_ms") is not None:
+        line += f"; estimated {fit['estimated_inference_ms']:.2f} ms at {fit['mhz']} MHz ({fit['core']})"
+    return line
 
 
 def format_summary(summary: dict) -> str:

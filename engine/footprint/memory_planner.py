@@ -55,7 +55,8 @@ class Buffer:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Placed buffers, the arena size and the arena bytes in use while each op runs."""
+    """Placed buffers, the arena size and, per op, the arena bytes up to the highest buffer alive
+    while it runs (the op where that reaches the arena size sets the peak)."""
 
     buffers: list[Buffer]
     arena_bytes: int
@@ -232,15 +233,9 @@ def _place(buffers: list[Buffer], shifts: Shifts, alignment: int) -> list[Buffer
     return placed
 
 
-def _in_use(placed: list[Buffer], step: int) -> int:
-    """Bytes of the arena covered by buffers alive at `step` (overlapping pairs counted once)."""
-    spans = sorted((b.offset, b.end) for b in placed if b.first <= step <= b.last)
-    total, reach = 0, 0
-    for start, end in spans:
-        if end > reach:
-            total += end - max(start, reach)
-            reach = end
-    return total
+def _extent(placed: list[Buffer], step: int) -> int:
+    """Arena bytes up to the highest buffer alive at `step` (the largest is the arena size)."""
+    return max((b.end for b in placed if b.first <= step <= b.last), default=0)
 
 
 def plan_activations(
@@ -261,4 +256,4 @@ def plan_activations(
     ]
     placed = _place(buffers, shifts, alignment)
     arena = max((b.end for b in placed), default=0)
-    return MemoryPlan(placed, arena, [_in_use(placed, step) for step in range(len(graph.ops))])
+    return MemoryPlan(placed, arena, [_extent(placed, step) for step in range(len(graph.ops))])
