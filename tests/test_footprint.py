@@ -253,5 +253,6 @@ def test_qdq_onnx_is_comparable_to_tflite(flowers_onnx, flowers_st_tflite, tmp_p
     assert onnx_fp.weights_flash_kib == pytest.approx(tflite_fp.weights_flash_kib, rel=0.1)
     assert onnx_fp.activation_ram_kib == pytest.approx(tflite_fp.activation_ram_kib, rel=0.1)
     assert onnx_fp.macc == pytest.approx(tflite_fp.macc, rel=0.1)
+    assert onnx_fp.cycles_m7 == pytest.approx(tflite_fp.cycles_m7, rel=0.02)  # NCHW Conv(group) = depthwise
     assert float_fp.activation_ram_kib == pytest.approx(4 * onnx_fp.activation_ram_kib, rel=0.05)
     assert float_fp.weights_flash_kib == onnx_fp.float_weights_kib

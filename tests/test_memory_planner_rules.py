@@ -101,3 +101,20 @@ def test_float_footprint_uses_the_same_plan(tmp_path):
     fp = estimate_footprint(path)
     assert fp.float_activation_ram_kib == pytest.approx(4 * fp.activation_ram_kib, abs=0.01)
     assert fp.float_activation_ram_kib == round((512 + 32) * 4 / 1024, 2)
+
+
+def test_onnx_rows_run_along_the_nchw_height_axis(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engine.footprint.onnx import read_onnx
+
+    weights = numpy_helper.from_array(np.ones((4, 8, 3, 3), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weights])
+    path = tmp_path / "s2.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    # float input 16 rows of 8x16x4 = 512 B, output 8 rows of 4x8x4 = 128 B, top padding 1:
+    # shift = one output row, so the 1024 B output ends 128 B past the 8192 B input
+    assert plan_activations(read_onnx(path), lambda t: t.nbytes).arena_bytes == 8192 + 128
