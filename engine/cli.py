@@ -27,8 +27,8 @@ FOOTPRINT_DESCRIPTION = (
     "Weights flash, activation RAM (STM32Cube.AI 10 conventions: inputs and outputs inside the activation "
     "buffer), MACC, per-layer table and, with --board, the fit and an estimated inference time. Against "
     "ST's published figures (benchmarks/footprint_vs_cubeai.py): activation RAM within 13.2 % (mean 6.0 %) "
-    "on the six shared model-zoo files (held out: mean 12.7 %, max 30.8 %); inference time within 13.5 % "
-    "(mean 10.4 %) of the STM32H747I-DISCO times it was fitted on, within 15 % (mean 7.8 %) held out; other "
+    "on the six shared model-zoo files (held out: mean 14.4 %, max 30.8 %); inference time within 13.5 % "
+    "(mean 10.4 %) of the STM32H747I-DISCO times it was fitted on, within 15 % (mean 8.9 %) held out; other "
     "cores scaled by STM32Cube.AI's MLPerf Tiny cycle ratios (Cortex-M33 x1.49, Cortex-M4 x1.87)."
 )
 
