@@ -90,7 +90,7 @@ class Footprint:
             f"MACC            {self.macc / 1e6:10.3f} M",
             f"Params          {self.params:10d}",
             f"Cortex-M7 cycles{self.cycles_m7 / 1e6:10.2f} M (estimate)"
-            + (f", {self.estimated_inference_ms:.2f} ms on the board" if self.estimated_inference_ms else ""),
+            + (f", {self.estimated_inference_ms:.2f} ms on the board" if self.estimated_inference_ms is not None else ""),
             "(STM32Cube.AI 10 conventions: inputs and outputs inside the activation buffer)",
             "",
             f"{'#':>3}  {'op':<18} {'output':<16} {'MACC':>11} {'weights B':>10} {'arena KiB':>9} {'time %':>6}  name",
