@@ -2,7 +2,8 @@
 
 Part 1, the shared model-zoo files (`../shared/assets/models/cubeai_reference/` and the tutorial
 model): our estimate next to the published 10.0 figure (7.3 for ResNet v1 8), error in percent.
-Part 2, held out: model-zoo architectures at resolutions and widths whose .tflite files we do not
+Part 2, STM32Cube.AI's MLPerf Tiny v1.0 times of the two MLCommons files on same-core boards (M7,
+M33, M4). Part 3, held out: model-zoo architectures at resolutions and widths whose .tflite files we do not
 have, rebuilt with Keras (random weights: int8 RAM and time do not depend on weight values),
 quantized with the TFLite converter (uint8 input, float output, like the model zoo's files), and
 compared with the figures of the model zoo's family READMEs
