@@ -57,11 +57,12 @@ def test_int8_tflite_counts_match_hand_computed(tiny_int8_tflite):
     assert fp.float_weights_kib == round(162 * 4 / 1024, 2)
     # conv 8*8*4*27 + depthwise 8*8*4*9 + mean over 8*8*4 + dense 4*2
     assert fp.macc == 6912 + 2304 + 256 + 8
-    # peak: depthwise input 8x8x4 + output 8x8x4 int8
-    assert fp.activation_ram_kib == 0.5
+    # peak: the 3x3 conv, input 8x8x3 + output 8x8x4 int8 + its scratch 4*3*9 + 14*4 + 2*108 = 380 B
+    # (the depthwise step that follows holds 8x8x4 + 8x8x4 = 512 B); float: depthwise 4 * 512, no scratch
+    assert fp.activation_ram_kib == round((192 + 256 + 380) / 1024, 2)
     assert fp.float_activation_ram_kib == 2.0
     assert [layer.op for layer in fp.layers] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"]
-    assert max(layer.live_activation_bytes for layer in fp.layers) == 512
+    assert [layer.live_activation_bytes for layer in fp.layers[:2]] == [192 + 256 + 380, 512]
 
 
 def test_float_onnx_conv_counts(tmp_path):
@@ -145,7 +146,7 @@ def test_board_fit(tiny_int8_tflite):
         "board": "NUCLEO-F401RE", "mcu": "STM32F401RET6", "core": "Cortex-M4", "mhz": 84,
         "flash_kib": 512, "ram_kib": 96, "weights_fit": True, "activations_fit": True,
         "flash_headroom_kib": round(512 - 0.19, 2), "flash_headroom_pct": round(100 * (512 - 0.19) / 512, 1),
-        "ram_headroom_kib": 95.5, "ram_headroom_pct": round(100 * 95.5 / 96, 1),
+        "ram_headroom_kib": 95.19, "ram_headroom_pct": round(100 * 95.19 / 96, 1),
         "estimated_inference_ms": round(cycles * 1.87 / 84_000, 2),
     }
     assert len(BOARDS) == 12
@@ -200,7 +201,7 @@ def reference_footprints() -> dict:
 def test_reference_files_against_published_figures(reference_footprints, rel):
     ram, ms = PUBLISHED[rel]
     fp = reference_footprints[rel]
-    assert fp.activation_ram_kib == pytest.approx(ram, rel=0.14)
+    assert fp.activation_ram_kib == pytest.approx(ram, rel=0.11)  # worst: SqueezeNet +10.5 %
     assert fp.estimated_inference_ms == pytest.approx(ms, rel=0.15)
 
 
@@ -208,9 +209,9 @@ def test_reference_files_against_published_figures(reference_footprints, rel):
 def test_reference_set_errors_on_average(reference_footprints):
     ram = [abs(fp.activation_ram_kib / PUBLISHED[rel][0] - 1) for rel, fp in reference_footprints.items()]
     ms = [abs(fp.estimated_inference_ms / PUBLISHED[rel][1] - 1) for rel, fp in reference_footprints.items()]
-    assert sum(ram) / len(ram) < 0.065
+    assert sum(ram) / len(ram) < 0.05  # 4.6 %
     assert sum(ms) / len(ms) < 0.11
-    assert sum(r < 0.05 for r in ram) >= 3
+    assert sum(r < 0.05 for r in ram) >= 4  # FD-MobileNet, ResNet v1 8, EfficientNet LC, MobileNet v2
 
 
 @pytest.mark.slow

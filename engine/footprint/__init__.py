@@ -9,8 +9,9 @@ Activation RAM: one arena holding every activation, inputs and outputs included 
 default, the model zoo's `--allocate-inputs --allocate-outputs`), planned by
 `engine.footprint.memory_planner`: PADs folded into the convolution/pooling that reads them,
 reshapes aliased, element-wise ops in place, shrinking convolutions and poolings writing their
-output over the input rows they no longer need, then greedy packing by lifetime. Float figures
-replan the same graph at 4 bytes per activation element.
+output over the input rows they no longer need, the int8 scratch buffer of each standard
+convolution during that layer, then greedy packing by lifetime. Float figures replan the same
+graph at 4 bytes per activation element, without the int8 kernels' scratch.
 
 MACC (X-CUBE-AI convention): convolution = out_h*out_w*out_c*k_h*k_w*in_c/groups; dense = in*out;
 pooling = output size * window size; global pooling/mean = input size; reshape and pad = 0; every
@@ -140,7 +141,7 @@ def estimate_footprint(model_path: Path, board: str | None = None) -> Footprint:
     model_path = Path(model_path)
     graph = _read_graph(model_path)
     plan = plan_activations(graph, lambda t: t.nbytes)
-    float_plan = plan_activations(graph, lambda t: t.float_nbytes)
+    float_plan = plan_activations(graph, lambda t: t.float_nbytes, scratch=False)
     params = sum(op.params for op in graph.ops)
     cycles = layer_cycles(graph)
     total_cycles = sum(cycles)

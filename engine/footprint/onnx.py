@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.errors import EngineError, InputError, first_line
-from engine.footprint.graph import Graph, Op, Role, Tensor, Window, elements, same_pad_top
+from engine.footprint.graph import Graph, Op, Role, Tensor, Window, conv_scratch_bytes, elements, same_pad_top
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
@@ -168,6 +168,16 @@ class _Reader:
             pad = (_attr(node, "pads") or [0])[0]
         return Window(kernel, stride, pad, depthwise=(_attr(node, "group") or 1) > 1)
 
+    def _scratch(self, node: onnx.NodeProto, ins: list[str], consts: list) -> int:
+        """Int8 kernel scratch of an ungrouped 2-D Conv on 8-bit input (`conv_scratch_bytes`), else 0."""
+        if node.op_type != "Conv" or (_attr(node, "group") or 1) > 1 or not consts or len(consts[0]) != 4:
+            return 0
+        if not ins or self.tensors[ins[0]].itemsize != 1:
+            return 0
+        out_c, in_c, kh, kw = consts[0]
+        pointwise = kh == kw == 1 and all(s == 1 for s in (_attr(node, "strides") or [1]))
+        return conv_scratch_bytes(in_c, kh * kw, out_c, pointwise)
+
     def read(self) -> Graph:
         inputs = [self.activation(name) for name in self.graph_inputs]
         for node in self.graph.node:
@@ -185,6 +195,7 @@ class _Reader:
                 outputs=outs, role=role, absorbs_padding=kind in ABSORB_PADDING,
                 window=self._window(node, act_in, out_shape, consts),
                 macc=self._macc(node, act_in, out_shape, consts), params=params, weight_bytes=weight_bytes,
+                scratch_bytes=self._scratch(node, act_in, consts),
             ))
         outputs = [self.resolve(name) for name in self.graph_outputs]
         return Graph(self.ops, self.tensors, inputs, outputs, height_axis=2)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ai_edge_litert import schema_py_generated as schema
 
 from engine.errors import InputError
-from engine.footprint.graph import Graph, Op, Role, Tensor, Window, elements, same_pad_top
+from engine.footprint.graph import Graph, Op, Role, Tensor, Window, conv_scratch_bytes, elements, same_pad_top
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _ITEMSIZE = {
@@ -97,6 +97,16 @@ def _window(kind: str, op: schema.OperatorT, shapes: list[tuple[int, ...]], out:
     return Window(kernel, stride, pad, depthwise=kind == "DEPTHWISE_CONV_2D")
 
 
+def _scratch(kind: str, op: schema.OperatorT, shapes: list[tuple[int, ...]], in_itemsize: int) -> int:
+    """Int8 kernel scratch of a standard 2-D convolution on 8-bit input (`conv_scratch_bytes`), else 0."""
+    if kind != "CONV_2D" or in_itemsize != 1 or len(shapes) < 2 or len(shapes[1]) != 4:
+        return 0
+    out_c, kh, kw, in_c = shapes[1]
+    opts = op.builtinOptions
+    pointwise = kh == kw == 1 and max(opts.strideH, 1) == max(opts.strideW, 1) == 1
+    return conv_scratch_bytes(in_c, kh * kw, out_c, pointwise)
+
+
 def _role(kind: str) -> Role:
     if kind in VIEWS:
         return Role.VIEW
@@ -141,6 +151,7 @@ def read_tflite(path: Path) -> Graph:
             kind=kind, name=name.split(";")[-1], inputs=act_in, outputs=outs, role=_role(kind),
             absorbs_padding=kind in ABSORB_PADDING, window=_window(kind, op, shapes, out_shape),
             macc=_macc(kind, op, shapes, out_shape),
+            scratch_bytes=_scratch(kind, op, shapes, tensors[act_in[0]].itemsize if act_in else 0),
             params=params, weight_bytes=weight_bytes,
         ))
     graph_inputs = [activation(int(i)) for i in subgraph.inputs]
