@@ -10,7 +10,8 @@ compared with the figures of the model zoo's family READMEs
 (github.com/STMicroelectronics/stm32ai-modelzoo, image_classification/<family>/README.md).
 The inference-time coefficients of `engine/footprint/timing.py` were fitted on part 1 plus
 MobileNet v2 0.35 128 ImageNet (marked; `benchmarks/fit_inference_time.py`); the RAM planner has
-no fitted constant.
+no constant fitted to these figures (its convolution scratch sizes come from STM32Cube.AI-generated
+code, `engine.footprint.graph.conv_scratch_bytes`).
 
     python benchmarks/footprint_vs_cubeai.py [--skip-heldout] [--cache DIR]
 """
