@@ -201,7 +201,7 @@ def reference_footprints() -> dict:
 def test_reference_files_against_published_figures(reference_footprints, rel):
     ram, ms = PUBLISHED[rel]
     fp = reference_footprints[rel]
-    assert fp.activation_ram_kib == pytest.approx(ram, rel=0.11)  # worst: SqueezeNet +10.5 %
+    assert fp.activation_ram_kib == pytest.approx(ram, rel=0.08)  # worst: MobileNet v1 224 +7.7 %
     assert fp.estimated_inference_ms == pytest.approx(ms, rel=0.15)
 
 
@@ -209,7 +209,7 @@ def test_reference_files_against_published_figures(reference_footprints, rel):
 def test_reference_set_errors_on_average(reference_footprints):
     ram = [abs(fp.activation_ram_kib / PUBLISHED[rel][0] - 1) for rel, fp in reference_footprints.items()]
     ms = [abs(fp.estimated_inference_ms / PUBLISHED[rel][1] - 1) for rel, fp in reference_footprints.items()]
-    assert sum(ram) / len(ram) < 0.05  # 4.6 %
+    assert sum(ram) / len(ram) < 0.04  # 3.9 %
     assert sum(ms) / len(ms) < 0.11
     assert sum(r < 0.05 for r in ram) >= 4  # FD-MobileNet, ResNet v1 8, EfficientNet LC, MobileNet v2
 

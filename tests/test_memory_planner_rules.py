@@ -62,6 +62,16 @@ def test_pooling_writes_over_its_input(tmp_path):
     assert _arena(path, ["MAX_POOL_2D"]) == 512 + 32
 
 
+def test_pooling_runs_fused_with_the_conv_before_it(tmp_path):
+    def build(L, x):
+        return L.MaxPooling2D(2)(L.Conv2D(8, 3, padding="same")(x))
+
+    path = _int8(tmp_path, build, (16, 16, 4), "conv_pool")
+    # input 16x16x4 = 1024 B kept until the pooling, the conv output only as 2 rows of 16x8
+    # (256 B instead of 2048 B), the 8x8x8 pooled output 512 B; unfused it would be 1024 + 2048
+    assert _arena(path, ["CONV_2D", "MAX_POOL_2D"]) == 1024 + 256 + 512
+
+
 def test_widening_1x1_conv_gets_its_own_buffer(tmp_path):
     path = _int8(tmp_path, lambda L, x: L.Conv2D(16, 1)(x), (8, 8, 4), "widen")
     # input + output side by side; a stride-1 pointwise conv has no scratch counted
