@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.quant_common import KERAS_METADATA
+
 
 @dataclass(frozen=True)
 class LayerError:
@@ -173,9 +175,10 @@ def onnx_layer_errors(float_onnx_path: str | Path, qdq_onnx_path: str | Path,
     import onnx
     import onnxruntime as ort
 
-    float_graph = onnx.load(str(float_onnx_path)).graph
+    float_model = onnx.load(str(float_onnx_path))
+    keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in float_model.metadata_props)
     probe_model = onnx.load(str(qdq_onnx_path))
-    probes = _add_float_references(probe_model.graph, float_graph)
+    probes = _add_float_references(probe_model.graph, float_model.graph, keras3)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -206,7 +209,7 @@ _REF = "__stquant_float"
 _MAX_FLOAT_NODES = 64
 
 
-def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
+def _add_float_references(graph, float_graph, keras3: bool) -> list[_OnnxProbe]:
     """Add to the QDQ *graph* a float copy of each quantized op, fed with its dequantized inputs; expose both."""
     from onnx import helper
 
@@ -243,7 +246,7 @@ def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
             continue
         graph.output.extend([helper.ValueInfoProto(name=quantized_output),
                              helper.ValueInfoProto(name=f"{tensor}{_REF}")])
-        probes.append(_OnnxProbe(_layer_name(op.name or tensor), _op_label(op), quantized_output, f"{tensor}{_REF}"))
+        probes.append(_OnnxProbe(_layer_name(op.name or tensor, keras3), _op_label(op), quantized_output, f"{tensor}{_REF}"))
     graph.node.extend(_unique(added_nodes))
     return probes
 
@@ -299,10 +302,12 @@ def _unique(nodes: list) -> list:
     return kept
 
 
-def _layer_name(node_name: str) -> str:
+def _layer_name(node_name: str, keras3: bool) -> str:
     """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name."""
+    from engine.library_internals import keras_layer_of_scope
+
     parts = node_name.split("/")
-    return parts[-2] if len(parts) >= 3 else node_name
+    return keras_layer_of_scope(parts[-2], keras3) if len(parts) >= 3 else node_name
 
 
 def _op_label(node) -> str:
