@@ -75,6 +75,24 @@ def qdq_source_tensor(name: str) -> str:
     return name.removesuffix(QDQ_INPUT_SUFFIX)
 
 
+def calibration_cache_saver() -> Any:
+    """ONNX Runtime's `save_tensors_data(ranges, path)`, which writes the cache `quantize_static(calibration_cache_path=)` reads.
+
+    Both `save_tensors_data` and that argument are recent in ONNX Runtime (microsoft/onnxruntime#28221,
+    May 2026); with an older release the run fails naming them (no fallback: the calibration is streamed
+    outside `quantize_static` so that memory stays bounded, and this is how its ranges get in)."""
+    import inspect
+
+    from onnxruntime import quantization
+
+    if not hasattr(quantization, "save_tensors_data") or \
+            "calibration_cache_path" not in inspect.signature(quantization.quantize_static).parameters:
+        raise EngineError(f"onnxruntime {_version('onnxruntime')} lacks save_tensors_data and "
+                          "quantize_static(calibration_cache_path=...), which the ONNX quantizer needs; "
+                          "upgrade onnxruntime")
+    return quantization.save_tensors_data
+
+
 def keras_layer_of_scope(scope: str, keras3: bool) -> str:
     """The Keras layer name behind a name scope of a traced `tf.function` of the model.
 

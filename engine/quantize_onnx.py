@@ -159,7 +159,7 @@ def _save_onnx(model: Any, out: Path) -> None:
 
 
 def _pre_process(source: Path, prepared: Path) -> None:
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import quant_pre_process
 
     with atomic_path(prepared) as tmp:
         try:
@@ -205,8 +205,11 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
                work_dir: Path, on_progress: ProgressCallback | None) -> None:
     """Collect activation ranges with ORT's calibrator, streaming the images; save them as an ORT cache."""
     import onnx
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization import create_calibrator
 
+    from engine.library_internals import calibration_cache_saver
+
+    save_ranges = calibration_cache_saver()  # before calibrating: fails at once on an ONNX Runtime without it
     graph = onnx.load(str(prepared), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     model_input = next(i for i in graph.input if i.name not in initializers)
@@ -223,7 +226,7 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
             ranges = calibrator.compute_data()
     finally:
         Path(calibrator.augmented_model_path).unlink(missing_ok=True)
-    save_tensors_data(ranges, cache)
+    save_ranges(ranges, cache)
 
 
 def _ort_method(method: str) -> Any:
