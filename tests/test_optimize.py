@@ -170,3 +170,31 @@ def test_optimize_flowers_is_equivalent_on_photos(flowers_h5, flower_photos):
     for x in (images, np.random.default_rng(8).uniform(-1, 1, (4, 128, 128, 3)).astype(np.float32)):
         before, after = model.predict(x, verbose=0), optimized.predict(x, verbose=0)
         np.testing.assert_allclose(after, before, rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.parametrize(("options", "key"), [({"optimize": True}, "quantization.optimize"),
+                                               ({"bias_correction": True}, "quantization.bias_correction")])
+def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options, key):
+    """Never quantized silently as it is: a subclassed Keras 3 model with optimize/bias_correction fails."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import keras
+
+    from engine.errors import ConfigError
+    from engine.optimize import optimize_keras
+    from tests.quant_helpers import ArrayCalibration, random_images
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.head(keras.ops.mean(inputs, axis=(1, 2)))
+
+    model = Subclassed()
+    model(random_images(1))
+    settings = SimpleNamespace(granularity="per_tensor", **options)
+    with pytest.raises(ConfigError, match=f"^{key}: cannot rewrite sub.keras: .*not a functional Keras model"):
+        optimize_keras(model, Path("sub.keras"), settings, ArrayCalibration(random_images(4)), [])
