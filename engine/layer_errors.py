@@ -169,7 +169,8 @@ def onnx_layer_errors(float_onnx_path: str | Path, qdq_onnx_path: str | Path,
     rounding), as for TFLite. The float ops are taken from *float_onnx_path* (the model the QDQ
     one was made from; tensor names match), which also restores activations the quantizer folded
     into the op's output range (Relu/Clip). Everything runs in one ONNX Runtime session, with
-    graph optimizations that could fuse QDQ nodes turned off (exact int8 semantics on any CPU).
+    graph optimizations that could fuse QDQ nodes turned off (the same fake-quantized float
+    arithmetic on any CPU).
     *batches* are in the models' input layout.
     """
     import onnx
