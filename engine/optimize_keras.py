@@ -484,7 +484,8 @@ def correct_biases(model: Any, batches: Iterable[np.ndarray], per_channel: bool 
                and layer.get_config().get("use_bias") and layer.get_config().get("groups", 1) == 1]
     if not targets:
         return []
-    probe = keras.Model(model.inputs, [layer.input for layer in targets])
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with one array below
+    probe = keras.Model(inputs, [layer.input for layer in targets])
     sums: list[np.ndarray | None] = [None] * len(targets)
     count = 0
     for batch in batches:
