@@ -78,7 +78,8 @@ def functional(model: Any) -> Any:
     """`model` as a functional model of its own Keras (a Sequential one is wrapped), else EngineError."""
     keras = keras_of(model)
     if isinstance(model, keras.Sequential) and model.inputs:
-        return keras.Model(model.inputs, model.outputs, name=model.name)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        return keras.Model(inputs, model.outputs[0], name=model.name)
     try:
         config = model.get_config() if isinstance(model, keras.Model) else None
     except NotImplementedError:

@@ -198,3 +198,16 @@ def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options
     settings = SimpleNamespace(granularity="per_tensor", **options)
     with pytest.raises(ConfigError, match=f"^{key}: cannot rewrite sub.keras: .*not a functional Keras model"):
         optimize_keras(model, Path("sub.keras"), settings, ArrayCalibration(random_images(4)), [])
+
+
+@pytest.mark.parametrize("keras_name", KERASES)
+def test_a_sequential_model_is_optimized_as_a_functional_one(keras_name):
+    keras = importlib.import_module(keras_name)
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(), layers.ReLU(6.0),
+                              layers.Conv2D(4, 1), layers.Flatten()])
+    _randomize_batchnorms(model, np.random.default_rng(6))
+    optimized, report = optimize_for_per_tensor(model)
+    assert len(report.batchnorms_folded) == 1 and len(report.pairs_equalized) == 1
+    x = np.random.default_rng(7).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(optimized(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-5)
