@@ -1,5 +1,7 @@
 """Flash, RAM and MACC of an int8 (or float) .tflite / QDQ .onnx, as STM32Cube.AI reports them.
 
+A Keras .h5/.keras model is measured on its float32 TFLite conversion (TensorFlow needed).
+
 Weights flash: the constant weights as stored (int8 kernels + int32 biases for an int8 model,
 float32 for a float model); per-channel scales/zero points are not counted, as in X-CUBE-AI's
 "weights (ro)". Float figures use 4 bytes per parameter.
@@ -22,7 +24,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.errors import InputError
+from engine.errors import ConfigError
 from engine.footprint_graph import Graph, Tensor
 from engine.memory_planner import plan_activations
 from engine.models import check_model_file
@@ -87,11 +89,16 @@ class Footprint:
         return "\n".join(lines)
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
 def _read_graph(model_path: Path) -> Graph:
-    suffix = model_path.suffix.lower()
-    if suffix not in (".tflite", ".onnx"):
-        raise InputError(f"footprint needs a .tflite or .onnx model: {model_path}")
     check_model_file(model_path)
+    suffix = model_path.suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return _read_keras(model_path)
+    if suffix not in (".tflite", ".onnx"):
+        raise ConfigError(f"footprint needs a .tflite, .onnx, .h5 or .keras model, not {model_path.name}")
     if suffix == ".tflite":
         from engine.footprint_tflite import read_tflite
 
@@ -99,6 +106,21 @@ def _read_graph(model_path: Path) -> Graph:
     from engine.footprint_onnx import read_onnx
 
     return read_onnx(model_path)
+
+
+def _read_keras(model_path: Path) -> Graph:
+    """A Keras model's graph, from its float32 TFLite conversion (TensorFlow needed)."""
+    import tempfile
+
+    from engine.footprint_tflite import read_tflite
+    from engine.keras_trace import float_tflite
+    from engine.models import load_keras_model
+
+    content = float_tflite(load_keras_model(model_path))
+    with tempfile.TemporaryDirectory(prefix="stquant-footprint-") as folder:
+        converted = Path(folder) / f"{model_path.stem}.tflite"
+        converted.write_bytes(content)
+        return read_tflite(converted)
 
 
 def _kib(nbytes: int) -> float:
