@@ -64,13 +64,13 @@ class Run:
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Time a stage and announce it; remember it if it raises."""
-        if self.signals.noted:
-            raise KeyboardInterrupt
-        self.reporter.stage(name)
+        """Time a stage and announce it; remember it if it raises (an interrupt may land right after the event)."""
         self._started = name
         start = time.perf_counter()
         try:
+            if self.signals.noted:
+                raise KeyboardInterrupt
+            self.reporter.stage(name)
             yield
         except BaseException:
             self._failed = name
