@@ -21,6 +21,7 @@ other op (element-wise, activation, softmax, (de)quantize) = its output size.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class Footprint:
     def format_table(self) -> str:
         """Compact summary followed by a per-layer table."""
         def saving(quantized: float, floating: float) -> str:
-            return f" ({floating / quantized:.1f}x smaller than float)" if quantized else ""
+            return f" ({floating / quantized:.1f}x smaller than float)" if 0 < quantized < floating else ""
 
         lines = [
             f"Weights flash   {self.weights_flash_kib:10.2f} KiB   float32 {self.float_weights_kib:.2f} KiB"
@@ -115,8 +116,10 @@ def _read_keras(model_path: Path) -> Graph:
     from engine.footprint_tflite import read_tflite
     from engine.keras_trace import float_tflite
     from engine.models import load_keras_model
+    from engine.native_output import native_stderr_to
 
-    content = float_tflite(load_keras_model(model_path))
+    with native_stderr_to(Path(os.devnull)):  # TensorFlow's C++ start-up lines
+        content = float_tflite(load_keras_model(model_path))
     with tempfile.TemporaryDirectory(prefix="stquant-footprint-") as folder:
         converted = Path(folder) / f"{model_path.stem}.tflite"
         converted.write_bytes(content)

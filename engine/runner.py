@@ -132,7 +132,7 @@ class Run:
         mode = self.config.operation_mode
         with self.stage("prepare"):
             plan = prepare(self.config)
-        for warning in plan.warnings:
+        for warning in dict.fromkeys(plan.warnings):
             log.warning("%s", warning)
             self.summary.warn("prepare", warning)
         self.summary.model = str(plan.model_path)
