@@ -1,9 +1,10 @@
-"""The one config schema: the ST model zoo (3.x) image-classification YAML, plus the v4 key renames.
+"""The one config schema: the ST model zoo (3.x) image-classification YAML, plus its v4 dialect.
 
-Loading order: YAML (with line numbers) -> v4 renames -> `${VAR}` expansion -> overrides -> pydantic
-schema (numeric strings such as `1/127.5` go through `engine.expressions`, never `eval()`) -> checks
-that need several keys (what each operation mode requires). Every problem is reported at once, one per
-line, as `file:line: key.path: message`.
+Loading order: YAML (with line numbers) -> overrides -> v4 dialect (`engine.config_dialects`) -> `${VAR}`
+expansion -> pydantic schema (numeric strings such as `1/127.5` go through `engine.expressions`, never
+`eval()`; `null` means the reference's default where the reference fills one in) -> what each operation
+mode requires (`engine.config_modes`). Every problem is reported at once, one per line, as
+`file:line: key.path: message`; the dialect's notes on ignored keys are `Config.notes`.
 """
 
 from __future__ import annotations
@@ -26,21 +27,19 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticUseDefault
 
-from engine import expressions
+from engine import config_dialects, expressions
+from engine.config_modes import (  # noqa: F401  (re-exported: the modes are part of the schema's API)
+    BENCHMARK_MODES,
+    EVALUATION_MODES,
+    MODES,
+    QUANTIZATION_MODES,
+    RUNNABLE_MODES,
+    mode_requirements,
+)
 from engine.errors import ConfigError
 from engine.yaml_source import YamlSource, parse_yaml, read_yaml
-
-# ---------------------------------------------------------------- modes
-
-MODES = (
-    "training", "evaluation", "prediction", "deployment", "quantization", "benchmarking",
-    "chain_tqeb", "chain_tqe", "chain_eqe", "chain_qb", "chain_eqeb", "chain_qd", "chain_tbqeb",
-)
-RUNNABLE_MODES = ("quantization", "evaluation", "benchmarking", "chain_eqe", "chain_qb", "chain_eqeb")
-QUANTIZATION_MODES = {"quantization", "chain_tqeb", "chain_tqe", "chain_eqe", "chain_qb", "chain_eqeb", "chain_qd"}
-EVALUATION_MODES = {"evaluation", "chain_tqeb", "chain_tqe", "chain_eqe", "chain_eqeb"}
-BENCHMARK_MODES = {"benchmarking", "chain_tqeb", "chain_qb", "chain_eqeb"}
 
 DEFAULT_RUN_DIR = "./experiments_outputs/${now:%Y_%m_%d_%H_%M_%S}"
 
@@ -59,6 +58,16 @@ def _number(value: Any) -> Any:
         except expressions.ExpressionError as exc:
             raise ValueError(str(exc)) from None
     return value
+
+
+def _null_is_default(value: Any) -> Any:
+    if _none_string(value) is None:
+        raise PydanticUseDefault()
+    return value
+
+
+# `null` (or blank, or 'None') means the default, as the reference fills it in (`if not cfg.x: cfg.x = ...`).
+NULL_IS_DEFAULT = BeforeValidator(_null_is_default)
 
 
 def _boolean(value: Any) -> Any:
@@ -106,40 +115,44 @@ class FreeSection(BaseModel):
 
 
 class General(Section):
-    project_name: str = "<unnamed>"
+    project_name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
     model_path: OptStr = None
-    display_figures: Bool = True
-    global_seed: Annotated[Optional[int], BeforeValidator(_number)] = 123
+    display_figures: Annotated[Bool, NULL_IS_DEFAULT] = True
+    global_seed: Annotated[int, BeforeValidator(_number), NULL_IS_DEFAULT] = 123
     gpu_memory_limit: Annotated[Optional[Float], BeforeValidator(_none_string)] = None
-    num_threads_tflite: Annotated[Optional[int], BeforeValidator(_number)] = 1
-    logs_dir: str = "logs"
-    saved_models_dir: str = "saved_models"
-    deterministic_ops: Bool = False
+    num_threads_tflite: Annotated[int, BeforeValidator(_number), NULL_IS_DEFAULT] = 1
+    logs_dir: Annotated[str, NULL_IS_DEFAULT] = "logs"
+    saved_models_dir: Annotated[str, NULL_IS_DEFAULT] = "saved_models"
+    deterministic_ops: Annotated[Bool, NULL_IS_DEFAULT] = False
     model_type: OptStr = None
 
 
 class ModelSection(Section):
-    """v4 dialect `model:` section; its `model_path` is moved to `general.model_path`."""
+    """v4 dialect `model:` section: its `model_path` is moved to `general.model_path`; the rest describes a
+    model for the reference to build or train, which stquant ignores (with a note)."""
 
+    framework: Optional[Literal["tf"]] = None
     model_name: OptStr = None
     input_shape: Any = None
     pretrained: Any = None
+    pretrained_dataset: Any = None
     model_type: OptStr = None
+    depth: Any = None
 
 
 class Dataset(Section):
-    name: str = "<unnamed>"
-    class_names: Optional[list[str]] = None
+    name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
+    class_names: Annotated[Optional[list[str]], BeforeValidator(_none_string)] = None
     classes_file_path: OptStr = None
     training_path: OptStr = None
     validation_path: OptStr = None
     test_path: OptStr = None
     quantization_path: OptStr = None
     prediction_path: OptStr = None
-    validation_split: Annotated[float, Field(gt=0, lt=1), BeforeValidator(_number)] = 0.2
+    validation_split: Annotated[float, Field(gt=0, lt=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 0.2
     quantization_split: Split = None
-    check_image_files: Bool = False
-    seed: Int = 123
+    check_image_files: Annotated[Bool, NULL_IS_DEFAULT] = False
+    seed: Annotated[Int, NULL_IS_DEFAULT] = 123
 
 
 class Rescaling(Section):
@@ -149,11 +162,11 @@ class Rescaling(Section):
 
 class Resizing(Section):
     aspect_ratio: Literal["fit", "crop", "padding", "full_screen"] = "fit"
-    interpolation: Interpolation = "bilinear"
+    interpolation: Annotated[Interpolation, NULL_IS_DEFAULT] = "bilinear"
 
 
 class Preprocessing(Section):
-    rescaling: Rescaling
+    rescaling: Optional[Rescaling] = None  # required by every mode stquant runs (engine.config_modes)
     resizing: Resizing = Resizing()
     color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
 
@@ -163,21 +176,21 @@ class Quantization(Section):
     quantization_type: QuantType = "PTQ"
     quantization_input_type: IOType = "float"
     quantization_output_type: IOType = "float"
-    granularity: Literal["per_channel", "per_tensor"] = "per_channel"
-    optimize: Bool = False
-    target_opset: Int = 17
-    export_dir: str = "quantized_models"
+    granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = "per_channel"
+    optimize: Annotated[Bool, NULL_IS_DEFAULT] = False
+    target_opset: Annotated[Int, NULL_IS_DEFAULT] = 17
+    export_dir: Annotated[str, NULL_IS_DEFAULT] = "quantized_models"
     extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = None
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     bias_correction: Bool = False
 
 
 class Evaluation(Section):
-    gen_npy_input: Bool = False
-    gen_npy_output: Bool = False
-    npy_in_name: str = "unknown_npy_input"
-    npy_out_name: str = "unknown_npy_output"
-    target: str = "host"
+    gen_npy_input: Annotated[Bool, NULL_IS_DEFAULT] = False
+    gen_npy_output: Annotated[Bool, NULL_IS_DEFAULT] = False
+    npy_in_name: Annotated[str, NULL_IS_DEFAULT] = "unknown_npy_input"
+    npy_out_name: Annotated[str, NULL_IS_DEFAULT] = "unknown_npy_output"
+    target: Annotated[str, NULL_IS_DEFAULT] = "host"
 
 
 class Benchmarking(Section):
@@ -199,7 +212,7 @@ class Tools(Section):
 
 
 class Mlflow(Section):
-    uri: str = "./experiments_outputs/mlruns"
+    uri: Annotated[str, NULL_IS_DEFAULT] = "./experiments_outputs/mlruns"
 
 
 class HydraRun(FreeSection):
@@ -213,17 +226,17 @@ class Hydra(FreeSection):
 class Config(Section):
     """A whole stquant / model zoo configuration."""
 
-    general: General = General()
+    general: Annotated[General, NULL_IS_DEFAULT] = General()
     model: Optional[ModelSection] = None
     operation_mode: Literal[MODES] = "quantization"  # type: ignore[valid-type]
-    dataset: Dataset = Dataset()
+    dataset: Annotated[Dataset, NULL_IS_DEFAULT] = Dataset()
     preprocessing: Optional[Preprocessing] = None
     quantization: Optional[Quantization] = None
-    evaluation: Evaluation = Evaluation()
-    benchmarking: Benchmarking = Benchmarking()
+    evaluation: Annotated[Evaluation, NULL_IS_DEFAULT] = Evaluation()
+    benchmarking: Annotated[Benchmarking, NULL_IS_DEFAULT] = Benchmarking()
     tools: Optional[Tools] = None
-    mlflow: Mlflow = Mlflow()
-    hydra: Hydra = Hydra()
+    mlflow: Annotated[Mlflow, NULL_IS_DEFAULT] = Mlflow()
+    hydra: Annotated[Hydra, NULL_IS_DEFAULT] = Hydra()
     data_augmentation: Optional[dict] = None
     custom_data_augmentation: Optional[dict] = None
     training: Optional[dict] = None
@@ -231,6 +244,12 @@ class Config(Section):
     deployment: Optional[dict] = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per group of v4 keys that were accepted but are ignored (`file:line: keys: ignored (why)`)."""
+        return self._notes
 
     @property
     def base_dir(self) -> Path:
@@ -306,6 +325,8 @@ def validate_field(key: str, value: Any) -> str | None:
         return "unknown key"
     if isinstance(value, str) and value.strip() == "" and _is_optional(annotation):
         return None
+    if _none_string(value) is None and _null_is_default_field(annotation):
+        return None
     try:
         TypeAdapter(annotation).validate_python(value)
     except ValidationError as exc:
@@ -348,9 +369,11 @@ def to_data(config: Config) -> dict:
 
 def _build(source: YamlSource, overrides) -> tuple[Config | None, list[Problem]]:
     problems: list[Problem] = []
-    data = _rename_v4_keys(_deep_copy(source.data), source, problems)
+    data = _deep_copy(source.data)
     for item in overrides:
         _apply_override(data, item, problems)
+    data, found, notes = config_dialects.translate(data, source)
+    problems += [Problem(key, message, source.where(key)) for key, message in found]
     data = _expand_env(data, "", source, problems)
     if problems:
         return None, problems
@@ -358,7 +381,8 @@ def _build(source: YamlSource, overrides) -> tuple[Config | None, list[Problem]]
         config = Config.model_validate(data)
     except ValidationError as exc:
         return None, [_problem(error, source) for error in exc.errors()]
-    problems = [Problem(key, message, source.where(key)) for key, message in _mode_requirements(config)]
+    config._notes = [f"{source.where(key)}: {text}" for key, text in notes]
+    problems = [Problem(key, message, source.where(key)) for key, message in mode_requirements(config)]
     return config, problems
 
 
@@ -368,25 +392,6 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
-
-
-def _rename_v4_keys(data: dict, source: YamlSource, problems: list[Problem]) -> dict:
-    """Accept the newer model zoo dialect where it only renames keys."""
-    model = data.get("model")
-    if isinstance(model, dict) and "model_path" in model:
-        general = data.setdefault("general", {}) or {}
-        data["general"] = general
-        if general.get("model_path") not in (None, model["model_path"]):
-            problems.append(Problem("model.model_path", "conflicts with general.model_path; keep only one",
-                                    source.where("model.model_path")))
-        general["model_path"] = model.pop("model_path")
-        source.lines.setdefault("general.model_path", source.lines.get("model.model_path", 0))
-    dataset = data.get("dataset")
-    if isinstance(dataset, dict) and "dataset_name" in dataset:
-        dataset.setdefault("name", dataset.pop("dataset_name"))
-        dataset.pop("dataset_name", None)
-        source.lines.setdefault("dataset.name", source.lines.get("dataset.dataset_name", 0))
-    return data
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -457,38 +462,6 @@ def _message(error: dict, loc: list[str] | None = None) -> str:
     return f"{error['msg']} (got {value!r})" if not isinstance(value, dict) else error["msg"]
 
 
-def _mode_requirements(config: Config) -> list[tuple[str, str]]:
-    """What each operation mode needs beyond the schema (the reference's section rules)."""
-    mode = config.operation_mode
-    found: list[tuple[str, str]] = []
-    model_path = config.general.model_path
-    needs_model = mode in QUANTIZATION_MODES | EVALUATION_MODES | BENCHMARK_MODES and mode not in ("chain_tqeb", "chain_tqe")
-    if needs_model and not model_path:
-        found.append(("general.model_path", f"required for operation_mode {mode}"))
-    if model_path and re.match(r"https?://", model_path):
-        found.append(("general.model_path", "URLs are not supported; download the model and give its path"))
-    suffix = Path(model_path).suffix.lower() if model_path else ""
-    if model_path and mode in QUANTIZATION_MODES and suffix not in (".h5", ".keras", ".onnx"):
-        found.append(("general.model_path", f"operation_mode {mode} needs a .h5, .keras or .onnx model, got {Path(model_path).name!r}"))
-    elif model_path and suffix not in (".h5", ".keras", ".onnx", ".tflite"):
-        found.append(("general.model_path", f"expected a .h5, .keras, .onnx or .tflite model, got {Path(model_path).name!r}"))
-    if mode == "benchmarking" and suffix in (".h5", ".keras"):
-        found.append(("general.model_path", "benchmarking estimates the footprint of a .tflite or .onnx model; "
-                      "quantize the Keras model first (chain_qb does both)"))
-    if mode in QUANTIZATION_MODES:
-        if config.quantization is None:
-            found.append(("quantization", f"section required for operation_mode {mode}"))
-        elif config.quantization.quantizer == "TFlite_converter" and suffix == ".onnx":
-            found.append(("quantization.quantizer", "TFlite_converter cannot quantize an .onnx model; use Onnx_quantizer"))
-    if mode != "benchmarking" and mode in QUANTIZATION_MODES | EVALUATION_MODES and config.preprocessing is None:
-        found.append(("preprocessing", f"section required for operation_mode {mode}"))
-    if mode in EVALUATION_MODES:
-        ds = config.dataset
-        if not (ds.test_path or ds.validation_path or ds.training_path):
-            found.append(("dataset", f"operation_mode {mode} needs one of test_path, validation_path, training_path"))
-    return found
-
-
 def _full_annotation(model: type[BaseModel], name: str) -> Any:
     info = model.model_fields[name]
     if info.metadata:
@@ -516,6 +489,10 @@ def _find_literal(annotation: Any) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def _null_is_default_field(annotation: Any) -> bool:
+    return get_origin(annotation) is Annotated and any(m is NULL_IS_DEFAULT for m in get_args(annotation)[1:])
 
 
 def _is_optional(annotation: Any) -> bool:

@@ -57,15 +57,27 @@ class LayerFootprint(_Part):
     output_shape: list[int]
     macc: int = Field(description="multiply-accumulates")
     weight_bytes: int = Field(description="constant bytes the op reads, bytes")
-    live_activation_bytes: int = Field(description="activation bytes alive while the op runs, bytes")
+    live_activation_bytes: int = Field(description="activation arena the op needs (up to the highest buffer alive "
+                                                   "while it runs), bytes")
+    cycles: int = Field(description="estimated Cortex-M7 cycles")
+    time_share_pct: float = Field(description="share of the model's estimated cycles, percent (0-100)")
 
 
 class BoardFit(_Part):
     board: str
+    mcu: str
+    core: str = Field(description="CPU core, e.g. Cortex-M7")
+    mhz: int = Field(description="CPU clock as the board is wired, MHz")
     flash_kib: int = Field(description="board flash, KiB")
     ram_kib: int = Field(description="board RAM, KiB")
     weights_fit: bool
     activations_fit: bool
+    flash_headroom_kib: float = Field(description="flash minus weights, KiB (negative: does not fit)")
+    flash_headroom_pct: float = Field(description="flash headroom, percent of the board's flash")
+    ram_headroom_kib: float = Field(description="RAM minus activations, KiB (negative: does not fit)")
+    ram_headroom_pct: float = Field(description="RAM headroom, percent of the board's RAM")
+    estimated_inference_ms: Optional[float] = Field(description="estimated inference time on this board, "
+                                                                "milliseconds (None: core not modelled)")
 
 
 class Footprint(_Part):
@@ -77,6 +89,9 @@ class Footprint(_Part):
     params: int = Field(description="number of parameters")
     float_weights_kib: float = Field(description="the same weights in float32, KiB")
     float_activation_ram_kib: float = Field(description="the same activation plan in float32, KiB")
+    cycles_m7: int = Field(description="estimated Cortex-M7 cycles per inference (board-independent)")
+    estimated_inference_ms: Optional[float] = Field(None, description="estimated inference time on "
+                                                                      "benchmarking.board, milliseconds")
     layers: list[LayerFootprint] = Field(default_factory=list)
     board_fit: Optional[BoardFit] = Field(None, description="set when benchmarking.board names a known board")
 

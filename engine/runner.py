@@ -282,13 +282,14 @@ class Run:
             log.info("top-1 agreement float vs quantized: %.2f %%", accuracy.agreement)
 
     def _footprint(self, model_path: Path) -> None:
-        from engine.boards import board_fit, unknown_board
+        from engine.boards import board_fit, find_board, unknown_board
         from engine.footprint import estimate_footprint
 
-        footprint = estimate_footprint(model_path)
         board = self.config.benchmarking.board
-        fit = board_fit(board, footprint) if board else None
-        if board and fit is None:
+        known = board if board and find_board(board) else None
+        footprint = estimate_footprint(model_path, board=known)
+        fit = board_fit(known, footprint) if known else None
+        if board and not known:
             message = str(unknown_board(board, "benchmarking.board"))
             log.warning("%s", message)
             self.summary.warn("footprint", message)

@@ -230,7 +230,8 @@ def test_boards_prints_flash_and_ram(capsys):
 
     code, out, _ = run_cli(capsys, "boards")
     rows = {line.split()[0]: line.split()[1:] for line in out.strip().splitlines()[1:]}
-    assert code == 0 and rows == {b.name: [b.mcu, str(b.flash_kib), str(b.ram_kib)] for b in BOARDS.values()}
+    assert code == 0 and rows == {b.name: [b.mcu, str(b.flash_kib), str(b.ram_kib), b.core, str(b.mhz)]
+                                  for b in BOARDS.values()}
 
 
 def test_footprint_of_what_it_cannot_measure(tmp_path, capsys):

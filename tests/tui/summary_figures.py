@@ -37,7 +37,7 @@ def assert_summary_shows(app, expected: dict) -> None:
     assert all(_close(float(timings[k]), v, 1) for k, v in expected["timings"].items()), timings
     fit = expected["footprint"]["board_fit"]
     if fit:
-        assert f"board: {fit['board']}, flash_kib: {fit['flash_kib']}, ram_kib: {fit['ram_kib']}" in status
+        assert "Board fit: " + ", ".join(f"{key}: {value}" for key, value in fit.items()) in status
     for warning in expected["warnings"]:
         assert f"Warning ({warning['stage']}): {warning['message']}" in status
 
