@@ -145,8 +145,10 @@ def test_benchmarking_mode_on_our_output(tmp_path, capsys):
               "benchmarking": {"board": "NUCLEO-G474RE"}, "mlflow": {"uri": str(tmp_path / "mlruns")},
               "hydra": {"run": {"dir": str(tmp_path / "bench")}}}
     summary, _ = run_ok(capsys, write(tmp_path, config, "bench.yaml"))
-    assert summary["footprint"] == {**first["footprint"], "board_fit": summary["footprint"]["board_fit"]}
+    board_specific = {key: summary["footprint"][key] for key in ("board_fit", "estimated_inference_ms")}
+    assert summary["footprint"] == {**first["footprint"], **board_specific}
     assert summary["footprint"]["board_fit"]["weights_fit"] is True
+    assert board_specific["estimated_inference_ms"] == board_specific["board_fit"]["estimated_inference_ms"] > 0
 
 
 def test_footprint_of_a_keras_model_is_the_float_footprint_of_the_run(tmp_path, capsys):
