@@ -1,8 +1,13 @@
-"""Write files under a temporary name and rename on success, so nothing half-written is ever left."""
+"""Write files under a temporary name and rename on success, so nothing half-written is ever left.
+
+The file gets the permissions a user expects: those of the file it replaces, else 0666 minus the umask
+(the kernel applies it, as for any new file).
+"""
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +17,26 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_file(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _new_file(target: Path) -> Path:
+    """Create an empty, uniquely named file beside `target`, with the mode `target` has or would get."""
+    while True:
+        tmp_path = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp_path, stat.S_IMODE(target.stat().st_mode))
+    return tmp_path
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:

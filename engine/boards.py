@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.errors import ConfigError
 from engine.footprint import Footprint
 from engine.footprint.timing import inference_ms
 
@@ -52,6 +53,24 @@ BOARDS: dict[str, Board] = {
 }
 
 
+def find_board(name: str) -> Board | None:
+    """The board of that name (case-insensitive), or None."""
+    return BOARDS.get(name) or next((b for b in BOARDS.values() if b.name.lower() == name.lower()), None)
+
+
+def unknown_board(name: str, key: str) -> ConfigError:
+    """The error for a board not in the table, listing the known ones."""
+    return ConfigError(f"{key}: unknown board {name!r}; known boards: {', '.join(BOARDS)} (stquant boards)")
+
+
+def boards_table() -> str:
+    """The known boards with their MCU, flash, RAM, core and clock (what `stquant boards` prints)."""
+    lines = [f"{'board':<18} {'MCU':<16} {'flash KiB':>10} {'RAM KiB':>8}  {'core':<11} {'MHz':>4}"]
+    lines += [f"{b.name:<18} {b.mcu:<16} {b.flash_kib:>10} {b.ram_kib:>8}  {b.core:<11} {b.mhz:>4}"
+              for b in BOARDS.values()]
+    return "\n".join(lines)
+
+
 def board_fit(board: str, fp: Footprint) -> dict | None:
     """Compare a footprint with a board; None when the board is not in the table.
 
@@ -61,7 +80,7 @@ def board_fit(board: str, fp: Footprint) -> dict | None:
     same in percent of the capacity), `estimated_inference_ms` (None for a core the timing model
     does not cover).
     """
-    spec = BOARDS.get(board) or next((b for b in BOARDS.values() if b.name.lower() == board.lower()), None)
+    spec = find_board(board)
     if spec is None:
         return None
     flash_left = spec.flash_kib - fp.weights_flash_kib

@@ -1,4 +1,4 @@
-"""`stquant`: the batch command line (validate, run, inspect, footprint).
+"""`stquant`: the batch command line (validate, run, inspect, footprint, boards, schema).
 
 Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage, 3 missing or unreadable input (or an
 unwritable output folder), 130 interrupted. Expected errors print one line each, never a traceback
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine import __version__
 from engine.errors import ConfigError, ExitCode, StquantError
+from engine.run_summary import BoardFit, RunSummary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,11 +30,16 @@ FOOTPRINT_DESCRIPTION = (
     "ST's published figures (benchmarks/footprint_vs_cubeai.py): activation RAM within 13.2 % (mean 6.0 %) "
     "on the six shared model-zoo files (held out: mean 14.4 %, max 30.8 %); inference time within 13.5 % "
     "(mean 10.4 %) of the STM32H747I-DISCO times it was fitted on, within 15 % (mean 8.9 %) held out; other "
-    "cores scaled by STM32Cube.AI's MLPerf Tiny cycle ratios (Cortex-M33 x1.49, Cortex-M4 x1.87)."
+    "cores scaled by STM32Cube.AI's MLPerf Tiny cycle ratios (Cortex-M33 x1.49, Cortex-M4 x1.87). A Keras "
+    ".h5/.keras model is measured as its float32 TFLite conversion (TensorFlow needed)."
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser (for --help/--version) and one parser per command.
+
+    Each command's options and `key.path=value` overrides may come in any order (`parse_intermixed_args`).
+    """
     parser = _Parser(prog="stquant", description="Quantize image classifiers for STM32 (ST model zoo YAML).")
     parser.add_argument("--version", action="version", version=f"stquant {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -49,18 +55,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config-path", type=Path, help="folder of the config (the reference's form)")
     run.add_argument("--config-name", help="file name of the config in --config-path")
     run.add_argument("--output-dir", type=Path, help="run folder (default: hydra.run.dir)")
+    run.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
     inspect.add_argument("--json", action="store_true")
 
-    footprint = sub.add_parser(
-        "footprint", help="flash/RAM/MACC/time of an int8 .tflite or QDQ .onnx", description=FOOTPRINT_DESCRIPTION)
+    footprint = sub.add_parser("footprint", help="flash/RAM/MACC/time of a .tflite or .onnx (float32 for .h5/.keras)",
+                               description=FOOTPRINT_DESCRIPTION)
     footprint.add_argument("model", type=Path)
-    footprint.add_argument("--board", help="say whether it fits this STM32 board and estimate the inference time")
+    footprint.add_argument("--board", help="say whether it fits this STM32 board and estimate the inference time "
+                                           "(see stquant boards)")
     footprint.add_argument("--json", action="store_true")
-    return parser
+
+    sub.add_parser("boards", help="the STM32 boards known to --board and benchmarking.board")
+
+    schema = sub.add_parser("schema", help="print a JSON Schema")
+    schema.add_argument("name", choices=("run-summary",), help="run-summary: run_summary.json and the result event")
+
+    commands = dict(sub.choices)
+    for command in commands.values():
+        command.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    return parser, commands
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; a command's options may follow or precede its positional arguments."""
+    parser, commands = build_parser()
+    index = next((i for i, arg in enumerate(argv) if arg in commands), None)
+    if index is None or any(arg != "--debug" for arg in argv[:index]):
+        return parser.parse_args(argv)  # --help, --version or a usage error
+    args = commands[argv[index]].parse_intermixed_args(argv[index + 1:])
+    args.command, args.debug = argv[index], args.debug or index > 0
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     _quiet_native_logs()
     progress = _progress_mode(argv)
+    commands = {"validate": _validate, "run": _run, "inspect": _inspect, "footprint": _footprint,
+                "boards": _boards, "schema": _schema}
     try:
-        args = build_parser().parse_args(argv)
-        return {"validate": _validate, "run": _run, "inspect": _inspect, "footprint": _footprint}[args.command](args)
+        args = parse_args(argv)
+        return commands[args.command](args)
     except StquantError as exc:
         return _fail(str(exc), exc.exit_code, progress, debug)
     except KeyboardInterrupt:
@@ -85,11 +115,14 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """Console-script entry: run `main`, then exit without TensorFlow's slow interpreter teardown.
 
-    Every file is written and closed by then; skipping the teardown saves seconds per run.
+    Every file is written and closed by then; skipping the teardown saves seconds per run. A signal that
+    arrives once the command is over is ignored (its outcome is already written; no teardown noise).
     `TF_USE_LEGACY_KERAS=1`: `import tensorflow` then preloads tf_keras, not Keras 3 (see engine.models).
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     code = main()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     if "tensorflow" not in sys.modules:
         sys.exit(code)
     sys.stdout.flush()
@@ -135,6 +168,8 @@ def _validate(args) -> int:
 
     config = _load(args.config, args.overrides)
     plan = prepare(config)
+    for warning in dict.fromkeys(plan.warnings):
+        print(f"stquant: warning: {warning}", file=sys.stderr)
     classes = f", {len(plan.class_names)} classes" if plan.class_names else ""
     print(f"{args.config}: ok (operation_mode {config.operation_mode}, model {plan.model_path.name}{classes})")
     return ExitCode.OK
@@ -151,14 +186,12 @@ def _run(args) -> int:
         config_path = (args.config_path or Path(".")) / (args.config_name or "user_config.yaml")
     if config_path is None:
         raise ConfigError("usage: stquant run CONFIG [key.path=value ...] (or --config-path DIR --config-name FILE)")
-    config = _load(config_path, args.overrides)
-    reporter = make_reporter(args.progress)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    summary = run(config, reporter, args.output_dir)
-    reporter.result(summary)
+    config = _load(config_path, args.overrides)
+    summary = run(config, make_reporter(args.progress), args.output_dir, args.overwrite)
     if args.progress != "jsonl":
         print(format_summary(summary))
-    print(summary["run_dir"], flush=True)
+    print(summary.run_dir, flush=True)
     return ExitCode.OK
 
 
@@ -175,9 +208,11 @@ def _inspect(args) -> int:
 
 
 def _footprint(args) -> int:
-    from engine.boards import board_fit
+    from engine.boards import board_fit, find_board, unknown_board
     from engine.footprint import estimate_footprint
 
+    if args.board and find_board(args.board) is None:
+        raise unknown_board(args.board, "--board")
     footprint = estimate_footprint(args.model, board=args.board)
     fit = board_fit(args.board, footprint) if args.board else None
     if args.json:
@@ -185,48 +220,61 @@ def _footprint(args) -> int:
     else:
         print(footprint.format_table())
         if fit:
-            print(_board_line(fit))
+            print(_board_line(BoardFit(**fit)))
     return ExitCode.OK
 
 
-def _board_line(fit: dict) -> str:
+def _boards(args) -> int:
+    from engine.boards import boards_table
+
+    print(boards_table())
+    return ExitCode.OK
+
+
+def _schema(args) -> int:
+    from engine.run_summary import run_summary_schema
+
+    print(json.dumps(run_summary_schema(), indent=2))
+    return ExitCode.OK
+
+
+def _board_line(fit: BoardFit) -> str:
     verdict = lambda ok: "fit" if ok else "do NOT fit"  # noqa: E731
-    line = (f"{fit['board']}: weights {verdict(fit['weights_fit'])} in {fit['flash_kib']:.0f} KiB flash, "
-            f"activations {verdict(fit['activations_fit'])} in {fit['ram_kib']:.0f} KiB RAM")
-    if "ram_headroom_kib" in fit:
-        line += (f" (headroom {fit['flash_headroom_kib']:.2f} KiB / {fit['flash_headroom_pct']:.1f} % flash, "
-                 f"{fit['ram_headroom_kib']:.2f} KiB / {fit['ram_headroom_pct']:.1f} % RAM)")
-    if fit.get("estimated_inference_ms") is not None:
-        line += f"; estimated {fit['estimated_inference_ms']:.2f} ms at {fit['mhz']} MHz ({fit['core']})"
+    line = (f"{fit.board}: weights {verdict(fit.weights_fit)} in {fit.flash_kib:.0f} KiB flash, "
+            f"activations {verdict(fit.activations_fit)} in {fit.ram_kib:.0f} KiB RAM"
+            f" (headroom {fit.flash_headroom_kib:.2f} KiB / {fit.flash_headroom_pct:.1f} % flash, "
+            f"{fit.ram_headroom_kib:.2f} KiB / {fit.ram_headroom_pct:.1f} % RAM)")
+    if fit.estimated_inference_ms is not None:
+        line += f"; estimated {fit.estimated_inference_ms:.2f} ms at {fit.mhz} MHz ({fit.core})"
     return line
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: RunSummary) -> str:
     """The compact before/after table printed at the end of `stquant run`."""
     rows = [("", "float", "quantized")]
-    accuracy = summary.get("accuracy") or {}
+    accuracy, footprint = summary.accuracy, summary.footprint
     if accuracy:
-        rows.append(("top-1 accuracy %", _fmt(accuracy.get("float")), _fmt(accuracy.get("quantized"))))
-        if "agreement" in accuracy:
-            rows.append(("top-1 agreement %", "", _fmt(accuracy["agreement"])))
-    footprint = summary.get("footprint") or {}
+        rows.append(("top-1 accuracy %", _fmt(accuracy.float), _fmt(accuracy.quantized)))
+        if accuracy.agreement is not None:
+            rows.append(("top-1 agreement %", "", _fmt(accuracy.agreement)))
     if footprint:
-        rows.append(("weights flash KiB", _fmt(footprint.get("float_weights_kib")), _fmt(footprint.get("weights_flash_kib"))))
-        rows.append(("activation RAM KiB", _fmt(footprint.get("float_activation_ram_kib")), _fmt(footprint.get("activation_ram_kib"))))
-        rows.append(("MACC (M)", "", _fmt(footprint["macc"] / 1e6, 3)))
-    lines = [f"status: {summary['status']}"]
-    if summary.get("quantized_model"):
-        lines.append(f"quantized model: {summary['quantized_model']}")
-    calibration = summary.get("calibration")
+        rows.append(("weights flash KiB", _fmt(footprint.float_weights_kib), _fmt(footprint.weights_flash_kib)))
+        rows.append(("activation RAM KiB", _fmt(footprint.float_activation_ram_kib), _fmt(footprint.activation_ram_kib)))
+        rows.append(("MACC (M)", "", _fmt(footprint.macc / 1e6, 3)))
+    lines = [f"status: {summary.status}"]
+    if summary.quantized_model:
+        lines.append(f"quantized model: {summary.quantized_model}")
+    calibration = summary.calibration
     if calibration:
-        lines.append(f"calibration: {calibration['images']} images from {calibration['source']}, {calibration['skipped']} skipped")
+        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped")
     if len(rows) > 1:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
-    if footprint.get("board_fit"):
-        lines.append(_board_line(footprint["board_fit"]))
-    worst = [row for row in summary.get("layer_errors") or [] if row["sqnr_db"] is not None][:5]
+    if footprint and footprint.board_fit:
+        lines.append(_board_line(footprint.board_fit))
+    worst = [row for row in summary.layer_errors or [] if row.sqnr_db is not None][:5]
     if worst:
-        lines.append("worst layers (SQNR dB): " + ", ".join(f"{row['layer']} {row['sqnr_db']:.1f}" for row in worst))
+        lines.append("worst layers (SQNR dB): " + ", ".join(f"{row.layer} {row.sqnr_db:.1f}" for row in worst))
+    lines += [f"warning ({warning.stage}): {warning.message}" for warning in summary.warnings]
     return "\n".join(lines)
 
 

@@ -2,8 +2,9 @@
 
 JSON-lines protocol (one object per line on stdout; the wizard reads it):
 `{"event":"stage","name":...}`, `{"event":"progress","stage":...,"done":n,"total":N}` (at most ~10/s),
-`{"event":"log","level":...,"message":...}`, `{"event":"result","summary":{...}}`,
-`{"event":"error","message":...,"exit_code":n}`.
+`{"event":"log","level":...,"message":...}`, `{"event":"result","summary":{...}}` (an
+`engine.run_summary.RunSummary`, sent once the run is over: ok, failed or interrupted),
+`{"event":"error","message":...,"exit_code":n}` (after the result when the run did not succeed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from typing import TextIO
 
 from engine.native_output import terminal_stderr
+from engine.run_summary import RunSummary
 
 PROGRESS_INTERVAL = 0.1
 
@@ -50,7 +52,7 @@ class Reporter:
     def log(self, level: str, message: str) -> None:
         """A log message for the user."""
 
-    def result(self, summary: dict) -> None:
+    def result(self, summary: RunSummary) -> None:
         """The run finished (ok, failed or interrupted) with this summary."""
 
     def error(self, message: str, exit_code: int) -> None:
@@ -72,8 +74,8 @@ class JsonLinesReporter(Reporter):
     def log(self, level: str, message: str) -> None:
         self._emit(event="log", level=level, message=message)
 
-    def result(self, summary: dict) -> None:
-        self._emit(event="result", summary=summary)
+    def result(self, summary: RunSummary) -> None:
+        self._emit(event="result", summary=summary.model_dump(mode="json"))
 
     def error(self, message: str, exit_code: int) -> None:
         self._emit(event="error", message=message, exit_code=exit_code)

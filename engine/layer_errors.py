@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.quant_common import KERAS_METADATA
+
 
 @dataclass(frozen=True)
 class LayerError:
@@ -62,15 +64,17 @@ def tflite_layer_errors(keras_model, tflite_path: str | Path, batches: Iterable[
     run on the op's own dequantized int8 input: the figure is the error the layer itself adds
     (weight and output rounding), so a collapsing layer stands out instead of everything after it.
     TFLite names a fused op's output after all the Keras layers fused into it ("…/re_lu/Relu6;
-    …/conv2d/Conv2D"); the op is reported under the first of them. *batches* are float inputs of
-    the Keras model (NHWC).
+    …/conv2d/Conv2D"; Keras 3 scopes carry a suffix, see `keras_layer_of_scope`); the op is
+    reported under the first of them. *keras_model*: Keras 3 or tf_keras; *batches* are float
+    inputs of the model (NHWC).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_path=str(tflite_path), experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
-    probes = _tflite_probes(interpreter, keras_model)
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    probes = _tflite_probes(interpreter, tensors, keras_model)
     inp = interpreter.get_input_details()[0]
     totals = [_Sqnr() for _ in probes]
     images = list(_single_images(batches))
@@ -82,8 +86,8 @@ def tflite_layer_errors(keras_model, tflite_path: str | Path, batches: Iterable[
             interpreter.invoke()
             for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):
                 for index, collected in zip(probe.inputs, probe_inputs):
-                    collected.append(_dequantized(interpreter, index))
-                probe_outputs.append(_dequantized(interpreter, probe.output))
+                    collected.append(_dequantized(interpreter, tensors[index]))
+                probe_outputs.append(_dequantized(interpreter, tensors[probe.output]))
         for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
             stacked = [np.concatenate(collected) for collected in probe_inputs]
             reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
@@ -103,45 +107,48 @@ class _Probe:
     float_layers: object
 
 
-def _tflite_probes(interpreter, keras_model) -> list[_Probe]:
+def _tflite_probes(interpreter, tensors: dict[int, dict], keras_model) -> list[_Probe]:
     """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
-    import tf_keras
+    from engine.library_internals import is_keras3, keras_layer_of_scope, keras_of, tflite_ops
 
+    keras = keras_of(keras_model)
+    keras3 = is_keras3(keras_model)
     order = {layer.name: i for i, layer in enumerate(keras_model.layers)
              if layer.get_config().get("activation", "linear") in ("linear", "relu", "relu6")}
-    ops = interpreter._get_ops_details()
+    ops = tflite_ops(interpreter)
     produced = {int(index) for op in ops for index in op["outputs"]}
     probes: dict[tuple[str, str], _Probe] = {}
     for op in ops:
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or len(op["outputs"]) != 1:
             continue
         index = int(op["outputs"][0])
-        detail = interpreter._get_tensor_details(index, 0)
-        if detail["dtype"] not in (np.int8, np.uint8) or not detail["quantization"][0]:
+        detail = tensors.get(index)
+        if detail is None or detail["dtype"] not in (np.int8, np.uint8) or not detail["quantization"][0]:
             continue
-        layers = sorted({part for piece in detail["name"].split(";") for part in piece.split("/")[:-1]
-                         if part in order}, key=order.get)
+        scopes = {keras_layer_of_scope(part, keras3) for piece in detail["name"].split(";")
+                  for part in piece.split("/")[:-1]}
+        layers = sorted(scopes & order.keys(), key=order.get)
         inputs = [int(i) for i in op["inputs"] if int(i) in produced]
         if not layers:
             continue
         first, last = keras_model.get_layer(layers[0]), keras_model.get_layer(layers[-1])
-        first_inputs = first.input if isinstance(first.input, list) else [first.input]
+        first_inputs = first.input if isinstance(first.input, (list, tuple)) else [first.input]
         if len(first_inputs) != len(inputs):
             continue
         output = last.output
         if type(last).__name__ == "PerChannelClip" and first is not last and op["op_name"] != "MINIMUM":
-            output = tf_keras.layers.ReLU()(last.input)  # the clip's ReLU is fused here, its MINIMUM is the next op
+            output = keras.layers.ReLU()(last.input)  # the clip's ReLU is fused here, its MINIMUM is the next op
         try:
-            sub_model = tf_keras.Model(first.input, output)
+            sub_model = keras.Model(first.input, output)
         except ValueError:
             continue
         probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, sub_model)
     return list(probes.values())
 
 
-def _dequantized(interpreter, index: int) -> np.ndarray:
-    scale, zero_point = interpreter._get_tensor_details(index, 0)["quantization"]
-    return (interpreter.get_tensor(index).astype(np.float32) - zero_point) * scale
+def _dequantized(interpreter, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    return (interpreter.get_tensor(detail["index"]).astype(np.float32) - zero_point) * scale
 
 
 def _quantize_input(image: np.ndarray, detail: dict) -> np.ndarray:
@@ -162,15 +169,17 @@ def onnx_layer_errors(float_onnx_path: str | Path, qdq_onnx_path: str | Path,
     rounding), as for TFLite. The float ops are taken from *float_onnx_path* (the model the QDQ
     one was made from; tensor names match), which also restores activations the quantizer folded
     into the op's output range (Relu/Clip). Everything runs in one ONNX Runtime session, with
-    graph optimizations that could fuse QDQ nodes turned off (exact int8 semantics on any CPU).
+    graph optimizations that could fuse QDQ nodes turned off (the same fake-quantized float
+    arithmetic on any CPU).
     *batches* are in the models' input layout.
     """
     import onnx
     import onnxruntime as ort
 
-    float_graph = onnx.load(str(float_onnx_path)).graph
+    float_model = onnx.load(str(float_onnx_path))
+    keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in float_model.metadata_props)
     probe_model = onnx.load(str(qdq_onnx_path))
-    probes = _add_float_references(probe_model.graph, float_graph)
+    probes = _add_float_references(probe_model.graph, float_model.graph, keras3)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -201,9 +210,11 @@ _REF = "__stquant_float"
 _MAX_FLOAT_NODES = 64
 
 
-def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
+def _add_float_references(graph, float_graph, keras3: bool) -> list[_OnnxProbe]:
     """Add to the QDQ *graph* a float copy of each quantized op, fed with its dequantized inputs; expose both."""
     from onnx import helper
+
+    from engine.library_internals import qdq_source_tensor
 
     producers = {out: node for node in graph.node for out in node.output}
     float_producers = {out: node for node in float_graph.node for out in node.output}
@@ -213,13 +224,13 @@ def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
         if node.op_type == "DequantizeLinear" and node.input[0] in producers:
             quantize = producers[node.input[0]]
             if quantize.op_type == "QuantizeLinear":
-                dequantized[quantize.input[0].removesuffix("_QuantizeLinear_Input")] = node.output[0]
+                dequantized[qdq_source_tensor(quantize.input[0])] = node.output[0]
     probes, added_nodes, added_inits = [], [], set()
     for node in list(graph.node):
         if node.op_type != "QuantizeLinear" or node.input[0] not in producers:
             continue
         op = producers[node.input[0]]
-        tensor = node.input[0].removesuffix("_QuantizeLinear_Input")
+        tensor = qdq_source_tensor(node.input[0])
         if op.op_type in ("QuantizeLinear", "DequantizeLinear") or tensor not in float_producers:
             continue
         nodes = _float_nodes_for(tensor, float_producers, float_inits, dequantized)
@@ -236,7 +247,7 @@ def _add_float_references(graph, float_graph) -> list[_OnnxProbe]:
             continue
         graph.output.extend([helper.ValueInfoProto(name=quantized_output),
                              helper.ValueInfoProto(name=f"{tensor}{_REF}")])
-        probes.append(_OnnxProbe(_layer_name(op.name or tensor), _op_label(op), quantized_output, f"{tensor}{_REF}"))
+        probes.append(_OnnxProbe(_layer_name(op.name or tensor, keras3), _op_label(op), quantized_output, f"{tensor}{_REF}"))
     graph.node.extend(_unique(added_nodes))
     return probes
 
@@ -292,10 +303,12 @@ def _unique(nodes: list) -> list:
     return kept
 
 
-def _layer_name(node_name: str) -> str:
+def _layer_name(node_name: str, keras3: bool) -> str:
     """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name."""
+    from engine.library_internals import keras_layer_of_scope
+
     parts = node_name.split("/")
-    return parts[-2] if len(parts) >= 3 else node_name
+    return keras_layer_of_scope(parts[-2], keras3) if len(parts) >= 3 else node_name
 
 
 def _op_label(node) -> str:

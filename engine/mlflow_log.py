@@ -1,25 +1,32 @@
-"""Optional MLflow trail (params, metrics, the output folder as artifacts); never fails the run."""
+"""Optional MLflow trail (params, metrics, the output folder as artifacts).
+
+A failure raises EngineError with one line; the runner reports it as a warning (it never fails the run).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-from engine.errors import first_line
+from engine.errors import EngineError, first_line
 
 log = logging.getLogger(__name__)
 
 _missing_warned = False
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # 2+ letters: `C:` is a Windows drive, not a scheme
+
+
+def is_uri(uri: str) -> bool:
+    """True for a tracking URI MLflow takes as it is (`http://...`, `file:...`, `databricks`, `sqlite:...`)."""
+    return bool(_SCHEME.match(uri)) or uri in ("databricks", "databricks-uc")
 
 
 def store_folder(uri: str) -> Path | None:
     """The folder of a file store (ST's `mlflow.uri: ./experiments_outputs/mlruns`), None for a URI."""
-    if len(urlparse(uri).scheme) > 1:  # one letter is a Windows drive, not a scheme
-        return None
-    return Path(uri).expanduser().resolve()
+    return None if is_uri(uri) else Path(uri).expanduser().resolve()
 
 
 def log_run(
@@ -30,7 +37,10 @@ def log_run(
     metrics: dict,
     artifacts_dir: Path,
 ) -> str | None:
-    """Log one finished run to MLflow at `uri`; return its run id, or None if MLflow is absent or failed."""
+    """Log one finished run to MLflow at `uri`; return its run id, or None if MLflow is not installed.
+
+    Raises EngineError (one line naming the URI) when logging fails.
+    """
     global _missing_warned
     try:
         from mlflow.entities import Metric, Param
@@ -61,13 +71,12 @@ def log_run(
         client.set_terminated(run_id)
         return run_id
     except Exception as error:
-        log.warning("MLflow logging to %s failed: %s", uri, first_line(error))
         if run_id:
             try:
                 client.set_terminated(run_id, status="FAILED")
             except Exception:
                 log.debug("could not mark MLflow run %s as failed", run_id)
-        return None
+        raise EngineError(f"MLflow logging to {uri} failed: {first_line(error)}") from error
 
 
 def _log_artifacts(client, run_id: str, artifacts_dir: Path, store: Path | None) -> None:

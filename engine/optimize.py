@@ -12,8 +12,8 @@ Keras models (both quantizers; the ONNX quantizer converts the optimized model):
 - bias_correction: the mean output shift of int8 weights (per tensor or per channel, following
   `granularity`) is subtracted from each conv/dense bias, estimated on at most
   `BIAS_CORRECTION_IMAGES` calibration images.
-Optimization needs a `tf_keras` (Keras 2) functional model: a .h5 that Keras 3 loaded is reloaded
-with `tf_keras`; other models are quantized as they are, with a note.
+Keras 3 and tf_keras (Keras 2) functional (or Sequential) models are rewritten alike; a model that
+cannot be (subclassed) fails the run with one line naming the key, never quantized silently as it is.
 
 ONNX models: optimize folds BatchNormalization into the Conv before it (no equalization).
 """
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.calibration import CalibrationData
+from engine.errors import ConfigError, EngineError
 from engine.quant_common import first_images
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,12 @@ def optimize_keras(model: Any, model_path: Path, settings: Any, calibration: Cal
         log.info(notes[-1])
         if not bias_correction:
             return model, OptimizeReport().to_dict()
-    keras2 = _as_tf_keras(model, model_path)
-    if keras2 is None:
-        notes.append(f"quantization.optimize/bias_correction skipped: {model_path.name} is not a tf_keras "
-                     "(Keras 2) functional model, which optimization needs")
-        log.warning(notes[-1])
-        return model, None
+    model = _functional(model, model_path, optimize and not per_channel)
     data = first_images(calibration, BIAS_CORRECTION_IMAGES) if bias_correction else None
     if optimize and not per_channel:
-        model, report = optimize_for_per_tensor(keras2, bias_correction_data=data)
+        model, report = optimize_for_per_tensor(model, bias_correction_data=data)
     else:
-        model = _copy(keras2)  # corrected in place: the caller's model (evaluated as the float model) stays as it is
+        model = _copy(model)  # corrected in place: the caller's model (evaluated as the float model) stays as it is
         report = OptimizeReport(biases_corrected=correct_biases(model, data, per_channel=per_channel))
     notes.append(report.summary())
     return model, report.to_dict()
@@ -90,24 +86,21 @@ def fold_onnx_batchnorms(source: Path, out_path: Path, notes: list[str]) -> tupl
 
 
 def _copy(model: Any) -> Any:
-    """A tf_keras model with the same layers and its own copy of the weights."""
-    import tf_keras
+    """A model of the same Keras with the same layers and its own copy of the weights."""
+    from engine.library_internals import keras_of
 
-    copied = tf_keras.models.clone_model(model)
+    copied = keras_of(model).models.clone_model(model)
     copied.set_weights(model.get_weights())
     return copied
 
 
-def _as_tf_keras(model: Any, model_path: Path) -> Any:
-    """`model` if it is a tf_keras functional model, else the .h5 reloaded with tf_keras, else None."""
-    if type(model).__module__.startswith("tf_keras") and getattr(model, "_is_graph_network", False):
-        return model
-    if model_path.suffix.lower() not in (".h5", ".hdf5"):
-        return None
-    import tf_keras
+def _functional(model: Any, model_path: Path, optimize: bool) -> Any:
+    """`model` as a functional model (Keras 3 or tf_keras); a ConfigError naming the key if it is not one."""
+    from engine.optimize_keras import functional
 
     try:
-        reloaded = tf_keras.models.load_model(model_path, compile=False)
-    except Exception:  # noqa: BLE001 - any failure: quantize the model as loaded
-        return None
-    return reloaded if getattr(reloaded, "_is_graph_network", False) else None
+        return functional(model)
+    except EngineError as error:
+        key = "quantization.optimize" if optimize else "quantization.bias_correction"
+        raise ConfigError(f"{key}: cannot rewrite {model_path.name}: {error}; set {key}: False "
+                          "to quantize it as it is") from None

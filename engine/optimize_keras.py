@@ -1,6 +1,9 @@
-"""Data-free quantization (Nagel et al. 2019) of a tf_keras functional model before per-tensor int8.
+"""Data-free quantization (Nagel et al. 2019) of a functional Keras model before per-tensor int8.
 
-Steps, all on a copy of the model (the input model is left untouched):
+Works on Keras 3 and tf_keras (Keras 2) functional models alike: the rewrite edits the model's
+config (the same layer names, classes and `[layer, node, tensor]` references in both Kerases) and
+rebuilds it with the Keras that made it. Steps, all on a copy of the model (the input model is left
+untouched):
 
 1. fold each BatchNormalization into the Conv2D/DepthwiseConv2D it solely follows;
 2. cross-layer equalization (CLE) of every pair ``conv -> [ReLU/ReLU6/linear, ZeroPadding2D,
@@ -14,7 +17,7 @@ Steps, all on a copy of the model (the input model is left untouched):
 
 Exactness: scaling output channel k of the first layer by 1/s_k commutes with ReLU but not with
 ReLU6 (``min(relu(x/s), 6) != min(relu(x), 6)/s``). Every ReLU6 inside an equalized pair is
-therefore replaced by :class:`PerChannelClip`, ``min(relu(x), c_k)`` with ``c_k = 6/s_k``, which
+therefore replaced by a ``PerChannelClip`` layer, ``min(relu(x), c_k)`` with ``c_k = 6/s_k``, which
 keeps steps 1-2 exactly equivalent in float. High-bias absorption assumes a pre-activation rarely
 falls below ``beta - 3*gamma`` (the paper's rule) and so is only approximately equivalent; it is
 applied only when the second layer does not zero-pad its input (else borders would change).
@@ -23,6 +26,7 @@ applied only when the second layer does not zero-pad its input (else borders wou
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
@@ -32,6 +36,7 @@ import tensorflow as tf
 import tf_keras
 
 from engine.errors import EngineError
+from engine.library_internals import keras_of
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +47,47 @@ _SCALE_TOLERANCE = 1e-4
 _DEAD_WEIGHT = 1e-10
 
 
-@tf_keras.utils.register_keras_serializable(package="stquant")
-class PerChannelClip(tf_keras.layers.Layer):
-    """``min(relu(x), max_values)`` with one upper bound per channel (last axis)."""
+@functools.cache
+def clip_layer_class(keras: Any) -> type:
+    """The ``PerChannelClip`` layer class of one Keras package (``keras`` or ``tf_keras``)."""
 
-    def __init__(self, max_values: Iterable[float], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_values = [float(v) for v in max_values]
+    class PerChannelClip(keras.layers.Layer):
+        """``min(relu(x), max_values)`` with one upper bound per channel (last axis)."""
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        bound = tf.constant(self.max_values, dtype=inputs.dtype)
-        return tf.minimum(tf.nn.relu(inputs), bound)
+        def __init__(self, max_values: Iterable[float], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.max_values = [float(v) for v in max_values]
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_values": self.max_values}
+        def call(self, inputs: tf.Tensor) -> tf.Tensor:
+            bound = tf.constant(self.max_values, dtype=inputs.dtype)
+            return tf.minimum(tf.nn.relu(inputs), bound)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "max_values": self.max_values}
+
+    return keras.saving.register_keras_serializable(package="stquant")(PerChannelClip)
+
+
+PerChannelClip = clip_layer_class(tf_keras)
+
+
+def functional(model: Any) -> Any:
+    """`model` as a functional model of its own Keras (a Sequential one is wrapped), else EngineError."""
+    keras = keras_of(model)
+    if isinstance(model, keras.Sequential) and model.inputs:
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        return keras.Model(inputs, model.outputs[0], name=model.name)
+    try:
+        config = model.get_config() if isinstance(model, keras.Model) else None
+    except NotImplementedError:
+        config = None
+    if not config or "input_layers" not in config or "output_layers" not in config:
+        raise EngineError(f"{getattr(model, 'name', type(model).__name__)} is not a functional Keras model "
+                          "(subclassed?): optimize and bias correction rewrite functional models only")
+    return model
 
 
 @dataclass
@@ -97,11 +129,9 @@ class _Pair:
 class _Graph:
     """The layer config list of a functional model, with weights by layer name."""
 
-    def __init__(self, model: tf_keras.Model) -> None:
-        if not isinstance(model, tf_keras.Model) or not hasattr(model, "_is_graph_network"):
-            raise EngineError("optimize needs a tf_keras (Keras 2) functional model")
-        if not model._is_graph_network:
-            raise EngineError(f"optimize needs a functional model; {model.name} is subclassed")
+    def __init__(self, model: Any) -> None:
+        model = functional(model)
+        self.keras = keras_of(model)
         self.config = copy.deepcopy(model.get_config())
         self.layers = {entry["name"]: entry for entry in self.config["layers"]}
         self.weights = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
@@ -128,8 +158,9 @@ class _Graph:
             _rename_refs(entry["inbound_nodes"], name, replacement)
         _rename_refs(self.config["output_layers"], name, replacement)
 
-    def build(self) -> tf_keras.Model:
-        model = tf_keras.Model.from_config(self.config, custom_objects={"PerChannelClip": PerChannelClip})
+    def build(self) -> Any:
+        model = self.keras.Model.from_config(self.config,
+                                             custom_objects={"PerChannelClip": clip_layer_class(self.keras)})
         for layer in model.layers:
             if self.weights.get(layer.name):
                 layer.set_weights(self.weights[layer.name])
@@ -137,7 +168,10 @@ class _Graph:
 
 
 def _refs(node: Any) -> list[list]:
-    """Every ``[layer_name, node_index, tensor_index, ...]`` reference nested in *node*."""
+    """Every ``[layer_name, node_index, tensor_index, ...]`` reference nested in *node* (tf_keras
+    ``inbound_nodes`` lists, Keras 3 ``keras_history`` inside ``args`` tuples)."""
+    if isinstance(node, tuple):
+        return [ref for item in node for ref in _refs(item)]
     if isinstance(node, list):
         if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int) and isinstance(node[2], int):
             return [node]
@@ -154,11 +188,11 @@ def _rename_refs(node: Any, old: str, new: str) -> None:
 
 
 def optimize_for_per_tensor(
-    model: tf_keras.Model,
+    model: Any,
     *,
     absorb_high_bias: bool = False,
     bias_correction_data: Iterable[np.ndarray] | None = None,
-) -> tuple[tf_keras.Model, OptimizeReport]:
+) -> tuple[Any, OptimizeReport]:
     """Return an equivalent model whose weights and activations suit per-tensor int8, and a report.
 
     ``bias_correction_data``: float input batches (already preprocessed); when given, each
@@ -436,20 +470,23 @@ def _pads(graph: _Graph, pair: _Pair) -> bool:
     return same_padding or any(graph.kind(n) == "ZeroPadding2D" for n in pair.links)
 
 
-def correct_biases(model: tf_keras.Model, batches: Iterable[np.ndarray], per_channel: bool = False) -> list[str]:
+def correct_biases(model: Any, batches: Iterable[np.ndarray], per_channel: bool = False) -> list[str]:
     """Subtract from each Conv2D/DepthwiseConv2D/Dense bias the mean output shift of int8 weights.
 
     Weights are quantized symmetric (scale max|W|/127) per tensor, as the TFLite converter does
     with per-channel disabled, or per output channel (``per_channel``); the shift is measured on
-    the float inputs of each layer.
+    the float inputs of each layer. ``model``: a functional Keras 3 or tf_keras model, changed in place.
     Returns the names of the corrected layers.
     """
+    keras = keras_of(model)
+    calls = {entry["name"]: len(entry["inbound_nodes"]) for entry in functional(model).get_config()["layers"]}
     targets = [layer for layer in model.layers
-               if type(layer).__name__ in (*CONV_TYPES, "Dense") and len(layer.inbound_nodes) == 1
+               if type(layer).__name__ in (*CONV_TYPES, "Dense") and calls.get(layer.name) == 1
                and layer.get_config().get("use_bias") and layer.get_config().get("groups", 1) == 1]
     if not targets:
         return []
-    probe = tf_keras.Model(model.inputs, [layer.input for layer in targets])
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with one array below
+    probe = keras.Model(inputs, [layer.input for layer in targets])
     sums: list[np.ndarray | None] = [None] * len(targets)
     count = 0
     for batch in batches:
@@ -467,16 +504,17 @@ def correct_biases(model: tf_keras.Model, batches: Iterable[np.ndarray], per_cha
     return [layer.name for layer in targets]
 
 
-def _weight_error_output(layer: tf_keras.layers.Layer, x: tf.Tensor, per_channel: bool) -> np.ndarray:
+def _weight_error_output(layer: Any, x: tf.Tensor, per_channel: bool) -> np.ndarray:
     """Sum over the batch of the per-channel mean of layer(x) computed with (W_int8 - W) and no bias."""
+    kind = type(layer).__name__
     kernel = layer.get_weights()[0]
-    quantized = quantize_per_channel(kernel, depthwise=isinstance(layer, tf_keras.layers.DepthwiseConv2D)) \
+    quantized = quantize_per_channel(kernel, depthwise=kind == "DepthwiseConv2D") \
         if per_channel else quantize_per_tensor(kernel)
     error = tf.constant(quantized - kernel)
     config = layer.get_config()
-    if isinstance(layer, tf_keras.layers.Dense):
+    if kind == "Dense":
         out = tf.matmul(x, error)
-    elif isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+    elif kind == "DepthwiseConv2D":
         out = tf.nn.depthwise_conv2d(x, error, (1, *config["strides"], 1), config["padding"].upper(),
                                      dilations=config["dilation_rate"])
     else:

@@ -164,9 +164,11 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
-        exact = _qdq_needs_exact_emulation(path)
-        if exact:
-            # Without QDQ fusion every QDQ node runs as written: exact int8 arithmetic, as on the MCU.
+        emulated = _qdq_needs_emulation(path)
+        if emulated:
+            # Without QDQ fusion every QDQ node runs as written: each op computes in float on dequantized
+            # int8 values and the next QuantizeLinear rounds its output (fake quantization, not the integer
+            # kernels of an MCU; see benchmarks/qdq_emulation.py for how far apart the two are).
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -186,8 +188,8 @@ class OnnxPredictor:
         self.input_hw_c = hwc
         self.fixed_batch = dims[0]
         self.runtime = f"ONNX Runtime {'.'.join(ort.__version__.split('.')[:2])} {self.session.get_providers()[0]}"
-        if exact:
-            self.runtime += " (QDQ emulated exactly: int8 kernels off, no VNNI)"
+        if emulated:
+            self.runtime += " (QDQ fake-quantized in float: int8 kernels off, no VNNI)"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = _check_batch(batch, self.input_hw_c, self.path)
@@ -207,14 +209,14 @@ class OnnxPredictor:
         return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
 
 
-def _qdq_needs_exact_emulation(path: Path) -> bool:
-    """A QDQ model on a CPU whose int8 kernels saturate: say so once and emulate it exactly instead."""
+def _qdq_needs_emulation(path: Path) -> bool:
+    """A QDQ model on a CPU whose int8 kernels saturate: say so once and run it fake-quantized instead."""
     from engine.model_info import describe_model
 
     warning = onnx_int8_saturation_warning()
     if warning is None or not describe_model(path).quantized:
         return False
-    log.warning("%s; evaluating %s with int8 kernel fusion off (exact, slower)", warning, path.name)
+    log.warning("%s; evaluating %s with int8 kernel fusion off (fake-quantized in float, slower)", warning, path.name)
     return True
 
 

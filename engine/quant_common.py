@@ -10,6 +10,7 @@ import numpy as np
 from engine.calibration import CalibrationData
 
 ProgressCallback = Callable[[int, int], None]
+KERAS_METADATA = "stquant.keras_version"  # ONNX metadata of a converted Keras model: "3" (Keras 3) or "2" (tf_keras)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from engine.errors import ConfigError, EngineError, first_line
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quant_common import ProgressCallback, QuantResult, counted_batches
+from engine.quant_common import KERAS_METADATA, ProgressCallback, QuantResult, counted_batches
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +97,28 @@ def _need_calibration(calibration: CalibrationData) -> None:
 
 
 def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
-    """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically."""
+    """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically.
+
+    The ONNX model records which Keras made it (metadata `KERAS_METADATA`), so that the per-layer
+    report can map its node names back to Keras layer names.
+    """
     import tensorflow as tf
     import tf2onnx
+
+    from engine.library_internals import is_keras3
 
     if len(model.inputs) != 1:
         raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
     name = model.inputs[0].name.split(":")[0]
     spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
     serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
-    with atomic_path(out_path) as tmp:
-        try:
-            tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset,
-                                          inputs_as_nchw=[f"{name}:0"], output_path=str(tmp))
-        except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
-            raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
+    try:
+        converted, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset,
+                                                     inputs_as_nchw=[f"{name}:0"])
+    except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
+        raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
+    converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
+    _save_onnx(converted, out_path)
     log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
     return out_path
 
@@ -152,7 +159,7 @@ def _save_onnx(model: Any, out: Path) -> None:
 
 
 def _pre_process(source: Path, prepared: Path) -> None:
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import quant_pre_process
 
     with atomic_path(prepared) as tmp:
         try:
@@ -198,8 +205,11 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
                work_dir: Path, on_progress: ProgressCallback | None) -> None:
     """Collect activation ranges with ORT's calibrator, streaming the images; save them as an ORT cache."""
     import onnx
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization import create_calibrator
 
+    from engine.library_internals import calibration_cache_saver
+
+    save_ranges = calibration_cache_saver()  # before calibrating: fails at once on an ONNX Runtime without it
     graph = onnx.load(str(prepared), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     model_input = next(i for i in graph.input if i.name not in initializers)
@@ -216,7 +226,7 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
             ranges = calibrator.compute_data()
     finally:
         Path(calibrator.augmented_model_path).unlink(missing_ok=True)
-    save_tensors_data(ranges, cache)
+    save_ranges(ranges, cache)
 
 
 def _ort_method(method: str) -> Any:

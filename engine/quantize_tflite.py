@@ -20,6 +20,7 @@ from engine.atomic import write_bytes_atomic
 from engine.calibration import CalibrationData
 from engine.errors import ConfigError, EngineError, StquantError, first_line
 from engine.keras_trace import converter_for
+from engine.library_internals import keep_float_model, set_per_tensor_weights, tflite_ops
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras
@@ -73,10 +74,10 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = _io_type(tf, settings, "quantization_input_type")
     converter.inference_output_type = _io_type(tf, settings, "quantization_output_type")
-    converter._experimental_disable_per_channel = getattr(settings, "granularity", "per_channel") == "per_tensor"
+    set_per_tensor_weights(converter, getattr(settings, "granularity", "per_channel") == "per_tensor")
     converter.representative_dataset = lambda: (
         [batch] for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress))
-    kept = _keep_float_model(converter)
+    kept = keep_float_model(converter)
     try:
         return converter.convert(), kept.get("model")
     except StquantError:
@@ -86,22 +87,6 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any,
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
             first_line(error)
         raise EngineError(f"TFLite conversion failed: {detail}") from None
-
-
-def _keep_float_model(converter: Any) -> dict:
-    """Make `converter` keep (under "model") the float flatbuffer it hands to its quantization step.
-
-    That step is TensorFlow's private `_quantize(model, ...)`; without it nothing is kept and callers
-    convert the float model themselves.
-    """
-    kept: dict = {}
-    step = getattr(converter, "_quantize", None)
-    if callable(step):
-        def keep_then_quantize(model, *args, **kwargs):
-            kept["model"] = bytes(model)
-            return step(model, *args, **kwargs)
-        converter._quantize = keep_then_quantize
-    return kept
 
 
 def _io_type(tf: Any, settings: Any, key: str) -> Any:
@@ -127,7 +112,7 @@ def float_ops_in(blob: bytes) -> list[str]:
     interpreter = Interpreter(model_content=blob)
     dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
     float_ops = set()
-    for op in interpreter._get_ops_details():
+    for op in tflite_ops(interpreter):
         if op["op_name"] in BOUNDARY_OPS:
             continue
         tensors = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0]

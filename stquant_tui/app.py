@@ -295,17 +295,16 @@ class StquantApp(RunActions, App[int]):
     def action_use_classes(self) -> None:
         self.step_widget("dataset").use_detected()
 
-    def _summary(self) -> dict:
-        return self.step_widget("summary").summary or {}
-
     def action_show_run_dir(self) -> None:
-        run_dir = (self.last_run.run_dir if self.last_run else None) or self._summary().get("run_dir")
+        summary = self.step_widget("summary").summary
+        run_dir = (self.last_run.run_dir if self.last_run else None) or (summary.run_dir if summary else None)
         if run_dir:
             self.step_widget("run").log_line(f"Run folder: {run_dir}")
         self.notify(f"Run folder: {run_dir or '(none)'}", timeout=10)
 
     def action_copy_model(self) -> None:
-        model = self._summary().get("quantized_model")
+        summary = self.step_widget("summary").summary
+        model = summary.quantized_model if summary else None
         if model:
             self.copy_to_clipboard(model)
             self.notify(f"Copied {model}")

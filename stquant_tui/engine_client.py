@@ -18,6 +18,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from engine.errors import first_line
+from engine.run_summary import RunSummary
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -153,7 +157,10 @@ class RunProcess:
             elif kind == "log":
                 post(RunLog(str(event.get("level", "INFO")), str(event.get("message", ""))))
             elif kind == "result":
-                summary = event.get("summary") or {}
+                try:
+                    summary = RunSummary.model_validate(event.get("summary"))
+                except ValidationError as exc:
+                    error = f"unreadable run summary: {first_line(exc)}"
             elif kind == "error":
                 error = str(event.get("message", ""))
                 exit_code = event.get("exit_code")
@@ -162,7 +169,7 @@ class RunProcess:
         if error is None and code not in (0, None) and summary is None:
             error = self._stderr[-1] if self._stderr else f"engine exited with {code}"
         if run_dir is None and summary:
-            run_dir = summary.get("run_dir")
+            run_dir = summary.run_dir
         post(RunFinished(code if exit_code is None else int(exit_code), summary, error, run_dir))
 
     def _drain_stderr(self, post: Callable[[object], object]) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from textual.message import Message
 
+from engine.run_summary import RunSummary
+
 
 @dataclass
 class RunStage(Message):
@@ -41,8 +43,8 @@ class RunFinished(Message):
     """The engine exited."""
 
     exit_code: int
-    summary: dict[str, Any] | None = None
-    """The `result` event's summary (None if the engine failed before writing one)."""
+    summary: RunSummary | None = None
+    """The `result` event's summary (None if the engine stopped before a run folder existed)."""
     error: str | None = None
     """The `error` event's message, or the last stderr line."""
     run_dir: str | None = None

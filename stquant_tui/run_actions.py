@@ -68,10 +68,11 @@ class RunActions:
         self.query_one("#back", Button).disabled = False
         if self.run_config is not None:
             self.run_config.unlink(missing_ok=True)
-        if event.summary:
-            self.step_widget("summary").show(event.summary, event.error)
+        summary = event.summary
+        if summary is not None and summary.status != "interrupted":  # ok, or failed: what was done, and where
+            self.step_widget("summary").show(summary, event.error)
             self.step = "summary"
-        else:
+        if event.exit_code != 0 and (summary is None or summary.status == "failed"):
             self.notify(event.error or f"engine exited with {event.exit_code}", title="Run failed",
                         severity="error", timeout=10)
 

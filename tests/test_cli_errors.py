@@ -204,3 +204,75 @@ def test_no_traceback_in_a_real_process(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"stquant: general.model_path: model file not found: {tmp_path / 'nope.h5'}"]
     assert '"event": "error"' in proc.stdout and '"exit_code": 3' in proc.stdout
+
+
+def test_options_and_overrides_in_any_order(tmp_path, capsys):
+    path = write(tmp_path, demo_config(tmp_path))
+    code, out, err = run_cli(capsys, "validate", path, "--debug", "dataset.seed=7")
+    assert code == 0 and "ok (operation_mode quantization" in out, err
+    code, out, err = run_cli(capsys, "run", path, "--output-dir", str(tmp_path / "run"), "operation_mode=chain_qb",
+                             "--progress", "none", "benchmarking.board=NUCLEO-F401RE")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["operation_mode"] == "chain_qb" and summary["footprint"]["board_fit"]["board"] == "NUCLEO-F401RE"
+
+
+def test_unknown_board_lists_the_boards(tmp_path, capsys):
+    from engine.boards import BOARDS
+
+    model = tiny_onnx(tmp_path / "m.onnx")
+    assert_one_error(capsys, ["footprint", str(model), "--board", "NUCLEO-X999"], 2,
+                     "--board: unknown board 'NUCLEO-X999'; known boards: " + ", ".join(BOARDS))
+
+
+def test_boards_prints_flash_and_ram(capsys):
+    from engine.boards import BOARDS
+
+    code, out, _ = run_cli(capsys, "boards")
+    rows = {line.split()[0]: line.split()[1:] for line in out.strip().splitlines()[1:]}
+    assert code == 0 and rows == {b.name: [b.mcu, str(b.flash_kib), str(b.ram_kib), b.core, str(b.mhz)]
+                                  for b in BOARDS.values()}
+
+
+def test_footprint_of_what_it_cannot_measure(tmp_path, capsys):
+    assert_one_error(capsys, ["footprint", str(tmp_path / "none.tflite")], 3, "model file not found", "none.tflite")
+    other = tmp_path / "weights.pb"
+    other.write_bytes(b"\x00")
+    assert_one_error(capsys, ["footprint", str(other)], 2, "footprint needs a .tflite, .onnx, .h5 or .keras model")
+
+
+def test_schema_of_the_run_summary(capsys):
+    from engine.run_summary import RunSummary
+
+    code, out, _ = run_cli(capsys, "schema", "run-summary")
+    schema = json.loads(out)
+    assert code == 0 and schema == RunSummary.model_json_schema()
+    assert {"schema_version", "warnings", "failed_stage", "accuracy", "footprint"} <= set(schema["properties"])
+    accuracy = schema["$defs"]["Accuracy"]["properties"]
+    assert "percent" in accuracy["float"]["description"] and "percentage points" in accuracy["difference"]["description"]
+
+
+def test_preflight_warnings_are_shown_once(tmp_path, capsys):
+    """A dataset with a folder that is not a class and a non-image file (the demo's notes.txt): whatever
+    preflight says about it (`Plan.warnings`), validate prints each once and a run keeps it in its summary."""
+    from engine.config import load_config
+    from engine.preflight import prepare
+
+    data = tmp_path / "digits"
+    for index in range(10):
+        (data / f"digit_{index}").mkdir(parents=True)
+        for image in sorted((DEMO / "digits" / f"digit_{index}").glob("*.png"))[:3]:
+            (data / f"digit_{index}" / image.name).write_bytes(image.read_bytes())
+    (data / "unsorted").mkdir()
+    (data / "digit_0" / "notes.txt").write_text("not an image")
+    path = write(tmp_path, demo_config(tmp_path, dataset__quantization_path=str(data)))
+    warnings = prepare(load_config(path)).warnings
+    if not warnings:
+        pytest.skip("preflight does not fill Plan.warnings yet")
+    code, _, err = run_cli(capsys, "validate", path)
+    assert code == 0 and [line for line in err.splitlines() if "warning" in line] == \
+        [f"stquant: warning: {w}" for w in dict.fromkeys(warnings)]
+    code, out, _ = run_cli(capsys, "run", path, "--output-dir", str(tmp_path / "run"), "--progress", "none")
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert code == 0 and [w for w in summary["warnings"] if w["stage"] == "prepare"] == \
+        [{"stage": "prepare", "message": w} for w in dict.fromkeys(warnings)]

@@ -1,4 +1,4 @@
-"""MLflow trail into a temporary folder store; failures only warn."""
+"""MLflow trail into a temporary folder store; a failure is one line (the run makes it a warning)."""
 
 import logging
 import sys
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.mlflow_log import log_run
+from engine.errors import EngineError
+from engine.mlflow_log import is_uri, log_run, store_folder
 
 
 @pytest.fixture
@@ -56,13 +57,26 @@ def test_store_inside_the_output_folder_is_not_logged_into_itself(outputs):
     assert paths == {"quantized_models", "stquant.log"}
 
 
-def test_mlflow_failure_is_only_a_warning(tmp_path, outputs, caplog):
+def test_mlflow_failure_is_one_line_naming_the_store(tmp_path, outputs):
+    """log_run raises; the runner turns it into a warning (tests/test_run_resilience.py)."""
     pytest.importorskip("mlflow", reason="mlflow is an optional extra (pip install 'stquant[mlflow]')")
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the store folder should be")
-    with caplog.at_level(logging.WARNING, logger="engine.mlflow_log"):
-        assert log_run(str(blocker), "exp", "run", {}, {"acc": 1.0}, outputs) is None
-    assert any("MLflow logging to" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(EngineError, match=f"MLflow logging to {blocker} failed: ") as raised:
+        log_run(str(blocker), "exp", "run", {}, {"acc": 1.0}, outputs)
+    assert "\n" not in str(raised.value)
+    assert blocker.read_text() == "a file where the store folder should be"
+
+
+@pytest.mark.parametrize("uri,is_a_uri", [
+    ("http://127.0.0.1:5000", True), ("https://mlflow.example.com", True), ("file:///tmp/mlruns", True),
+    ("file:mlruns", True), ("databricks", True), ("databricks://profile", True), ("sqlite:///mlflow.db", True),
+    ("./experiments_outputs/mlruns", False), ("mlruns", False), ("/abs/mlruns", False), ("C:/mlruns", False),
+    ("~/mlruns", False),
+])
+def test_uris_are_told_from_folders(uri, is_a_uri):
+    assert is_uri(uri) is is_a_uri
+    assert (store_folder(uri) is None) is is_a_uri
 
 
 def test_without_mlflow_the_run_is_skipped_with_one_warning(tmp_path, outputs, caplog, monkeypatch):

@@ -1,5 +1,7 @@
 """Data-free optimization before per-tensor quantization: float equivalence, BN folding, report."""
 
+import importlib
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -8,21 +10,26 @@ import tensorflow as tf
 import tf_keras
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.optimize_keras import PerChannelClip, correct_biases, optimize_for_per_tensor
+from engine.optimize_keras import correct_biases, optimize_for_per_tensor
 from engine.optimize_onnx import fold_batchnorm
 
 
-def _randomize_batchnorms(model: tf_keras.Model, rng: np.random.Generator) -> None:
+KERASES = ["tf_keras", "keras"]
+
+
+def _randomize_batchnorms(model, rng: np.random.Generator) -> None:
     for layer in model.layers:
-        if isinstance(layer, tf_keras.layers.BatchNormalization):
+        if type(layer).__name__ == "BatchNormalization":
             n = layer.get_weights()[0].shape[0]
             layer.set_weights([rng.uniform(0.2, 3, n), rng.normal(0, 2, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)])
 
 
-def _mobilenet_block() -> tf_keras.Model:
-    """conv-BN-ReLU6 -> pad -> depthwise-BN-ReLU6 -> pointwise-BN -> residual-free head, with skewed ranges."""
+def _mobilenet_block(keras_name: str = "tf_keras"):
+    """conv-BN-ReLU6 -> pad -> depthwise-BN-ReLU6 -> pointwise-BN -> residual-free head, with skewed ranges,
+    built with tf_keras or Keras 3."""
+    keras = importlib.import_module(keras_name)
     rng = np.random.default_rng(0)
-    layers = tf_keras.layers
+    layers = keras.layers
     x = inputs = layers.Input((16, 16, 3))
     x = layers.Conv2D(8, 3, use_bias=False, padding="same")(x)
     x = layers.BatchNormalization()(x)
@@ -37,7 +44,7 @@ def _mobilenet_block() -> tf_keras.Model:
     x = layers.Conv2D(6, 1)(x)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(4, activation="softmax")(x)
-    model = tf_keras.Model(inputs, outputs)
+    model = keras.Model(inputs, outputs)
     _randomize_batchnorms(model, rng)
     dw = next(layer for layer in model.layers if isinstance(layer, layers.DepthwiseConv2D))
     kernel = dw.get_weights()[0]
@@ -45,23 +52,26 @@ def _mobilenet_block() -> tf_keras.Model:
     return model
 
 
-def test_optimize_keeps_float_outputs_and_reports():
-    model = _mobilenet_block()
+@pytest.mark.parametrize("keras_name", KERASES)
+def test_optimize_keeps_float_outputs_and_reports(keras_name):
+    model = _mobilenet_block(keras_name)
     optimized, report = optimize_for_per_tensor(model)
+    assert type(optimized).__module__.split(".")[0] == keras_name
     x = np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
     np.testing.assert_allclose(optimized.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
     assert len(report.batchnorms_folded) == 3
-    assert not any(isinstance(layer, tf_keras.layers.BatchNormalization) for layer in optimized.layers)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in optimized.layers)
     assert len(report.pairs_equalized) == 3
     assert len(report.relu6_replaced) == 2
-    assert any(isinstance(layer, PerChannelClip) for layer in optimized.layers)
+    assert any(type(layer).__name__ == "PerChannelClip" for layer in optimized.layers)
     assert report.to_dict()["pairs_equalized"][0] == list(report.pairs_equalized[0])
     assert "3 BatchNorm folded" in report.summary()
 
 
-def test_equalization_balances_depthwise_ranges():
-    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
-    dw = next(layer for layer in optimized.layers if isinstance(layer, tf_keras.layers.DepthwiseConv2D))
+@pytest.mark.parametrize("keras_name", KERASES)
+def test_equalization_balances_depthwise_ranges(keras_name):
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block(keras_name))
+    dw = next(layer for layer in optimized.layers if type(layer).__name__ == "DepthwiseConv2D")
     ranges = np.abs(dw.get_weights()[0]).max(axis=(0, 1)).ravel()
     assert ranges.max() / ranges.min() < 20
 
@@ -88,8 +98,9 @@ def test_optimized_model_saves_and_reloads(tmp_path):
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), optimized.predict(x, verbose=0), rtol=1e-6)
 
 
-def test_bias_correction_moves_biases_toward_quantized_mean():
-    optimized, _ = optimize_for_per_tensor(_mobilenet_block())
+@pytest.mark.parametrize("keras_name", KERASES)
+def test_bias_correction_moves_biases_toward_quantized_mean(keras_name):
+    optimized, _ = optimize_for_per_tensor(_mobilenet_block(keras_name))
     before = {layer.name: layer.get_weights()[1].copy() for layer in optimized.layers if layer.weights}
     data = [np.random.default_rng(4).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)]
     corrected = correct_biases(optimized, data)
@@ -98,11 +109,15 @@ def test_bias_correction_moves_biases_toward_quantized_mean():
     assert changed
 
 
-def test_rejects_keras3_or_subclassed_models():
+def test_rejects_subclassed_models():
     from engine.errors import EngineError
 
-    with pytest.raises(EngineError, match="tf_keras"):
-        optimize_for_per_tensor(object())
+    class Subclassed(tf_keras.Model):
+        def call(self, inputs):
+            return inputs
+
+    with pytest.raises(EngineError, match="not a functional Keras model"):
+        optimize_for_per_tensor(Subclassed())
 
 
 def _onnx_conv_bn() -> onnx.ModelProto:
@@ -155,3 +170,44 @@ def test_optimize_flowers_is_equivalent_on_photos(flowers_h5, flower_photos):
     for x in (images, np.random.default_rng(8).uniform(-1, 1, (4, 128, 128, 3)).astype(np.float32)):
         before, after = model.predict(x, verbose=0), optimized.predict(x, verbose=0)
         np.testing.assert_allclose(after, before, rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.parametrize(("options", "key"), [({"optimize": True}, "quantization.optimize"),
+                                               ({"bias_correction": True}, "quantization.bias_correction")])
+def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options, key):
+    """Never quantized silently as it is: a subclassed Keras 3 model with optimize/bias_correction fails."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import keras
+
+    from engine.errors import ConfigError
+    from engine.optimize import optimize_keras
+    from tests.quant_helpers import ArrayCalibration, random_images
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.head(keras.ops.mean(inputs, axis=(1, 2)))
+
+    model = Subclassed()
+    model(random_images(1))
+    settings = SimpleNamespace(granularity="per_tensor", **options)
+    with pytest.raises(ConfigError, match=f"^{key}: cannot rewrite sub.keras: .*not a functional Keras model"):
+        optimize_keras(model, Path("sub.keras"), settings, ArrayCalibration(random_images(4)), [])
+
+
+@pytest.mark.parametrize("keras_name", KERASES)
+def test_a_sequential_model_is_optimized_as_a_functional_one(keras_name):
+    keras = importlib.import_module(keras_name)
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(), layers.ReLU(6.0),
+                              layers.Conv2D(4, 1), layers.Flatten()])
+    _randomize_batchnorms(model, np.random.default_rng(6))
+    optimized, report = optimize_for_per_tensor(model)
+    assert len(report.batchnorms_folded) == 1 and len(report.pairs_equalized) == 1
+    x = np.random.default_rng(7).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(optimized(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-5)

@@ -60,12 +60,15 @@ def test_per_tensor_with_optimize_agrees_with_float(route, flowers_h5, photos, f
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_per_channel_with_optimize_is_no_worse(route, flowers_h5, photos, float_top1, tmp_path):
-    agreements = []
-    for optimize in (False, True):
-        result, _ = _quantize(route, flowers_h5, photos[0], "per_channel", optimize, tmp_path / str(optimize))
-        agreements.append(np.mean(_top1(result.model_path, photos[1]) == float_top1))
-    assert agreements[1] >= agreements[0], agreements
+def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, photos, tmp_path):
+    """Documented: optimize changes nothing per-channel (no step helps there), so the int8 model is the same."""
+    plain, _ = _quantize(route, flowers_h5, photos[0], "per_channel", False, tmp_path / "plain")
+    optimized, _ = _quantize(route, flowers_h5, photos[0], "per_channel", True, tmp_path / "optimized")
+    assert plain.optimization is None
+    assert not any(optimized.optimization.values()), optimized.optimization
+    images = photos[1][:100]
+    np.testing.assert_array_equal(load_predictor(optimized.model_path).predict(images),
+                                  load_predictor(plain.model_path).predict(images))
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])

@@ -120,12 +120,20 @@ def test_no_partial_file_when_conversion_fails(tiny_keras, tmp_path):
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
 
 
-def test_optimize_of_a_keras3_model_is_skipped_with_a_note(tiny_keras, tmp_path, caplog):
+def test_optimize_of_a_keras3_model_rewrites_it_exactly(tiny_keras, tmp_path):
+    import keras
+
     result = quantize_tflite(tiny_keras, ArrayCalibration(random_images(8)),
                              settings(optimize=True, granularity="per_tensor"), tmp_path / "q.tflite")
-    assert result.model_path.exists() and result.optimization is None
-    assert any("skipped" in note and "tf_keras" in note for note in result.notes)
-    assert "optimization needs" in caplog.text
+    assert result.model_path.exists() and result.float_tflite is None
+    original = keras.models.load_model(tiny_keras, compile=False)
+    names = {kind: [layer.name for layer in original.layers if type(layer).__name__ == kind]
+             for kind in ("BatchNormalization", "Conv2D")}
+    assert result.optimization["batchnorms_folded"] == names["BatchNormalization"]
+    assert result.optimization["pairs_equalized"] == [names["Conv2D"]]
+    images = random_images(8, seed=1)
+    np.testing.assert_allclose(result.float_model.predict(images, verbose=0), original.predict(images, verbose=0),
+                               rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

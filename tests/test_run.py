@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from engine.cli import main
+from engine.run_summary import RunSummary
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
 
@@ -22,7 +23,8 @@ def run_ok(capsys, config_path, *extra) -> tuple[dict, str]:
     assert code == 0, err
     run_dir = Path(out.strip().splitlines()[-1])
     summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert summary["status"] == "ok"
+    assert summary["status"] == "ok" and summary["schema_version"] == 1
+    assert RunSummary.model_validate(summary).model_dump(mode="json") == summary  # every field is the schema's
     return summary, out
 
 
@@ -59,6 +61,7 @@ def test_jsonl_protocol(tmp_path, capsys):
     assert Path(lines[-1]).is_dir()
     kinds = [e["event"] for e in events]
     assert kinds[-1] == "result" and events[-1]["summary"]["status"] == "ok"
+    assert events[-1]["summary"] == json.loads(Path(lines[-1], "run_summary.json").read_text())
     assert {"name": "calibration", "event": "stage"} in events
     progress = [e for e in events if e["event"] == "progress" and e["stage"] == "calibration"]
     assert progress and progress[-1]["done"] == progress[-1]["total"] == 120
@@ -132,7 +135,7 @@ def test_chain_eqe_and_chain_qb(tmp_path, capsys):
     assert evaluated["accuracy"]["per_class"]["float"] == summary["accuracy"]["per_class"]["float"]
     qb = demo_config(tmp_path, operation_mode="chain_qb", benchmarking={"board": "STM32H747I-DISCO"})
     summary, out = run_ok(capsys, write(tmp_path, qb, "qb.yaml"))
-    assert "accuracy" not in summary and summary["footprint"]["board_fit"]["board"] == "STM32H747I-DISCO"
+    assert summary["accuracy"] is None and summary["footprint"]["board_fit"]["board"] == "STM32H747I-DISCO"
     assert "STM32H747I-DISCO: weights fit" in out
 
 
@@ -142,8 +145,19 @@ def test_benchmarking_mode_on_our_output(tmp_path, capsys):
               "benchmarking": {"board": "NUCLEO-G474RE"}, "mlflow": {"uri": str(tmp_path / "mlruns")},
               "hydra": {"run": {"dir": str(tmp_path / "bench")}}}
     summary, _ = run_ok(capsys, write(tmp_path, config, "bench.yaml"))
-    assert summary["footprint"] == {**first["footprint"], "board_fit": summary["footprint"]["board_fit"]}
+    board_specific = {key: summary["footprint"][key] for key in ("board_fit", "estimated_inference_ms")}
+    assert summary["footprint"] == {**first["footprint"], **board_specific}
     assert summary["footprint"]["board_fit"]["weights_fit"] is True
+    assert board_specific["estimated_inference_ms"] == board_specific["board_fit"]["estimated_inference_ms"] > 0
+
+
+def test_footprint_of_a_keras_model_is_the_float_footprint_of_the_run(tmp_path, capsys):
+    quantized, _ = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+    assert main(["footprint", str(DEMO / "digits_cnn.h5"), "--json"]) == 0
+    footprint = json.loads(capsys.readouterr().out)
+    assert footprint["weights_flash_kib"] == footprint["float_weights_kib"] == quantized["footprint"]["float_weights_kib"]
+    assert footprint["activation_ram_kib"] == quantized["footprint"]["float_activation_ram_kib"]
+    assert footprint["params"] == quantized["footprint"]["params"]
 
 
 def test_benchmarking_mode(tmp_path, capsys, flowers_st_tflite):

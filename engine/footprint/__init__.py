@@ -1,6 +1,8 @@
 """Flash, RAM, MACC and inference time of an int8 (or float) .tflite / QDQ .onnx, as STM32Cube.AI
 10 reports them.
 
+A Keras .h5/.keras model is measured on its float32 TFLite conversion (TensorFlow needed).
+
 Weights flash: the constant weights as stored (int8 kernels + int32 biases for an int8 model,
 float32 for a float model); per-channel scales/zero points are not counted, as in X-CUBE-AI's
 "weights (ro)". Float figures use 4 bytes per parameter.
@@ -24,10 +26,11 @@ scaled to a board's core and clock (`engine.boards`), for the int8 deployment of
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.errors import InputError
+from engine.errors import ConfigError
 from engine.footprint.graph import Graph, Tensor
 from engine.footprint.memory_planner import plan_activations
 from engine.footprint.timing import inference_ms, layer_cycles
@@ -81,7 +84,7 @@ class Footprint:
     def format_table(self) -> str:
         """Compact summary followed by a per-layer table."""
         def saving(quantized: float, floating: float) -> str:
-            return f" ({floating / quantized:.1f}x smaller than float)" if quantized else ""
+            return f" ({floating / quantized:.1f}x smaller than float)" if 0 < quantized < floating else ""
 
         lines = [
             f"Weights flash   {self.weights_flash_kib:10.2f} KiB   float32 {self.float_weights_kib:.2f} KiB"
@@ -108,11 +111,16 @@ class Footprint:
         return "\n".join(lines)
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
 def _read_graph(model_path: Path) -> Graph:
-    suffix = model_path.suffix.lower()
-    if suffix not in (".tflite", ".onnx"):
-        raise InputError(f"footprint needs a .tflite or .onnx model: {model_path}")
     check_model_file(model_path)
+    suffix = model_path.suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return _read_keras(model_path)
+    if suffix not in (".tflite", ".onnx"):
+        raise ConfigError(f"footprint needs a .tflite, .onnx, .h5 or .keras model, not {model_path.name}")
     if suffix == ".tflite":
         from engine.footprint.tflite import read_tflite
 
@@ -120,6 +128,23 @@ def _read_graph(model_path: Path) -> Graph:
     from engine.footprint.onnx import read_onnx
 
     return read_onnx(model_path)
+
+
+def _read_keras(model_path: Path) -> Graph:
+    """A Keras model's graph, from its float32 TFLite conversion (TensorFlow needed)."""
+    import tempfile
+
+    from engine.footprint.tflite import read_tflite
+    from engine.keras_trace import float_tflite
+    from engine.models import load_keras_model
+    from engine.native_output import native_stderr_to
+
+    with native_stderr_to(Path(os.devnull)):  # TensorFlow's C++ start-up lines
+        content = float_tflite(load_keras_model(model_path))
+    with tempfile.TemporaryDirectory(prefix="stquant-footprint-") as folder:
+        converted = Path(folder) / f"{model_path.stem}.tflite"
+        converted.write_bytes(content)
+        return read_tflite(converted)
 
 
 def _kib(nbytes: int) -> float:

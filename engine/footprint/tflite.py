@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ai_edge_litert import schema_py_generated as schema
-
 from engine.errors import InputError
 from engine.footprint.graph import Graph, Op, Role, Tensor, Window, conv_scratch_bytes, elements, same_pad_top
+from engine.library_internals import litert_schema
+
+schema = litert_schema()
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _ITEMSIZE = {

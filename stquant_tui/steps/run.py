@@ -61,7 +61,7 @@ class RunStep(Vertical):
 
     @on(RunFinished)
     def finished(self, event: RunFinished) -> None:
-        status = (event.summary or {}).get("status") or ("ok" if event.exit_code == 0 else "failed")
+        status = event.summary.status if event.summary else ("ok" if event.exit_code == 0 else "failed")
         self.query_one("#run-stage", Static).update(f"Finished: {status} (exit {event.exit_code})")
         if event.error:
             self.log_line(f"ERROR: {event.error}")

@@ -3,8 +3,9 @@
 inspect MODEL --json   -> fixed JSON (exit 3 if MODEL is missing)
 validate CONFIG        -> engine.config.load_config
 run CONFIG ... --progress jsonl
-                       -> stage/progress/log events, then a result (or, with FAKE_ENGINE_SLOW=1, a slow
-                          calibration that SIGINT interrupts: status interrupted, exit 130, no model)
+                       -> stage/progress/log events, then a result that replays a real run's summary
+                          (or, with FAKE_ENGINE_SLOW=1, a slow calibration that SIGINT interrupts:
+                          a result with status interrupted, exit 130, no model)
 """
 
 import json
@@ -14,27 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-SUMMARY = {
-    "status": "ok", "operation_mode": "quantization", "run_dir": "RUN_DIR",
-    "quantized_model": "RUN_DIR/quantized_models/digits_cnn_int8.tflite",
-    "calibration": {"source": "dataset.quantization_path", "images": 300, "skipped": 1},
-    "timings": {"load_model": 0.8, "calibration": 2.5, "quantization": 1.2, "footprint": 0.1},
-    "accuracy": {"float": 0.97, "quantized": 0.963, "agreement": 0.99, "per_class": {}, "runtime": "tflite"},
-    "footprint": {
-        "weights_flash_kib": 14.2, "activation_ram_kib": 18.0, "macc": 412160, "params": 13450,
-        "float_weights_kib": 52.5, "float_activation_ram_kib": 64.0, "board_fit": None,
-        "layers": [
-            {"op": "CONV_2D", "name": "conv2d", "output_shape": [1, 16, 16, 16], "macc": 110592,
-             "weight_bytes": 496, "activation_bytes": 4096},
-            {"op": "DEPTHWISE_CONV_2D", "name": "dw1", "output_shape": [1, 16, 16, 16], "macc": 36864,
-             "weight_bytes": 208, "activation_bytes": 4096},
-            {"op": "FULLY_CONNECTED", "name": "dense", "output_shape": [1, 10], "macc": 640,
-             "weight_bytes": 680, "activation_bytes": 10},
-        ],
-    },
-    "layer_errors": [{"layer": "dense", "op": "FULLY_CONNECTED", "sqnr_db": 21.4},
-                     {"layer": "conv2d", "op": "CONV_2D", "sqnr_db": 33.9}],
-}
+HERE = Path(__file__).resolve().parent
+# `run_summary.json` of a real `stquant run sample_configs/chain_eqeb_config.yaml quantization.granularity=per_tensor`
+# (its run folder and the repository folder replaced by RUN_DIR and ROOT).
+RECORDED = HERE / "recorded_run_summary.json"
+
+
+def recorded_summary(run_dir: Path | str) -> dict:
+    """The recorded summary, as if the run had written it in `run_dir`, checked by the engine's own model."""
+    from engine.run_summary import RunSummary
+
+    text = RECORDED.read_text().replace("RUN_DIR", str(run_dir)).replace("ROOT", str(HERE.parents[1]))
+    return RunSummary.model_validate_json(text).model_dump(mode="json")
 
 
 def emit(**event):
@@ -51,21 +43,23 @@ def run(argv):
     print("some TensorFlow noise on stderr", file=sys.stderr, flush=True)
     emit(event="stage", name="calibration")
     total, slow = 300, os.environ.get("FAKE_ENGINE_SLOW") == "1"
+    summary = recorded_summary(out)
     for done in range(0, total + 1, 30):
         if stop:
-            summary = dict(SUMMARY, status="interrupted", quantized_model=None, run_dir=str(out))
-            emit(event="error", message="interrupted by the user", exit_code=130)
+            summary.update(status="interrupted", failed_stage="calibration", quantized_model=None, accuracy=None,
+                           footprint=None, layer_errors=None, error="interrupted: no partial model was kept")
             (out / "run_summary.json").write_text(json.dumps(summary))
+            emit(event="result", summary=summary)
+            emit(event="error", message="interrupted by the user", exit_code=130)
             print(out, flush=True)
             return 130
         emit(event="progress", stage="calibration", done=done, total=total)
         time.sleep(0.5 if slow else 0.01)
     emit(event="stage", name="quantization")
-    model = out / "quantized_models" / "digits_cnn_int8.tflite"
+    model = Path(summary["quantized_model"])
     model.parent.mkdir(exist_ok=True)
     model.write_bytes(b"TFL3")
     emit(event="stage", name="footprint")
-    summary = json.loads(json.dumps(SUMMARY).replace("RUN_DIR", str(out)))
     (out / "run_summary.json").write_text(json.dumps(summary))
     emit(event="result", summary=summary)
     print(out, flush=True)

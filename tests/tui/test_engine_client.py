@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from engine.run_summary import RunSummary
 from stquant_tui.engine_client import RunProcess, inspect_model, scan_class_folders
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
@@ -24,9 +25,10 @@ def test_run_events_become_typed_messages(fake_engine, tmp_path):
     assert any(isinstance(m, RunLog) and m.level == "STDERR" for m in seen)  # child stderr is captured
     finished = seen[-1]
     assert isinstance(finished, RunFinished) and finished.exit_code == 0
-    assert finished.summary["status"] == "ok"
+    assert finished.summary.status == "ok"
     assert finished.run_dir == str(tmp_path / "run")
-    assert Path(finished.summary["quantized_model"]).exists()
+    assert Path(finished.summary.quantized_model).exists()
+    assert finished.summary == RunSummary.model_validate_json((tmp_path / "run" / "run_summary.json").read_text())
 
 
 def test_progress_messages_coalesce():
@@ -49,7 +51,7 @@ def test_cancel_sends_sigint_and_leaves_no_model(fake_engine, tmp_path, monkeypa
     reader.join(timeout=20)
     finished = seen[-1]
     assert isinstance(finished, RunFinished)
-    assert finished.exit_code == 130 and finished.summary is None
+    assert finished.exit_code == 130 and finished.summary.status == "interrupted"
     assert finished.error == "interrupted by the user"
     assert not list((tmp_path / "run").rglob("*.tflite"))
 

@@ -1,21 +1,27 @@
-"""A real quantization of the bundled demo from the Run step (the real `python -m engine`), to the Summary."""
+"""A real chain_eqeb run of the bundled demo from the Run step (the real `python -m engine`), to the Summary,
+whose every figure is compared with the run's `run_summary.json` (with a warning: MLflow cannot log)."""
 
 from __future__ import annotations
 
+import json
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
 
 from stquant_tui.app import StquantApp
-from tui_helpers import DEMO_CONFIG, settle, wait_until
+from summary_figures import assert_summary_shows
+from tui_helpers import ROOT, settle, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-async def test_real_quantization_of_the_demo_reaches_the_summary(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the run folder (hydra.run.dir) lands under tmp_path
-    app = StquantApp(DEMO_CONFIG)
+async def test_real_chain_eqeb_of_the_demo_reaches_the_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run folder (hydra.run.dir) and the MLflow store land under tmp_path
+    blocker = tmp_path / "experiments_outputs" / "mlruns"  # where the config's MLflow store would go: a file
+    blocker.parent.mkdir()
+    blocker.write_text("not an MLflow store")
+    app = StquantApp(ROOT / "sample_configs" / "chain_eqeb_config.yaml")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         app.step = "review"
@@ -25,12 +31,10 @@ async def test_real_quantization_of_the_demo_reaches_the_summary(tmp_path, monke
         await wait_until(pilot, lambda: not app.running, timeout=240)
         assert app.last_run is not None and app.last_run.exit_code == 0, app.last_run
         assert app.step == "summary"
-        model = app.query_one("#step-summary").summary["quantized_model"]
-        assert Path(model).is_file() and str(tmp_path) in model
-        assert model in str(app.query_one("#summary-status", Static).render())
+        run_dir = Path(app.last_run.run_dir)
+        assert str(tmp_path) in str(run_dir)
+        written = json.loads((run_dir / "run_summary.json").read_text())
+        assert Path(written["quantized_model"]).is_file() and written["accuracy"]["images"] == 300
+        assert [w["stage"] for w in written["warnings"]] == (["mlflow"] if find_spec("mlflow") else [])
+        assert_summary_shows(app, written)  # the MLflow warning too
         assert "calibration" in "\n".join(app.query_one("#step-run").lines)
-        footprint = app.query_one("#step-summary").summary["footprint"]
-        compare = app.query_one("#summary-compare", DataTable)
-        cells = [str(cell) for row in range(compare.row_count) for cell in compare.get_row_at(row)]
-        assert "Weights flash (KiB)" in cells and f"{footprint['weights_flash_kib']:.1f}" in cells
-        assert app.query_one("#summary-layers", DataTable).row_count > 5

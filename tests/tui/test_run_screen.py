@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, ProgressBar, Static
+import json
+
+from textual.widgets import DataTable, ProgressBar
 
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunProgress
 from stquant_tui.widgets.dialogs import ConfirmScreen
+from summary_figures import assert_summary_shows
 from tui_helpers import DEMO_CONFIG, settle, wait_until
 
 
@@ -20,13 +23,12 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         await wait_until(pilot, lambda: app.step == "summary")
         await pilot.pause()
         assert any(isinstance(m, RunProgress) for m in seen)
-        status = str(app.query_one("#summary-status", Static).render())
-        assert str(tmp_path / "run" / "quantized_models" / "digits_cnn_int8.tflite") in status
-        assert "300 images used, 1 skipped" in status
+        written = json.loads((tmp_path / "run" / "run_summary.json").read_text())  # a real run's, replayed
+        assert written["quantized_model"] == str(tmp_path / "run" / "quantized_models" / "quantized_model.tflite")
+        assert_summary_shows(app, written)
         compare = app.query_one("#summary-compare", DataTable)
-        assert compare.get_row_at(0)[1:3] == ["52.5", "14.2"]
-        assert app.query_one("#summary-layers", DataTable).row_count == 3
-        assert app.query_one("#summary-errors", DataTable).get_row_at(0)[0] == "dense"
+        assert compare.get_row_at(4) == ["Accuracy", "96.3%", "97.0%", "+0.7 pt"]
+        assert app.query_one("#summary-layers", DataTable).get_row_at(1)[5] == "7,168"  # live activation bytes
         assert app.run_config is not None and not app.run_config.exists()  # temp config removed
         await pilot.press("l")
         assert str(tmp_path / "run") in "\n".join(app.query_one("#step-run").lines)
@@ -57,3 +59,4 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert app.step == "run"  # no summary: stays on the log
         assert not list((tmp_path / "run").rglob("*.tflite"))
         assert "interrupted" in "\n".join(app.query_one("#step-run").lines)
+        assert app.last_run.summary.status == "interrupted" and app.last_run.summary.failed_stage == "calibration"

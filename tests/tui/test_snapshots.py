@@ -6,12 +6,11 @@ no animations. Update with `pytest tests/tui/test_snapshots.py --snapshot-update
 
 from __future__ import annotations
 
-import json
-
 from textual.clock import MockClock
 from textual.widgets import Input, Static
 
-from fake_engine import SUMMARY
+from engine.run_summary import RunSummary
+from fake_engine import recorded_summary
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunLog, RunProgress, RunStage
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
@@ -80,7 +79,7 @@ def test_run_step_mid_calibration(snap_compare):
 
 
 def test_summary_step(snap_compare):
-    summary = json.loads(json.dumps(SUMMARY).replace("RUN_DIR", "/runs/2026_01_01"))
+    summary = RunSummary.model_validate(recorded_summary("/runs/2026_01_01"))
 
     async def ready(pilot):
         await settle(pilot)

@@ -1,0 +1,147 @@
+"""Every private or unstable API of TensorFlow, Keras, LiteRT and ONNX Runtime the engine relies on.
+
+Nothing else in the engine touches a private name of these libraries: it calls the functions here.
+`tests/test_library_internals.py` checks each entry against the installed releases and names the API
+when a release changed it. Where a library change would silently change results (per-tensor becoming
+per-channel), the function raises instead of falling back. Libraries are imported inside the
+functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from engine.errors import EngineError
+
+PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
+QUANTIZE_STEP = "_quantize"
+OPS_DETAILS = "_get_ops_details"
+QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
+_KERAS3_SCOPE_SUFFIX = re.compile(r"_\d+$")
+
+
+def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
+    """Per-tensor (True) or per-channel weights in a TFLiteConverter: its private
+    `_experimental_disable_per_channel` switch. Without the switch per-channel is all the converter
+    does, so asking for per-tensor then fails rather than silently quantizing per channel."""
+    if not hasattr(converter, PER_CHANNEL_SWITCH):
+        if per_tensor:
+            raise EngineError(f"quantization.granularity: per_tensor needs TFLiteConverter.{PER_CHANNEL_SWITCH}, "
+                              f"which this TensorFlow {_version('tensorflow')} lacks; use per_channel")
+        return
+    setattr(converter, PER_CHANNEL_SWITCH, per_tensor)
+
+
+def keep_float_model(converter: Any) -> dict:
+    """Make a TFLiteConverter keep (under "model") the float flatbuffer it hands to its private
+    `_quantize(model, ...)` step. Without that step nothing is kept ({} stays empty) and callers
+    convert the float model themselves (same figures, one conversion more)."""
+    kept: dict = {}
+    step = getattr(converter, QUANTIZE_STEP, None)
+    if callable(step):
+        def keep_then_quantize(model, *args, **kwargs):
+            kept["model"] = bytes(model)
+            return step(model, *args, **kwargs)
+        setattr(converter, QUANTIZE_STEP, keep_then_quantize)
+    return kept
+
+
+def tflite_ops(interpreter: Any) -> list[dict]:
+    """Each op of a LiteRT interpreter's graph ("op_name", "inputs", "outputs"): the private
+    `Interpreter._get_ops_details()` (LiteRT has no public op listing). No fallback: fails naming it."""
+    details = getattr(interpreter, OPS_DETAILS, None)
+    if not callable(details):
+        raise EngineError(f"LiteRT's Interpreter.{OPS_DETAILS} is gone in ai-edge-litert "
+                          f"{_version('ai-edge-litert')}: stquant cannot list the ops of a .tflite model")
+    return details()
+
+
+def litert_schema() -> Any:
+    """LiteRT's generated flatbuffer schema module (`ai_edge_litert.schema_py_generated`, not a documented API)."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        raise EngineError(f"ai-edge-litert {_version('ai-edge-litert')} has no schema_py_generated module: "
+                          "stquant cannot read .tflite files without it") from None
+    return schema_py_generated
+
+
+def qdq_source_tensor(name: str) -> str:
+    """The float tensor a QuantizeLinear of ONNX Runtime's QDQ quantizer reads. ORT renames a tensor it
+    quantizes that is also a graph output to `<name>_QuantizeLinear_Input` (an internal naming rule);
+    should it change, those tensors lose their per-layer figure (the test says so)."""
+    return name.removesuffix(QDQ_INPUT_SUFFIX)
+
+
+def calibration_cache_saver() -> Any:
+    """ONNX Runtime's `save_tensors_data(ranges, path)`, which writes the cache `quantize_static(calibration_cache_path=)` reads.
+
+    Both `save_tensors_data` and that argument are recent in ONNX Runtime (microsoft/onnxruntime#28221,
+    May 2026); with an older release the run fails naming them (no fallback: the calibration is streamed
+    outside `quantize_static` so that memory stays bounded, and this is how its ranges get in)."""
+    import inspect
+
+    from onnxruntime import quantization
+
+    if not hasattr(quantization, "save_tensors_data") or \
+            "calibration_cache_path" not in inspect.signature(quantization.quantize_static).parameters:
+        raise EngineError(f"onnxruntime {_version('onnxruntime')} lacks save_tensors_data and "
+                          "quantize_static(calibration_cache_path=...), which the ONNX quantizer needs; "
+                          "upgrade onnxruntime")
+    return quantization.save_tensors_data
+
+
+def keras_layer_of_scope(scope: str, keras3: bool) -> str:
+    """The Keras layer name behind a name scope of a traced `tf.function` of the model.
+
+    tf_keras scopes are the layer names. Keras 3 enters each layer's scope twice per call (once to
+    build, once to call), so TensorFlow makes the scope unique with a `_<n>` suffix: layer `conv2d`
+    becomes `conv2d_1`, layer `conv2d_1` becomes `conv2d_1_1` or `conv2d_1_3`. That suffix is removed
+    when `keras3_scopes_suffixed()` finds Keras doing so (an internal behaviour of Keras 3).
+    """
+    if keras3 and keras3_scopes_suffixed():
+        return _KERAS3_SCOPE_SUFFIX.sub("", scope)
+    return scope
+
+
+@functools.cache
+def keras3_scopes_suffixed() -> bool:
+    """Whether Keras 3 layer scopes get TensorFlow's `_<n>` uniqueness suffix in a traced function."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="probe")(inputs))
+    graph = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([None, 2], tf.float32)).graph
+    scopes = {part for op in graph.get_operations() for part in op.name.split("/")[:-1]}
+    if "probe" in scopes:
+        return False
+    if "probe_1" in scopes:
+        return True
+    raise EngineError(f"Keras {keras.__version__} names layer scopes in a traced function neither 'probe' nor "
+                      f"'probe_1' (found {sorted(scopes)}): per-layer errors cannot name Keras 3 layers")
+
+
+def is_keras3(model: Any) -> bool:
+    """True for a Keras 3 model, False for a tf_keras (Keras 2) one."""
+    return not type(model).__module__.startswith("tf_keras")
+
+
+def keras_of(model: Any) -> Any:
+    """The Keras package of `model`: `keras` (Keras 3) or `tf_keras`."""
+    if is_keras3(model):
+        import keras
+    else:
+        import tf_keras as keras
+    return keras
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "(not installed)"

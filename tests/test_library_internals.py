@@ -1,0 +1,189 @@
+"""Each private or unstable library API of `engine.library_internals`, checked against the installed releases.
+
+A failure here names the API a TensorFlow, Keras, LiteRT or ONNX Runtime release changed.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import library_internals as internals
+from engine.errors import EngineError
+from tests.tiny_models import tiny_onnx
+
+
+def _tiny_keras(keras_name: str = "tf_keras"):
+    import importlib
+
+    keras = importlib.import_module(keras_name)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv_a")(inputs)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.Flatten(name="flat")(x))
+    return keras.Model(inputs, outputs)
+
+
+def _converter(model, per_tensor: bool | None = None):
+    import tensorflow as tf
+
+    from engine.keras_trace import converter_for
+
+    converter = converter_for(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)] for _ in range(4))
+    if per_tensor is not None:
+        internals.set_per_tensor_weights(converter, per_tensor)
+    return converter
+
+
+def _conv_weight_scales(blob: bytes) -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=blob)
+    return next(t["quantization_parameters"]["scales"].size for t in interpreter.get_tensor_details()
+                if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 4)
+
+
+@pytest.mark.parametrize(("per_tensor", "scales"), [(True, 1), (False, 4)])
+def test_per_channel_switch_of_the_tflite_converter(per_tensor, scales):
+    converter = _converter(_tiny_keras())
+    assert hasattr(converter, internals.PER_CHANNEL_SWITCH), \
+        f"TFLiteConverter.{internals.PER_CHANNEL_SWITCH} is gone: per-tensor quantization fails"
+    internals.set_per_tensor_weights(converter, per_tensor)
+    assert _conv_weight_scales(converter.convert()) == scales, \
+        f"TFLiteConverter.{internals.PER_CHANNEL_SWITCH} no longer switches per-channel weights off"
+
+
+def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel():
+    without_switch = object()
+    internals.set_per_tensor_weights(without_switch, False)  # per-channel: the converter's default, nothing to do
+    with pytest.raises(EngineError, match="quantization.granularity: per_tensor needs"):
+        internals.set_per_tensor_weights(without_switch, True)
+
+
+def test_the_float_model_the_converter_quantizes_is_kept():
+    from ai_edge_litert.interpreter import Interpreter
+
+    converter = _converter(_tiny_keras(), per_tensor=False)
+    kept = internals.keep_float_model(converter)
+    converter.convert()
+    assert "model" in kept, f"TFLiteConverter.{internals.QUANTIZE_STEP}(model, ...) is no longer called"
+    interpreter = Interpreter(model_content=kept["model"])
+    ops = {op["op_name"] for op in internals.tflite_ops(interpreter)}
+    assert "QUANTIZE" not in ops and "CONV_2D" in ops
+    assert all(t["dtype"] == np.float32 for t in interpreter.get_tensor_details() if len(t["shape"]) == 4)
+
+
+def test_without_the_quantize_step_nothing_is_kept():
+    assert internals.keep_float_model(object()) == {}
+
+
+def test_ops_of_a_litert_interpreter():
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=_converter(_tiny_keras(), per_tensor=False).convert())
+    ops = internals.tflite_ops(interpreter)
+    assert [op["op_name"] for op in ops] == ["QUANTIZE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "DEQUANTIZE"], \
+        f"Interpreter.{internals.OPS_DETAILS} changed"
+    tensors = {t["index"] for t in interpreter.get_tensor_details()}
+    assert all(int(i) in tensors for op in ops for i in op["outputs"])
+    with pytest.raises(EngineError, match=internals.OPS_DETAILS):
+        internals.tflite_ops(object())
+
+
+def test_litert_flatbuffer_schema():
+    schema = internals.litert_schema()
+    blob = _converter(_tiny_keras(), per_tensor=False).convert()
+    assert schema.Model.ModelBufferHasIdentifier(blob, 0)
+    model = schema.ModelT.InitFromPackedBuf(blob, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    kinds = {names[max(code.builtinCode, code.deprecatedBuiltinCode)] for code in model.operatorCodes}
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= kinds
+    assert schema.TensorType.INT8 != schema.TensorType.FLOAT32
+
+
+def test_qdq_quantizer_renames_quantized_graph_outputs(tmp_path):
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.batches = iter([{"input": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    source = tiny_onnx(tmp_path / "tiny.onnx")
+    quantize_static(str(source), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    quantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    dequantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    output = graph.output[0].name
+    source_tensor = quantized[dequantized[output]]
+    assert source_tensor == output + internals.QDQ_INPUT_SUFFIX, \
+        f"ONNX Runtime no longer names a quantized graph output's source {internals.QDQ_INPUT_SUFFIX!r}"
+    assert internals.qdq_source_tensor(source_tensor) == output
+
+
+def test_ort_calibration_cache_round_trip(tmp_path):
+    from onnxruntime.quantization import CalibrationMethod, TensorsData, load_tensors_data
+    from onnxruntime.quantization.calibrate import TensorData
+
+    save = internals.calibration_cache_saver()
+    ranges = TensorsData(CalibrationMethod.MinMax,
+                         {"x": TensorData(lowest=np.float32(-1.5), highest=np.float32(2.0))})
+    save(ranges, tmp_path / "cache.json")
+    loaded = load_tensors_data(tmp_path / "cache.json")
+    assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
+
+
+def _scopes(model) -> list[str]:
+    """The layer scopes of the model's traced function (the part after the model's own scope)."""
+    from engine.keras_trace import serving_function
+
+    graph = serving_function(model).get_concrete_function().graph
+    return sorted({op.name.split("/")[1] for op in graph.get_operations() if op.name.count("/") >= 2})
+
+
+def test_keras3_layer_scopes_map_back_to_layer_names():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv2d")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv2d_1_1")(x)  # names that TensorFlow's unique scopes collide with
+    x = keras.layers.Conv2D(4, 3, name="conv2d_1")(x)
+    model = keras.Model(inputs, keras.layers.Flatten(name="flat")(x))
+    scopes = _scopes(model)
+    assert internals.keras3_scopes_suffixed() == ("conv2d" not in scopes), \
+        "Keras 3 layer scopes changed: check keras3_scopes_suffixed"
+    mapped = sorted(internals.keras_layer_of_scope(scope, keras3=True) for scope in scopes)
+    assert mapped == ["conv2d", "conv2d_1", "conv2d_1_1", "flat"], f"scopes {scopes} no longer map to layers"
+
+
+def test_tf_keras_layer_scopes_are_layer_names():
+    scopes = _scopes(_tiny_keras("tf_keras"))
+    assert [internals.keras_layer_of_scope(scope, keras3=False) for scope in scopes] == ["conv_a", "flat", "head"]
+
+
+def test_per_layer_report_of_colliding_keras3_names(tmp_path):
+    """The TFLite per-layer report names each Keras 3 layer once, by its own name."""
+    import keras
+
+    from engine.layer_errors import tflite_layer_errors
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv2d", activation="relu")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv2d_1_1")(x)
+    x = keras.layers.Conv2D(4, 3, name="conv2d_1")(x)
+    model = keras.Model(inputs, keras.layers.Flatten(name="flat")(x))
+    path = Path(tmp_path / "q.tflite")
+    path.write_bytes(_converter(model, per_tensor=False).convert())
+    images = [np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)]
+    errors = tflite_layer_errors(model, path, images)
+    assert sorted(e.layer for e in errors) == ["conv2d", "conv2d_1", "conv2d_1_1"]
+    assert all(e.op == "CONV_2D" and 20 < e.sqnr_db < 80 for e in errors)

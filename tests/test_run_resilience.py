@@ -1,0 +1,286 @@
+"""A diagnostic never spoils a run, a run never spoils another, an interrupt always ends the same way.
+
+Real runs of the bundled demo; each stage fails through real input where one exists.
+"""
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.cli import main
+from engine.run_summary import RunSummary
+from engine.runner import make_unique_run_dir
+from tests.conftest import DEMO, ROOT
+from tests.test_cli_errors import demo_config, write
+from tests.tiny_models import tiny_onnx
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def summary_of(run_dir: Path) -> dict:
+    data = json.loads((run_dir / "run_summary.json").read_text())
+    RunSummary.model_validate(data)  # always the documented schema
+    return data
+
+
+def onnx_with_contrib_op(path: Path) -> Path:
+    """tiny_onnx with a com.microsoft Gelu after the Conv: ONNX Runtime runs and quantizes around it, but ONNX
+    shape inference knows nothing of it, so the footprint cannot size its output."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(tiny_onnx(path, channels=3, classes=10))
+    conv = model.graph.node[0]
+    conv.output[0] = "conv_raw"
+    model.graph.node.insert(1, helper.make_node("Gelu", ["conv_raw"], ["conv"], domain="com.microsoft"))
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, path)
+    return path
+
+
+def test_footprint_failure_is_a_warning_and_the_model_is_kept(tmp_path, capsys):
+    model = onnx_with_contrib_op(tmp_path / "gelu.onnx")
+    config = demo_config(tmp_path, operation_mode="chain_qb", general__model_path=str(model),
+                         quantization__quantizer="Onnx_quantizer", quantization__quantization_input_type="float")
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "plain")
+    assert code == 0, err
+    summary = summary_of(run_dir)
+    assert summary["status"] == "ok" and summary["footprint"] is None and summary["failed_stage"] is None
+    assert summary["warnings"] == [{"stage": "footprint", "message": "ONNX tensor 'conv' has no inferred shape"}]
+    assert Path(summary["quantized_model"]).stat().st_size > 0 and summary["layer_errors"]
+    assert "warning (footprint): ONNX tensor 'conv' has no inferred shape" in out  # the CLI's closing summary
+    assert "footprint failed (the run goes on)" in err  # and the live log line
+
+
+def test_layer_report_failure_is_a_warning(tmp_path, capsys, monkeypatch):
+    """No real model makes the per-layer report fail (every one tried was handled), so LiteRT's interpreter
+    is made to refuse the report's request (all tensors preserved) - a monkeypatch of the library call."""
+    from ai_edge_litert import interpreter
+
+    original = interpreter.Interpreter.__init__
+
+    def refuse(self, *args, **kwargs):
+        if kwargs.get("experimental_preserve_all_tensors"):
+            raise RuntimeError("Failed to allocate the preserved tensors\nsecond line")
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(interpreter.Interpreter, "__init__", refuse)
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir,
+                             "--progress", "none")
+    assert code == 0, err
+    summary = summary_of(run_dir)
+    assert summary["status"] == "ok" and summary["layer_errors"] is None
+    assert summary["warnings"] == [{"stage": "layer_errors", "message": "Failed to allocate the preserved tensors"}]
+    assert summary["footprint"]["weights_flash_kib"] > 0  # later stages still ran
+    assert Path(summary["quantized_model"]).is_file()
+
+
+def test_mlflow_failure_is_a_warning(tmp_path, capsys):
+    pytest.importorskip("mlflow", reason="mlflow is an optional extra")
+    blocker = tmp_path / "mlruns"
+    blocker.write_text("a file where the MLflow store folder should be")
+    run_dir = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir,
+                           "--progress", "none")
+    assert code == 0
+    summary = summary_of(run_dir)
+    assert summary["status"] == "ok" and [w["stage"] for w in summary["warnings"]] == ["mlflow"]
+    assert summary["warnings"][0]["message"].startswith(f"MLflow logging to {blocker} failed: ")
+    assert "warning (mlflow): MLflow logging to" in out
+    assert blocker.read_text() == "a file where the MLflow store folder should be"
+
+
+def test_mlflow_http_uri_is_passed_unchanged(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is an optional extra")
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.chdir(tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    code, _, _ = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path, mlflow__uri=uri)), "--output-dir",
+                         run_dir, "--progress", "none")
+    assert code == 0 and time.monotonic() - start < 60
+    summary = summary_of(run_dir)
+    assert summary["warnings"][0]["stage"] == "mlflow" and uri in summary["warnings"][0]["message"]
+    assert summary["timings"]["mlflow"] < 15
+    assert not (tmp_path / "http:").exists()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["mlflow"]["uri"] == uri
+
+
+def test_evaluation_failure_fails_the_run_but_keeps_the_model(tmp_path, capsys):
+    """chain_eqe whose test images are all undecodable: the .h5 is quantized first (its float model is evaluated
+    on the converter's graph afterwards), then the evaluation has nothing to evaluate."""
+    broken = tmp_path / "broken"
+    for index in range(10):
+        (broken / f"digit_{index}").mkdir(parents=True)
+        (broken / f"digit_{index}" / "x.png").write_text("not a PNG")
+    config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(broken))
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "none")
+    assert code == 1, err
+    assert [line for line in err.splitlines() if line.startswith("stquant: ")] == \
+        ["stquant: cannot evaluate 0 images with 0 labels"]
+    summary = summary_of(run_dir)
+    assert summary["status"] == "failed" and summary["failed_stage"] == "evaluate_float"
+    assert summary["error"] == "cannot evaluate 0 images with 0 labels"
+    model = Path(summary["quantized_model"])
+    assert model == run_dir / "quantized_models" / "quantized_model.tflite"
+    from ai_edge_litert.interpreter import Interpreter
+
+    Interpreter(model_path=str(model)).allocate_tensors()  # whole and loadable
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path, capsys):
+    target = tmp_path / "runs" / "2026_01_01_00_00_00"
+    made: list[Path] = []
+    threads = [threading.Thread(target=lambda: made.append(make_unique_run_dir(target, "hydra.run.dir")))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(p.name for p in made) == sorted([target.name] + [f"{target.name}_{i}" for i in range(1, 8)])
+    # two real runs of a config whose hydra.run.dir has no ${now}: the second gets its own folder
+    config = write(tmp_path, demo_config(tmp_path, hydra__run__dir=str(tmp_path / "same")))
+    firsts = [Path(run_cli(capsys, "run", config, "--progress", "none")[1].splitlines()[-1]) for _ in range(2)]
+    assert firsts == [tmp_path / "same", tmp_path / "same_1"]
+    assert summary_of(firsts[0])["run_dir"] == str(firsts[0])
+
+
+def test_output_dir_holding_a_run_needs_overwrite(tmp_path, capsys):
+    config = write(tmp_path, demo_config(tmp_path))
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "run", config, "--output-dir", run_dir, "--progress", "none")[0] == 0
+    before = (run_dir / "run_summary.json").read_text()
+    code, _, err = run_cli(capsys, "run", config, "--output-dir", run_dir, "--progress", "none")
+    assert code == 2 and err.strip() == (f"stquant: --output-dir: {run_dir} already holds a run (run_summary.json); "
+                                         "choose another folder or add --overwrite")
+    assert (run_dir / "run_summary.json").read_text() == before
+    assert run_cli(capsys, "run", config, "--output-dir", run_dir, "--overwrite", "--progress", "none")[0] == 0
+
+
+def _run_until(tmp_path, config: dict, stage: str, number: int):
+    """Start a real `stquant run --progress jsonl`; send `number` when the `stage` event arrives."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", write(tmp_path, config), "--progress", "jsonl",
+                             "--output-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    stages = []
+    for line in proc.stdout:
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "stage":
+            stages.append(event["name"])
+            if event["name"] == stage:
+                proc.send_signal(number)
+                break
+    out, err = proc.communicate(timeout=180)
+    return proc.returncode, stages, out, err, run_dir
+
+
+# signal, stage at which it is sent, stages at which it may land (the next starts before the signal arrives)
+INTERRUPTS = [
+    (signal.SIGINT, "calibration", ("calibration",)),
+    (signal.SIGTERM, "layer_errors", ("layer_errors", "float_model", "evaluate_float")),
+    (signal.SIGINT, "evaluate_quantized", ("evaluate_quantized", "footprint", "mlflow")),
+    (signal.SIGTERM, "footprint", ("footprint", "mlflow")),
+    (signal.SIGINT, "mlflow", ("mlflow",)),
+]
+
+
+@pytest.mark.parametrize("number,stage,landed", INTERRUPTS, ids=[f"{s.name}-{st}" for s, st, _ in INTERRUPTS])
+def test_interrupt_at_any_stage(tmp_path, number, stage, landed):
+    pytest.importorskip("mlflow", reason="the mlflow stage needs the optional extra")
+    config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"))
+    code, stages, out, err, run_dir = _run_until(tmp_path, config, stage, number)
+    assert stage in stages, stages
+    assert code == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert events[-1] == {"event": "error", "message": "interrupted: no partial model was kept", "exit_code": 130}
+    summary = summary_of(run_dir)
+    assert events[-2] == {"event": "result", "summary": summary}
+    assert summary["status"] == "interrupted" and summary["failed_stage"] in landed, summary["failed_stage"]
+    assert not list(run_dir.rglob("*.part"))
+    for model in run_dir.rglob("*.tflite"):  # written before the interrupt: whole
+        from ai_edge_litert.interpreter import Interpreter
+
+        Interpreter(model_path=str(model)).allocate_tensors()
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_files_follow_the_umask(tmp_path, capsys, umask, mode):
+    previous = os.umask(umask)
+    try:
+        config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
+        run_dir = tmp_path / "run"
+        assert run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "none")[0] == 0
+    finally:
+        os.umask(previous)
+    written = [run_dir / "config.yaml", run_dir / "run_summary.json", run_dir / "stquant.log",
+               run_dir / "quantized_models" / "quantized_model.tflite", *run_dir.glob("*.png")]
+    assert len(written) == 6
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: oct(mode) for p in written}
+
+
+def test_overwriting_keeps_the_file_mode(tmp_path):
+    from engine.atomic import write_text_atomic
+    from stquant_tui.draft import Draft
+
+    target = tmp_path / "cfg.yaml"
+    target.write_text("old")
+    target.chmod(0o640)
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    # the wizard's Save goes through the same writer
+    draft = Draft.load(ROOT / "sample_configs" / "quantization_config.yaml")
+    draft.save(target)
+    assert "quantization" in target.read_text() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    previous = os.umask(0o022)
+    try:
+        draft.save(tmp_path / "new.yaml")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new.yaml").stat().st_mode) == 0o644
+
+
+def test_run_folder_config_runs_again_from_anywhere(tmp_path, capsys, monkeypatch):
+    """The sample config's relative paths are found from its folder; the run's copy names them absolutely."""
+    monkeypatch.chdir(tmp_path)
+    sample = ROOT / "sample_configs" / "chain_eqeb_config.yaml"
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", sample, f"mlflow.uri={tmp_path / 'mlruns'}", "--output-dir", run_dir,
+                           "--progress", "none")
+    assert code == 0, err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    given = yaml.safe_load(sample.read_text())
+    assert saved["general"]["model_path"] == str(DEMO / "digits_cnn.h5")
+    assert saved["dataset"]["quantization_path"] == saved["dataset"]["test_path"] == str(DEMO / "digits")
+    assert saved["hydra"]["run"]["dir"] == str(tmp_path / "experiments_outputs" / "${now:%Y_%m_%d_%H_%M_%S}")
+    assert saved["dataset"]["class_names"] == given["dataset"]["class_names"]
+    assert saved["benchmarking"] == given["benchmarking"] and saved["operation_mode"] == given["operation_mode"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run_cli(capsys, "validate", run_dir / "config.yaml")
+    assert code == 0, err
