@@ -16,6 +16,10 @@ from pathlib import Path
 
 from engine import __version__
 from engine.errors import ConfigError, ExitCode, StquantError
+from engine.models import trust_stored_code
+
+
+TRUST_HELP = "run Python code stored in the model file (Lambda layers stquant does not recognise, custom layers)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config file and the files it names")
     validate.add_argument("config", type=Path)
     validate.add_argument("overrides", nargs="*", help="key.path=value")
+    validate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     run = sub.add_parser("run", help="run the config's operation_mode")
     run.add_argument("config", type=Path, nargs="?")
@@ -40,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config-name", help="file name of the config in --config-path")
     run.add_argument("--output-dir", type=Path, help="run folder (default: hydra.run.dir)")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+    run.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
     inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     footprint = sub.add_parser("footprint", help="flash/RAM/MACC of an int8 .tflite or QDQ .onnx")
     footprint.add_argument("model", type=Path)
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = _progress_mode(argv)
     try:
         args = build_parser().parse_args(argv)
+        trust_stored_code(getattr(args, "trust_model", False))
         return {"validate": _validate, "run": _run, "inspect": _inspect, "footprint": _footprint}[args.command](args)
     except StquantError as exc:
         return _fail(str(exc), exc.exit_code, progress, debug)
@@ -158,8 +166,12 @@ def _inspect(args) -> int:
     if args.json:
         print(json.dumps(info))
     else:
+        lambdas = info.pop("lambda_layers", None) or []
         for key, value in info.items():
             print(f"{key:14} {value}")
+        for item in lambdas:
+            found = f"recognised as {item['as']}" if item["recognised"] else f"NOT recognised ({item['reason']})"
+            print(f"{'lambda':14} {item['name']}: {found}")
     return ExitCode.OK
 
 

@@ -104,10 +104,10 @@ def _as_tf_keras(model: Any, model_path: Path) -> Any:
         return model
     if model_path.suffix.lower() not in (".h5", ".hdf5"):
         return None
-    import tf_keras
+    from engine.models import load_keras_model
 
     try:
-        reloaded = tf_keras.models.load_model(model_path, compile=False)
+        reloaded = load_keras_model(model_path, tf_keras_only=True)
     except Exception:  # noqa: BLE001 - any failure: quantize the model as loaded
         return None
     return reloaded if getattr(reloaded, "_is_graph_network", False) else None
