@@ -86,7 +86,7 @@ def check_stored_code(path: Path, config: dict, trusted: bool) -> list[LambdaLay
         if item.expression is not None:
             continue
         if not trusted:
-            uses = f"; it uses {', '.join(item.references)}" if item.references else ""
+            uses = f"; names in its code: {', '.join(item.references)}" if item.references else ""
             raise InputError(f"{path}: Lambda layer {item.name!r} holds Python code that stquant does not "
                              f"recognise ({item.reason}{uses}); {TRUST_HINT}")
         if item.written_by and item.written_by != RUNNING_LAYOUT:

@@ -20,7 +20,7 @@ class TensorExpression(keras.layers.Layer):
         super().__init__(**kwargs)
         self.expression = expression
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, mask: Any = None) -> Any:  # Lambda nodes are stored with a `mask` argument
         return evaluate(self.expression, inputs, FUNCTIONS)
 
     def get_config(self) -> dict[str, Any]:
