@@ -2,7 +2,9 @@
 
 import base64
 import json
+import marshal
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -88,8 +90,57 @@ def test_python38_bytes_read_as_data():
     assert code.layout == "3.8-3.10"
     assert code.consts[1:3] == (-4.0, 4.0) and code.names == ("tf", "clip_by_value")
     with pytest.raises(ValueError, match="bad marshal data"):  # why the reader exists
-        import marshal
         marshal.loads(base64.b64decode(PY38_CLIP))
+
+
+K = tf_keras.backend
+MIN_VAL = -4.0
+
+
+@pytest.mark.parametrize("function, arguments, described", [
+    (lambda x: K.clip(x, 0.0, 6.0), {}, "clip(x, 0.0, 6.0)"),
+    (lambda x: keras.ops.clip(x, x_min=-1.0, x_max=1.0), {}, "clip(x, -1.0, 1.0)"),
+    (lambda x: tf.math.minimum(tf.math.maximum(x, 0.0), 6.0), {}, "minimum(maximum(x, 0.0), 6.0)"),
+    (lambda x: tf.nn.relu6(x + 3) / 6, {}, "(relu6((x + 3)) / 6)"),
+    (lambda x: x * tf.sigmoid(x), {}, "(x * sigmoid(x))"),
+    (lambda x: -tf.multiply(x, 0.5), {}, "-(x * 0.5)"),
+    (lambda inputs, scale: inputs[0] + inputs[1] * scale, {"scale": 0.17}, "(x[0] + (x[1] * 0.17))"),
+])
+def test_recognised_expressions_compute_what_the_lambda_computes(function, arguments, described):
+    from engine.keras_lambda.known_functions import describe, evaluate, recognise
+    from engine.keras_lambda.layers_tf_keras import FUNCTIONS
+
+    (code,) = read_code_candidates(marshal.dumps(function.__code__))
+    expression = recognise(code, arguments)
+    assert describe(expression) == described
+    x = tf.constant(random_images(2) * 8)
+    inputs = [x, x * 0.5] if "x[0]" in described else x
+    np.testing.assert_array_equal(evaluate(expression, inputs, FUNCTIONS), function(inputs, **arguments))
+
+
+@pytest.mark.parametrize("function, reason", [
+    (lambda x: tf.clip_by_value(x, MIN_VAL, 4.0), "calls tf.clip_by_value with an argument"),
+    (lambda x: tf.reshape(x, (-1, 4)), "calls tf.reshape, which is not a known tensor function"),
+    (lambda x: x.shape, "reads attribute 'shape'"),
+    (lambda x: x ** 2, "uses an operator other than + - * /"),
+    (lambda x: [x, x], "uses BUILD_LIST"),
+    (lambda x: tf.nn.relu6(x, name="r6"), "calls tf.nn.relu6 with arguments it does not take"),
+    (lambda x: x + "a", "neither a tensor nor a number"),
+])
+def test_other_code_is_not_recognised_and_says_why(function, reason):
+    from engine.keras_lambda.known_functions import NotRecognised, recognise
+
+    (code,) = read_code_candidates(marshal.dumps(function.__code__))
+    with pytest.raises(NotRecognised, match=re.escape(reason)):
+        recognise(code, {})
+
+
+def test_closure_is_not_recognised():
+    scale = 2.0
+    (code,) = read_code_candidates(marshal.dumps((lambda x: x * scale).__code__))
+    with pytest.raises(Exception, match="enclosing function"):
+        from engine.keras_lambda.known_functions import recognise
+        recognise(code, {})
 
 
 def test_recognised_lambdas_load_without_their_code_and_compute_the_same(tmp_path):

@@ -26,6 +26,7 @@ from engine.keras_lambda.known_functions import NotRecognised, describe, recogni
 
 OUR_LAYER = "TensorExpression"
 REGISTERED_NAME = f"stquant>{OUR_LAYER}"
+OUR_LAYERS = frozenset({OUR_LAYER, REGISTERED_NAME, "PerChannelClip", "stquant>PerChannelClip"})  # + optimize's
 TRUST_HINT = "it was not run (pass --trust-model, or tick 'Trust code stored in this model file', to run it)"
 _LAMBDA_ONLY_KEYS = ("function", "function_type", "module", "output_shape", "output_shape_type",
                      "output_shape_module", "arguments", "mask")
@@ -74,7 +75,7 @@ def custom_layers(config: dict) -> list[tuple[str, str]]:
     found = []
     for layer in model_layers(config):
         class_name = str(layer.get("class_name", ""))
-        if class_name != "Lambda" and class_name not in BUILTIN_LAYERS and class_name not in (OUR_LAYER, REGISTERED_NAME):
+        if class_name != "Lambda" and class_name not in BUILTIN_LAYERS | OUR_LAYERS:
             found.append((_layer_name(layer), class_name))
     return found
 

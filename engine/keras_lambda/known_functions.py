@@ -125,71 +125,103 @@ def _evaluate(code: CodeObject, opcodes: dict[int, str], bits: tuple[bool, bool]
     if len(values) != len(code.argnames) - 1:
         raise NotRecognised("has parameters without a stored value")
     values[code.argnames[0]] = ["input"]
-    null_bit, method_bit = bits
-    stack: list[Any] = []
-    kwnames: tuple = ()
+    run = _SymbolicRun(code, values, *bits)
     instructions = code.instructions(opcodes)
-    for index, (name, arg) in enumerate(instructions):
-        if name in ("NOP", "RESUME", "PRECALL"):
-            continue
-        if name == "RETURN_VALUE":
-            if index != len(instructions) - 1 or len(stack) != 1:
-                raise NotRecognised("has more than one expression")
-            return _tensor_result(stack.pop())
-        if name in ("LOAD_FAST", "LOAD_FAST_CHECK"):
-            stack.append(values[code.argnames[arg]])
-        elif name == "LOAD_CONST":
-            stack.append(_constant(code.consts[arg]))
-        elif name == "LOAD_GLOBAL":
-            if null_bit:  # 3.11+: the low bit asks for a NULL below the global
-                if arg & 1:
-                    stack.append(_Null())
-                arg >>= 1
-            stack.append(_Name((code.names[arg],)))
-        elif name in ("LOAD_ATTR", "LOAD_METHOD"):
-            is_method = name == "LOAD_METHOD" or (method_bit and arg & 1)
-            attr = code.names[arg >> 1 if method_bit else arg]
-            owner = stack.pop()
-            if not isinstance(owner, _Name):
-                raise NotRecognised(f"reads attribute {attr!r} of a tensor or a value")
-            if is_method:
-                stack.append(_Null())
-            stack.append(_Name((*owner, attr)))
-        elif name == "PUSH_NULL":
-            stack.append(_Null())
-        elif name == "KW_NAMES":
-            kwnames = code.consts[arg]
-        elif name in ("CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD", "CALL"):
-            if name == "CALL_FUNCTION_KW":
-                kwnames = stack.pop()
-            args = [stack.pop() for _ in range(arg)][::-1]
-            function = stack.pop()
-            if name in ("CALL_METHOD", "CALL") and not isinstance(stack.pop(), _Null):
-                raise NotRecognised("calls a method of a value")
-            stack.append(_call(function, args, kwnames))
-            kwnames = ()
-        elif name in _BINARY or name == "BINARY_OP":
-            right, left = stack.pop(), stack.pop()
-            op = _BINARY.get(name) or _BINARY_OP.get(arg)
-            if op is None:
-                raise NotRecognised("uses an operator other than + - * /")
-            stack.append([op, left, right])
-        elif name == "UNARY_NEGATIVE":
-            value = stack.pop()
-            stack.append(-value if _is_number(value) else ["neg", value])
-        elif name == "BINARY_SUBSCR":
-            index_value, owner = stack.pop(), stack.pop()
-            if owner != ["input"] or not isinstance(index_value, int) or isinstance(index_value, bool):
-                raise NotRecognised("indexes something other than its list of inputs")
-            stack.append(["input", index_value])
-        else:
+    for name, arg in instructions[:-1]:
+        run.step(name, arg)
+    if not instructions or instructions[-1][0] != "RETURN_VALUE" or len(run.stack) != 1:
+        raise NotRecognised("is not a single expression")
+    return _tensor_result(run.stack.pop())
+
+
+class _SymbolicRun:
+    """A stack of symbolic values that instructions push, pop and combine into an expression tree."""
+
+    def __init__(self, code: CodeObject, values: dict[str, Any], null_bit: bool, method_bit: bool) -> None:
+        self.code, self.values, self.null_bit, self.method_bit = code, values, null_bit, method_bit
+        self.stack: list[Any] = []
+        self.kwnames: tuple = ()
+
+    def step(self, name: str, arg: int) -> None:
+        handler = self._HANDLERS.get(name) or (_SymbolicRun._binary if name in _BINARY or name == "BINARY_OP" else None)
+        if handler is None:
             raise NotRecognised(f"uses {name}")
-    raise NotRecognised("does not return")
+        handler(self, name, arg)
+
+    def _skip(self, name: str, arg: int) -> None:
+        """RESUME, NOP, PRECALL: nothing to follow."""
+
+    def _load_fast(self, name: str, arg: int) -> None:
+        self.stack.append(self.values[self.code.argnames[arg]])
+
+    def _load_const(self, name: str, arg: int) -> None:
+        self.stack.append(_constant(self.code.consts[arg]))
+
+    def _push_null(self, name: str, arg: int) -> None:
+        self.stack.append(_Null())
+
+    def _load_global(self, name: str, arg: int) -> None:
+        if self.null_bit:  # 3.11+: the low bit asks for a NULL below the global
+            if arg & 1:
+                self.stack.append(_Null())
+            arg >>= 1
+        self.stack.append(_Name((self.code.names[arg],)))
+
+    def _load_attr(self, name: str, arg: int) -> None:
+        is_method = name == "LOAD_METHOD" or (self.method_bit and arg & 1)
+        attr = self.code.names[arg >> 1 if self.method_bit else arg]
+        owner = self.stack.pop()
+        if not isinstance(owner, _Name):
+            raise NotRecognised(f"reads attribute {attr!r} of a tensor or a value")
+        if is_method:
+            self.stack.append(_Null())
+        self.stack.append(_Name((*owner, attr)))
+
+    def _kw_names(self, name: str, arg: int) -> None:
+        self.kwnames = self.code.consts[arg]
+
+    def _call(self, name: str, arg: int) -> None:
+        if name == "CALL_FUNCTION_KW":
+            self.kwnames = self.stack.pop()
+        args = [self.stack.pop() for _ in range(arg)][::-1]
+        function = self.stack.pop()
+        if name in ("CALL_METHOD", "CALL") and not isinstance(self.stack.pop(), _Null):
+            raise NotRecognised("calls a method of a value")
+        self.stack.append(_call(function, args, self.kwnames))
+        self.kwnames = ()
+
+    def _binary(self, name: str, arg: int) -> None:
+        right, left = self.stack.pop(), self.stack.pop()
+        op = _BINARY.get(name) or _BINARY_OP.get(arg)
+        if op is None:
+            raise NotRecognised("uses an operator other than + - * /")
+        if not all(_is_number(v) or isinstance(v, list) for v in (left, right)):
+            raise NotRecognised("computes with a value that is neither a tensor nor a number")
+        self.stack.append([op, left, right])
+
+    def _negative(self, name: str, arg: int) -> None:
+        value = self.stack.pop()
+        if not (_is_number(value) or isinstance(value, list)):
+            raise NotRecognised("negates a value that is neither a tensor nor a number")
+        self.stack.append(-value if _is_number(value) else ["neg", value])
+
+    def _subscript(self, name: str, arg: int) -> None:
+        index, owner = self.stack.pop(), self.stack.pop()
+        if owner != ["input"] or not isinstance(index, int) or isinstance(index, bool):
+            raise NotRecognised("indexes something other than its list of inputs")
+        self.stack.append(["input", index])
+
+    _HANDLERS = {"RESUME": _skip, "NOP": _skip, "PRECALL": _skip, "LOAD_FAST": _load_fast,
+                 "LOAD_FAST_CHECK": _load_fast, "LOAD_CONST": _load_const, "PUSH_NULL": _push_null,
+                 "LOAD_GLOBAL": _load_global, "LOAD_ATTR": _load_attr, "LOAD_METHOD": _load_attr,
+                 "KW_NAMES": _kw_names, "CALL_FUNCTION": _call, "CALL_FUNCTION_KW": _call, "CALL_METHOD": _call,
+                 "CALL": _call, "UNARY_NEGATIVE": _negative, "BINARY_SUBSCR": _subscript}
 
 
 def _constant(value: Any) -> Any:
-    if _is_number(value) or (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
-        return value
+    if isinstance(value, str) or _is_number(value) or (
+            isinstance(value, tuple) and all(isinstance(v, str) or _is_number(v) for v in value)):
+        return value  # a number; or a name, keyword names, a shape: which only a call can reject, naming it
     raise NotRecognised(f"uses a constant of type {type(value).__name__}")
 
 
