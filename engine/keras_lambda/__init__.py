@@ -164,13 +164,13 @@ def _function_parts(config: dict) -> tuple[str | None, Any, Any, str | None]:
 
 
 def _bound_values(argnames: tuple[str, ...], defaults: Any, arguments: Any) -> dict[str, Any]:
-    """Numbers for the parameters after the input: stored defaults, then the layer's `arguments`."""
+    """Values (numbers, strings) of the parameters after the input: stored defaults, then the layer's `arguments`."""
     bound: dict[str, Any] = {}
     if isinstance(defaults, (list, tuple)) and defaults:
         bound.update(zip(argnames[-len(defaults):], defaults))
     if isinstance(arguments, dict):
         bound.update(arguments)
-    return {k: v for k, v in bound.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: v for k, v in bound.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
 def _layer_name(layer: dict) -> str:
