@@ -16,7 +16,10 @@ from pathlib import Path
 
 from engine import __version__
 from engine.errors import ConfigError, ExitCode, StquantError
+from engine.models import trust_stored_code
 from engine.run_summary import BoardFit, RunSummary
+
+TRUST_HELP = "run Python code stored in the model file (Lambda layers stquant does not recognise, custom layers)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +51,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     validate = sub.add_parser("validate", help="check a config file and the files it names")
     validate.add_argument("config", type=Path)
     validate.add_argument("overrides", nargs="*", help="key.path=value")
+    validate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     run = sub.add_parser("run", help="run the config's operation_mode")
     run.add_argument("config", type=Path, nargs="?")
@@ -57,10 +61,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run.add_argument("--output-dir", type=Path, help="run folder (default: hydra.run.dir)")
     run.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+    run.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
     inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     footprint = sub.add_parser("footprint", help="flash/RAM/MACC/time of a .tflite or .onnx (float32 for .h5/.keras)",
                                description=FOOTPRINT_DESCRIPTION)
@@ -68,6 +74,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     footprint.add_argument("--board", help="say whether it fits this STM32 board and estimate the inference time "
                                            "(see stquant boards)")
     footprint.add_argument("--json", action="store_true")
+    footprint.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     sub.add_parser("boards", help="the STM32 boards known to --board and benchmarking.board")
 
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 "boards": _boards, "schema": _schema}
     try:
         args = parse_args(argv)
+        trust_stored_code(getattr(args, "trust_model", False))
         return commands[args.command](args)
     except StquantError as exc:
         return _fail(str(exc), exc.exit_code, progress, debug)
@@ -202,8 +210,12 @@ def _inspect(args) -> int:
     if args.json:
         print(json.dumps(info))
     else:
+        lambdas = info.pop("lambda_layers", None) or []
         for key, value in info.items():
             print(f"{key:14} {value}")
+        for item in lambdas:
+            found = f"recognised as {item['as']}" if item["recognised"] else f"NOT recognised ({item['reason']})"
+            print(f"{'lambda':14} {item['name']}: {found}")
     return ExitCode.OK
 
 

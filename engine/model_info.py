@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
-from engine.models import check_model_file
+from engine.keras_lambda import check_stored_code
+from engine.models import check_model_file, stored_code_trusted
 
 FORMATS = {".h5": "h5", ".hdf5": "h5", ".keras": "keras", ".onnx": "onnx", ".tflite": "tflite"}
 CHANNEL_COUNTS = (1, 3, 4)
@@ -34,6 +35,7 @@ class ModelInfo:
     output_width: int | None
     quantized: bool
     opset: int | None = None
+    lambda_layers: list[dict] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +50,11 @@ def model_format(path: Path) -> str:
 
 
 def describe_model(path: Path) -> ModelInfo:
-    """Read the input/output description of a .h5, .keras, .onnx or .tflite model."""
+    """Read the input/output description of a .h5, .keras, .onnx or .tflite model.
+
+    Keras models: their Lambda layers are listed, and stored code that loading would run is refused
+    (InputError) unless `engine.models.trust_stored_code(True)` was called.
+    """
     path = check_model_file(path)
     fmt = model_format(path)
     readers = {"h5": _describe_h5, "keras": _describe_keras_zip, "onnx": _describe_onnx, "tflite": _describe_tflite}
@@ -72,7 +78,14 @@ def guess_layout(shape: list[int | None]) -> str:
 # --- Keras (.h5 / .keras): the stored model config --------------------------------------------
 
 
-def _describe_h5(path: Path) -> ModelInfo:
+def read_keras_config(path: Path) -> dict:
+    """The model config stored in a .h5 (`model_config` attribute) or .keras (`config.json`) file."""
+    if model_format(path) == "keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                return json.loads(z.read("config.json"))
+        except (zipfile.BadZipFile, KeyError, ValueError):
+            raise InputError(f"{path}: not a Keras model (no zip archive with config.json)") from None
     import h5py
 
     try:
@@ -82,19 +95,22 @@ def _describe_h5(path: Path) -> ModelInfo:
         raise InputError(f"{path}: not a Keras model (not an HDF5 file)") from None
     if raw is None:
         raise InputError(f"{path}: HDF5 file holds no model_config (weights only?); a full saved model is needed")
-    return _describe_keras_config(path, "h5", json.loads(raw))
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InputError(f"{path}: the stored model_config is not valid JSON") from None
+
+
+def _describe_h5(path: Path) -> ModelInfo:
+    return _describe_keras_config(path, "h5", read_keras_config(path))
 
 
 def _describe_keras_zip(path: Path) -> ModelInfo:
-    try:
-        with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-    except (zipfile.BadZipFile, KeyError):
-        raise InputError(f"{path}: not a Keras model (no zip archive with config.json)") from None
-    return _describe_keras_config(path, "keras", config)
+    return _describe_keras_config(path, "keras", read_keras_config(path))
 
 
 def _describe_keras_config(path: Path, fmt: str, config: dict) -> ModelInfo:
+    lambdas = check_stored_code(path, config, stored_code_trusted())
     try:
         layers = config["config"]["layers"]
         first = _input_layer(config, layers)
@@ -107,7 +123,9 @@ def _describe_keras_config(path: Path, fmt: str, config: dict) -> ModelInfo:
     shape = [None, *shape[1:]]
     dtype = _dtype_name(layer_config.get("dtype", "float32"))
     name = layer_config.get("name", first.get("name", "input"))
-    return _image_info(path, fmt, name, shape, "NHWC", dtype, _keras_output_width(config, layers), False)
+    info = _image_info(path, fmt, name, shape, "NHWC", dtype, _keras_output_width(config, layers), False)
+    info.lambda_layers = [item.to_dict() for item in lambdas]
+    return info
 
 
 def _input_layer(config: dict, layers: list[dict]) -> dict:

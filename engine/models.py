@@ -7,9 +7,20 @@ ST's MobileNet files: `DepthwiseConv2D` stores `groups=1`), without importing Ke
 so that `import tensorflow` preloads `tf_keras` rather than Keras 3 (about 1.5 s less start-up);
 Keras 3 models still load with Keras 3. TensorFlow is imported inside the functions, so importing
 this module stays cheap.
+
+Loading never runs code stored in the file unless the user trusts it (`trust_stored_code(True)`, set
+by `--trust-model`): recognised Lambda layers are replaced by equivalent layers in the stored config
+(`engine.keras_lambda`; the file is loaded from a rewritten temporary copy), other Lambdas and
+custom layer classes are refused (InputError), and Keras 3 loads with `safe_mode=True`.
 """
 
+import json
 import logging
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +29,18 @@ from engine.errors import EngineError, InputError, first_line
 log = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+_trusted = False
+
+
+def trust_stored_code(trusted: bool) -> None:
+    """Process-wide: may loading run Python code stored in a model file (Lambda layers, custom classes)?"""
+    global _trusted
+    _trusted = bool(trusted)
+
+
+def stored_code_trusted() -> bool:
+    """True once `trust_stored_code(True)` was called (the CLI's `--trust-model`)."""
+    return _trusted
 
 
 def check_model_file(path: Path) -> Path:
@@ -30,37 +53,74 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
-def load_keras_model(path: Path) -> Any:
-    """Load a .h5/.keras model for inference (not compiled): a Keras 3 or a `tf_keras` model."""
+def load_keras_model(path: Path, tf_keras_only: bool = False) -> Any:
+    """Load a .h5/.keras model for inference (not compiled): a Keras 3 or a `tf_keras` model.
+
+    `tf_keras_only`: load with tf_keras or fail (optimization needs a tf_keras model).
+    """
+    from engine.keras_lambda import check_stored_code, rewrite_config
+    from engine.model_info import read_keras_config
+
     path = check_model_file(path)
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise InputError(f"{path}: not a Keras model (expected .h5 or .keras)")
     keras_version = _check_container(path)
+    config = read_keras_config(path)
+    check_stored_code(path, config, _trusted)
     loaders = [_load_keras3, _load_tf_keras]
     if keras_version.startswith(("1.", "2.")):
         loaders.reverse()
     elif path.suffix.lower() == ".keras":
         loaders = loaders[:1]
+    if tf_keras_only:
+        loaders = [_load_tf_keras]
     errors = []
-    for load in loaders:
-        try:
-            return load(path)
-        except Exception as error:  # noqa: BLE001 - any failure: try the other Keras, then report one line
-            log.debug("%s cannot load %s (%s)", load.__name__, path, _one_line(error))
-            errors.append(_one_line(error))
+    with _with_config(path, rewrite_config(config)) as source:
+        for load in loaders:
+            try:
+                return load(source)
+            except Exception as error:  # noqa: BLE001 - any failure: try the other Keras, then report one line
+                log.debug("%s cannot load %s (%s)", load.__name__, path, _one_line(error))
+                errors.append(_one_line(error))
     raise EngineError(f"{path}: Keras could not load the model: {errors[0]}")
 
 
 def _load_keras3(path: Path) -> Any:
     import keras
 
-    return keras.models.load_model(path, compile=False)
+    import engine.keras_lambda.layers_keras3  # noqa: F401 - registers TensorExpression with Keras 3
+
+    return keras.models.load_model(path, compile=False, safe_mode=not _trusted)
 
 
 def _load_tf_keras(path: Path) -> Any:
     import tf_keras
 
-    return tf_keras.models.load_model(path, compile=False)
+    import engine.keras_lambda.layers_tf_keras  # noqa: F401 - registers TensorExpression with tf_keras
+
+    return tf_keras.models.load_model(path, compile=False, safe_mode=not _trusted)
+
+
+@contextmanager
+def _with_config(path: Path, config: dict | None) -> Iterator[Path]:
+    """`path` itself, or a temporary copy of it that stores `config` instead (the user's file is untouched)."""
+    if config is None:
+        yield path
+        return
+    text = json.dumps(config)
+    with tempfile.TemporaryDirectory(prefix="stquant-model-") as folder:
+        copy = Path(folder) / path.name
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
+                for item in source.infolist():
+                    target.writestr(item, text if item.filename == "config.json" else source.read(item))
+        else:
+            import h5py
+
+            shutil.copyfile(path, copy)
+            with h5py.File(copy, "r+") as f:
+                f.attrs["model_config"] = text
+        yield copy
 
 
 def _check_container(path: Path) -> str:

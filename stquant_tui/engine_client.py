@@ -50,11 +50,16 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def inspect_model(engine_cmd: Sequence[str], model: str, timeout: float = 120) -> tuple[dict | None, str | None]:
-    """Run `inspect MODEL --json`; return (info, None) or (None, one-line error)."""
+def _trust(trust_model: bool) -> list[str]:
+    return ["--trust-model"] if trust_model else []
+
+
+def inspect_model(engine_cmd: Sequence[str], model: str, timeout: float = 120,
+                  trust_model: bool = False) -> tuple[dict | None, str | None]:
+    """Run `inspect MODEL --json [--trust-model]`; return (info, None) or (None, one-line error)."""
     try:
-        done = subprocess.run([*engine_cmd, "inspect", model, "--json"], capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, env=_child_env())
+        done = subprocess.run([*engine_cmd, "inspect", model, "--json", *_trust(trust_model)], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=_child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"inspect failed: {exc}"
     if done.returncode != 0:
@@ -65,9 +70,10 @@ def inspect_model(engine_cmd: Sequence[str], model: str, timeout: float = 120) -
         return None, "inspect printed no JSON"
 
 
-def validate_file(engine_cmd: Sequence[str], config: Path, timeout: float = 60) -> tuple[int, list[str]]:
-    """Run `validate CONFIG`; return (exit code, error lines)."""
-    done = subprocess.run([*engine_cmd, "validate", str(config)], capture_output=True, text=True,
+def validate_file(engine_cmd: Sequence[str], config: Path, timeout: float = 60,
+                  trust_model: bool = False) -> tuple[int, list[str]]:
+    """Run `validate CONFIG [--trust-model]`; return (exit code, error lines)."""
+    done = subprocess.run([*engine_cmd, "validate", str(config), *_trust(trust_model)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=_child_env())
     return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
 
@@ -95,8 +101,8 @@ class RunProcess:
     """One `run CONFIG --progress jsonl` child; `read()` blocks until it exits (call it in a thread)."""
 
     def __init__(self, engine_cmd: Sequence[str], config: Path, overrides: Sequence[str] = (),
-                 output_dir: Path | None = None, cwd: Path | None = None) -> None:
-        self.argv = [*engine_cmd, "run", str(config), *overrides, "--progress", "jsonl"]
+                 output_dir: Path | None = None, cwd: Path | None = None, trust_model: bool = False) -> None:
+        self.argv = [*engine_cmd, "run", str(config), *overrides, "--progress", "jsonl", *_trust(trust_model)]
         if output_dir is not None:
             self.argv += ["--output-dir", str(output_dir)]
         self.cwd = cwd

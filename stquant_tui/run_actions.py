@@ -35,7 +35,7 @@ class RunActions:
             self.notify(f"operation_mode {mode} cannot be run by stquant", severity="error")
             return
         self.run_config = self._write_run_config()
-        self.process = RunProcess(self.engine_cmd, self.run_config)
+        self.process = RunProcess(self.engine_cmd, self.run_config, trust_model=self.step_widget("model").trust_model)
         run_step = self.step_widget("run")
         run_step.reset(f"Starting {mode}…")
         try:

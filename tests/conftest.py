@@ -39,3 +39,8 @@ def flower_photos() -> Path:
 @pytest.fixture
 def assets() -> Path:
     return _asset()
+
+
+@pytest.fixture
+def food101_model() -> Path:
+    return _asset("models", "food101_efficientnet_lc_v1_128")

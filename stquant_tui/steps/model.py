@@ -1,11 +1,15 @@
-"""Model step: path (completion, file picker), `stquant inspect` in a worker, and fit warnings."""
+"""Model step: path (completion, file picker), `stquant inspect` in a worker, and fit warnings.
+
+"Trust code stored in this model file" is wizard state, not a config key: when ticked, inspect and
+run get `--trust-model` (Lambda layers stquant does not recognise, custom layer classes).
+"""
 
 from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.timer import Timer
-from textual.widgets import Static
+from textual.widgets import Checkbox, Static
 
 from stquant_tui.engine_client import inspect_model
 from stquant_tui.messages import InspectDone
@@ -29,18 +33,31 @@ def fit_warnings(info: dict, class_count: int | None, color_mode: str | None) ->
     return found
 
 
+def lambda_summary(info: dict) -> str:
+    """One line on the model's Lambda layers: how many were recognised, and as what."""
+    lambdas = info.get("lambda_layers") or []
+    if not lambdas:
+        return ""
+    recognised = sorted({item["as"] for item in lambdas if item.get("recognised")})
+    others = [item["name"] for item in lambdas if not item.get("recognised")]
+    text = f"\nLambda layers: {len(lambdas) - len(others)} recognised ({', '.join(recognised) or '-'})"
+    return text + (f", {len(others)} run as stored code (trusted): {', '.join(others)}" if others else "")
+
+
 class ModelStep(Step):
     step = "model"
 
     def __init__(self) -> None:
         super().__init__()
         self.info: dict | None = None
+        self.trust_model = False
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Keras .h5/.keras or ONNX model. → accepts a completion, ctrl+f opens a picker.",
                      classes="step-help")
         yield FieldRow("general.model_path", "Model file", path=True, placeholder="path/to/model.h5")
+        yield Checkbox("Trust code stored in this model file (Lambda layers)", id="trust-model")
         yield Static("", id="model-info", classes="feedback")
         yield Static("", id="model-warnings", classes="feedback -warn")
 
@@ -57,10 +74,16 @@ class ModelStep(Step):
         elif key.startswith("dataset.class_names") or key == "preprocessing.color_mode" or key == "detected":
             self.show_warnings()
 
+    @on(Checkbox.Changed, "#trust-model")
+    def trust_changed(self, event: Checkbox.Changed) -> None:
+        self.trust_model = event.value
+        self.draft_changed("general.model_path")  # inspect again: stored code is now allowed (or not)
+
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def inspect(self, path: str) -> None:
         resolved = str(self.draft.resolve(path))
-        info, error = inspect_model(self.app.engine_cmd, resolved)  # type: ignore[attr-defined]
+        info, error = inspect_model(self.app.engine_cmd, resolved,  # type: ignore[attr-defined]
+                                    trust_model=self.trust_model)
         self.post_message(InspectDone(path, info, error))
 
     @on(InspectDone)
@@ -78,7 +101,7 @@ class ModelStep(Step):
         info_widget.update(
             f"Format {info.get('format')} · input {info.get('input_name')} {shape} {info.get('layout')} "
             f"{info.get('dtype') or info.get('input_dtype', '')}\nOutput width {info.get('output_width')}"
-            + (" · already quantized" if info.get("quantized") else ""))
+            + (" · already quantized" if info.get("quantized") else "") + lambda_summary(info))
         self.show_warnings()
 
     def show_warnings(self) -> None:
