@@ -53,11 +53,8 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
-def load_keras_model(path: Path, tf_keras_only: bool = False) -> Any:
-    """Load a .h5/.keras model for inference (not compiled): a Keras 3 or a `tf_keras` model.
-
-    `tf_keras_only`: load with tf_keras or fail (optimization needs a tf_keras model).
-    """
+def load_keras_model(path: Path) -> Any:
+    """Load a .h5/.keras model for inference (not compiled): a Keras 3 or a `tf_keras` model."""
     from engine.keras_lambda import check_stored_code, rewrite_config
     from engine.model_info import read_keras_config
 
@@ -72,8 +69,6 @@ def load_keras_model(path: Path, tf_keras_only: bool = False) -> Any:
         loaders.reverse()
     elif path.suffix.lower() == ".keras":
         loaders = loaders[:1]
-    if tf_keras_only:
-        loaders = [_load_tf_keras]
     errors = []
     with _with_config(path, rewrite_config(config)) as source:
         for load in loaders:
