@@ -226,11 +226,10 @@ class TFLitePredictor:
     def __init__(self, path: Path, num_threads: int | None = None, content: bytes | None = None):
         from importlib.metadata import version
 
-        from ai_edge_litert.interpreter import Interpreter
-
+        self._source = {"model_content": content} if content is not None else {"model_path": str(path)}
+        self._threads = num_threads or os.cpu_count()
         try:
-            source = {"model_content": content} if content is not None else {"model_path": str(path)}
-            self.interpreter = Interpreter(**source, num_threads=num_threads or os.cpu_count())
+            self.interpreter = self._interpreter(delegate=True)
             self.interpreter.allocate_tensors()
         except Exception as error:
             raise InputError(f"cannot load TFLite model {path}: {first_line(error)}") from error
@@ -265,7 +264,27 @@ class TFLitePredictor:
             return as_class_scores(self._run(batch))
         return as_class_scores(np.concatenate([self._run(image[None]) for image in batch]))
 
+    def _interpreter(self, delegate: bool):
+        """A LiteRT interpreter; `delegate=False`: LiteRT's built-in kernels only (no XNNPACK)."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return Interpreter(**self._source, num_threads=self._threads, experimental_op_resolver_type=resolver)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self._invoke(batch)
+        except RuntimeError as error:
+            if "XNNPACK" not in str(error) or "built-in kernels" in self.runtime:
+                raise
+        # XNNPACK cannot prepare some graphs (e.g. ST EfficientNet LC int8 at batch > 1): LiteRT's own kernels can.
+        log.warning("%s: XNNPACK cannot run this model; using LiteRT's built-in kernels", self.path.name)
+        self.interpreter = self._interpreter(delegate=False)
+        self.batch_size = -1
+        self.runtime += " (built-in kernels)"
+        return self._invoke(batch)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) != self.batch_size:
             self.interpreter.resize_tensor_input(self.input["index"], [len(batch), *self.input_hw_c], strict=True)
             self.interpreter.allocate_tensors()

@@ -33,26 +33,6 @@ def photos(root) -> np.ndarray:
     return np.stack([load(f) for f in photo_files(root)])
 
 
-def tflite_top1(path, images) -> np.ndarray:
-    """Top-1 of an int8 .tflite, one image at a time, without XNNPACK: LiteRT's XNNPACK delegate fails to
-    prepare this model family ("failed to create XNNPACK runtime", ST's file and ours alike)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_path=str(path),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    scale, zero = inp["quantization"]
-    info = np.iinfo(inp["dtype"])
-    top1 = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], np.clip(np.round(image[None] / scale + zero), info.min, info.max)
-                               .astype(inp["dtype"]))
-        interpreter.invoke()
-        top1.append(int(np.argmax(interpreter.get_tensor(out["index"]))))
-    return np.array(top1)
-
-
 def test_food101_lambdas_recognised_evaluated_and_quantized(tmp_path, food101_model, flower_photos):
     path = food101_model / H5
     model = load_keras_model(path)
@@ -65,9 +45,11 @@ def test_food101_lambdas_recognised_evaluated_and_quantized(tmp_path, food101_mo
     onnx = quantize_onnx(path, calibration, SETTINGS, tmp_path / "onnx", tmp_path / "work", model=model)
 
     float_result = evaluate(KerasPredictor(path), images, labels, CLASSES)
-    agreements = {"onnx": agreement(float_result, evaluate(load_predictor(onnx.model_path), images, labels, CLASSES))}
-    for name, tflite in [("ours", ours.model_path), ("st", food101_model / "st_efficientnet_lc_v1_128_tfs_int8.tflite")]:
-        agreements[name] = 100.0 * float(np.mean(tflite_top1(tflite, images) == float_result.predictions))
+    agreements = {}
+    # LiteRT's XNNPACK cannot prepare these int8 graphs in batches: the predictor falls back to built-in kernels.
+    for name, quantized in [("onnx", onnx.model_path), ("ours", ours.model_path),
+                            ("st", food101_model / "st_efficientnet_lc_v1_128_tfs_int8.tflite")]:
+        agreements[name] = agreement(float_result, evaluate(load_predictor(quantized), images, labels, CLASSES))
     float_onnx = keras_to_onnx(model, 17, tmp_path / "float.onnx", path)
     agreements["float_onnx"] = agreement(float_result, evaluate(load_predictor(float_onnx), images, labels, CLASSES))
     print(f"top-1 agreement with the float model on {len(images)} flower photos: {agreements}")
