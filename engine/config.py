@@ -73,6 +73,9 @@ def _path_text(value: str | None) -> str | None:
         return None
     if "\0" in value:
         raise ValueError("contains a NUL character; not a valid path")
+    if value.startswith("~") and os.path.expanduser(value) == value and value != "~":
+        user = value[1:].split("/", 1)[0]
+        raise ValueError(f"no user named {user[:40]!r} on this computer (for {value[:40].split('/')[0]!r})")
     try:
         raw = os.fsencode(os.path.expanduser(value))
     except (UnicodeError, KeyError, RuntimeError):

@@ -6,10 +6,13 @@ letterboxes with black; `full_screen` stretches like `fit`. Resizing matches `tf
 trained the model zoo's models): Pillow for nearest and area, and for the other methods separable numpy
 kernels with half-pixel centres and no antialiasing, as TensorFlow's default; `area` averages the exact
 pixel overlap; `nearest` picks floor((i + 0.5) * scale).
+An image of more pixels than Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89.5 M) is
+refused before it is decoded (ImageTooLarge), never decoded into memory.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,16 @@ import numpy as np
 from PIL import Image, ImageOps
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
+
+
+class ImageTooLarge(ValueError):
+    """The image declares more pixels than the decompression-bomb limit."""
+
+
+# What decoding one file may raise: the file is then skipped (with a warning naming it).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
 COLOR_CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
 
@@ -61,10 +74,22 @@ def load_image(path: Path, spec: ImageSpec) -> np.ndarray:
 
 
 def load_pixels(path: Path, spec: ImageSpec) -> np.ndarray:
-    """Decode, convert and resize, not rescaled: (H, W, C) uint8 if `spec.keeps_pixels`, else float32."""
+    """Decode, convert and resize, not rescaled: (H, W, C) uint8 if `spec.keeps_pixels`, else float32.
+    Raises one of DECODE_ERRORS (ImageTooLarge above the pixel limit)."""
+    _bomb_warnings_are_errors()
     with Image.open(path) as image:
+        limit = Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS
+        if image.width * image.height > limit:
+            raise ImageTooLarge(f"{image.width}x{image.height} pixels, over the limit of {limit}")
         image.seek(0)
         return resize(_to_mode(image, spec.channels), spec)
+
+
+def _bomb_warnings_are_errors() -> None:
+    """Pillow only warns (and would decode) between 1x and 2x its pixel limit: make that warning an error,
+    raised inside `Image.open` before decoding, instead of a line on stderr (set once per process)."""
+    if not any(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def resize(image: Image.Image, spec: ImageSpec) -> np.ndarray:
