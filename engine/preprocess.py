@@ -144,7 +144,10 @@ def _resample(image: Image.Image, width: int, height: int, method: str) -> np.nd
 
 
 def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
-    return np.minimum(np.floor((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(int), size_in - 1)
+    """floor((i + 0.5) * scale) in float32, as TensorFlow computes it (float64 differs on exact boundaries)."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    centres = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+    return np.minimum(np.floor(centres).astype(int), size_in - 1)
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:
@@ -190,12 +193,14 @@ def _area_weights(size_in: int, size_out: int, _kernel=None) -> np.ndarray:
 
 
 def _kernel_weights(size_in: int, size_out: int, kernel) -> np.ndarray:
-    """(size_out, size_in) resampling matrix with half-pixel centres (edge pixels repeated)."""
-    scale = size_in / size_out
-    centres = (np.arange(size_out) + 0.5) * scale - 0.5
+    """(size_out, size_in) resampling matrix with half-pixel centres; taps outside the image are dropped
+    and the rest renormalised, as TensorFlow does (for the triangle that equals repeating the edge)."""
+    one = np.float32(1)  # sample positions in float32 as TensorFlow: it decides which taps a kernel's edge reaches
+    samples = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * (one / (np.float32(size_out) / np.float32(size_in)))
     offsets = np.arange(-6, 7)
-    taps = np.floor(centres)[:, None] + offsets[None, :]
-    values = kernel(taps - centres[:, None])
+    taps = np.floor(samples - np.float32(0.5))[:, None] + offsets[None, :]
+    distances = (taps.astype(np.float32) + np.float32(0.5) - samples[:, None]).astype(np.float64)
+    values = np.where((taps >= 0) & (taps < size_in), kernel(distances), 0.0)
     weights = np.zeros((size_out, size_in))
     np.add.at(weights, (np.repeat(np.arange(size_out), offsets.size), np.clip(taps, 0, size_in - 1).astype(int).ravel()), values.ravel())
     total = weights.sum(axis=1, keepdims=True)
