@@ -104,7 +104,7 @@ def _leaves(section: BaseModel | None, prefix: str = "") -> list[str]:
     if section is None:
         return []
     keys = []
-    for name in section.model_fields:
+    for name in type(section).model_fields:
         value = getattr(section, name)
         if isinstance(value, BaseModel):
             keys += _leaves(value, f"{prefix}{name}.")
