@@ -15,7 +15,7 @@ from engine.model_info import ModelInfo, describe_model
 from engine.preprocess import ImageSpec
 from engine.unused_keys import unused_key_warnings, used_dataset_keys
 
-DATASET_KEYS = ("training_path", "validation_path", "test_path", "quantization_path")
+DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")  # calibration first
 
 
 @dataclass
