@@ -85,7 +85,9 @@ def _read_folder(folder: Path, key: str, read):
     except FileNotFoundError:
         raise InputError(f"{key}: dataset folder not found: {folder}") from None
     except NotADirectoryError:
-        raise InputError(f"{key}: {folder} is a file; expected a folder of class folders") from None
+        if os.path.isfile(folder):
+            raise InputError(f"{key}: {folder} is a file; expected a folder of class folders") from None
+        raise InputError(f"{key}: dataset folder not found: {folder} (part of that path is a file)") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"{key}: cannot read the folder {folder} ({getattr(exc, 'strerror', None) or exc})") from None
 
