@@ -3,9 +3,10 @@
 `aspect_ratio`: `fit` stretches to the model size; `crop` keeps the aspect ratio, resizes the short side
 and centre-crops (what the reference documents; it crops at native resolution instead); `padding`
 letterboxes with black; `full_screen` stretches like `fit`. Resizing matches `tf.image.resize` (which
-trained the model zoo's models): Pillow for nearest and area, and for the other methods separable numpy
-kernels with half-pixel centres and no antialiasing, as TensorFlow's default; `area` averages the exact
-pixel overlap; `nearest` picks floor((i + 0.5) * scale).
+trained the model zoo's models; within 0.02 grey levels on photos, nearest exact): separable numpy kernels
+with half-pixel centres and no antialiasing, as TensorFlow's default, taps outside the image dropped,
+sample positions in float32 as TensorFlow computes them; `area` averages the exact pixel overlap;
+`nearest` picks floor((i + 0.5) * scale).
 An image of more pixels than Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89.5 M) is
 refused before it is decoded (ImageTooLarge), never decoded into memory.
 """
@@ -195,11 +196,18 @@ def _area_weights(size_in: int, size_out: int, _kernel=None) -> np.ndarray:
 def _kernel_weights(size_in: int, size_out: int, kernel) -> np.ndarray:
     """(size_out, size_in) resampling matrix with half-pixel centres; taps outside the image are dropped
     and the rest renormalised, as TensorFlow does (for the triangle that equals repeating the edge)."""
-    one = np.float32(1)  # sample positions in float32 as TensorFlow: it decides which taps a kernel's edge reaches
-    samples = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * (one / (np.float32(size_out) / np.float32(size_in)))
+    # Sample positions in float32 as TensorFlow computes them (that decides which taps a kernel's edge
+    # reaches): ResizeBilinear/ResizeBicubic scale by in/out, ScaleAndTranslate (the others) by 1 / (out/in).
+    size_in32, size_out32 = np.float32(size_in), np.float32(size_out)
+    scale = size_in32 / size_out32 if kernel in (_triangle, _keys_cubic) else np.float32(1) / (size_out32 / size_in32)
+    samples = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
     offsets = np.arange(-6, 7)
     taps = np.floor(samples - np.float32(0.5))[:, None] + offsets[None, :]
     distances = (taps.astype(np.float32) + np.float32(0.5) - samples[:, None]).astype(np.float64)
+    if kernel is _keys_cubic:  # ResizeBicubic reads its weights from a table of 1024 sub-pixel positions
+        position = samples - np.float32(0.5)
+        fraction = np.rint((position - np.floor(position)) * 1024) / 1024
+        distances = (taps - np.floor(position)[:, None]) - fraction[:, None]
     values = np.where((taps >= 0) & (taps < size_in), kernel(distances), 0.0)
     weights = np.zeros((size_out, size_in))
     np.add.at(weights, (np.repeat(np.arange(size_out), offsets.size), np.clip(taps, 0, size_in - 1).astype(int).ravel()), values.ravel())
