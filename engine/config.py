@@ -89,6 +89,13 @@ def _path_text(value: str | None) -> str | None:
     return value
 
 
+def _inside_run_folder(value: str) -> str:
+    """`quantization.export_dir` names a folder inside the run folder, so a run never writes over older files."""
+    if os.path.isabs(os.path.expanduser(value)) or ".." in Path(value).parts:
+        raise ValueError(f"{value[:60]!r} must be a folder inside the run folder (relative, without '..')")
+    return value
+
+
 def _distinct(names: list[str] | None) -> list[str] | None:
     if names:
         repeated = sorted({name for name in names if names.count(name) > 1})
@@ -205,7 +212,7 @@ class Quantization(Section):
     granularity: Literal["per_channel", "per_tensor"] = "per_channel"
     optimize: Bool = False
     target_opset: Annotated[int, Field(ge=OPSET_RANGE[0], le=OPSET_RANGE[1]), BeforeValidator(_number)] = 17
-    export_dir: FolderStr = "quantized_models"
+    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder)] = "quantized_models"
     extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = None
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     bias_correction: Bool = False

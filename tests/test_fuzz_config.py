@@ -1,7 +1,8 @@
 """Seeded fuzzing of `stquant validate` and of the wizard's Draft with mutated sample configs.
 
 Every case must end in a documented outcome: exit 0, 2 or 3 with at most a few lines on stderr and no
-traceback, within 10 s; `Draft.load(path).problems()` raises nothing but the engine's own errors.
+traceback, within 10 s; `Draft.load(path).problems()` raises nothing but the engine's own errors, and a
+wizard field check (`validate_field`) returns a message or None for any value.
 """
 
 from __future__ import annotations
@@ -188,7 +189,9 @@ def test_fuzzed_configs_end_in_documented_outcomes(case_folder, capsys, monkeypa
         outcomes[code] += 1
         bad = (code not in (0, 2, 3) or not 0 < len(lines) + (code == 0) <= MAX_LINES or seconds > 10
                or any("Traceback" in line or "engine failure" in line for line in lines))
-        try:
+        key, value = rng.choice(KEYS), random_value(rng)
+        try:  # a wizard field: typed text, or the YAML value
+            assert all(isinstance(schema.validate_field(key, v), (str, type(None))) for v in (value, str(value)))
             problems = Draft.load(path).problems()
             assert all(isinstance(problem, schema.Problem) for problem in problems)
         except StquantError:

@@ -82,6 +82,8 @@ def test_wizard_field_check_never_raises():
     ("quantization.target_opset", OPSET_RANGE[1] + 1, f"less than or equal to {OPSET_RANGE[1]}"),
     ("dataset.validation_split", ".nan", "finite"),
     ("dataset.class_names", "[a, b, a]", "class 'a' listed more than once"),
+    ("quantization.export_dir", "/tmp/models", "must be a folder inside the run folder"),
+    ("quantization.export_dir", "../models", "must be a folder inside the run folder"),
 ])
 def test_values_that_would_fail_later_are_refused_up_front(key, value, message):
     problem = one_error(TUTORIAL, [f"{key}={value}"])
