@@ -1,4 +1,4 @@
-"""The model zoo's benchmark boards, their MCU's memory, and whether a footprint fits.
+"""The model zoo's benchmark boards, their MCU's memory, core and clock, and whether a footprint fits.
 
 Sizes are the datasheet totals of the MCU's internal SRAM (TCM included, backup SRAM excluded;
 STM32N657: its "4.2 Mbytes" headline) and internal flash, in KiB. The STM32N657 has no internal
@@ -6,6 +6,11 @@ flash: its entry gives the board's external 1-Gbit octo-SPI NOR flash, where wei
 Fitting compares against the total; the code generator needs the activations in one contiguous
 region, which can be smaller (e.g. 512 KiB AXI SRAM on STM32H743/H747), and code, runtime RAM
 and the application come on top.
+
+Clocks are the datasheet maximum CPU clock as the board is wired: STM32H747I-DISCO runs its
+STM32H747 from the SMPS, which caps the Cortex-M7 at 400 MHz (480 MHz needs the LDO supply; the
+model zoo's published times are at 400 MHz). STM32N657: 800 MHz Cortex-M55 (its NPU, which the
+model zoo's N6 figures use, is not modelled, so no time is estimated for it).
 """
 
 from __future__ import annotations
@@ -13,44 +18,66 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.footprint import Footprint
+from engine.footprint.timing import inference_ms
 
 
 @dataclass(frozen=True)
 class Board:
+    """A benchmark board: its MCU, internal flash and SRAM (KiB), CPU core and clock (MHz, as wired)."""
+
     name: str
     mcu: str
     flash_kib: int
     ram_kib: int
+    core: str
+    mhz: int
 
 
 BOARDS: dict[str, Board] = {
     b.name: b
     for b in (
-        Board("STM32N6570-DK", "STM32N657X0H3Q", 131072, 4200),
-        Board("STM32H747I-DISCO", "STM32H747XIH6", 2048, 1056),
-        Board("STM32H7B3I-DK", "STM32H7B3LIH6Q", 2048, 1376),
-        Board("STM32F469I-DISCO", "STM32F469NIH6", 2048, 384),
-        Board("B-U585I-IOT02A", "STM32U585AII6Q", 2048, 784),
-        Board("STM32L4R9I-DISCO", "STM32L4R9AII6", 2048, 640),
-        Board("NUCLEO-H743ZI2", "STM32H743ZIT6", 2048, 1056),
-        Board("STM32H735G-DK", "STM32H735IGK6", 1024, 560),
-        Board("STM32F769I-DISCO", "STM32F769NIH6", 2048, 528),
-        Board("NUCLEO-G474RE", "STM32G474RET6", 512, 128),
-        Board("NUCLEO-F401RE", "STM32F401RET6", 512, 96),
-        Board("STM32F746G-DISCO", "STM32F746NGH6", 1024, 336),
+        Board("STM32N6570-DK", "STM32N657X0H3Q", 131072, 4200, "Cortex-M55", 800),
+        Board("STM32H747I-DISCO", "STM32H747XIH6", 2048, 1056, "Cortex-M7", 400),
+        Board("STM32H7B3I-DK", "STM32H7B3LIH6Q", 2048, 1376, "Cortex-M7", 280),
+        Board("STM32F469I-DISCO", "STM32F469NIH6", 2048, 384, "Cortex-M4", 180),
+        Board("B-U585I-IOT02A", "STM32U585AII6Q", 2048, 784, "Cortex-M33", 160),
+        Board("STM32L4R9I-DISCO", "STM32L4R9AII6", 2048, 640, "Cortex-M4", 120),
+        Board("NUCLEO-H743ZI2", "STM32H743ZIT6", 2048, 1056, "Cortex-M7", 480),
+        Board("STM32H735G-DK", "STM32H735IGK6", 1024, 560, "Cortex-M7", 550),
+        Board("STM32F769I-DISCO", "STM32F769NIH6", 2048, 528, "Cortex-M7", 216),
+        Board("NUCLEO-G474RE", "STM32G474RET6", 512, 128, "Cortex-M4", 170),
+        Board("NUCLEO-F401RE", "STM32F401RET6", 512, 96, "Cortex-M4", 84),
+        Board("STM32F746G-DISCO", "STM32F746NGH6", 1024, 336, "Cortex-M7", 216),
     )
 }
 
 
 def board_fit(board: str, fp: Footprint) -> dict | None:
-    """Compare a footprint with a board's memory; None when the board is not in the table."""
+    """Compare a footprint with a board; None when the board is not in the table.
+
+    Keys: `board`, `mcu`, `core`, `mhz`, `flash_kib`, `ram_kib` (the board), `weights_fit`,
+    `activations_fit` (bools), `flash_headroom_kib`, `ram_headroom_kib` (capacity minus weights /
+    activations, negative when it does not fit), `flash_headroom_pct`, `ram_headroom_pct` (the
+    same in percent of the capacity), `estimated_inference_ms` (None for a core the timing model
+    does not cover).
+    """
     spec = BOARDS.get(board) or next((b for b in BOARDS.values() if b.name.lower() == board.lower()), None)
     if spec is None:
         return None
+    flash_left = spec.flash_kib - fp.weights_flash_kib
+    ram_left = spec.ram_kib - fp.activation_ram_kib
     return {
         "board": spec.name,
+        "mcu": spec.mcu,
+        "core": spec.core,
+        "mhz": spec.mhz,
         "flash_kib": spec.flash_kib,
         "ram_kib": spec.ram_kib,
-        "weights_fit": fp.weights_flash_kib <= spec.flash_kib,
-        "activations_fit": fp.activation_ram_kib <= spec.ram_kib,
+        "weights_fit": flash_left >= 0,
+        "activations_fit": ram_left >= 0,
+        "flash_headroom_kib": round(flash_left, 2),
+        "flash_headroom_pct": round(100 * flash_left / spec.flash_kib, 1),
+        "ram_headroom_kib": round(ram_left, 2),
+        "ram_headroom_pct": round(100 * ram_left / spec.ram_kib, 1),
+        "estimated_inference_ms": inference_ms(fp.cycles_m7, spec.core, spec.mhz),
     }

@@ -1,9 +1,10 @@
-"""The one config schema: the ST model zoo (3.x) image-classification YAML, plus the v4 key renames.
+"""The one config schema: the ST model zoo (3.x) image-classification YAML, plus its v4 dialect.
 
-Loading order: YAML (with line numbers) -> v4 renames -> `${VAR}` expansion -> overrides -> pydantic
-schema (numeric strings such as `1/127.5` go through `engine.expressions`, never `eval()`) -> checks
-that need several keys (what each operation mode requires). Every problem is reported at once, one per
-line, as `file:line: key.path: message`.
+Loading order: YAML (with line numbers) -> overrides -> v4 dialect (`engine.config_dialects`) -> `${VAR}`
+expansion -> pydantic schema (numeric strings such as `1/127.5` go through `engine.expressions`, never
+`eval()`; `null` means the reference's default where the reference fills one in) -> what each operation
+mode requires (`engine.config_modes`). Every problem is reported at once, one per line, as
+`file:line: key.path: message`; the dialect's notes on ignored keys are `Config.notes`.
 """
 
 from __future__ import annotations
@@ -28,26 +29,25 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticUseDefault
 
-from engine import expressions
+from engine import config_dialects, expressions
+from engine.config_modes import (  # noqa: F401  (re-exported: the modes are part of the schema's API)
+    BENCHMARK_MODES,
+    EVALUATION_MODES,
+    MODES,
+    QUANTIZATION_MODES,
+    RUNNABLE_MODES,
+    mode_requirements,
+)
 from engine.errors import ConfigError
 from engine.yaml_source import YamlSource, parse_value, parse_yaml, read_yaml
 
-# ---------------------------------------------------------------- modes
-
-MODES = (
-    "training", "evaluation", "prediction", "deployment", "quantization", "benchmarking",
-    "chain_tqeb", "chain_tqe", "chain_eqe", "chain_qb", "chain_eqeb", "chain_qd", "chain_tbqeb",
-)
-RUNNABLE_MODES = ("quantization", "evaluation", "benchmarking", "chain_eqe", "chain_qb", "chain_eqeb")
 READ_ONLY_MODES = tuple(mode for mode in MODES if mode not in RUNNABLE_MODES)
-QUANTIZATION_MODES = {"quantization", "chain_tqeb", "chain_tqe", "chain_eqe", "chain_qb", "chain_eqeb", "chain_qd"}
-EVALUATION_MODES = {"evaluation", "chain_tqeb", "chain_tqe", "chain_eqe", "chain_eqeb"}
-BENCHMARK_MODES = {"benchmarking", "chain_tqeb", "chain_qb", "chain_eqeb"}
-
 DEFAULT_RUN_DIR = "./experiments_outputs/${now:%Y_%m_%d_%H_%M_%S}"
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's RandomState (the reference's shuffle) and set_random_seed accept
-OPSET_RANGE = (13, 18)  # per-channel QDQ needs opset 13 (ONNX Runtime); tf2onnx converts up to 18
+OPSET_MIN = 13  # per-channel QDQ needs opset 13 in ONNX Runtime (the upper bound depends on the model: preflight)
+KERAS_MAX_OPSET = 18  # the highest opset tf2onnx converts Keras models to
 PATH_MAX_BYTES, NAME_MAX_BYTES = 4095, 255  # Linux PATH_MAX - 1 and NAME_MAX
 
 # ---------------------------------------------------------------- value coercion (reference-compatible)
@@ -65,6 +65,16 @@ def _number(value: Any) -> Any:
         except expressions.ExpressionError as exc:
             raise ValueError(str(exc)) from None
     return value
+
+
+def _null_is_default(value: Any) -> Any:
+    if _none_string(value) is None:
+        raise PydanticUseDefault()
+    return value
+
+
+# `null` (or blank, or 'None') means the default, as the reference fills it in (`if not cfg.x: cfg.x = ...`).
+NULL_IS_DEFAULT = BeforeValidator(_null_is_default)
 
 
 def _path_text(value: str | None) -> str | None:
@@ -152,40 +162,44 @@ class FreeSection(BaseModel):
 
 
 class General(Section):
-    project_name: str = "<unnamed>"
+    project_name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
     model_path: PathStr = None
-    display_figures: Bool = True
-    global_seed: Annotated[Optional[int], Field(ge=SEED_RANGE[0], le=SEED_RANGE[1]), BeforeValidator(_number)] = 123
+    display_figures: Annotated[Bool, NULL_IS_DEFAULT] = True
+    global_seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
     gpu_memory_limit: Annotated[Optional[Float], Field(gt=0), BeforeValidator(_none_string)] = None
-    num_threads_tflite: Annotated[Optional[int], Field(ge=1, le=1024), BeforeValidator(_number)] = 1
-    logs_dir: FolderStr = "logs"
-    saved_models_dir: FolderStr = "saved_models"
-    deterministic_ops: Bool = False
+    num_threads_tflite: Annotated[int, Field(ge=1, le=1024), BeforeValidator(_number), NULL_IS_DEFAULT] = 1
+    logs_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "logs"
+    saved_models_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "saved_models"
+    deterministic_ops: Annotated[Bool, NULL_IS_DEFAULT] = False
     model_type: OptStr = None
 
 
 class ModelSection(Section):
-    """v4 dialect `model:` section; its `model_path` is moved to `general.model_path`."""
+    """v4 dialect `model:` section: its `model_path` is moved to `general.model_path`; the rest describes a
+    model for the reference to build or train, which stquant ignores (with a note)."""
 
+    framework: Optional[Literal["tf"]] = None
     model_name: OptStr = None
     input_shape: Any = None
     pretrained: Any = None
+    pretrained_dataset: Any = None
     model_type: OptStr = None
+    depth: Any = None
 
 
 class Dataset(Section):
-    name: str = "<unnamed>"
-    class_names: Annotated[Optional[list[str]], AfterValidator(_distinct)] = None
+    name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
+    class_names: Annotated[Optional[list[str]], AfterValidator(_distinct), BeforeValidator(_none_string)] = None
     classes_file_path: PathStr = None
     training_path: PathStr = None
     validation_path: PathStr = None
     test_path: PathStr = None
     quantization_path: PathStr = None
     prediction_path: PathStr = None
-    validation_split: Annotated[FiniteFloat, Field(gt=0, lt=1), BeforeValidator(_number)] = 0.2
+    validation_split: Annotated[FiniteFloat, Field(gt=0, lt=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 0.2
     quantization_split: Split = None
-    check_image_files: Bool = False
-    seed: Seed = 123
+    check_image_files: Annotated[Bool, NULL_IS_DEFAULT] = False
+    seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
 
 
 class Rescaling(Section):
@@ -195,11 +209,11 @@ class Rescaling(Section):
 
 class Resizing(Section):
     aspect_ratio: Literal["fit", "crop", "padding", "full_screen"] = "fit"
-    interpolation: Interpolation = "bilinear"
+    interpolation: Annotated[Interpolation, NULL_IS_DEFAULT] = "bilinear"
 
 
 class Preprocessing(Section):
-    rescaling: Rescaling
+    rescaling: Optional[Rescaling] = None  # required by every mode stquant runs (engine.config_modes)
     resizing: Resizing = Resizing()
     color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
 
@@ -209,21 +223,21 @@ class Quantization(Section):
     quantization_type: QuantType = "PTQ"
     quantization_input_type: IOType = "float"
     quantization_output_type: IOType = "float"
-    granularity: Literal["per_channel", "per_tensor"] = "per_channel"
-    optimize: Bool = False
-    target_opset: Annotated[int, Field(ge=OPSET_RANGE[0], le=OPSET_RANGE[1]), BeforeValidator(_number)] = 17
-    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder)] = "quantized_models"
+    granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = "per_channel"
+    optimize: Annotated[Bool, NULL_IS_DEFAULT] = False
+    target_opset: Annotated[int, Field(ge=OPSET_MIN), BeforeValidator(_number), NULL_IS_DEFAULT] = 17
+    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder), NULL_IS_DEFAULT] = "quantized_models"
     extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = None
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     bias_correction: Bool = False
 
 
 class Evaluation(Section):
-    gen_npy_input: Bool = False
-    gen_npy_output: Bool = False
-    npy_in_name: str = "unknown_npy_input"
-    npy_out_name: str = "unknown_npy_output"
-    target: str = "host"
+    gen_npy_input: Annotated[Bool, NULL_IS_DEFAULT] = False
+    gen_npy_output: Annotated[Bool, NULL_IS_DEFAULT] = False
+    npy_in_name: Annotated[str, NULL_IS_DEFAULT] = "unknown_npy_input"
+    npy_out_name: Annotated[str, NULL_IS_DEFAULT] = "unknown_npy_output"
+    target: Annotated[str, NULL_IS_DEFAULT] = "host"
 
 
 class Benchmarking(Section):
@@ -245,7 +259,7 @@ class Tools(Section):
 
 
 class Mlflow(Section):
-    uri: FolderStr = "./experiments_outputs/mlruns"
+    uri: Annotated[FolderStr, NULL_IS_DEFAULT] = "./experiments_outputs/mlruns"
 
 
 def _run_dir_text(value: str) -> str:
@@ -265,17 +279,17 @@ class Hydra(FreeSection):
 class Config(Section):
     """A whole stquant / model zoo configuration."""
 
-    general: General = General()
+    general: Annotated[General, NULL_IS_DEFAULT] = General()
     model: Optional[ModelSection] = None
     operation_mode: Literal[MODES] = "quantization"  # type: ignore[valid-type]
-    dataset: Dataset = Dataset()
+    dataset: Annotated[Dataset, NULL_IS_DEFAULT] = Dataset()
     preprocessing: Optional[Preprocessing] = None
     quantization: Optional[Quantization] = None
-    evaluation: Evaluation = Evaluation()
-    benchmarking: Benchmarking = Benchmarking()
+    evaluation: Annotated[Evaluation, NULL_IS_DEFAULT] = Evaluation()
+    benchmarking: Annotated[Benchmarking, NULL_IS_DEFAULT] = Benchmarking()
     tools: Optional[Tools] = None
-    mlflow: Mlflow = Mlflow()
-    hydra: Hydra = Hydra()
+    mlflow: Annotated[Mlflow, NULL_IS_DEFAULT] = Mlflow()
+    hydra: Annotated[Hydra, NULL_IS_DEFAULT] = Hydra()
     data_augmentation: Optional[dict] = None
     custom_data_augmentation: Optional[dict] = None
     training: Optional[dict] = None
@@ -283,6 +297,12 @@ class Config(Section):
     deployment: Optional[dict] = None
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per group of v4 keys that were accepted but are ignored (`file:line: keys: ignored (why)`)."""
+        return self._notes
 
     @property
     def base_dir(self) -> Path:
@@ -368,6 +388,8 @@ def validate_field(key: str, value: Any) -> str | None:
         return "unknown key"
     if isinstance(value, str) and value.strip() == "" and _is_optional(annotation):
         return None
+    if _none_string(value) is None and _null_is_default_field(annotation):
+        return None
     try:
         TypeAdapter(annotation).validate_python(value)
     except ValidationError as exc:
@@ -410,19 +432,22 @@ def to_data(config: Config) -> dict:
 
 def _build(source: YamlSource, overrides) -> tuple[Config | None, list[Problem]]:
     problems: list[Problem] = []
-    data = _rename_v4_keys(_deep_copy(source.data), source, problems)
+    data = _deep_copy(source.data)
     overridden: dict[str, str] = {}
     for item in overrides:
         _apply_override(data, item, problems, overridden)
-    data = _expand_env(data, "", _Where(source, overridden), problems)
+    where = _Where(source, overridden)
+    data, found, notes = config_dialects.translate(data, source)
+    problems += [Problem(key, message, where(key)) for key, message in found]
+    data = _expand_env(data, "", where, problems)
     if problems:
         return None, problems
-    where = _Where(source, overridden)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         return None, [_problem(error, where) for error in exc.errors()]
-    problems = [Problem(key, message, where(key)) for key, message in _mode_requirements(config)]
+    config._notes = [f"{where(key)}: {text}" for key, text in notes]
+    problems = [Problem(key, message, where(key)) for key, message in mode_requirements(config)]
     return config, problems
 
 
@@ -450,26 +475,6 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
-
-
-def _rename_v4_keys(data: dict, source: YamlSource, problems: list[Problem]) -> dict:
-    """Accept the newer model zoo dialect where it only renames keys."""
-    model = data.get("model")
-    general = None
-    if isinstance(model, dict) and "model_path" in model:
-        general = data["general"] = data.get("general") or {}
-    if isinstance(general, dict):
-        if general.get("model_path") not in (None, model["model_path"]):
-            problems.append(Problem("model.model_path", "conflicts with general.model_path; keep only one",
-                                    source.where("model.model_path")))
-        general["model_path"] = model.pop("model_path")
-        source.lines.setdefault("general.model_path", source.lines.get("model.model_path", 0))
-    dataset = data.get("dataset")
-    if isinstance(dataset, dict) and "dataset_name" in dataset:
-        dataset.setdefault("name", dataset.pop("dataset_name"))
-        dataset.pop("dataset_name", None)
-        source.lines.setdefault("dataset.name", source.lines.get("dataset.dataset_name", 0))
-    return data
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -558,38 +563,6 @@ def mode_message(value: Any) -> str:
             f"(model zoo modes read but not run: {', '.join(READ_ONLY_MODES)})")
 
 
-def _mode_requirements(config: Config) -> list[tuple[str, str]]:
-    """What each operation mode needs beyond the schema (the reference's section rules)."""
-    mode = config.operation_mode
-    found: list[tuple[str, str]] = []
-    model_path = config.general.model_path
-    needs_model = mode in QUANTIZATION_MODES | EVALUATION_MODES | BENCHMARK_MODES and mode not in ("chain_tqeb", "chain_tqe")
-    if needs_model and not model_path:
-        found.append(("general.model_path", f"required for operation_mode {mode}"))
-    if model_path and re.match(r"https?://", model_path):
-        found.append(("general.model_path", "URLs are not supported; download the model and give its path"))
-    suffix = Path(model_path).suffix.lower() if model_path else ""
-    if model_path and mode in QUANTIZATION_MODES and suffix not in (".h5", ".keras", ".onnx"):
-        found.append(("general.model_path", f"operation_mode {mode} needs a .h5, .keras or .onnx model, got {Path(model_path).name!r}"))
-    elif model_path and suffix not in (".h5", ".keras", ".onnx", ".tflite"):
-        found.append(("general.model_path", f"expected a .h5, .keras, .onnx or .tflite model, got {Path(model_path).name!r}"))
-    if mode == "benchmarking" and suffix in (".h5", ".keras"):
-        found.append(("general.model_path", "benchmarking estimates the footprint of a .tflite or .onnx model; "
-                      "quantize the Keras model first (chain_qb does both)"))
-    if mode in QUANTIZATION_MODES:
-        if config.quantization is None:
-            found.append(("quantization", f"section required for operation_mode {mode}"))
-        elif config.quantization.quantizer == "TFlite_converter" and suffix == ".onnx":
-            found.append(("quantization.quantizer", "TFlite_converter cannot quantize an .onnx model; use Onnx_quantizer"))
-    if mode != "benchmarking" and mode in QUANTIZATION_MODES | EVALUATION_MODES and config.preprocessing is None:
-        found.append(("preprocessing", f"section required for operation_mode {mode}"))
-    if mode in EVALUATION_MODES:
-        ds = config.dataset
-        if not (ds.test_path or ds.validation_path or ds.training_path):
-            found.append(("dataset", f"operation_mode {mode} needs one of test_path, validation_path, training_path"))
-    return found
-
-
 def _full_annotation(model: type[BaseModel], name: str) -> Any:
     info = model.model_fields[name]
     if info.metadata:
@@ -617,6 +590,10 @@ def _find_literal(annotation: Any) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def _null_is_default_field(annotation: Any) -> bool:
+    return get_origin(annotation) is Annotated and any(m is NULL_IS_DEFAULT for m in get_args(annotation)[1:])
 
 
 def _is_optional(annotation: Any) -> bool:

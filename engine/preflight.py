@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import dataset
-from engine.config import EVALUATION_MODES, QUANTIZATION_MODES, RUNNABLE_MODES, Config, mode_message
+from engine.config import (
+    EVALUATION_MODES,
+    KERAS_MAX_OPSET,
+    QUANTIZATION_MODES,
+    RUNNABLE_MODES,
+    Config,
+    mode_message,
+)
 from engine.errors import ConfigError, InputError, StquantError, first_line
 from engine.model_info import ModelInfo, describe_model
 from engine.preprocess import ImageSpec
@@ -54,11 +61,29 @@ def prepare(config: Config) -> Plan:
                 f"preprocessing.color_mode: {config.preprocessing.color_mode} gives {spec.channels} channel(s) "
                 f"but the model {model_path.name} expects {model.channels}"
             )
+    if config.quantization is not None and mode in QUANTIZATION_MODES:
+        _check_opset(config.quantization, model)
     plan = Plan(model_path=model_path, model=model, spec=spec, class_names=None)
+    plan.warnings.extend(config.notes)
     plan.warnings.extend(unused_key_warnings(config))
     _scan_datasets(config, plan)
     plan.warnings[:] = list(dict.fromkeys(plan.warnings))
     return plan
+
+
+def _check_opset(settings, model: ModelInfo) -> None:
+    """ConfigError if the ONNX quantizer would have to convert the model to an opset no converter reaches."""
+    if settings.quantizer != "Onnx_quantizer":
+        return
+    if model.format == "onnx":
+        import onnx
+
+        highest, converter = onnx.defs.onnx_opset_version(), f"onnx {onnx.__version__}"
+    else:
+        highest, converter = KERAS_MAX_OPSET, "tf2onnx (Keras to ONNX)"
+    if settings.target_opset > highest:
+        raise ConfigError(f"quantization.target_opset: {settings.target_opset} is above {highest}, the highest "
+                          f"opset {converter} converts to")
 
 
 def _check_readable_file(path: Path, key: str, what: str) -> None:

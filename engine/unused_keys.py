@@ -1,7 +1,8 @@
 """Keys stquant accepts (model zoo compatibility) but does not act on, for one warning line each.
 
 A key is reported only when the config gives it a value other than its default, so a model zoo file
-that spells out every default stays quiet. Some keys are only ignored in some modes (the ONNX
+that spells out every default stays quiet. (The v4 dialect's ignored keys, such as `model.model_name`,
+are noted by `engine.config_dialects` as `Config.notes`.) Some keys are only ignored in some modes (the ONNX
 options with the TFLite converter, a dataset folder the mode does not read, ...).
 """
 
@@ -25,10 +26,6 @@ IGNORED = {
     "general.saved_models_dir": TRAINING_ONLY,
     "general.deterministic_ops": TRAINING_ONLY,
     "general.model_type": "the model is described by the file of general.model_path",
-    "model.model_name": "the model is the file of general.model_path",
-    "model.input_shape": "the input shape is read from the model file",
-    "model.pretrained": TRAINING_ONLY,
-    "model.model_type": "the model is described by the file of general.model_path",
     "dataset.classes_file_path": "class names come from dataset.class_names or the class folders",
     "dataset.check_image_files": "unreadable images are always skipped with a warning naming them",
     "evaluation.gen_npy_input": NO_NPY,

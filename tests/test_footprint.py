@@ -1,6 +1,11 @@
-"""Footprint estimator: exact counts on small real models, the planner on hand-built graphs, and
-the published STM32Cube.AI figures on the model zoo's MobileNetV2."""
+"""Footprint estimator: exact counts on small real models, the planner on hand-built graphs, the
+board fit, and the published STM32Cube.AI 10 figures (activation RAM, STM32H747I-DISCO and
+STM32F769I-DISCO times) of the shared model-zoo files."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +16,13 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.boards import BOARDS, board_fit
 from engine.errors import InputError
 from engine.footprint import estimate_footprint
-from engine.footprint_graph import Graph, Op, Role, Tensor
-from engine.memory_planner import plan_activations
+from engine.footprint.graph import Graph, Op, Role, Tensor
+from engine.footprint.memory_planner import plan_activations
+from engine.footprint.timing import CYCLES
+from tests.conftest import ASSETS, ROOT
 
 KEYS = ["weights_flash_kib", "activation_ram_kib", "macc", "params", "float_weights_kib",
-        "float_activation_ram_kib", "layers"]
+        "float_activation_ram_kib", "cycles_m7", "estimated_inference_ms", "layers"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +93,7 @@ def test_planner_greedy_first_fit_like_tflm():
     offsets = {b.tensors[0]: b.offset for b in plan.buffers}
     assert offsets == dict(d=0, a=0, b=3, c=5, e=4)
     assert plan.arena_bytes == 7
-    assert plan.live_bytes == [5, 4, 6, 5]
+    assert plan.live_bytes == [5, 7, 7, 5]  # highest end among the buffers alive at each step
 
 
 def test_planner_folds_padding_and_works_in_place():
@@ -132,10 +139,86 @@ def test_unreadable_models_are_input_errors(tmp_path):
 def test_board_fit(tiny_int8_tflite):
     fp = estimate_footprint(tiny_int8_tflite)
     assert board_fit("NO-SUCH-BOARD", fp) is None
-    fit = board_fit("NUCLEO-F401RE", fp)
-    assert fit == {"board": "NUCLEO-F401RE", "flash_kib": 512, "ram_kib": 96,
-                   "weights_fit": True, "activations_fit": True}
+    fit = board_fit("nucleo-f401re", fp)
+    cycles = fp.cycles_m7
+    assert fit == {
+        "board": "NUCLEO-F401RE", "mcu": "STM32F401RET6", "core": "Cortex-M4", "mhz": 84,
+        "flash_kib": 512, "ram_kib": 96, "weights_fit": True, "activations_fit": True,
+        "flash_headroom_kib": round(512 - 0.19, 2), "flash_headroom_pct": round(100 * (512 - 0.19) / 512, 1),
+        "ram_headroom_kib": 95.5, "ram_headroom_pct": round(100 * 95.5 / 96, 1),
+        "estimated_inference_ms": round(cycles * 1.87 / 84_000, 2),
+    }
     assert len(BOARDS) == 12
+    assert board_fit("STM32N6570-DK", fp)["estimated_inference_ms"] is None  # NPU: not modelled
+
+
+def test_cycles_follow_the_op_kinds(tiny_int8_tflite):
+    fp = estimate_footprint(tiny_int8_tflite, board="STM32H747I-DISCO")
+    conv, depthwise, mean, dense = fp.layers
+    assert conv.cycles == round(CYCLES["conv"] * 6912)
+    assert depthwise.cycles == round(CYCLES["depthwise"] * 2304)
+    assert mean.cycles == round(CYCLES["reduce"] * 256)  # per input element
+    assert dense.cycles == round(CYCLES["dense"] * 8)
+    assert fp.cycles_m7 == sum(layer.cycles for layer in fp.layers)
+    assert sum(layer.time_share_pct for layer in fp.layers) == pytest.approx(100, abs=0.05)
+    assert fp.estimated_inference_ms == round(fp.cycles_m7 / 400_000, 2)
+    assert estimate_footprint(tiny_int8_tflite).estimated_inference_ms is None
+
+
+def test_cli_footprint_json_with_board(tiny_int8_tflite):
+    proc = subprocess.run([sys.executable, "-m", "engine", "footprint", str(tiny_int8_tflite), "--board",
+                           "STM32F769I-DISCO", "--json"], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    data = json.loads(proc.stdout)
+    assert data["estimated_inference_ms"] == data["board_fit"]["estimated_inference_ms"] > 0
+    assert data["board_fit"]["ram_headroom_kib"] == round(528 - data["activation_ram_kib"], 2)
+    assert {"cycles", "time_share_pct"} <= set(data["layers"][0])
+
+
+# Published STM32Cube.AI figures (reference_figures.tsv; the tutorial model's in its own folder):
+# activation RAM KiB (10.0; ResNet v1 8: 7.3, the only one published) and STM32H747I-DISCO ms.
+PUBLISHED = {
+    "cubeai_reference/mobilenet_v1_0.25_224_fft_int8.tflite": (272.96, 163.78),
+    "cubeai_reference/fdmobilenet_0.25_128_tfs_int8.tflite": (56.16, 17.73),
+    "cubeai_reference/squeezenetv1.1_128_tfs_int8.tflite": (271.84, 216.67),
+    "cubeai_reference/resnet_v1_8_32_int8.tflite": (55.28, 37.91),
+    "cubeai_reference/st_efficientnet_lc_v1_128_tfs_int8.tflite": (166.78, 144.96),
+    "flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_int8.tflite": (237.32, 94.34),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_footprints() -> dict:
+    models = ASSETS / "models"
+    if not models.exists():
+        pytest.skip(f"real model-zoo assets not found at {models} (see ../shared/assets/README.md)")
+    return {rel: estimate_footprint(models / rel, board="STM32H747I-DISCO") for rel in PUBLISHED}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rel", PUBLISHED)
+def test_reference_files_against_published_figures(reference_footprints, rel):
+    ram, ms = PUBLISHED[rel]
+    fp = reference_footprints[rel]
+    assert fp.activation_ram_kib == pytest.approx(ram, rel=0.14)
+    assert fp.estimated_inference_ms == pytest.approx(ms, rel=0.15)
+
+
+@pytest.mark.slow
+def test_reference_set_errors_on_average(reference_footprints):
+    ram = [abs(fp.activation_ram_kib / PUBLISHED[rel][0] - 1) for rel, fp in reference_footprints.items()]
+    ms = [abs(fp.estimated_inference_ms / PUBLISHED[rel][1] - 1) for rel, fp in reference_footprints.items()]
+    assert sum(ram) / len(ram) < 0.065
+    assert sum(ms) / len(ms) < 0.11
+    assert sum(r < 0.05 for r in ram) >= 3
+
+
+@pytest.mark.slow
+def test_core_and_clock_scaling_on_f769(assets):
+    # the same EfficientNet on a 216 MHz Cortex-M7 board: 259.5 ms published (144.96 ms at 400 MHz)
+    fp = estimate_footprint(assets / "models/cubeai_reference/st_efficientnet_lc_v1_128_tfs_int8.tflite",
+                            board="STM32F769I-DISCO")
+    assert fp.estimated_inference_ms == pytest.approx(259.5, rel=0.15)
 
 
 @pytest.mark.slow
@@ -146,6 +229,7 @@ def test_st_flowers_tflite_matches_published_stm32cubeai_figures(flowers_st_tfli
     assert fp.float_weights_kib > 3.5 * fp.weights_flash_kib
     fit = board_fit("NUCLEO-F401RE", fp)
     assert fit["weights_fit"] and not fit["activations_fit"]  # 512 KiB flash, 96 KiB RAM
+    assert fit["ram_headroom_kib"] < 0 and fit["ram_headroom_pct"] < 0
     assert board_fit("STM32H747I-DISCO", fp)["activations_fit"]
 
 
@@ -169,5 +253,6 @@ def test_qdq_onnx_is_comparable_to_tflite(flowers_onnx, flowers_st_tflite, tmp_p
     assert onnx_fp.weights_flash_kib == pytest.approx(tflite_fp.weights_flash_kib, rel=0.1)
     assert onnx_fp.activation_ram_kib == pytest.approx(tflite_fp.activation_ram_kib, rel=0.1)
     assert onnx_fp.macc == pytest.approx(tflite_fp.macc, rel=0.1)
+    assert onnx_fp.cycles_m7 == pytest.approx(tflite_fp.cycles_m7, rel=0.02)  # NCHW Conv(group) = depthwise
     assert float_fp.activation_ram_kib == pytest.approx(4 * onnx_fp.activation_ram_kib, rel=0.05)
     assert float_fp.weights_flash_kib == onnx_fp.float_weights_kib

@@ -52,7 +52,7 @@ def data(tmp_path) -> Path:
     ("dataset.seed=-1", 2, ["override 'dataset.seed=-1': dataset.seed: Input should be greater than or equal to 0"]),
     ("general.global_seed=4294967296", 2, ["general.global_seed: Input should be less than or equal to 4294967295"]),
     ("general.num_threads_tflite=0", 2, ["general.num_threads_tflite"]),
-    ("quantization.target_opset=99", 2, ["quantization.target_opset: Input should be less than or equal to 18"]),
+    ("quantization.target_opset=12", 2, ["quantization.target_opset: Input should be greater than or equal to 13"]),
     ("preprocessing.rescaling.scale=(1e300)**2", 2, ["preprocessing.rescaling.scale: number too large"]),
     ("preprocessing.rescaling.scale=.inf", 2, ["preprocessing.rescaling.scale: Input should be a finite number"]),
     ("operation_mode=chain_eq", 2, ["operation_mode: 'chain_eq' is not an operation mode; did you mean chain_eqe?"]),
@@ -61,6 +61,12 @@ def data(tmp_path) -> Path:
 ])
 def test_bad_values_exit_2_naming_the_key(override, code, fragments):
     one_line(*validate(str(SAMPLE), override), code, *fragments)
+
+
+def test_opset_beyond_the_converter_exits_2():
+    one_line(*validate(str(SAMPLE), "quantization.quantizer=Onnx_quantizer", "quantization.target_opset=19"), 2,
+             "quantization.target_opset: 19 is above 18, the highest opset tf2onnx (Keras to ONNX) converts to")
+    assert validate(str(SAMPLE), "quantization.quantizer=Onnx_quantizer", "quantization.target_opset=18")[0] == 0
 
 
 def test_paths_of_the_wrong_kind_exit_3_naming_the_key(tmp_path, data):

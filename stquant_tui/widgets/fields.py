@@ -154,8 +154,13 @@ class FieldRow(Vertical):
 
     def validate(self, value: Any) -> str | None:
         if value is None:  # empty: not written, so the schema default applies (unless it has none)
-            return "required" if is_required(self.key) else None
+            return "required" if is_required(self.key) and self._section_written() else None
         return schema.validate_field(self.key, value)
+
+    def _section_written(self) -> bool:
+        """Whether the key's section is in the draft: a section itself is required by mode, not by its keys."""
+        section = self.key.rpartition(".")[0]
+        return not section or self.app.draft.get(section) is not None
 
     def set_error(self, message: str | None) -> None:
         """Show a message from a step or whole-config check."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from ai_edge_litert import schema_py_generated as schema
 
 from engine.errors import InputError
-from engine.footprint_graph import Graph, Op, Role, Tensor, elements
+from engine.footprint.graph import Graph, Op, Role, Tensor, Window, elements, same_pad_top
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _ITEMSIZE = {
@@ -83,6 +83,20 @@ def _macc(kind: str, op: schema.OperatorT, shapes: list[tuple[int, ...]], out: t
     return out_n
 
 
+def _window(kind: str, op: schema.OperatorT, shapes: list[tuple[int, ...]], out: tuple[int, ...]) -> Window | None:
+    """Kernel height, stride and top padding of a 2-D convolution or pooling (NHWC)."""
+    if kind not in ABSORB_PADDING or len(shapes[0]) != 4 or len(out) != 4:
+        return None
+    opts = op.builtinOptions
+    if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        kernel = opts.filterHeight
+    else:
+        kernel = (shapes[1][1] - 1) * max(opts.dilationHFactor, 1) + 1
+    stride = max(opts.strideH, 1)
+    pad = same_pad_top(shapes[0][1], out[1], kernel, stride) if opts.padding == schema.Padding.SAME else 0
+    return Window(kernel, stride, pad, depthwise=kind == "DEPTHWISE_CONV_2D")
+
+
 def _role(kind: str) -> Role:
     if kind in VIEWS:
         return Role.VIEW
@@ -125,7 +139,8 @@ def read_tflite(path: Path) -> Graph:
         name = subgraph.tensors[int(op.outputs[0])].name.decode(errors="replace") if outs else kind
         ops.append(Op(
             kind=kind, name=name.split(";")[-1], inputs=act_in, outputs=outs, role=_role(kind),
-            absorbs_padding=kind in ABSORB_PADDING, macc=_macc(kind, op, shapes, out_shape),
+            absorbs_padding=kind in ABSORB_PADDING, window=_window(kind, op, shapes, out_shape),
+            macc=_macc(kind, op, shapes, out_shape),
             params=params, weight_bytes=weight_bytes,
         ))
     graph_inputs = [activation(int(i)) for i in subgraph.inputs]

@@ -44,6 +44,17 @@ class Tensor:
         return self.elements * FLOAT_ITEMSIZE
 
 
+@dataclass(frozen=True)
+class Window:
+    """Vertical geometry of a sliding-window op (convolution, pooling): what the planner needs to
+    know which input rows are still to be read once an output row is written."""
+
+    kernel: int  # effective kernel height (dilation included)
+    stride: int
+    pad_top: int
+    depthwise: bool = False
+
+
 @dataclass
 class Op:
     """One layer: activation inputs/outputs by tensor name, its MACC and its constant weights."""
@@ -54,6 +65,7 @@ class Op:
     outputs: list[str]
     role: Role = Role.COMPUTE
     absorbs_padding: bool = False  # a convolution/pooling whose kernel can apply zero padding itself
+    window: Window | None = None  # sliding-window ops: rows of input read per row of output
     macc: int = 0
     params: int = 0
     weight_bytes: int = 0
@@ -67,6 +79,7 @@ class Graph:
     tensors: dict[str, Tensor]
     inputs: list[str]
     outputs: list[str]
+    height_axis: int = 1  # 1: NHWC (TFLite), 2: NCHW (ONNX); rows are slices along this axis
     consumers: dict[str, list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +87,16 @@ class Graph:
         for index, op in enumerate(self.ops):
             for name in op.inputs:
                 self.consumers.setdefault(name, []).append(index)
+
+
+def same_pad_top(in_size: int, out_size: int, kernel: int, stride: int) -> int:
+    """Top (or left) padding of TensorFlow/ONNX SAME_UPPER padding: the smaller half."""
+    return max((out_size - 1) * stride + kernel - in_size, 0) // 2
+
+
+def same_pad_top(in_size: int, out_size: int, kernel: int, stride: int) -> int:
+    """Top (or left) padding of TensorFlow/ONNX SAME_UPPER padding: the smaller half."""
+    return max((out_size - 1) * stride + kernel - in_size, 0) // 2
 
 
 def elements(shape: tuple[int, ...] | list[int]) -> int:

@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.errors import EngineError, InputError, first_line
-from engine.footprint_graph import Graph, Op, Role, Tensor, elements
+from engine.footprint.graph import Graph, Op, Role, Tensor, Window, elements, same_pad_top
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
@@ -152,6 +152,22 @@ class _Reader:
             return elements(self.tensors[ins[0]].shape)
         return 0 if kind in VIEWS or kind in PADS else out_n
 
+    def _window(self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list) -> Window | None:
+        """Kernel height, stride and top padding of a 2-D Conv or pooling (NCHW)."""
+        if node.op_type not in ABSORB_PADDING or not ins or len(out) != 4:
+            return None
+        kernel_shape = _attr(node, "kernel_shape") or (consts[0][2:] if consts else None)
+        if not kernel_shape or len(kernel_shape) != 2:
+            return None
+        kernel = (kernel_shape[0] - 1) * (_attr(node, "dilations") or [1])[0] + 1
+        stride = (_attr(node, "strides") or [1])[0]
+        auto_pad = _attr(node, "auto_pad", b"NOTSET")
+        if auto_pad in (b"SAME_UPPER", b"SAME_LOWER"):
+            pad = same_pad_top(self.tensors[ins[0]].shape[2], out[2], kernel, stride)
+        else:
+            pad = (_attr(node, "pads") or [0])[0]
+        return Window(kernel, stride, pad, depthwise=(_attr(node, "group") or 1) > 1)
+
     def read(self) -> Graph:
         inputs = [self.activation(name) for name in self.graph_inputs]
         for node in self.graph.node:
@@ -167,10 +183,11 @@ class _Reader:
             self.ops.append(Op(
                 kind=kind, name=node.name or (node.output[0] if node.output else kind), inputs=act_in,
                 outputs=outs, role=role, absorbs_padding=kind in ABSORB_PADDING,
+                window=self._window(node, act_in, out_shape, consts),
                 macc=self._macc(node, act_in, out_shape, consts), params=params, weight_bytes=weight_bytes,
             ))
         outputs = [self.resolve(name) for name in self.graph_outputs]
-        return Graph(self.ops, self.tensors, inputs, outputs)
+        return Graph(self.ops, self.tensors, inputs, outputs, height_axis=2)
 
 
 def read_onnx(path: Path) -> Graph:

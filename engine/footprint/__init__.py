@@ -1,19 +1,23 @@
-"""Flash, RAM and MACC of an int8 (or float) .tflite / QDQ .onnx, as STM32Cube.AI reports them.
+"""Flash, RAM, MACC and inference time of an int8 (or float) .tflite / QDQ .onnx, as STM32Cube.AI
+10 reports them.
 
 Weights flash: the constant weights as stored (int8 kernels + int32 biases for an int8 model,
 float32 for a float model); per-channel scales/zero points are not counted, as in X-CUBE-AI's
 "weights (ro)". Float figures use 4 bytes per parameter.
 
-Activation RAM: one arena holding every activation, inputs and outputs included (the model zoo's
-`--allocate-inputs --allocate-outputs`), planned by `engine.memory_planner`: PADs folded into the
-convolution/pooling that reads them, reshapes aliased, element-wise ops in place over an input that
-dies there, then TFLM-style greedy packing by lifetime (largest first, first fitting gap). Float
-figures replan the same graph at 4 bytes per activation element. Kernel scratch buffers are not
-modelled, so small models whose first convolution needs a large im2col scratch may read low.
+Activation RAM: one arena holding every activation, inputs and outputs included (STM32Cube.AI's
+default, the model zoo's `--allocate-inputs --allocate-outputs`), planned by
+`engine.footprint.memory_planner`: PADs folded into the convolution/pooling that reads them,
+reshapes aliased, element-wise ops in place, shrinking convolutions and poolings writing their
+output over the input rows they no longer need, then greedy packing by lifetime. Float figures
+replan the same graph at 4 bytes per activation element.
 
 MACC (X-CUBE-AI convention): convolution = out_h*out_w*out_c*k_h*k_w*in_c/groups; dense = in*out;
 pooling = output size * window size; global pooling/mean = input size; reshape and pad = 0; every
 other op (element-wise, activation, softmax, (de)quantize) = its output size.
+
+Inference time: `engine.footprint.timing`'s per-op-kind cycle model (Cortex-M7 cycles per layer),
+scaled to a board's core and clock (`engine.boards`), for the int8 deployment of the graph.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.footprint_graph import Graph, Tensor
-from engine.memory_planner import plan_activations
+from engine.footprint.graph import Graph, Tensor
+from engine.footprint.memory_planner import plan_activations
+from engine.footprint.timing import inference_ms, layer_cycles
 from engine.models import check_model_file
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,8 @@ KIB = 1024
 
 @dataclass(frozen=True)
 class LayerFootprint:
-    """One op: its MACC, the weight bytes it reads and the activation bytes live while it runs."""
+    """One op: its MACC, the weight bytes it reads, the activation arena it needs (bytes up to the
+    highest buffer alive while it runs), its estimated Cortex-M7 cycles and their share."""
 
     op: str
     name: str
@@ -42,11 +48,17 @@ class LayerFootprint:
     macc: int
     weight_bytes: int
     live_activation_bytes: int
+    cycles: int
+    time_share_pct: float
 
 
 @dataclass(frozen=True)
 class Footprint:
-    """Whole-model figures (KiB rounded to 2 decimals like the X-CUBE-AI report) and per-layer rows."""
+    """Whole-model figures (KiB rounded to 2 decimals like the X-CUBE-AI report) and per-layer rows.
+
+    `cycles_m7` is the board-independent estimate (Cortex-M7 cycles); `estimated_inference_ms`
+    is the time on the board given to `estimate_footprint` (None without one, or for a core the
+    timing model does not cover)."""
 
     weights_flash_kib: float
     activation_ram_kib: float
@@ -54,6 +66,8 @@ class Footprint:
     params: int
     float_weights_kib: float
     float_activation_ram_kib: float
+    cycles_m7: int
+    estimated_inference_ms: float | None
     layers: list[LayerFootprint]
 
     def to_dict(self) -> dict:
@@ -75,15 +89,21 @@ class Footprint:
             + saving(self.activation_ram_kib, self.float_activation_ram_kib),
             f"MACC            {self.macc / 1e6:10.3f} M",
             f"Params          {self.params:10d}",
+            f"Cortex-M7 cycles{self.cycles_m7 / 1e6:10.2f} M (estimate)"
+            + (f", {self.estimated_inference_ms:.2f} ms on the board" if self.estimated_inference_ms is not None else ""),
+            "(STM32Cube.AI 10 conventions: inputs and outputs inside the activation buffer)",
             "",
-            f"{'#':>3}  {'op':<18} {'output':<16} {'MACC':>11} {'weights B':>10} {'live KiB':>9}  name",
+            f"{'#':>3}  {'op':<18} {'output':<16} {'MACC':>11} {'weights B':>10} {'arena KiB':>9} {'time %':>6}  name",
         ]
+        peak = max(self.layers, key=lambda layer: layer.live_activation_bytes, default=None)
         for index, layer in enumerate(self.layers):
             shape = "x".join(str(d) for d in layer.output_shape)
+            mark = "*" if layer is peak else " "
             lines.append(
-                f"{index:>3}  {layer.op[:18]:<18} {shape[:16]:<16} {layer.macc:>11} "
-                f"{layer.weight_bytes:>10} {layer.live_activation_bytes / KIB:>9.2f}  {layer.name[:48]}"
+                f"{index:>3}  {layer.op[:18]:<18} {shape[:16]:<16} {layer.macc:>11} {layer.weight_bytes:>10} "
+                f"{layer.live_activation_bytes / KIB:>8.2f}{mark} {layer.time_share_pct:>6.1f}  {layer.name[:48]}"
             )
+        lines.append("* sets the activation RAM peak")
         return "\n".join(lines)
 
 
@@ -93,10 +113,10 @@ def _read_graph(model_path: Path) -> Graph:
         raise InputError(f"footprint needs a .tflite or .onnx model: {model_path}")
     check_model_file(model_path)
     if suffix == ".tflite":
-        from engine.footprint_tflite import read_tflite
+        from engine.footprint.tflite import read_tflite
 
         return read_tflite(model_path)
-    from engine.footprint_onnx import read_onnx
+    from engine.footprint.onnx import read_onnx
 
     return read_onnx(model_path)
 
@@ -105,13 +125,25 @@ def _kib(nbytes: int) -> float:
     return round(nbytes / KIB, 2)
 
 
-def estimate_footprint(model_path: Path) -> Footprint:
-    """Estimate weights flash, activation RAM and MACC of a .tflite or .onnx model."""
+def _board_ms(board: str | None, cycles: int) -> float | None:
+    if not board:
+        return None
+    from engine.boards import BOARDS
+
+    spec = next((b for b in BOARDS.values() if b.name.lower() == board.lower()), None)
+    return inference_ms(cycles, spec.core, spec.mhz) if spec else None
+
+
+def estimate_footprint(model_path: Path, board: str | None = None) -> Footprint:
+    """Estimate weights flash, activation RAM, MACC and (with a known `board`) the inference time
+    of a .tflite or .onnx model."""
     model_path = Path(model_path)
     graph = _read_graph(model_path)
     plan = plan_activations(graph, lambda t: t.nbytes)
     float_plan = plan_activations(graph, lambda t: t.float_nbytes)
     params = sum(op.params for op in graph.ops)
+    cycles = layer_cycles(graph)
+    total_cycles = sum(cycles)
     empty = Tensor("", (), 0)
     layers = [
         LayerFootprint(
@@ -121,6 +153,8 @@ def estimate_footprint(model_path: Path) -> Footprint:
             macc=op.macc,
             weight_bytes=op.weight_bytes,
             live_activation_bytes=plan.live_bytes[index],
+            cycles=cycles[index],
+            time_share_pct=round(100 * cycles[index] / total_cycles, 2) if total_cycles else 0.0,
         )
         for index, op in enumerate(graph.ops)
     ]
@@ -131,6 +165,8 @@ def estimate_footprint(model_path: Path) -> Footprint:
         params=params,
         float_weights_kib=_kib(params * 4),
         float_activation_ram_kib=_kib(float_plan.arena_bytes),
+        cycles_m7=total_cycles,
+        estimated_inference_ms=_board_ms(board, total_cycles),
         layers=layers,
     )
     log.debug("footprint of %s: %s KiB weights, %s KiB activations", model_path,
