@@ -296,3 +296,11 @@ def test_model_path_outcomes(tmp_path):
         config = load_config(_config(tmp_path), [f"general.model_path={value}"])
         with pytest.raises(error, match=message):
             prepare(config)
+
+
+def test_dialect_notes_are_plan_warnings(tmp_path):
+    _dataset(tmp_path / "data", empty=(), extra=())
+    (tmp_path / "data" / "digit_0" / "notes.txt").unlink()
+    config = load_config(_config(tmp_path, model__model_name="mobilenet_v2", model__input_shape=[32, 32, 3]))
+    assert prepare(config).warnings == config.notes and len(config.notes) == 1
+    assert "model.model_name, model.input_shape: ignored" in config.notes[0]
