@@ -132,7 +132,6 @@ def _canonical(choices: tuple[str, ...]):
 
 
 Float = Annotated[FiniteFloat, BeforeValidator(_number)]
-Int = Annotated[int, BeforeValidator(_number)]
 Seed = Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1]), BeforeValidator(_number)]
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 OptStr = Annotated[Optional[str], BeforeValidator(_none_string)]

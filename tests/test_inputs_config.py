@@ -15,7 +15,6 @@ from engine.config import (
     READ_ONLY_MODES,
     RUNNABLE_MODES,
     load_config,
-    load_config_text,
     validate_field,
 )
 from engine.errors import ConfigError, InputError
