@@ -166,7 +166,7 @@ class General(Section):
     display_figures: Annotated[Bool, NULL_IS_DEFAULT] = True
     global_seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
     gpu_memory_limit: Annotated[Optional[Float], Field(gt=0), BeforeValidator(_none_string)] = None
-    num_threads_tflite: Annotated[int, Field(ge=1, le=1024), BeforeValidator(_number), NULL_IS_DEFAULT] = 1
+    num_threads_tflite: Annotated[int, Field(ge=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 1
     logs_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "logs"
     saved_models_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "saved_models"
     deterministic_ops: Annotated[Bool, NULL_IS_DEFAULT] = False
