@@ -19,10 +19,12 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    FiniteFloat,
     PrivateAttr,
     TypeAdapter,
     ValidationError,
@@ -39,9 +41,14 @@ from engine.config_modes import (  # noqa: F401  (re-exported: the modes are par
     mode_requirements,
 )
 from engine.errors import ConfigError
-from engine.yaml_source import YamlSource, parse_yaml, read_yaml
+from engine.yaml_source import YamlSource, parse_value, parse_yaml, read_yaml
 
+READ_ONLY_MODES = tuple(mode for mode in MODES if mode not in RUNNABLE_MODES)
 DEFAULT_RUN_DIR = "./experiments_outputs/${now:%Y_%m_%d_%H_%M_%S}"
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's RandomState (the reference's shuffle) and set_random_seed accept
+OPSET_MIN = 13  # per-channel QDQ needs opset 13 in ONNX Runtime (the upper bound depends on the model: preflight)
+KERAS_MAX_OPSET = 18  # the highest opset tf2onnx converts Keras models to
+PATH_MAX_BYTES, NAME_MAX_BYTES = 4095, 255  # Linux PATH_MAX - 1 and NAME_MAX
 
 # ---------------------------------------------------------------- value coercion (reference-compatible)
 
@@ -70,6 +77,43 @@ def _null_is_default(value: Any) -> Any:
 NULL_IS_DEFAULT = BeforeValidator(_null_is_default)
 
 
+def _path_text(value: str | None) -> str | None:
+    """A path the operating system can take: no NUL, encodable, no name over 255 bytes, at most 4095 bytes."""
+    if value is None:
+        return None
+    if "\0" in value:
+        raise ValueError("contains a NUL character; not a valid path")
+    if value.startswith("~") and os.path.expanduser(value) == value and value != "~":
+        user = value[1:].split("/", 1)[0]
+        raise ValueError(f"no user named {user[:40]!r} on this computer (for {value[:40].split('/')[0]!r})")
+    try:
+        raw = os.fsencode(os.path.expanduser(value))
+    except (UnicodeError, KeyError, RuntimeError):
+        raise ValueError("contains characters that cannot be part of a file name (invalid Unicode)") from None
+    if len(raw) > PATH_MAX_BYTES:
+        raise ValueError(f"path too long ({len(raw)} bytes; the system allows {PATH_MAX_BYTES})")
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX_BYTES:
+        raise ValueError(f"a file or folder name in this path is too long ({len(longest)} bytes; "
+                         f"the system allows {NAME_MAX_BYTES})")
+    return value
+
+
+def _inside_run_folder(value: str) -> str:
+    """`quantization.export_dir` names a folder inside the run folder, so a run never writes over older files."""
+    if os.path.isabs(os.path.expanduser(value)) or ".." in Path(value).parts:
+        raise ValueError(f"{value[:60]!r} must be a folder inside the run folder (relative, without '..')")
+    return value
+
+
+def _distinct(names: list[str] | None) -> list[str] | None:
+    if names:
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class {', '.join(map(repr, repeated))} listed more than once")
+    return names
+
+
 def _boolean(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
@@ -87,11 +131,13 @@ def _canonical(choices: tuple[str, ...]):
     return pick
 
 
-Float = Annotated[float, BeforeValidator(_number)]
-Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[FiniteFloat, BeforeValidator(_number)]
+Seed = Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1]), BeforeValidator(_number)]
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 OptStr = Annotated[Optional[str], BeforeValidator(_none_string)]
-Split = Annotated[Optional[float], Field(gt=0, le=1), BeforeValidator(_number)]
+PathStr = Annotated[Optional[str], AfterValidator(_path_text), BeforeValidator(_none_string)]
+FolderStr = Annotated[str, AfterValidator(_path_text)]
+Split = Annotated[Optional[FiniteFloat], Field(gt=0, le=1), BeforeValidator(_number)]
 QUANTIZERS = ("TFlite_converter", "Onnx_quantizer")
 Quantizer = Annotated[Literal["TFlite_converter", "Onnx_quantizer"], BeforeValidator(_canonical(QUANTIZERS))]
 QuantType = Annotated[Literal["PTQ"], BeforeValidator(_canonical(("PTQ",)))]
@@ -116,13 +162,13 @@ class FreeSection(BaseModel):
 
 class General(Section):
     project_name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
-    model_path: OptStr = None
+    model_path: PathStr = None
     display_figures: Annotated[Bool, NULL_IS_DEFAULT] = True
-    global_seed: Annotated[int, BeforeValidator(_number), NULL_IS_DEFAULT] = 123
-    gpu_memory_limit: Annotated[Optional[Float], BeforeValidator(_none_string)] = None
-    num_threads_tflite: Annotated[int, BeforeValidator(_number), NULL_IS_DEFAULT] = 1
-    logs_dir: Annotated[str, NULL_IS_DEFAULT] = "logs"
-    saved_models_dir: Annotated[str, NULL_IS_DEFAULT] = "saved_models"
+    global_seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
+    gpu_memory_limit: Annotated[Optional[Float], Field(gt=0), BeforeValidator(_none_string)] = None
+    num_threads_tflite: Annotated[int, Field(ge=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 1
+    logs_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "logs"
+    saved_models_dir: Annotated[FolderStr, NULL_IS_DEFAULT] = "saved_models"
     deterministic_ops: Annotated[Bool, NULL_IS_DEFAULT] = False
     model_type: OptStr = None
 
@@ -142,17 +188,17 @@ class ModelSection(Section):
 
 class Dataset(Section):
     name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
-    class_names: Annotated[Optional[list[str]], BeforeValidator(_none_string)] = None
-    classes_file_path: OptStr = None
-    training_path: OptStr = None
-    validation_path: OptStr = None
-    test_path: OptStr = None
-    quantization_path: OptStr = None
-    prediction_path: OptStr = None
-    validation_split: Annotated[float, Field(gt=0, lt=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 0.2
+    class_names: Annotated[Optional[list[str]], AfterValidator(_distinct), BeforeValidator(_none_string)] = None
+    classes_file_path: PathStr = None
+    training_path: PathStr = None
+    validation_path: PathStr = None
+    test_path: PathStr = None
+    quantization_path: PathStr = None
+    prediction_path: PathStr = None
+    validation_split: Annotated[FiniteFloat, Field(gt=0, lt=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 0.2
     quantization_split: Split = None
     check_image_files: Annotated[Bool, NULL_IS_DEFAULT] = False
-    seed: Annotated[Int, NULL_IS_DEFAULT] = 123
+    seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
 
 
 class Rescaling(Section):
@@ -178,8 +224,8 @@ class Quantization(Section):
     quantization_output_type: IOType = "float"
     granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = "per_channel"
     optimize: Annotated[Bool, NULL_IS_DEFAULT] = False
-    target_opset: Annotated[Int, NULL_IS_DEFAULT] = 17
-    export_dir: Annotated[str, NULL_IS_DEFAULT] = "quantized_models"
+    target_opset: Annotated[int, Field(ge=OPSET_MIN), BeforeValidator(_number), NULL_IS_DEFAULT] = 17
+    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder), NULL_IS_DEFAULT] = "quantized_models"
     extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = None
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     bias_correction: Bool = False
@@ -201,22 +247,28 @@ class StEdgeAi(Section):
     version: Any = None
     optimization: OptStr = None
     on_cloud: Annotated[Optional[bool], BeforeValidator(_boolean)] = None
-    path_to_stedgeai: OptStr = None
-    path_to_stm32ai: OptStr = None
+    path_to_stedgeai: PathStr = None
+    path_to_stm32ai: PathStr = None
 
 
 class Tools(Section):
     stedgeai: Optional[StEdgeAi] = None
     stm32ai: Optional[StEdgeAi] = None
-    path_to_cubeIDE: OptStr = None
+    path_to_cubeIDE: PathStr = None
 
 
 class Mlflow(Section):
-    uri: Annotated[str, NULL_IS_DEFAULT] = "./experiments_outputs/mlruns"
+    uri: Annotated[FolderStr, NULL_IS_DEFAULT] = "./experiments_outputs/mlruns"
+
+
+def _run_dir_text(value: str) -> str:
+    """`hydra.run.dir` must give a valid path once `${now:FORMAT}` is filled in."""
+    _path_text(_fill_now(value, _dt.datetime.now()))
+    return value
 
 
 class HydraRun(FreeSection):
-    dir: str = DEFAULT_RUN_DIR
+    dir: Annotated[str, AfterValidator(_run_dir_text)] = DEFAULT_RUN_DIR
 
 
 class Hydra(FreeSection):
@@ -261,15 +313,25 @@ class Config(Section):
         path = Path(os.path.expanduser(value))
         if path.is_absolute():
             return path
-        if path.exists() or not (self._base_dir / path).exists():
+        if os.path.exists(path) or not os.path.exists(self._base_dir / path):  # never raise (long names...)
             return path.resolve()
         return (self._base_dir / path).resolve()
 
     def run_dir(self, now: _dt.datetime | None = None) -> Path:
         """The run folder named by `hydra.run.dir` with `${now:FORMAT}` filled in."""
-        now = now or _dt.datetime.now()
-        text = re.sub(r"\$\{now:([^}]*)\}", lambda m: now.strftime(m.group(1)), self.hydra.run.dir)
+        text = _fill_now(self.hydra.run.dir, now or _dt.datetime.now())
         return Path(os.path.expanduser(text)).resolve()
+
+
+def _fill_now(text: str, now: _dt.datetime) -> str:
+    """`text` with every `${now:FORMAT}` replaced by the formatted time."""
+    def fill(match: re.Match) -> str:
+        try:
+            return now.strftime(match.group(1))
+        except (ValueError, UnicodeError):
+            raise ValueError(f"invalid time format {match.group(1)[:40]!r} in ${{now:...}}") from None
+
+    return re.sub(r"\$\{now:([^}]*)\}", fill, text)
 
 
 # ---------------------------------------------------------------- problems
@@ -370,20 +432,40 @@ def to_data(config: Config) -> dict:
 def _build(source: YamlSource, overrides) -> tuple[Config | None, list[Problem]]:
     problems: list[Problem] = []
     data = _deep_copy(source.data)
+    overridden: dict[str, str] = {}
     for item in overrides:
-        _apply_override(data, item, problems)
+        _apply_override(data, item, problems, overridden)
+    where = _Where(source, overridden)
     data, found, notes = config_dialects.translate(data, source)
-    problems += [Problem(key, message, source.where(key)) for key, message in found]
-    data = _expand_env(data, "", source, problems)
+    problems += [Problem(key, message, where(key)) for key, message in found]
+    data = _expand_env(data, "", where, problems)
     if problems:
         return None, problems
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        return None, [_problem(error, source) for error in exc.errors()]
-    config._notes = [f"{source.where(key)}: {text}" for key, text in notes]
-    problems = [Problem(key, message, source.where(key)) for key, message in mode_requirements(config)]
+        return None, [_problem(error, where) for error in exc.errors()]
+    config._notes = [f"{where(key)}: {text}" for key, text in notes]
+    problems = [Problem(key, message, where(key)) for key, message in mode_requirements(config)]
     return config, problems
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a key was set: the override that set it (`command line: override 'k=v'`), else `file:line`."""
+
+    source: YamlSource
+    overridden: dict[str, str]
+
+    def __call__(self, key: str) -> str:
+        for target, item in self.overridden.items():
+            if key == target or key.startswith(target + ".") or target.startswith(key + "."):
+                return f"command line: override {_show(item)}"
+        return self.source.where(key)
+
+
+def _show(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _deep_copy(value: Any) -> Any:
@@ -397,16 +479,16 @@ def _deep_copy(value: Any) -> Any:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(value: Any, key: str, source: YamlSource, problems: list[Problem]) -> Any:
+def _expand_env(value: Any, key: str, where: "_Where", problems: list[Problem]) -> Any:
     if isinstance(value, dict):
-        return {k: _expand_env(v, f"{key}.{k}" if key else k, source, problems) for k, v in value.items()}
+        return {k: _expand_env(v, f"{key}.{k}" if key else k, where, problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, key, source, problems) for v in value]
+        return [_expand_env(v, key, where, problems) for v in value]
     if isinstance(value, str):
         def substitute(match: re.Match) -> str:
             name = match.group(1)
             if name not in os.environ:
-                problems.append(Problem(key, f"environment variable {name} is not set", source.where(key)))
+                problems.append(Problem(key, f"environment variable {name} is not set", where(key)))
                 return match.group(0)
             return os.environ[name]
 
@@ -414,29 +496,31 @@ def _expand_env(value: Any, key: str, source: YamlSource, problems: list[Problem
     return value
 
 
-def _apply_override(data: dict, item: str, problems: list[Problem]) -> None:
+def _apply_override(data: dict, item: str, problems: list[Problem], overridden: dict[str, str]) -> None:
     key, sep, text = item.partition("=")
     key = key.strip().lstrip("+")
-    if not sep or not key:
-        problems.append(Problem("", f"override {item!r} must look like key.path=value", "command line"))
+    parts = key.split(".")
+    if not sep or not all(parts):
+        problems.append(Problem("", f"override {_show(item)} must look like key.path=value", "command line"))
         return
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
+        value = parse_value(text) if text.strip() else None
+    except ConfigError as exc:
+        problems.append(Problem(key, exc.problems[0], f"command line: override {_show(item)}"))
+        return
     node = data
-    parts = key.split(".")
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
     node[parts[-1]] = value
+    overridden[key] = item
 
 
-def _problem(error: dict, source: YamlSource) -> Problem:
+def _problem(error: dict, where: _Where) -> Problem:
     loc = [str(part) for part in error["loc"] if not _is_validator_tag(part)]
     key = ".".join(loc)
-    return Problem(key, _message(error, loc), source.where(key))
+    return Problem(key, _message(error, loc), where(key))
 
 
 def _is_validator_tag(part: Any) -> bool:
@@ -454,12 +538,28 @@ def _message(error: dict, loc: list[str] | None = None) -> str:
         return "unknown key" + (f"; did you mean {near[0]}?" if near else f"; allowed keys: {', '.join(names)}")
     if kind == "missing":
         return "missing required key"
+    if kind == "literal_error" and loc == ["operation_mode"]:
+        return mode_message(value)
     if kind == "literal_error":
         allowed = error.get("ctx", {}).get("expected", "")
         return f"{value!r} is not allowed; allowed values: {allowed.replace(' or ', ', ')}"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
-    return f"{error['msg']} (got {value!r})" if not isinstance(value, dict) else error["msg"]
+    if isinstance(value, (dict, list)):
+        return error["msg"]
+    return f"{error['msg']} (got {_show(repr(value), 60)[1:-1]})"
+
+
+def mode_message(value: Any) -> str:
+    """What is wrong with an operation_mode, with a near miss, the modes run and the modes only read."""
+    text = value if isinstance(value, str) else repr(value)
+    near = difflib.get_close_matches(text.strip().lower(), MODES, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}? " if near else ""
+    if text in MODES:
+        hint = ""
+    verdict = "is not run by stquant" if text in MODES else "is not an operation mode"
+    return (f"{_show(text, 40)} {verdict}; {hint}stquant runs: {', '.join(RUNNABLE_MODES)} "
+            f"(model zoo modes read but not run: {', '.join(READ_ONLY_MODES)})")
 
 
 def _full_annotation(model: type[BaseModel], name: str) -> Any:

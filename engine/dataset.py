@@ -6,7 +6,6 @@ files count (jpg, jpeg, png, bmp, gif; any case); anything else is skipped and c
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ConfigError, InputError
-
-log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
 
@@ -30,6 +27,7 @@ class ClassFolders:
     labels: list[int] = field(default_factory=list)
     non_images: list[Path] = field(default_factory=list)
     extra_folders: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # one line each, for `Plan.warnings`
 
     def __len__(self) -> int:
         return len(self.files)
@@ -41,11 +39,10 @@ def list_class_folders(root: Path) -> list[str]:
 
 
 def scan(root: Path, class_names: list[str] | None, key: str) -> ClassFolders:
-    """Scan `root/<class>/<image>`; `key` names the config key in error messages."""
+    """Scan `root/<class>/<image>`; `key` names the config key in error messages (InputError if the
+    folder is missing, not a folder or unreadable; ConfigError if a listed class has no folder)."""
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{key}: dataset folder not found: {root}")
-    folders = list_class_folders(root)
+    folders = _read_folder(root, key, list_class_folders)
     if not folders:
         raise InputError(f"{key}: no class sub-folders in {root} (expected {root}/<class>/<image>)")
     if class_names:
@@ -57,20 +54,49 @@ def scan(root: Path, class_names: list[str] | None, key: str) -> ClassFolders:
         names = folders
     found = ClassFolders(root=root, class_names=names, extra_folders=[f for f in folders if f not in names])
     if found.extra_folders:
-        log.warning("%s: folders not in dataset.class_names, ignored: %s", root, ", ".join(found.extra_folders))
+        found.warnings.append(f"{key}: folders not in dataset.class_names, ignored: {', '.join(found.extra_folders)}")
+    empty = []
     for label, name in enumerate(names):
-        for entry in sorted(os.scandir(root / name), key=lambda e: e.name):
+        entries = _read_folder(root / name, key, lambda folder: sorted(os.scandir(folder), key=lambda e: e.name))
+        count = len(found.files)
+        for entry in entries:
             path = Path(entry.path)
-            if entry.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if _is_file(entry) and path.suffix.lower() in IMAGE_EXTENSIONS:
                 found.files.append(path)
                 found.labels.append(label)
             elif not entry.name.startswith("."):
                 found.non_images.append(path)
+        if len(found.files) == count:
+            empty.append(name)
+    if empty:
+        found.warnings.append(f"{key}: no images in the folder of class {', '.join(map(repr, empty))} in {root}")
     if found.non_images:
-        log.warning("%s: skipped %d non-image file(s), e.g. %s", root, len(found.non_images), found.non_images[0])
+        found.warnings.append(f"{key}: skipped {len(found.non_images)} non-image file(s) in {root}, "
+                              f"e.g. {found.non_images[0]}")
     if not found.files:
         raise InputError(f"{key}: no image files (jpg, jpeg, png, bmp, gif) under {root}")
     return found
+
+
+def _read_folder(folder: Path, key: str, read):
+    """`read(folder)`, or an InputError naming the key if the folder is missing, a file or unreadable."""
+    try:
+        return read(folder)
+    except FileNotFoundError:
+        raise InputError(f"{key}: dataset folder not found: {folder}") from None
+    except NotADirectoryError:
+        if os.path.isfile(folder):
+            raise InputError(f"{key}: {folder} is a file; expected a folder of class folders") from None
+        raise InputError(f"{key}: dataset folder not found: {folder} (part of that path is a file)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{key}: cannot read the folder {folder} ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def shuffled(data: ClassFolders, seed: int) -> tuple[list[Path], list[int]]:
@@ -92,8 +118,13 @@ def take_split(files: list[Path], split: float | None, key: str) -> list[Path]:
 
 def validation_tail(data: ClassFolders, split: float, seed: int) -> tuple[list[Path], list[int]]:
     """The reference's validation set when only training_path is given: the last `split` of the seeded list."""
+    check_validation_split(len(data.files), split)
     files, labels = shuffled(data, seed)
     start = len(files) - int(len(files) * split)
-    if start >= len(files):
-        raise ConfigError(f"dataset.validation_split: {split} of {len(files)} images leaves no image")
     return files[start:], labels[start:]
+
+
+def check_validation_split(count: int, split: float) -> None:
+    """ConfigError if `split` of `count` images leaves no validation image."""
+    if int(count * split) == 0:
+        raise ConfigError(f"dataset.validation_split: {split} of {count} images leaves no image")

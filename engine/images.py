@@ -3,7 +3,10 @@
 Threads suffice on their own (Pillow releases the GIL while decoding), but next to `import tensorflow`
 they fight it for the GIL: on 2 cores, 1200 photos decoded beside TensorFlow's import and model load made
 both 3 s slower. `decoding_processes()` forks workers before that import, so the two run side by side.
-A file that fails to decode is skipped with a warning naming it; a run never stops on one bad image.
+A file that fails to decode, or that has more pixels than Pillow's decompression-bomb limit, is skipped
+with a warning naming it; a run never stops on one bad image.
+Worker processes are forked only while forking is safe: no Python thread besides this one, no native
+thread started since numpy's (OpenBLAS handles fork), and no TensorFlow / ONNX Runtime loaded.
 """
 
 from __future__ import annotations
@@ -21,18 +24,34 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from engine.preprocess import ImageSpec, load_image, load_pixels
+from engine.errors import first_line
+from engine.preprocess import DECODE_ERRORS, ImageSpec, ImageTooLarge, load_image, load_pixels
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
+NATIVE_RUNTIMES = ("tensorflow", "tf_keras", "keras", "onnxruntime", "ai_edge_litert", "torch", "jax")
+
+
+def _os_thread_count() -> int:
+    """Threads of this process as the kernel sees them (native ones included)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+_NATIVE_THREADS_AT_IMPORT = _os_thread_count() - threading.active_count()  # numpy's OpenBLAS pool
 
 
 def _load_or_error(path: Path, spec: ImageSpec, load=load_image) -> np.ndarray | str:
     """The image, or the name of the error that made it unreadable (workers never log: the parent does)."""
     try:
         return load(path, spec)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except DECODE_ERRORS as exc:
+        if isinstance(exc, (ImageTooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            return f"too many pixels, possible decompression bomb: {first_line(exc, 120)}"
         return exc.__class__.__name__
 
 
@@ -109,11 +128,20 @@ def _decode_chunk(paths: list[Path], spec: ImageSpec, load, dtype) -> tuple[np.n
     return (np.stack(decoded) if decoded else empty), ok, errors
 
 
+def fork_is_safe() -> bool:
+    """True on Linux while this process runs no other thread that a fork could catch holding a lock."""
+    if sys.platform != "linux" or threading.active_count() > 1:
+        return False
+    if any(name in sys.modules for name in NATIVE_RUNTIMES):
+        return False
+    return _os_thread_count() - 1 <= _NATIVE_THREADS_AT_IMPORT
+
+
 @contextlib.contextmanager
 def decoding_processes() -> Iterator[Executor | None]:
     """Worker processes for `decode_all`, forked now, before TensorFlow starts threads; None where that is
-    not safe (not Linux, or this process already runs other threads). Pending work is dropped on error."""
-    if sys.platform != "linux" or threading.active_count() > 1:
+    not safe (see `fork_is_safe`). Pending work is dropped on error."""
+    if not fork_is_safe():
         yield None
         return
     workers = max(1, min(8, (os.cpu_count() or 1) - 1))  # the main process keeps one core
@@ -126,4 +154,5 @@ def decoding_processes() -> Iterator[Executor | None]:
 
 
 def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and termination are the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

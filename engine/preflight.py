@@ -9,12 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import dataset
-from engine.config import EVALUATION_MODES, QUANTIZATION_MODES, RUNNABLE_MODES, Config
-from engine.errors import ConfigError, InputError
+from engine.config import (
+    EVALUATION_MODES,
+    KERAS_MAX_OPSET,
+    QUANTIZATION_MODES,
+    RUNNABLE_MODES,
+    Config,
+    mode_message,
+)
+from engine.errors import ConfigError, InputError, StquantError, first_line
 from engine.model_info import ModelInfo, describe_model
 from engine.preprocess import ImageSpec
+from engine.unused_keys import unused_key_warnings, used_dataset_keys
 
-DATASET_KEYS = ("training_path", "validation_path", "test_path", "quantization_path")
+DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")  # calibration first
 
 
 @dataclass
@@ -30,14 +38,21 @@ class Plan:
 
 
 def prepare(config: Config) -> Plan:
-    """Resolve and check the model and datasets; raise ConfigError / InputError naming the key."""
+    """Resolve and check the model and datasets; raise ConfigError / InputError naming the key.
+
+    `Plan.warnings` gets one line per thing the user should know before a run (ignored keys, skipped
+    files, extra or empty class folders), each once."""
     mode = config.operation_mode
     if mode not in RUNNABLE_MODES:
-        raise ConfigError(f"operation_mode: {mode!r} is not run by stquant; supported: {', '.join(RUNNABLE_MODES)}")
+        raise ConfigError(f"operation_mode: {mode_message(mode)}")
     model_path = config.resolve_path(config.general.model_path)
-    if not model_path.is_file():
-        raise InputError(f"general.model_path: model file not found: {model_path}")
-    model = describe_model(model_path)
+    _check_readable_file(model_path, "general.model_path", "model file")
+    try:
+        model = describe_model(model_path)
+    except StquantError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file: one line naming it, not a traceback
+        raise InputError(f"general.model_path: cannot read the model {model_path} ({first_line(exc, 120)})") from None
     spec = None
     if config.preprocessing is not None:
         spec = ImageSpec.from_config(config.preprocessing, model.height, model.width)
@@ -46,22 +61,58 @@ def prepare(config: Config) -> Plan:
                 f"preprocessing.color_mode: {config.preprocessing.color_mode} gives {spec.channels} channel(s) "
                 f"but the model {model_path.name} expects {model.channels}"
             )
+    if config.quantization is not None and mode in QUANTIZATION_MODES:
+        _check_opset(config.quantization, model)
     plan = Plan(model_path=model_path, model=model, spec=spec, class_names=None)
+    plan.warnings.extend(config.notes)
+    plan.warnings.extend(unused_key_warnings(config))
     _scan_datasets(config, plan)
+    plan.warnings[:] = list(dict.fromkeys(plan.warnings))
     return plan
+
+
+def _check_opset(settings, model: ModelInfo) -> None:
+    """ConfigError if the ONNX quantizer would have to convert the model to an opset no converter reaches."""
+    if settings.quantizer != "Onnx_quantizer":
+        return
+    if model.format == "onnx":
+        import onnx
+
+        highest, converter = onnx.defs.onnx_opset_version(), f"onnx {onnx.__version__}"
+    else:
+        highest, converter = KERAS_MAX_OPSET, "tf2onnx (Keras to ONNX)"
+    if settings.target_opset > highest:
+        raise ConfigError(f"quantization.target_opset: {settings.target_opset} is above {highest}, the highest "
+                          f"opset {converter} converts to")
+
+
+def _check_readable_file(path: Path, key: str, what: str) -> None:
+    """InputError naming the key unless `path` is a file this process can open."""
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise InputError(f"{key}: {what} not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{key}: {path} is a folder; expected a {what}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{key}: cannot read the {what} {path} ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _scan_datasets(config: Config, plan: Plan) -> None:
     ds = config.dataset
-    needed = set(DATASET_KEYS) if config.operation_mode in EVALUATION_MODES else {"quantization_path", "training_path"}
+    used = used_dataset_keys(config)
     given = ds.class_names
+    scanned: dict[Path, dataset.ClassFolders] = {}  # one scan (and one set of warnings) per folder
     for key in DATASET_KEYS:
-        value = getattr(ds, key)
-        if not value or key not in needed:
+        if key not in used:
             continue
-        folders = dataset.scan(config.resolve_path(value), given, f"dataset.{key}")
-        plan.datasets[key] = folders
-        given = given or folders.class_names
+        root = config.resolve_path(getattr(ds, key))
+        if root not in scanned:
+            scanned[root] = dataset.scan(root, given, f"dataset.{key}")
+            plan.warnings.extend(scanned[root].warnings)
+        plan.datasets[key] = scanned[root]
+        given = given or scanned[root].class_names
     plan.class_names = sorted(given) if given else None
     if plan.class_names and plan.model.output_width:
         n, width = len(plan.class_names), plan.model.output_width
@@ -74,4 +125,5 @@ def _scan_datasets(config: Config, plan: Plan) -> None:
         source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
         if source is not None:
             dataset.take_split(source.files, ds.quantization_split, "dataset.quantization_split")
-
+    if config.operation_mode in EVALUATION_MODES and not (ds.test_path or ds.validation_path) and ds.training_path:
+        dataset.check_validation_split(len(plan.datasets["training_path"]), ds.validation_split)

@@ -3,13 +3,17 @@
 `aspect_ratio`: `fit` stretches to the model size; `crop` keeps the aspect ratio, resizes the short side
 and centre-crops (what the reference documents; it crops at native resolution instead); `padding`
 letterboxes with black; `full_screen` stretches like `fit`. Resizing matches `tf.image.resize` (which
-trained the model zoo's models): Pillow for nearest and area, and for the other methods separable numpy
-kernels with half-pixel centres and no antialiasing, as TensorFlow's default; `area` averages the exact
-pixel overlap; `nearest` picks floor((i + 0.5) * scale).
+trained the model zoo's models; within 0.02 grey levels on photos, nearest exact): separable numpy kernels
+with half-pixel centres and no antialiasing, as TensorFlow's default, taps outside the image dropped,
+sample positions in float32 as TensorFlow computes them; `area` averages the exact pixel overlap;
+`nearest` picks floor((i + 0.5) * scale).
+An image of more pixels than Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, 89.5 M) is
+refused before it is decoded (ImageTooLarge), never decoded into memory.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,16 @@ import numpy as np
 from PIL import Image, ImageOps
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS
+
+
+class ImageTooLarge(ValueError):
+    """The image declares more pixels than the decompression-bomb limit."""
+
+
+# What decoding one file may raise: the file is then skipped (with a warning naming it).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
 COLOR_CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
 
@@ -61,10 +75,22 @@ def load_image(path: Path, spec: ImageSpec) -> np.ndarray:
 
 
 def load_pixels(path: Path, spec: ImageSpec) -> np.ndarray:
-    """Decode, convert and resize, not rescaled: (H, W, C) uint8 if `spec.keeps_pixels`, else float32."""
+    """Decode, convert and resize, not rescaled: (H, W, C) uint8 if `spec.keeps_pixels`, else float32.
+    Raises one of DECODE_ERRORS (ImageTooLarge above the pixel limit)."""
+    _bomb_warnings_are_errors()
     with Image.open(path) as image:
+        limit = Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS
+        if image.width * image.height > limit:
+            raise ImageTooLarge(f"{image.width}x{image.height} pixels, over the limit of {limit}")
         image.seek(0)
         return resize(_to_mode(image, spec.channels), spec)
+
+
+def _bomb_warnings_are_errors() -> None:
+    """Pillow only warns (and would decode) between 1x and 2x its pixel limit: make that warning an error,
+    raised inside `Image.open` before decoding, instead of a line on stderr (set once per process)."""
+    if not any(f[0] == "error" and f[2] is Image.DecompressionBombWarning for f in warnings.filters):
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def resize(image: Image.Image, spec: ImageSpec) -> np.ndarray:
@@ -119,7 +145,10 @@ def _resample(image: Image.Image, width: int, height: int, method: str) -> np.nd
 
 
 def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
-    return np.minimum(np.floor((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(int), size_in - 1)
+    """floor((i + 0.5) * scale) in float32, as TensorFlow computes it (float64 differs on exact boundaries)."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    centres = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+    return np.minimum(np.floor(centres).astype(int), size_in - 1)
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:
@@ -165,12 +194,21 @@ def _area_weights(size_in: int, size_out: int, _kernel=None) -> np.ndarray:
 
 
 def _kernel_weights(size_in: int, size_out: int, kernel) -> np.ndarray:
-    """(size_out, size_in) resampling matrix with half-pixel centres (edge pixels repeated)."""
-    scale = size_in / size_out
-    centres = (np.arange(size_out) + 0.5) * scale - 0.5
+    """(size_out, size_in) resampling matrix with half-pixel centres; taps outside the image are dropped
+    and the rest renormalised, as TensorFlow does (for the triangle that equals repeating the edge)."""
+    # Sample positions in float32 as TensorFlow computes them (that decides which taps a kernel's edge
+    # reaches): ResizeBilinear/ResizeBicubic scale by in/out, ScaleAndTranslate (the others) by 1 / (out/in).
+    size_in32, size_out32 = np.float32(size_in), np.float32(size_out)
+    scale = size_in32 / size_out32 if kernel in (_triangle, _keys_cubic) else np.float32(1) / (size_out32 / size_in32)
+    samples = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
     offsets = np.arange(-6, 7)
-    taps = np.floor(centres)[:, None] + offsets[None, :]
-    values = kernel(taps - centres[:, None])
+    taps = np.floor(samples - np.float32(0.5))[:, None] + offsets[None, :]
+    distances = (taps.astype(np.float32) + np.float32(0.5) - samples[:, None]).astype(np.float64)
+    if kernel is _keys_cubic:  # ResizeBicubic reads its weights from a table of 1024 sub-pixel positions
+        position = samples - np.float32(0.5)
+        fraction = np.rint((position - np.floor(position)) * 1024) / 1024
+        distances = (taps - np.floor(position)[:, None]) - fraction[:, None]
+    values = np.where((taps >= 0) & (taps < size_in), kernel(distances), 0.0)
     weights = np.zeros((size_out, size_in))
     np.add.at(weights, (np.repeat(np.arange(size_out), offsets.size), np.clip(taps, 0, size_in - 1).astype(int).ravel()), values.ravel())
     total = weights.sum(axis=1, keepdims=True)

@@ -90,8 +90,10 @@ def test_every_services_config_validates_or_names_its_mode(path, capsys):
         assert code in (0, 3), err  # 3: the model and folders of the reference's own tree are not here
     else:
         assert code == 2 and err.splitlines() == [f"stquant: operation_mode: {mode!r} is not run by stquant; "
-                                                   "supported: quantization, evaluation, benchmarking, chain_eqe, "
-                                                   "chain_qb, chain_eqeb"], err
+                                                   "stquant runs: quantization, evaluation, benchmarking, chain_eqe, "
+                                                   "chain_qb, chain_eqeb (model zoo modes read but not run: training, "
+                                                   "prediction, deployment, chain_tqeb, chain_tqe, chain_qd, "
+                                                   "chain_tbqeb)"], err
     assert Draft.load(path).problems() == []
 
 

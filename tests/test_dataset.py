@@ -36,15 +36,24 @@ def test_missing_class_folder_is_named(tmp_path):
         dataset.scan(root, ["daisy", "roses"], "dataset.quantization_path")
 
 
-def test_extra_folders_are_reported(tmp_path, caplog):
-    root = make_folders(tmp_path, {"daisy": 1, "roses": 1, "weeds": 1})
-    found = dataset.scan(root, ["daisy", "roses"], "k")
-    assert found.extra_folders == ["weeds"] and "weeds" in caplog.text
+def test_extra_and_empty_folders_are_reported(tmp_path):
+    root = make_folders(tmp_path, {"daisy": 1, "roses": 0, "tulips": 0, "weeds": 1})
+    (root / "daisy" / "notes.txt").write_text("x")
+    found = dataset.scan(root, ["daisy", "roses", "tulips"], "k")
+    assert found.extra_folders == ["weeds"]
+    assert found.warnings == [
+        "k: folders not in dataset.class_names, ignored: weeds",
+        f"k: no images in the folder of class 'roses', 'tulips' in {root}",
+        f"k: skipped 1 non-image file(s) in {root}, e.g. {root / 'daisy' / 'notes.txt'}",
+    ]
 
 
 def test_missing_root_and_flat_folder(tmp_path):
     with pytest.raises(InputError, match="dataset.test_path: dataset folder not found"):
         dataset.scan(tmp_path / "nope", None, "dataset.test_path")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="dataset.test_path: .*file.png is a file; expected a folder"):
+        dataset.scan(tmp_path / "file.png", None, "dataset.test_path")
     Image.new("RGB", (4, 4)).save(tmp_path / "flat.png")
     with pytest.raises(InputError, match="no class sub-folders"):
         dataset.scan(tmp_path, None, "dataset.test_path")
