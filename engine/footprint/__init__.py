@@ -34,7 +34,7 @@ from engine.errors import ConfigError
 from engine.footprint.graph import Graph, Tensor
 from engine.footprint.memory_planner import plan_activations
 from engine.footprint.timing import inference_ms, layer_cycles
-from engine.models import check_model_file
+from engine.models import KERAS_SUFFIXES, check_model_file
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,6 @@ class Footprint:
             )
         lines.append("* sets the activation RAM peak")
         return "\n".join(lines)
-
-
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
 def _read_graph(model_path: Path) -> Graph:
