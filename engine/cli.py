@@ -62,6 +62,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
     run.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    run.add_argument("--no-cache", action="store_true",
+                     help="compute calibration statistics even when the statistics cache has them (and do not store them)")
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
@@ -196,7 +198,7 @@ def _run(args) -> int:
         raise ConfigError("usage: stquant run CONFIG [key.path=value ...] (or --config-path DIR --config-name FILE)")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     config = _load(config_path, args.overrides)
-    summary = run(config, make_reporter(args.progress), args.output_dir, args.overwrite)
+    summary = run(config, make_reporter(args.progress), args.output_dir, args.overwrite, use_cache=not args.no_cache)
     if args.progress != "jsonl":
         print(format_summary(summary))
     print(summary.run_dir, flush=True)
@@ -278,7 +280,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"quantized model: {summary.quantized_model}")
     calibration = summary.calibration
     if calibration:
-        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped")
+        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped"
+                     f"{', statistics from the cache' if calibration.statistics == 'cache' else ''}")
     if len(rows) > 1:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
     if footprint and footprint.board_fit:

@@ -22,6 +22,7 @@ OPS_DETAILS = "_get_ops_details"
 CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
 QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
 _KERAS3_SCOPE_SUFFIX = re.compile(r"_\d+$")
+_TF2ONNX_COUNTER = re.compile(r"__\d+(?=:\d+$|$)")
 
 
 def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
@@ -116,6 +117,13 @@ def qdq_source_tensor(name: str) -> str:
     quantizes that is also a graph output to `<name>_QuantizeLinear_Input` (an internal naming rule);
     should it change, those tensors lose their per-layer figure (the test says so)."""
     return name.removesuffix(QDQ_INPUT_SUFFIX)
+
+
+def tf2onnx_stable_name(name: str) -> str:
+    """A tensor name of a tf2onnx conversion without the `__<n>` counter tf2onnx appends to the names it
+    makes (`utils.make_name`, a process-wide counter whose order varies between conversions of the same
+    model), so that ranges cached from one conversion can be matched to the tensors of another."""
+    return _TF2ONNX_COUNTER.sub("", name)
 
 
 def calibration_cache_saver() -> Any:

@@ -198,6 +198,27 @@ def test_ort_calibration_cache_round_trip(tmp_path):
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
 
 
+def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
+    """Two conversions of one model name their activations alike once tf2onnx's counters are removed."""
+    import onnx
+
+    from engine.quantize_onnx import keras_to_onnx
+
+    model = _residual_keras()
+
+    def names(index):
+        path = keras_to_onnx(model, 17, tmp_path / f"m{index}.onnx", tmp_path / "m.h5")
+        graph = onnx.load(str(path)).graph
+        constants = {t.name for t in graph.initializer}
+        return sorted(n for node in graph.node for n in node.output if n not in constants)
+
+    first, second = names(0), names(1)
+    assert any("__" in name for name in first), "tf2onnx no longer names tensors it makes <name>__<n>"
+    stable = sorted(internals.tf2onnx_stable_name(name) for name in first)
+    assert stable == sorted(internals.tf2onnx_stable_name(name) for name in second)
+    assert internals.tf2onnx_stable_name("model/flatten/Reshape__12:0") == "model/flatten/Reshape:0"
+
+
 def _scopes(model) -> list[str]:
     """The layer scopes of the model's traced function (the part after the model's own scope)."""
     from engine.keras_trace import serving_function
