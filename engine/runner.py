@@ -323,7 +323,7 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None, over
     """
     run_dir = make_run_dir(Path(output_dir), "--output-dir", overwrite) if output_dir else \
         make_unique_run_dir(config.run_dir(), "hydra.run.dir")
-    handlers = _attach_logging(run_dir, reporter)
+    handlers = attach_logging(run_dir, reporter)
     job = Run(config, reporter, run_dir, use_cache)
     try:
         with native_stderr_to(run_dir / "stquant.log"), job.signals.installed():
@@ -334,7 +334,7 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None, over
             job.save()
             reporter.result(job.summary)
     finally:
-        _detach_logging(handlers)
+        detach_logging(handlers)
     if error is not None:
         raise error
     return job.summary
@@ -428,7 +428,7 @@ def portable_config(config: Config) -> dict:
     return data
 
 
-def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
+def attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
     """Send engine logs to the run log and the reporter only (TensorFlow's root handler would repeat them)."""
     engine_log = logging.getLogger("engine")
     engine_log.setLevel(logging.INFO)
@@ -441,7 +441,7 @@ def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
     return handlers
 
 
-def _detach_logging(handlers: list[logging.Handler]) -> None:
+def detach_logging(handlers: list[logging.Handler]) -> None:
     engine_log = logging.getLogger("engine")
     for handler in handlers:
         engine_log.removeHandler(handler)

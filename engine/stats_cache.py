@@ -5,7 +5,8 @@ and mtime, preprocessing, seed, split, method, library versions); its SHA-256 na
 file in `$XDG_CACHE_HOME/stquant/statistics/` (default `~/.cache/stquant/statistics/`). Entries are
 written atomically; a read refreshes the entry's mtime, and the least recently used entries are removed
 once the folder exceeds `STQUANT_CACHE_MAX_MB` (default 200). An unreadable or corrupt entry is ignored
-with a warning (and removed): the statistics are then computed again.
+with a warning (and removed): the statistics are then computed again. `persist=False` keeps entries in
+memory only (`stquant compare --no-cache`: one statistics pass for all variants, nothing on disk).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def bytes_hash(data: bytes) -> str:
 class StatsCache:
     """Calibration statistics on disk, keyed by everything they depend on."""
 
-    def __init__(self, folder: Path | None = None, max_bytes: int | None = None):
+    def __init__(self, folder: Path | None = None, max_bytes: int | None = None, persist: bool = True):
         self.folder = Path(folder) if folder else cache_folder()
         megabytes = float(os.environ.get("STQUANT_CACHE_MAX_MB") or DEFAULT_MAX_MB)
         self.max_bytes = max_bytes if max_bytes is not None else int(megabytes * 2**20)
+        self.persist = persist
+        self._memory: dict[Path, Any] = {}
 
     def entry(self, key: dict) -> Path:
         name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -59,6 +62,8 @@ class StatsCache:
     def get(self, key: dict) -> Any | None:
         """The value stored under `key`, or None (absent, unreadable or corrupt: a warning, never an error)."""
         path = self.entry(key)
+        if not self.persist:
+            return self._memory.get(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -84,6 +89,9 @@ class StatsCache:
     def put(self, key: dict, value: Any) -> None:
         """Store `value` under `key` (atomically), then evict the least recently used entries over the cap.
         A cache that cannot be written is a warning: the run does not need it."""
+        if not self.persist:
+            self._memory[self.entry(key)] = value
+            return
         text = json.dumps({"format": FORMAT, "key": key, "value": value}, default=str)
         try:
             write_text_atomic(self.entry(key), text)
