@@ -20,7 +20,7 @@ from engine.errors import EngineError
 from engine.library_internals import calibrator_inplace_inputs, litert_schema
 from engine.quant_common import ProgressCallback, counted_batches
 
-STATISTICS_BATCH = 16
+STATISTICS_BATCH = 8  # every activation is a graph output (~4 MiB per image for MobileNet v2 0.35 at 128)
 Ranges = dict[int, tuple[float, float]]  # tensor index -> (min, max)
 
 
@@ -44,14 +44,19 @@ def tensor_ranges(float_model: bytes, calibration: CalibrationData,
             size = len(batch)
         interpreter.set_tensor(index, np.ascontiguousarray(batch, np.float32))
         interpreter.invoke()
-        for position, tensor in enumerate(tensors):
-            values = interpreter.get_tensor(tensor)
-            low[position] = min(low[position], values.min())
-            high[position] = max(high[position], values.max())
+        _update(interpreter, tensors, low, high)
     if size is None:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
     ranges = {tensor: (float(lo), float(hi)) for tensor, lo, hi in zip(tensors, low, high)}
     return _merge_inplace(model, ranges)
+
+
+def _update(interpreter, tensors: list[int], low: np.ndarray, high: np.ndarray) -> None:
+    """Widen the ranges with the last invocation's tensors (read as views, all dropped on return)."""
+    for position, tensor in enumerate(tensors):
+        values = interpreter.tensor(tensor)()
+        low[position] = min(low[position], values.min())
+        high[position] = max(high[position], values.max())
 
 
 def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
