@@ -39,6 +39,7 @@ from engine.runner import (
     make_unique_run_dir,
     portable_config,
     quantize,
+    release_memory,
 )
 from engine.stats_cache import StatsCache
 
@@ -115,6 +116,8 @@ def compare(config_path: Path, overrides: list[str], vary: list[str], reporter: 
 
 
 class _Compare:
+    """The stages of one comparison: prepare, decode while the model loads, then each variant."""
+
     def __init__(self, configs: list[tuple[dict, Config]], reporter: Reporter, run_dir: Path,
                  comparison: Comparison, cache: StatsCache):
         self.configs, self.reporter, self.run_dir, self.comparison, self.cache = configs, reporter, run_dir, comparison, cache
@@ -159,6 +162,7 @@ class _Compare:
                 self._measure_accuracy(variant, predictor, evaluation, labels, class_names, plan.spec)
             self.comparison.variants.append(variant)
             self.reporter.variant(variant)
+            release_memory()  # the converter's garbage, so that variants do not add up in the peak
         recommend(self.comparison)
         log.info("%s", self.comparison.recommendation)
 
@@ -210,7 +214,7 @@ class _Compare:
         try:
             with self.stage(f"variant_{index}"):
                 result = quantize(plan.model_path, calibration, config.quantization, self.run_dir / f"variant_{index}",
-                                  self.reporter_progress(f"variant_{index}"), keras_model, self.cache)
+                                  self._progress(f"variant_{index}"), keras_model, self.cache)
                 self.float_tflite = self.float_tflite or result.float_tflite
                 footprint = estimate_footprint(result.model_path, board=self.comparison.board)
         except StquantError as exc:
@@ -225,7 +229,7 @@ class _Compare:
         variant.seconds = round(time.perf_counter() - started, 3)
         return variant
 
-    def reporter_progress(self, stage: str):
+    def _progress(self, stage: str):
         return lambda done, total: self.reporter.progress(stage, done, total)
 
     def _measure_accuracy(self, variant: Variant, predictor, images, labels, class_names, spec) -> None:

@@ -214,7 +214,7 @@ class Run:
     def _layer_errors(self, result, calibration) -> None:
         from engine.layer_report import format_report, layer_report
 
-        _release_memory()  # the converter's garbage first, so that this stage does not raise the peak
+        release_memory()  # the converter's garbage first, so that this stage does not raise the peak
         rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
@@ -368,7 +368,7 @@ class _Signals:
                 signal.signal(number, handler)
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
