@@ -93,7 +93,8 @@ def _merge_inplace(model, ranges: Ranges) -> Ranges:
         code = model.operatorCodes[op.opcodeIndex]
         operators.append((names.get(max(code.builtinCode, code.deprecatedBuiltinCode), ""),
                           [int(i) for i in op.inputs], [int(i) for i in op.outputs]))
-    shapes = {i: (tuple(graph.tensors[i].shape), graph.tensors[i].type) for i in ranges}
+    shapes = {i: (tuple(graph.tensors[i].shape if graph.tensors[i].shape is not None else ()), graph.tensors[i].type)
+              for i in ranges}  # a scalar's shape is None
     graph_io = {int(i) for i in [*graph.inputs, *graph.outputs]}
     merged = dict(ranges)
     for tensor, output in calibrator_inplace_inputs(operators, shapes, graph_io).items():
