@@ -8,6 +8,7 @@ else random images. Random calibration draws random *pixels* (0..255) and pushes
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +22,11 @@ RANDOM_SAMPLES = 16
 
 
 class CalibrationData(Protocol):
-    """What a quantizer needs: a known number of samples, streamed in batches."""
+    """What a quantizer needs: a known number of samples, streamed in batches.
+
+    Sources that can say what they are made of also have `identity() -> dict` (JSON-able: the files with
+    their sizes and mtimes, the preprocessing, seed and split): the statistics cache keys on it.
+    """
 
     total: int
 
@@ -33,13 +38,23 @@ class CalibrationData(Protocol):
 class ImageCalibrationData:
     """Images decoded on the fly in parallel; memory does not grow with the number of images."""
 
-    def __init__(self, files: list[Path], spec: ImageSpec, source: str):
+    def __init__(self, files: list[Path], spec: ImageSpec, source: str, selection: dict | None = None):
+        """`selection`: how the files were picked (seed, split), part of the identity."""
         self.files = files
         self.spec = spec
         self.source = source
+        self.selection = selection or {}
         self.total = len(files)
         self.used = 0
         self.skipped = 0
+
+    def identity(self) -> dict:
+        """Each file with its size and mtime (ns), the preprocessing and the selection."""
+        files = []
+        for path in self.files:
+            info = path.stat()
+            files.append([str(path.resolve()), info.st_size, info.st_mtime_ns])
+        return {"files": files, "spec": asdict(self.spec), **self.selection}
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         self.used = self.skipped = 0
@@ -72,6 +87,9 @@ class RandomCalibrationData:
         self.total = total
         self.used = 0
 
+    def identity(self) -> dict:
+        return {"random": self.total, "seed": self.seed, "spec": asdict(self.spec)}
+
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng(self.seed)
         self.used = 0
@@ -80,3 +98,24 @@ class RandomCalibrationData:
             pixels = rng.integers(0, 256, (n, self.spec.height, self.spec.width, self.spec.channels))
             self.used += n
             yield self.spec.rescale(pixels)
+
+
+class PixelCalibrationData:
+    """Calibration images decoded once (`images.decode_all`), for many quantizations: uint8 pixels
+    (rescaled batch by batch) or float32 model inputs."""
+
+    def __init__(self, pixels: np.ndarray, spec: ImageSpec, source: str, identity: dict, skipped: int = 0):
+        self.pixels = pixels
+        self.spec = spec
+        self.source = source
+        self.skipped = skipped
+        self.total = self.used = len(pixels)
+        self._identity = identity
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.total, batch_size):
+            batch = self.pixels[start:start + batch_size]
+            yield self.spec.rescale(batch) if batch.dtype == np.uint8 else batch

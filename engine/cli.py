@@ -1,4 +1,4 @@
-"""`stquant`: the batch command line (validate, run, inspect, footprint, boards, schema).
+"""`stquant`: the batch command line (validate, run, compare, inspect, footprint, boards, schema).
 
 Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage, 3 missing or unreadable input (or an
 unwritable output folder), 130 interrupted. Expected errors print one line each, never a traceback
@@ -38,6 +38,16 @@ FOOTPRINT_DESCRIPTION = (
 )
 
 
+COMPARE_DESCRIPTION = (
+    "Every combination of the --vary values is a variant, quantized from one model load, one decode of the "
+    "images and one statistics pass. Keys: quantization.granularity, optimize, quantization_input_type, "
+    "quantization_output_type, quantizer, calibration_method. Accuracy and agreement on dataset.test_path, "
+    "else on the quantization images not used for calibration. Prints a table (also comparison.md and "
+    "comparison.json in the comparison folder) and the recommended variant: meeting --target-agreement with "
+    "the smallest activation RAM, then flash, then estimated time. The last line is the comparison folder."
+)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser (for --help/--version) and one parser per command.
 
@@ -62,6 +72,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
     run.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    run.add_argument("--no-cache", action="store_true",
+                     help="compute calibration statistics even when the statistics cache has them (and do not store them)")
+
+    compare = sub.add_parser("compare", help="quantize several variants from one decode and one calibration; "
+                                             "recommend one", description=COMPARE_DESCRIPTION)
+    compare.add_argument("config", type=Path)
+    compare.add_argument("overrides", nargs="*", help="key.path=value (applied to every variant)")
+    compare.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                         help="a quantization key and its values (repeatable; every combination is a variant)")
+    compare.add_argument("--target-agreement", type=float, metavar="PCT",
+                         help="agreement with the float model a recommended variant must reach (default 99.0)")
+    compare.add_argument("--board", help="estimate the inference time on this board (see stquant boards)")
+    compare.add_argument("--output-dir", type=Path, help="comparison folder (default: hydra.run.dir)")
+    compare.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+    compare.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
+    compare.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
@@ -79,7 +105,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     sub.add_parser("boards", help="the STM32 boards known to --board and benchmarking.board")
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("name", choices=("run-summary",), help="run-summary: run_summary.json and the result event")
+    schema.add_argument("name", choices=("run-summary", "comparison"),
+                        help="run-summary: run_summary.json and the result event; comparison: comparison.json and "
+                             "the comparison event")
 
     commands = dict(sub.choices)
     for command in commands.values():
@@ -103,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     _quiet_native_logs()
     progress = _progress_mode(argv)
-    commands = {"validate": _validate, "run": _run, "inspect": _inspect, "footprint": _footprint,
+    commands = {"validate": _validate, "run": _run, "compare": _compare, "inspect": _inspect, "footprint": _footprint,
                 "boards": _boards, "schema": _schema}
     try:
         args = parse_args(argv)
@@ -196,10 +224,23 @@ def _run(args) -> int:
         raise ConfigError("usage: stquant run CONFIG [key.path=value ...] (or --config-path DIR --config-name FILE)")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     config = _load(config_path, args.overrides)
-    summary = run(config, make_reporter(args.progress), args.output_dir, args.overwrite)
+    summary = run(config, make_reporter(args.progress), args.output_dir, args.overwrite, use_cache=not args.no_cache)
     if args.progress != "jsonl":
         print(format_summary(summary))
     print(summary.run_dir, flush=True)
+    return ExitCode.OK
+
+
+def _compare(args) -> int:
+    from engine.compare import compare, format_table
+    from engine.events import make_reporter
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    comparison = compare(args.config, args.overrides, args.vary, make_reporter(args.progress), args.output_dir,
+                         args.target_agreement, args.board, use_cache=not args.no_cache)
+    if args.progress != "jsonl":
+        print(format_table(comparison))
+    print(comparison.run_dir, flush=True)
     return ExitCode.OK
 
 
@@ -244,9 +285,10 @@ def _boards(args) -> int:
 
 
 def _schema(args) -> int:
+    from engine.comparison import comparison_schema
     from engine.run_summary import run_summary_schema
 
-    print(json.dumps(run_summary_schema(), indent=2))
+    print(json.dumps(comparison_schema() if args.name == "comparison" else run_summary_schema(), indent=2))
     return ExitCode.OK
 
 
@@ -278,7 +320,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"quantized model: {summary.quantized_model}")
     calibration = summary.calibration
     if calibration:
-        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped")
+        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped"
+                     f"{', statistics from the cache' if calibration.statistics == 'cache' else ''}")
     if len(rows) > 1:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
     if footprint and footprint.board_fit:

@@ -5,6 +5,9 @@ JSON-lines protocol (one object per line on stdout; the wizard reads it):
 `{"event":"log","level":...,"message":...}`, `{"event":"result","summary":{...}}` (an
 `engine.run_summary.RunSummary`, sent once the run is over: ok, failed or interrupted),
 `{"event":"error","message":...,"exit_code":n}` (after the result when the run did not succeed).
+`stquant compare` also sends `{"event":"variant","variant":{...}}` as each variant is measured (an
+`engine.comparison.Variant`) and, instead of `result`, `{"event":"comparison","comparison":{...}}`
+(an `engine.comparison.Comparison`) once it is over.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 from typing import TextIO
 
+from engine.comparison import Comparison, Variant
 from engine.native_output import terminal_stderr
 from engine.run_summary import RunSummary
 
@@ -58,6 +62,12 @@ class Reporter:
     def error(self, message: str, exit_code: int) -> None:
         """The run stopped on an error."""
 
+    def variant(self, variant: Variant) -> None:
+        """A variant of `stquant compare` was quantized and measured (or failed)."""
+
+    def comparison(self, comparison: Comparison) -> None:
+        """`stquant compare` finished (ok, failed or interrupted) with this comparison."""
+
 
 class JsonLinesReporter(Reporter):
     """One JSON object per line: the machine-readable protocol."""
@@ -79,6 +89,12 @@ class JsonLinesReporter(Reporter):
 
     def error(self, message: str, exit_code: int) -> None:
         self._emit(event="error", message=message, exit_code=exit_code)
+
+    def variant(self, variant: Variant) -> None:
+        self._emit(event="variant", variant=variant.model_dump(mode="json"))
+
+    def comparison(self, comparison: Comparison) -> None:
+        self._emit(event="comparison", comparison=comparison.model_dump(mode="json"))
 
 
 class PlainReporter(Reporter):
@@ -102,6 +118,13 @@ class PlainReporter(Reporter):
     def log(self, level: str, message: str) -> None:
         prefix = "" if level == "INFO" else f"{level.lower()}: "
         self._write(f"{prefix}{message}\n")
+
+    def variant(self, variant: Variant) -> None:
+        if variant.status == "ok":
+            self._write(f"variant {variant.index} ({variant.name}): agreement {variant.agreement} %, "
+                        f"RAM {variant.activation_ram_kib} KiB, flash {variant.weights_flash_kib} KiB\n")
+        else:
+            self._write(f"variant {variant.index} ({variant.name}) failed: {variant.error}\n")
 
 
 class ReporterLogHandler(logging.Handler):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import EngineError
@@ -18,8 +19,10 @@ from engine.errors import EngineError
 PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
 QUANTIZE_STEP = "_quantize"
 OPS_DETAILS = "_get_ops_details"
+CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
 QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
 _KERAS3_SCOPE_SUFFIX = re.compile(r"_\d+$")
+_TF2ONNX_COUNTER = re.compile(r"__\d+(?=:\d+$|$)")
 
 
 def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
@@ -34,18 +37,59 @@ def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
     setattr(converter, PER_CHANNEL_SWITCH, per_tensor)
 
 
-def keep_float_model(converter: Any) -> dict:
-    """Make a TFLiteConverter keep (under "model") the float flatbuffer it hands to its private
-    `_quantize(model, ...)` step. Without that step nothing is kept ({} stays empty) and callers
-    convert the float model themselves (same figures, one conversion more)."""
-    kept: dict = {}
-    step = getattr(converter, QUANTIZE_STEP, None)
-    if callable(step):
-        def keep_then_quantize(model, *args, **kwargs):
-            kept["model"] = bytes(model)
-            return step(model, *args, **kwargs)
-        setattr(converter, QUANTIZE_STEP, keep_then_quantize)
-    return kept
+def quantize_with_ranges(converter: Any, calibrate: Callable[[bytes], bytes]) -> None:
+    """Make a TFLiteConverter quantize with ranges recorded by `calibrate(float_model) -> calibrated_model`
+    instead of its own calibrator: its private `_quantize` step is replaced by what that step does after
+    calibrating (`calibrator.add_intermediate_tensors`, then `convert.mlir_quantize` with the converter's
+    settings). The converter's representative dataset is then never read. No fallback: fails naming the API."""
+    from tensorflow.lite.python import convert, lite
+    from tensorflow.lite.python.optimize import calibrator
+
+    needed = [callable(getattr(converter, QUANTIZE_STEP, None)), hasattr(calibrator, "add_intermediate_tensors"),
+              hasattr(convert, "mlir_quantize"), getattr(converter, "experimental_new_quantizer", False)]
+    if not all(needed):
+        raise EngineError(f"TensorFlow {_version('tensorflow')} changed TFLiteConverter.{QUANTIZE_STEP} or "
+                          "convert.mlir_quantize: stquant cannot hand its calibration ranges to the converter")
+
+    def quantize(model, input_type, output_type, activations_type, bias_type, allow_float,
+                 enable_variable_quantization, debug_options):
+        if activations_type != lite._dtypes.int8:  # noqa: SLF001 - int16 activations are not a stquant setting
+            raise EngineError(f"TFLite quantization with {activations_type} activations is not supported")
+        calibrated = calibrate(bytes(calibrator.add_intermediate_tensors(model)))
+        return convert.mlir_quantize(
+            calibrated, converter._experimental_disable_per_channel,  # noqa: SLF001
+            input_data_type=input_type, output_data_type=output_type,
+            enable_variable_quantization=enable_variable_quantization,
+            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,  # noqa: SLF001
+            debug_options_str=debug_options.SerializeToString())
+
+    converter.representative_dataset = lambda: iter(())  # selects full-integer quantization; never read
+    setattr(converter, QUANTIZE_STEP, quantize)
+
+
+def calibrator_inplace_inputs(operators: list[tuple[str, list[int], list[int]]], shapes: dict[int, tuple],
+                              graph_io: set[int]) -> dict[int, int]:
+    """{input tensor: output tensor} whose ranges TFLite's calibrator merges.
+
+    Its interpreter runs ADD/SUB/MUL/DIV in place (the output overwrites an input used by nothing else)
+    and logs each op's inputs *after* the op ran, so such an input's recorded range also covers the
+    op's output. `operators`: (op name, inputs, outputs) in execution order; `shapes`: tensor -> (shape,
+    dtype); `graph_io`: the graph's inputs and outputs. The first eligible input is shared, as in
+    TFLite's ArenaPlanner (an internal behaviour: the test compares with the calibrator)."""
+    uses: dict[int, int] = {}
+    for _, inputs, _ in operators:
+        for tensor in inputs:
+            uses[tensor] = uses.get(tensor, 0) + 1
+    shared = {}
+    for name, inputs, outputs in operators:
+        if name not in CALIBRATOR_INPLACE_OPS or not outputs:
+            continue
+        for tensor in inputs:
+            if tensor >= 0 and uses.get(tensor) == 1 and tensor not in graph_io and tensor in shapes \
+                    and shapes[tensor] == shapes.get(outputs[0]):
+                shared[tensor] = outputs[0]
+                break
+    return shared
 
 
 def tflite_ops(interpreter: Any) -> list[dict]:
@@ -73,6 +117,13 @@ def qdq_source_tensor(name: str) -> str:
     quantizes that is also a graph output to `<name>_QuantizeLinear_Input` (an internal naming rule);
     should it change, those tensors lose their per-layer figure (the test says so)."""
     return name.removesuffix(QDQ_INPUT_SUFFIX)
+
+
+def tf2onnx_stable_name(name: str) -> str:
+    """A tensor name of a tf2onnx conversion without the `__<n>` counter tf2onnx appends to the names it
+    makes (`utils.make_name`, a process-wide counter whose order varies between conversions of the same
+    model), so that ranges cached from one conversion can be matched to the tensors of another."""
+    return _TF2ONNX_COUNTER.sub("", name)
 
 
 def calibration_cache_saver() -> Any:

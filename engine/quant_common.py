@@ -24,6 +24,7 @@ class QuantResult:
     `float_tflite`: the float32 .tflite the TFLite converter calibrated, when that is the user's model
     unchanged (neither `optimize` nor `bias_correction` changed it), for evaluating the float model
     without a second conversion.
+    `statistics_cached`: the calibration ranges came from the statistics cache.
     """
 
     model_path: Path
@@ -33,6 +34,20 @@ class QuantResult:
     optimization: dict | None = None
     float_model: Any = None
     float_tflite: bytes | None = None
+    statistics_cached: bool = False
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of these distributions (part of a statistics cache key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "none"
+    return found
 
 
 def counted_batches(calibration: CalibrationData, batch_size: int,

@@ -13,6 +13,8 @@ calibration cache, so that images are streamed and memory stays bounded:
   one image to match the reference).
 - Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
   images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
+The ranges are kept in the statistics cache (`engine.stats_cache`), keyed by the prepared float model,
+the images and the method, so a run that changes only the granularity reuses them.
 """
 
 import contextlib
@@ -31,7 +33,8 @@ from engine.errors import ConfigError, EngineError, first_line
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quant_common import KERAS_METADATA, ProgressCallback, QuantResult, counted_batches
+from engine.quant_common import KERAS_METADATA, ProgressCallback, QuantResult, counted_batches, versions
+from engine.stats_cache import StatsCache, file_hash
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +44,12 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any, export_dir: Path, work_dir: Path,
-                  on_progress: ProgressCallback | None = None, model: Any = None) -> QuantResult:
+                  on_progress: ProgressCallback | None = None, model: Any = None,
+                  cache: StatsCache | None = None) -> QuantResult:
     """Quantize a .onnx/.h5/.keras model to `export_dir/<stem>_quant_qdq_{pc|pt}.onnx` (written atomically).
 
     `model`: the Keras model of `model_path` when the caller has it loaded already (else it is loaded here).
+    `cache`: where calibration ranges are looked up and stored (None: always measured).
     """
     started = time.monotonic()
     model_path = check_model_file(model_path)
@@ -83,12 +88,64 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
     prepared = work_dir / f"{stem}_infer.onnx"
     _pre_process(source, prepared)
     moving_average = getattr(settings, "extra_options", None) == "calib_moving_average"
-    cache = work_dir / f"{stem}_calibration_{method}.json"
-    _calibrate(prepared, calibration, method, moving_average, cache, work_dir, on_progress)
-    _quantize(prepared, out_path, cache, method, granularity == "per_channel", moving_average)
+    ranges = work_dir / f"{stem}_calibration_{method}.json"
+    key = _cache_key(model_path, settings, calibration, method, moving_average) if cache is not None else None
+    stored = cache.get(key) if key else None
+    if stored is not None:
+        stored = _renamed_ranges(stored, prepared)
+        if stored is None:
+            log.info("cached calibration ranges do not name this conversion's tensors; calibrating again")
+    if stored is not None:
+        ranges.write_text(stored, encoding="utf-8")
+        log.info("calibration statistics from the cache (%s)", cache.folder)
+    else:
+        _calibrate(prepared, calibration, method, moving_average, ranges, work_dir, on_progress)
+        if key:
+            cache.put(key, ranges.read_text(encoding="utf-8"))
+    _quantize(prepared, out_path, ranges, method, granularity == "per_channel", moving_average)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, calibration.total, method, seconds)
-    return QuantResult(out_path, notes, calibration.total, seconds, optimization, prepared)
+    return QuantResult(out_path, notes, calibration.total, seconds, optimization, prepared,
+                       statistics_cached=stored is not None)
+
+
+def _cache_key(model_path: Path, settings: Any, calibration: CalibrationData, method: str,
+               moving_average: bool) -> dict | None:
+    """What the ranges depend on: the model file, what changes its float graph, the images, the method.
+    (Not the prepared graph's bytes: tf2onnx names constants differently at every conversion.)"""
+    identity = getattr(calibration, "identity", None)
+    if identity is None:
+        return None
+    route = {key: getattr(settings, key, None) for key in ("target_opset", "optimize", "bias_correction")}
+    return {"quantizer": "Onnx_quantizer", "method": method, "moving_average": moving_average,
+            "model": file_hash(model_path), "float_graph": route, "calibration": identity(),
+            "versions": versions("onnxruntime", "onnx", "tf2onnx", "tensorflow")}
+
+
+def _renamed_ranges(stored: str, prepared: Path) -> str | None:
+    """Cached ORT ranges renamed to the tensors ORT calibrates in `prepared` (its float activations), or
+    None when they do not name exactly those tensors (up to tf2onnx's name counters)."""
+    import json
+
+    import onnx
+
+    from engine.library_internals import tf2onnx_stable_name
+
+    graph = onnx.load(str(prepared), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    tensors = {name for node in graph.node for name in [*node.input, *node.output]
+               if name and name not in constants and types.get(name) == onnx.TensorProto.FLOAT}
+    current = {tf2onnx_stable_name(name): name for name in tensors}
+    try:
+        ranges = json.loads(stored)
+        cached = {tf2onnx_stable_name(name): value for name, value in ranges["data"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if len(current) != len(tensors) or len(cached) != len(ranges["data"]) or cached.keys() != current.keys():
+        return None
+    ranges["data"] = {current[name]: value for name, value in cached.items()}
+    return json.dumps(ranges)
 
 
 def _need_calibration(calibration: CalibrationData) -> None:

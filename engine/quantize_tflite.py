@@ -3,8 +3,11 @@
 The model is traced once as a `tf.function` with a dynamic batch dimension and converted from that
 (`engine.keras_trace`): no SavedModel export of every Keras layer, which is about 75 % of the time of
 `from_keras_model` (and of `from_concrete_functions(..., model)`).
-Calibration batches are streamed to the converter as they come: with a dynamic batch dimension the
-calibrator accepts whole batches and its min/max statistics equal those of one image per step.
+Calibration does not use the converter's own calibrator (which runs the float model one invocation at
+a time in a logging interpreter): `engine.tflite_statistics` measures every activation range in batches
+on all cores, or takes them from the statistics cache (`engine.stats_cache`), and the converter's
+quantization step reads them from the calibrated float model (`library_internals.quantize_with_ranges`).
+Scales and zero points equal those of the converter's own calibration (tested).
 `quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
 The converter builds a float32 .tflite of the model before calibrating it; that flatbuffer is kept
 (`QuantResult.float_tflite`) so that a chain can evaluate the float model without converting it again.
@@ -19,25 +22,28 @@ from typing import Any
 from engine.atomic import write_bytes_atomic
 from engine.calibration import CalibrationData
 from engine.errors import ConfigError, EngineError, StquantError, first_line
-from engine.keras_trace import converter_for
-from engine.library_internals import keep_float_model, set_per_tensor_weights, tflite_ops
+from engine.keras_trace import serving_function
+from engine.library_internals import quantize_with_ranges, set_per_tensor_weights, tflite_ops
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras
-from engine.quant_common import ProgressCallback, QuantResult, counted_batches
+from engine.quant_common import ProgressCallback, QuantResult, versions
+from engine.stats_cache import StatsCache, bytes_hash, file_hash
+from engine.tflite_statistics import calibrated_model, tensor_ranges
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_BATCH = 16
 IO_TYPES = {"int8": "int8", "uint8": "uint8", "float": "float32"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: Any, out_path: Path,
-                    on_progress: ProgressCallback | None = None, model: Any = None) -> QuantResult:
+                    on_progress: ProgressCallback | None = None, model: Any = None,
+                    cache: StatsCache | None = None) -> QuantResult:
     """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically).
 
     `model`: the model of `model_path` when the caller has it loaded already (else it is loaded here).
+    `cache`: where calibration statistics are looked up and stored (None: always measured).
     """
     started = time.monotonic()
     model_path = check_model_file(model_path)
@@ -52,7 +58,8 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     notes: list[str] = []
     original = model if model is not None else load_keras_model(model_path)
     model, optimization = optimize_keras(original, model_path, settings, calibration, notes)
-    blob, float_blob = _convert(model, calibration, settings, on_progress)
+    statistics = _Statistics(model_path, calibration, cache, on_progress)
+    blob = _convert(model, settings, statistics)
     float_ops = float_ops_in(blob)
     if float_ops:
         raise EngineError(f"{model_path}: these ops cannot be quantized to int8 and would stay float: "
@@ -61,25 +68,55 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
     return QuantResult(Path(out_path), notes, calibration.total, seconds, optimization, model,
-                       float_tflite=float_blob if model is original else None)  # optimized: not the user's model
+                       float_tflite=statistics.float_model if model is original else None,  # optimized: not the user's
+                       statistics_cached=statistics.cached)
 
 
-def _convert(model: Any, calibration: CalibrationData, settings: Any,
-             on_progress: ProgressCallback | None) -> tuple[bytes, bytes | None]:
-    """(the int8 model, the float32 model the converter calibrated, or None if it could not be kept)."""
+class _Statistics:
+    """The converter's calibration step: ranges of the float model from the cache, else measured (and stored)."""
+
+    def __init__(self, model_path: Path, calibration: CalibrationData, cache: StatsCache | None,
+                 on_progress: ProgressCallback | None):
+        self.model_path, self.calibration, self.cache, self.on_progress = model_path, calibration, cache, on_progress
+        self.float_model: bytes | None = None
+        self.cached = False
+
+    def __call__(self, float_model: bytes) -> bytes:
+        self.float_model = float_model
+        key = self._key(float_model)
+        stored = self.cache.get(key) if key else None
+        if stored is not None:
+            ranges = {int(tensor): (low, high) for tensor, (low, high) in stored.items()}
+            self.cached = True
+            log.info("calibration statistics from the cache (%s)", self.cache.folder)
+        else:
+            ranges = tensor_ranges(float_model, self.calibration, self.on_progress)
+            if key:
+                self.cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()})
+        return calibrated_model(float_model, ranges)
+
+    def _key(self, float_model: bytes) -> dict | None:
+        identity = getattr(self.calibration, "identity", None)
+        if self.cache is None or identity is None:
+            return None
+        return {"quantizer": "TFlite_converter", "method": "minmax", "model": file_hash(self.model_path),
+                "float_graph": bytes_hash(float_model), "calibration": identity(),
+                "versions": versions("tensorflow", "ai-edge-litert")}
+
+
+def _convert(model: Any, settings: Any, statistics: _Statistics) -> bytes:
+    """The int8 model, calibrated by `statistics`."""
     import tensorflow as tf
 
-    converter = converter_for(model)
+    converter = _converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = _io_type(tf, settings, "quantization_input_type")
     converter.inference_output_type = _io_type(tf, settings, "quantization_output_type")
     set_per_tensor_weights(converter, getattr(settings, "granularity", "per_channel") == "per_tensor")
-    converter.representative_dataset = lambda: (
-        [batch] for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress))
-    kept = keep_float_model(converter)
+    quantize_with_ranges(converter, statistics)
     try:
-        return converter.convert(), kept.get("model")
+        return converter.convert()
     except StquantError:
         raise  # from the calibration data: already one clear line
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
@@ -87,6 +124,20 @@ def _convert(model: Any, calibration: CalibrationData, settings: Any,
         detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
             first_line(error)
         raise EngineError(f"TFLite conversion failed: {detail}") from None
+
+
+_last_trace: list = []  # [(model, serving function, concrete function)]: `stquant compare` quantizes one model often
+
+
+def _converter_for(model: Any) -> Any:
+    """A TFLiteConverter of the traced model; the last model's trace is reused (tracing takes ~0.4 s)."""
+    import tensorflow as tf
+
+    if not _last_trace or _last_trace[0][0] is not model:
+        serve = serving_function(model)
+        _last_trace[:] = [(model, serve, serve.get_concrete_function())]
+    _, serve, concrete = _last_trace[0]
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
 
 
 def _io_type(tf: Any, settings: Any, key: str) -> Any:

@@ -33,6 +33,9 @@ class Calibration(_Part):
                                     "dataset.training_path) or 'random'")
     images: int = Field(description="images used for calibration")
     skipped: int = Field(description="images skipped (undecodable)")
+    statistics: Literal["computed", "cache"] = Field(
+        "computed", description="where the activation ranges came from: computed on the images in this run, or "
+                                "read from the statistics cache (same model, images, preprocessing and method)")
 
 
 class Accuracy(_Part):

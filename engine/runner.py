@@ -51,10 +51,11 @@ PATH_KEYS = (("general", "model_path"), ("dataset", "classes_file_path"), ("data
 class Run:
     """State of one run; `execute()` performs the stages of the configured operation mode."""
 
-    def __init__(self, config: Config, reporter: Reporter, run_dir: Path):
+    def __init__(self, config: Config, reporter: Reporter, run_dir: Path, use_cache: bool = True):
         self.config = config
         self.reporter = reporter
         self.run_dir = run_dir
+        self.use_cache = use_cache
         self.summary = RunSummary(operation_mode=config.operation_mode, run_dir=str(run_dir))
         self.class_names: list[str] = []
         self._results: dict = {}
@@ -181,35 +182,29 @@ class Run:
             log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
             return data
         key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
-        files, _ = dataset.shuffled(source, ds.seed)
-        files = dataset.take_split(files, ds.quantization_split, "dataset.quantization_split")
+        files = calibration_files(source, ds.seed, ds.quantization_split)
         log.info("calibration: %d of %d images from %s", len(files), len(source), source.root)
-        return ImageCalibrationData(files, plan.spec, key)
+        return ImageCalibrationData(files, plan.spec, key, {"seed": ds.seed, "split": ds.quantization_split})
 
     def _quantize(self, plan: Plan, keras_model=None) -> tuple[Path, bytes | None]:
         """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
 
         `keras_model`: the model of `plan.model_path`, already loaded.
         """
+        from engine.stats_cache import StatsCache
+
         settings = self.config.quantization
         calibration = self._calibration(plan)
-        export_dir = self.run_dir / settings.export_dir
+        cache = StatsCache() if self.use_cache else None
         with self.stage("calibration"):
-            if settings.quantizer == "TFlite_converter":
-                from engine.quantize_tflite import quantize_tflite
-
-                result = quantize_tflite(plan.model_path, calibration, settings, export_dir / "quantized_model.tflite",
-                                         on_progress=self.progress("calibration"), model=keras_model)
-            else:
-                from engine.quantize_onnx import quantize_onnx
-
-                result = quantize_onnx(plan.model_path, calibration, settings, export_dir, self.run_dir,
-                                       on_progress=self.progress("calibration"), model=keras_model)
+            result = quantize(plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"),
+                              keras_model, cache)
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
         self.summary.calibration = Calibration(source=calibration.source, images=calibration.used,
-                                               skipped=calibration.skipped)
+                                               skipped=calibration.skipped,
+                                               statistics="cache" if result.statistics_cached else "computed")
         self.summary.optimization = result.optimization
         if result.float_model is not None:
             with self.diagnostic("layer_errors"):
@@ -219,7 +214,7 @@ class Run:
     def _layer_errors(self, result, calibration) -> None:
         from engine.layer_report import format_report, layer_report
 
-        _release_memory()  # the converter's garbage first, so that this stage does not raise the peak
+        release_memory()  # the converter's garbage first, so that this stage does not raise the peak
         rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
@@ -298,16 +293,38 @@ class Run:
                  model_path.name, footprint.weights_flash_kib, footprint.activation_ram_kib, footprint.macc / 1e6)
 
 
-def run(config: Config, reporter: Reporter, output_dir: Path | None = None, overwrite: bool = False) -> RunSummary:
+def quantize(model_path: Path, calibration, settings, run_dir: Path, on_progress=None, keras_model=None,
+             cache=None):
+    """Quantize with `settings.quantizer` into `run_dir/settings.export_dir`; return the `QuantResult`."""
+    export_dir = run_dir / settings.export_dir
+    if settings.quantizer == "TFlite_converter":
+        from engine.quantize_tflite import quantize_tflite
+
+        return quantize_tflite(model_path, calibration, settings, export_dir / "quantized_model.tflite",
+                               on_progress=on_progress, model=keras_model, cache=cache)
+    from engine.quantize_onnx import quantize_onnx
+
+    return quantize_onnx(model_path, calibration, settings, export_dir, run_dir, on_progress=on_progress,
+                         model=keras_model, cache=cache)
+
+
+def calibration_files(source, seed: int, split: float | None) -> list[Path]:
+    """The calibration images of a class-folder dataset: shuffled with `seed`, the first `split` of them."""
+    files, _ = dataset.shuffled(source, seed)
+    return dataset.take_split(files, split, "dataset.quantization_split")
+
+
+def run(config: Config, reporter: Reporter, output_dir: Path | None = None, overwrite: bool = False,
+        use_cache: bool = True) -> RunSummary:
     """Run the configured operation mode, then log it to MLflow; always write `run_summary.json`.
 
     Re-raises what stopped the run (a KeyboardInterrupt becomes `Interrupted`). `overwrite`: `output_dir`
-    may hold an earlier run.
+    may hold an earlier run. `use_cache`: look up and store calibration statistics in the statistics cache.
     """
     run_dir = make_run_dir(Path(output_dir), "--output-dir", overwrite) if output_dir else \
         make_unique_run_dir(config.run_dir(), "hydra.run.dir")
-    handlers = _attach_logging(run_dir, reporter)
-    job = Run(config, reporter, run_dir)
+    handlers = attach_logging(run_dir, reporter)
+    job = Run(config, reporter, run_dir, use_cache)
     try:
         with native_stderr_to(run_dir / "stquant.log"), job.signals.installed():
             error = job.attempt(job.start)
@@ -317,7 +334,7 @@ def run(config: Config, reporter: Reporter, output_dir: Path | None = None, over
             job.save()
             reporter.result(job.summary)
     finally:
-        _detach_logging(handlers)
+        detach_logging(handlers)
     if error is not None:
         raise error
     return job.summary
@@ -351,7 +368,7 @@ class _Signals:
                 signal.signal(number, handler)
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
@@ -411,7 +428,7 @@ def portable_config(config: Config) -> dict:
     return data
 
 
-def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
+def attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
     """Send engine logs to the run log and the reporter only (TensorFlow's root handler would repeat them)."""
     engine_log = logging.getLogger("engine")
     engine_log.setLevel(logging.INFO)
@@ -424,7 +441,7 @@ def _attach_logging(run_dir: Path, reporter: Reporter) -> list[logging.Handler]:
     return handlers
 
 
-def _detach_logging(handlers: list[logging.Handler]) -> None:
+def detach_logging(handlers: list[logging.Handler]) -> None:
     engine_log = logging.getLogger("engine")
     for handler in handlers:
         engine_log.removeHandler(handler)

@@ -9,6 +9,12 @@ ASSETS = ROOT.parent / "shared" / "assets"
 DEMO = ROOT / "sample_configs" / "demo"
 
 
+@pytest.fixture(autouse=True)
+def _own_statistics_cache(tmp_path_factory, monkeypatch):
+    """Each test (and the stquant processes it starts) gets an empty statistics cache, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+
+
 def _asset(*parts: str) -> Path:
     path = ASSETS.joinpath(*parts)
     if not path.exists():

@@ -63,21 +63,78 @@ def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel()
         internals.set_per_tensor_weights(without_switch, True)
 
 
-def test_the_float_model_the_converter_quantizes_is_kept():
+def _residual_keras():
+    """Residual ADD, SUB and MUL of same-shape tensors (TFLite's calibrator runs them in place)."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(4, 1, name="b")(a)
+    x = keras.layers.Add()([a, b])
+    c = keras.layers.Conv2D(4, 1, name="c")(x)
+    x = keras.layers.Subtract()([x, c])
+    d = keras.layers.Conv2D(4, 1, name="d")(x)
+    x = keras.layers.Multiply()([d, x])
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+
+def _recorded_ranges(blob: bytes) -> dict[int, tuple[float, float]]:
+    model = internals.litert_schema().ModelT.InitFromPackedBuf(blob, 0)
+    return {i: (t.quantization.min[0], t.quantization.max[0]) for i, t in enumerate(model.subgraphs[0].tensors)
+            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)}
+
+
+def test_ranges_and_inplace_quirk_equal_the_converters_calibrator():
+    """Our batched ranges (with `calibrator_inplace_inputs`) are exactly what TFLite's calibrator records."""
+    from engine.tflite_statistics import calibrated_model, tensor_ranges
+    from tests.quant_helpers import ArrayCalibration
+
+    model = _residual_keras()
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 3)).astype(np.float32)
+    converter = _converter(model, per_tensor=False)
+    converter.representative_dataset = lambda: ([images[i:i + 4]] for i in range(0, 8, 4))
+    converter._experimental_calibrate_only = True
+    theirs = _recorded_ranges(converter.convert())
+    kept = {}
+    converter = _converter(model, per_tensor=False)
+    internals.quantize_with_ranges(converter, lambda float_model: kept.setdefault("model", float_model))
+    converter.convert()
+    ours = tensor_ranges(kept["model"], ArrayCalibration(images))
+    assert sorted(ours) == sorted(theirs)
+    for tensor, (low, high) in theirs.items():
+        assert ours[tensor] == pytest.approx((low, high), rel=1e-5, abs=1e-6), f"tensor {tensor}"
+    assert _recorded_ranges(calibrated_model(kept["model"], ours)) == pytest.approx(ours)
+
+
+def test_inplace_inputs_rule():
+    shapes = {i: ((1, 4), 0) for i in range(6)}
+    operators = [("CONV_2D", [0], [1]), ("CONV_2D", [1], [2]), ("ADD", [1, 2], [3]), ("MUL", [3, 3], [4]),
+                 ("CONV_2D", [4], [5]), ("SUB", [4, 5], [6])]
+    assert internals.calibrator_inplace_inputs(operators, shapes, graph_io={0, 6}) == {2: 3}
+
+
+def test_converter_quantizes_with_our_ranges():
+    """`quantize_with_ranges`: the converter's quantization step reads the ranges we recorded, not its own."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from engine.tflite_statistics import calibrated_model, tensor_ranges
+    from tests.quant_helpers import ArrayCalibration
+
     converter = _converter(_tiny_keras(), per_tensor=False)
-    kept = internals.keep_float_model(converter)
-    converter.convert()
-    assert "model" in kept, f"TFLiteConverter.{internals.QUANTIZE_STEP}(model, ...) is no longer called"
-    interpreter = Interpreter(model_content=kept["model"])
-    ops = {op["op_name"] for op in internals.tflite_ops(interpreter)}
-    assert "QUANTIZE" not in ops and "CONV_2D" in ops
-    assert all(t["dtype"] == np.float32 for t in interpreter.get_tensor_details() if len(t["shape"]) == 4)
+    seen = {}
 
+    def calibrate(float_model):
+        seen["model"] = float_model
+        ranges = tensor_ranges(float_model, ArrayCalibration(np.zeros((1, 8, 8, 3), np.float32) + 0.5))
+        return calibrated_model(float_model, {**ranges, 0: (-3.0, 5.0)})  # the input's range, chosen here
 
-def test_without_the_quantize_step_nothing_is_kept():
-    assert internals.keep_float_model(object()) == {}
+    internals.quantize_with_ranges(converter, calibrate)
+    interpreter = Interpreter(model_content=converter.convert())
+    assert "model" in seen, f"TFLiteConverter.{internals.QUANTIZE_STEP} is no longer called"
+    quantize = next(op for op in internals.tflite_ops(interpreter) if op["op_name"] == "QUANTIZE")
+    scale, zero_point = interpreter.get_tensor_details()[quantize["outputs"][0]]["quantization"]
+    assert scale == pytest.approx(8 / 255) and zero_point == round(-128 + 3 / (8 / 255))
 
 
 def test_ops_of_a_litert_interpreter():
@@ -139,6 +196,27 @@ def test_ort_calibration_cache_round_trip(tmp_path):
     save(ranges, tmp_path / "cache.json")
     loaded = load_tensors_data(tmp_path / "cache.json")
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
+
+
+def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
+    """Two conversions of one model name their activations alike once tf2onnx's counters are removed."""
+    import onnx
+
+    from engine.quantize_onnx import keras_to_onnx
+
+    model = _residual_keras()
+
+    def names(index):
+        path = keras_to_onnx(model, 17, tmp_path / f"m{index}.onnx", tmp_path / "m.h5")
+        graph = onnx.load(str(path)).graph
+        constants = {t.name for t in graph.initializer}
+        return sorted(n for node in graph.node for n in node.output if n not in constants)
+
+    first, second = names(0), names(1)
+    assert any("__" in name for name in first), "tf2onnx no longer names tensors it makes <name>__<n>"
+    stable = sorted(internals.tf2onnx_stable_name(name) for name in first)
+    assert stable == sorted(internals.tf2onnx_stable_name(name) for name in second)
+    assert internals.tf2onnx_stable_name("model/flatten/Reshape__12:0") == "model/flatten/Reshape:0"
 
 
 def _scopes(model) -> list[str]:

@@ -40,7 +40,8 @@ def test_quantization_tflite(tmp_path, capsys):
     summary, out = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
     model = Path(summary["quantized_model"])
     assert model.name == "quantized_model.tflite" and model.parent.name == "quantized_models"
-    assert summary["calibration"] == {"source": "dataset.quantization_path", "images": 120, "skipped": 0}
+    assert summary["calibration"] == {"source": "dataset.quantization_path", "images": 120, "skipped": 0,
+                                   "statistics": "computed"}
     assert {"prepare", "calibration"} <= set(summary["timings"])
     ops = tflite_ops(model)
     assert ops[0][0] == "QUANTIZE" and ops[-1][0] == "DEQUANTIZE"

@@ -1,0 +1,122 @@
+"""Benchmark: own batched calibration statistics, the statistics cache and `stquant compare` vs the reference.
+
+The reference (../shared/bench/st_style_quantize.py) feeds the TFLite converter's own calibrator one image
+per step. Image sets of 120, 600 and 1200 flower photos are built in a temporary folder: the 300 photos of
+../shared/assets/datasets/flower_photos and copies of them (600 = 2 copies, 1200 = 4 copies; 120 = the
+first 24 of each class). Every command runs as a child process, ours and the reference's alternated, each
+case repeated; the table gives medians and ratios (ours / reference). Cases:
+- quantize N images: `stquant run --no-cache` (quantization, per-layer report and footprint included) vs
+  the reference on the same N images; the marginal cost per image is the slope over 120/600/1200.
+- cached: after one run has stored the statistics, a second `stquant run` with another granularity
+  (per_tensor) and int8 input on the 1200 images vs the reference's full run on them.
+- compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor+optimize x uint8 / int8
+  input) on the tutorial split (120 calibration images, 180 held out for agreement) vs one `stquant run`.
+Peak RSS counts every process of a run (decoding workers included; measure.py).
+usage: python benchmarks/calibration_vs_reference.py [--repeat N]
+"""
+
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from measure import measure, ratio_table, repeat_count, stquant_command
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
+PHOTOS = SHARED / "assets/datasets/flower_photos"
+REFERENCE = SHARED / "bench/st_style_quantize.py"
+CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+SIZES = (120, 600, 1200)
+
+
+def image_set(folder: Path, size: int) -> Path:
+    """`size` flower photos in class folders: the originals and numbered copies (or the first of each class)."""
+    root = folder / f"photos_{size}"
+    for name in CLASSES:
+        photos = sorted((PHOTOS / name).glob("*.jpg"))
+        (root / name).mkdir(parents=True)
+        if size < len(CLASSES) * len(photos):
+            chosen = [(0, p) for p in photos[:size // len(CLASSES)]]
+        else:
+            chosen = [(copy, p) for copy in range(size // (len(CLASSES) * len(photos))) for p in photos]
+        for copy, photo in chosen:
+            shutil.copy(photo, root / name / f"{copy}_{photo.name}")
+    return root
+
+
+def config(folder: Path, images: Path, split: float, name: str) -> Path:
+    data = yaml.safe_load((ROOT / "sample_configs/quantization_config.yaml").read_text())
+    data["general"]["model_path"] = str(MODEL)
+    data["dataset"] = {"class_names": CLASSES, "quantization_path": str(images), "quantization_split": split}
+    data["mlflow"]["uri"] = str(folder / "mlruns")
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def main() -> None:
+    repeat = repeat_count(MODEL)
+    rows, times = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env_cache = folder / "xdg"
+        run = lambda *args: measure(stquant_command(*args), cwd=ROOT, env={**_env(), "XDG_CACHE_HOME": str(env_cache)})  # noqa: E731
+        reference = lambda images: measure([sys.executable, str(REFERENCE), str(MODEL), str(images), "1.0",  # noqa: E731
+                                            str(folder / "ref.tflite")])
+        sets = {size: image_set(folder, size) for size in SIZES}
+        for size in SIZES:
+            cfg = config(folder, sets[size], 1.0, f"n{size}")
+            ours, ref = [], []
+            for i in range(repeat):
+                ref.append(reference(sets[size]))
+                ours.append(run("run", str(cfg), "--progress", "none", "--no-cache",
+                                "--output-dir", str(folder / f"ours_{size}_{i}")))
+            times[size] = (_median(ours, 0), _median(ref, 0))
+            rows.append((f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
+            print(ratio_table(rows[-1:]), flush=True)
+        cfg = config(folder, sets[1200], 1.0, "cached")
+        run("run", str(cfg), "--progress", "none", "--output-dir", str(folder / "fill_cache"))
+        ours, ref = [], []
+        for i in range(repeat):
+            ref.append(reference(sets[1200]))
+            ours.append(run("run", str(cfg), "quantization.granularity=per_tensor", "quantization.quantization_input_type=int8",
+                            "--progress", "none", "--output-dir", str(folder / f"cached_{i}")))
+        rows.append(("2nd run, cache, 1200 images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
+        print(ratio_table(rows[-1:]), flush=True)
+        tutorial = config(folder, PHOTOS, 0.4, "tutorial")
+        single, many = [], []
+        for i in range(repeat):
+            single.append(run("run", str(tutorial), "--progress", "none", "--no-cache",
+                              "--output-dir", str(folder / f"single_{i}")))
+            many.append(run("compare", str(tutorial), "--vary", "quantization.granularity=per_channel,per_tensor",
+                            "--vary", "quantization.quantization_input_type=uint8,int8", "quantization.optimize=True",
+                            "--progress", "none", "--no-cache", "--output-dir", str(folder / f"compare_{i}")))
+        compare_row = ("compare 4 variants vs 1 run", _median(many, 0), _median(single, 0), _median(many, 1),
+                       _median(single, 1))
+    ours_slope = (times[1200][0] - times[120][0]) / 1080 * 1000
+    ref_slope = (times[1200][1] - times[120][1]) / 1080 * 1000
+    print(f"\nmedian of {repeat} alternated runs per case (machine shared with other jobs)")
+    print(ratio_table(rows))
+    print(f"marginal cost per calibration image (slope 120 -> 1200): ours {ours_slope:.2f} ms, reference "
+          f"{ref_slope:.2f} ms, ratio {ours_slope / ref_slope:.2f}")
+    print("\n(the 'ref' columns of this row are one `stquant run`, not the reference)")
+    print(ratio_table([compare_row]))
+
+
+def _median(runs, k):
+    return statistics.median(r[k] for r in runs)
+
+
+def _env():
+    import os
+
+    return dict(os.environ)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""`stquant compare`: variants from one decode and one statistics pass, equal to separate runs; errors; protocol."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.comparison import Comparison, Variant
+from engine.compare import recommend
+from tests.conftest import DEMO
+from tests.test_cli_errors import assert_one_error, demo_config, run_cli, write
+
+VARY = ["--vary", "quantization.granularity=per_channel,per_tensor",
+        "--vary", "quantization.quantization_input_type=uint8,int8"]
+
+
+def _compare(capsys, config, *extra):
+    code, out, err = run_cli(capsys, "compare", config, *VARY, "--progress", "none", *extra)
+    assert code == 0, err
+    run_dir = Path(out.strip().splitlines()[-1])
+    data = json.loads((run_dir / "comparison.json").read_text())
+    assert Comparison.model_validate(data).model_dump(mode="json") == data
+    return data, out, run_dir
+
+
+def test_table_equals_separate_runs_of_each_variant(tmp_path, capsys):
+    config = write(tmp_path, demo_config(tmp_path, dataset__test_path=str(DEMO / "digits")))
+    comparison, out, run_dir = _compare(capsys, config, "--board", "STM32H747I-DISCO")
+    assert comparison["status"] == "ok" and comparison["evaluation_set"] == "test_set"
+    assert comparison["evaluation_images"] == 300 and comparison["calibration_images"] == 120
+    variants = comparison["variants"]
+    assert [v["name"] for v in variants] == [
+        "granularity=per_channel, quantization_input_type=uint8", "granularity=per_channel, quantization_input_type=int8",
+        "granularity=per_tensor, quantization_input_type=uint8", "granularity=per_tensor, quantization_input_type=int8"]
+    assert [v["statistics"] for v in variants] == ["computed", "cache", "cache", "cache"]  # one statistics pass
+    for variant in variants:
+        overrides = [f"{key}={value}" for key, value in variant["settings"].items()]
+        code, run_out, err = run_cli(capsys, "run", config, "operation_mode=chain_eqe", *overrides,
+                                     "--progress", "none", "--no-cache", "benchmarking.board=STM32H747I-DISCO")
+        assert code == 0, err
+        summary = json.loads((Path(run_out.strip().splitlines()[-1]) / "run_summary.json").read_text())
+        accuracy, footprint = summary["accuracy"], summary["footprint"]
+        assert (variant["accuracy"], variant["agreement"]) == (accuracy["quantized"], accuracy["agreement"]), variant
+        assert comparison["float_accuracy"] == accuracy["float"]
+        assert (variant["weights_flash_kib"], variant["activation_ram_kib"], variant["estimated_inference_ms"]) == \
+            (footprint["weights_flash_kib"], footprint["activation_ram_kib"], footprint["estimated_inference_ms"])
+        assert variant["estimated_inference_ms"] > 0
+        assert Path(variant["quantized_model"]).read_bytes() == Path(summary["quantized_model"]).read_bytes()
+    assert comparison["recommended"] is not None and "recommended: variant" in out
+    markdown = (run_dir / "comparison.md").read_text()
+    assert markdown.count("\n| ") == 5 and "granularity=per_tensor, quantization_input_type=int8" in markdown
+
+
+def test_without_test_path_measures_on_held_out_quantization_images(tmp_path, capsys):
+    comparison, out, _ = _compare(capsys, write(tmp_path, demo_config(tmp_path)), "--target-agreement", "100")
+    assert comparison["evaluation_set"] == "held_out_quantization_images"
+    assert comparison["evaluation_images"] == 300 - 120
+    assert "not used for calibration" in out
+    assert all(v["meets_target"] is (v["agreement"] >= 100) for v in comparison["variants"])
+
+
+def test_jsonl_events_per_variant(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "compare", write(tmp_path, demo_config(tmp_path)), "--vary",
+                             "quantization.granularity=per_channel,per_tensor", "--progress", "jsonl")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    events = [json.loads(line) for line in lines[:-1]]
+    variants = [Variant.model_validate(e["variant"]) for e in events if e["event"] == "variant"]
+    assert [v.index for v in variants] == [0, 1] and all(v.status == "ok" for v in variants)
+    final = events[-1]
+    assert final["event"] == "comparison"
+    assert Comparison.model_validate(final["comparison"]).run_dir == lines[-1]
+
+
+@pytest.mark.parametrize(("vary", "fragment"), [
+    ("dataset.seed=1,2", "--vary dataset.seed: not a key a variant may vary"),
+    ("quantization.granularity", "--vary quantization.granularity: expected KEY=V1,V2"),
+    ("quantization.granularity=per_channel,per_layer", "quantization.granularity"),
+])
+def test_bad_vary_is_exit_2_naming_the_key(tmp_path, capsys, vary, fragment):
+    assert_one_error(capsys, ["compare", write(tmp_path, demo_config(tmp_path)), "--vary", vary], 2, fragment)
+
+
+def test_unknown_board_and_missing_config(tmp_path, capsys):
+    config = write(tmp_path, demo_config(tmp_path))
+    assert_one_error(capsys, ["compare", config, *VARY, "--board", "NOPE"], 2, "--board: unknown board 'NOPE'")
+    assert_one_error(capsys, ["compare", str(tmp_path / "missing.yaml"), *VARY], 3, "missing.yaml")
+
+
+def test_schema_of_the_comparison(capsys):
+    code, out, _ = run_cli(capsys, "schema", "comparison")
+    schema = json.loads(out)
+    assert code == 0 and schema == Comparison.model_json_schema()
+    assert "percent" in schema["$defs"]["Variant"]["properties"]["agreement"]["description"]
+
+
+def _variant(index, agreement, ram, flash, ms=None):
+    return Variant(index=index, name=str(index), settings={}, status="ok", agreement=agreement, meets_target=agreement >= 99,
+                   activation_ram_kib=ram, weights_flash_kib=flash, estimated_inference_ms=ms)
+
+
+def test_recommendation_order():
+    comparison = Comparison(run_dir="r", model="m", varied={}, target_agreement=99.0, variants=[
+        _variant(0, 99.5, 240, 400, 30), _variant(1, 98.0, 120, 300), _variant(2, 99.2, 240, 390, 31),
+        _variant(3, 99.9, 240, 390, 29)])
+    recommend(comparison)
+    assert comparison.recommended == 3  # variant 1 misses the target; then RAM, flash, time
+    comparison.target_agreement = 100.0
+    for v in comparison.variants:
+        v.meets_target = False
+    recommend(comparison)
+    assert comparison.recommended is None and "best is variant 3" in comparison.recommendation
