@@ -9,6 +9,8 @@ stores what the user typed in the form the YAML had (`1/127.5` stays a string). 
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -203,8 +205,8 @@ def to_text(value: Any) -> str:
     """How a YAML value is shown in a one-line input."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list):  # comma-separated; a name with a comma or a quote is quoted (csv rules)
+        return ", ".join(_csv_field(str(v)) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -216,7 +218,7 @@ def from_text(kind: str, text: str) -> Any:
     if text == "":
         return None
     if kind == "list":
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return [part.strip() for part in next(csv.reader([text], skipinitialspace=True)) if part.strip()]
     if kind == "number":
         try:
             value = yaml.safe_load(text)
@@ -224,6 +226,12 @@ def from_text(kind: str, text: str) -> Any:
             return text
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else text
     return text
+
+
+def _csv_field(text: str) -> str:
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow([text])
+    return line.getvalue()
 
 
 def _dump(data: dict) -> str:

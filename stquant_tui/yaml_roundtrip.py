@@ -66,6 +66,8 @@ def render(data: dict, original: str, original_dump: str) -> str:
             while i1 > 0 and out and _is_gap(old[i1 - 1]):
                 i1 -= 1
                 moved.insert(0, out.pop())
+        if out and not out[-1].endswith("\n"):  # the file ended without a newline
+            out[-1] += "\n"
         out += [_reindent(line, old[:i2 if i2 > i1 else i1], mine) for line in new[j1:j2]]
         out += moved
     return "".join(out)

@@ -82,8 +82,8 @@ class FieldRow(Vertical):
             if self.kind in ("select", "bool"):
                 default = default_of(self.key)
                 prompt = "(none)" if default is None else f"(default: {to_text(default)})"
-                yield Select(self._options(), id=wid, compact=True, allow_blank=not is_required(self.key),
-                             prompt=prompt)
+                yield Select(self._options(), id=wid, compact=True, prompt=prompt)  # blank until loaded: a load
+                # never writes a key the file does not have (a missing required one is flagged)
             else:
                 yield Input(id=wid, compact=True, placeholder=self.placeholder, select_on_focus=False,
                             suggester=PathSuggester() if self.path else None)

@@ -1,7 +1,7 @@
 """A stand-in for `python -m engine` that speaks the CLI protocol without TensorFlow (TUI tests only).
 
 inspect MODEL --json   -> fixed JSON (exit 3 if MODEL is missing)
-validate CONFIG        -> engine.config.load_config
+validate CONFIG        -> the real `stquant validate` (it needs no TensorFlow)
 run CONFIG ... --progress jsonl
                        -> stage/progress/log events, then a result that replays a real run's summary
                           (or, with FAKE_ENGINE_SLOW=1, a slow calibration that SIGINT interrupts:
@@ -78,14 +78,9 @@ def main(argv):
                           "quantized": False}))
         return 0
     if command == "validate":
-        from engine.config import load_config
-        from engine.errors import StquantError
-        try:
-            load_config(rest[0])
-        except StquantError as exc:
-            print(exc, file=sys.stderr)
-            return int(exc.exit_code)
-        return 0
+        from engine.cli import main as stquant
+
+        return stquant(argv)
     if command == "run":
         return run(rest)
     print(f"unknown command {command}", file=sys.stderr)

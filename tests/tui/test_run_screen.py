@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from textual.widgets import DataTable, ProgressBar
+from textual.widgets import DataTable, ProgressBar, Static
 
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunProgress
@@ -29,7 +30,9 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         compare = app.query_one("#summary-compare", DataTable)
         assert compare.get_row_at(4) == ["Accuracy", "96.3%", "97.0%", "+0.7 pt"]
         assert app.query_one("#summary-layers", DataTable).get_row_at(1)[5] == "7,168"  # live activation bytes
-        assert app.run_config is not None and not app.run_config.exists()  # temp config removed
+        config = Path(app.process.argv[len(fake_engine) + 1])
+        assert config.name.startswith(".stquant-tui-run-") and not config.exists()  # temp config removed
+        assert not list(DEMO_CONFIG.parent.glob(".stquant-tui-*"))  # nothing beside the user's config
         await pilot.press("l")
         assert str(tmp_path / "run") in "\n".join(app.query_one("#step-run").lines)
         await pilot.press("a")
@@ -58,5 +61,8 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert app.last_run.exit_code == 130
         assert app.step == "run"  # no summary: stays on the log
         assert not list((tmp_path / "run").rglob("*.tflite"))
-        assert "interrupted" in "\n".join(app.query_one("#step-run").lines)
+        assert not any("interrupted" in line or "✗" in line for line in app.query_one("#step-run").lines)
+        stage = str(app.query_one("#run-stage", Static).render())
+        assert stage.startswith("Cancelled") and "fail" not in stage.lower()
+        assert not [n for n in app._notifications if "fail" in str(n.message).lower() + str(n.title).lower()]
         assert app.last_run.summary.status == "interrupted" and app.last_run.summary.failed_stage == "calibration"

@@ -77,7 +77,7 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
         tmux.keys("C-n")
         tmux.wait_for("Operation mode")
         tmux.keys("C-n")
-        tmux.wait_for("accepts this config")
+        tmux.wait_for("validate: ok")
         tmux.keys("C-o")
         tmux.wait_for("Saved")
         tmux.keys("C-q")

@@ -91,7 +91,7 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
         await pilot.pause()
         assert app.step == "review"
         assert "granularity: per_tensor" in app.query_one("#review-yaml").text
-        assert "accepts this config" in str(app.query_one("#review-status", Static).render())
+        await wait_until(pilot, lambda: "validate: ok" in str(app.query_one("#review-status", Static).render()))
 
         await pilot.press("ctrl+o")
         await wait_until(pilot, out.exists)
