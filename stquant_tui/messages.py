@@ -76,6 +76,10 @@ class DatasetScanned(Message):
     images: int = 0
     other_files: int = 0
     error: str | None = None
+    names: list[str] | None = None
+    """`dataset.class_names` when scanned."""
+    engine_says: list[str] = field(default_factory=list)
+    """What `engine.dataset.scan` (the run's own check) reports: its error, or its warnings."""
 
 
 @dataclass
