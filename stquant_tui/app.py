@@ -92,7 +92,9 @@ class StquantApp(RunActions, App[int]):
             with ContentSwitcher(initial="step-dataset", id="steps"):
                 yield DatasetStep()  # the others: `mount_later_steps`, just after the first screen
             yield StepYaml()
+        yield Static("", id="field-help")
         with Horizontal(id="nav"):
+            yield Static("", id="nav-message")
             yield Button("◀ Back ^p", id="back", compact=True)
             yield Button("Next ^n ▶", id="next", compact=True, variant="primary")
             yield Button("Save ^o", id="save", compact=True, variant="success")
@@ -137,8 +139,14 @@ class StquantApp(RunActions, App[int]):
         """The step named `name` (an instance of its step class, e.g. ReviewStep for "review")."""
         return self.query_one(f"#step-{name}")
 
+    def show_help(self, row: FieldRow) -> None:
+        """The focused field's help line (from the schema's descriptions)."""
+        self.query_one("#field-help", Static).update(f"{row.label}: {row.help}" if row.help else "")
+
     def watch_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
+        self.query_one("#nav-message", Static).update("")
+        self.query_one("#field-help", Static).display = step in FORM_STEPS
         parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == step else STEP_TITLES[s] for s in STEPS]
         self.query_one("#crumbs", Static).update(" stquant  " + " › ".join(parts))
         for button in self.query("#nav Button"):
@@ -266,12 +274,13 @@ class StquantApp(RunActions, App[int]):
             return
         await self.mount_later_steps()
         errors = self.step_errors(self.step)
-        if errors:
-            row = next((r for r, _ in errors if r is not None), None)
+        if errors:  # said on the nav line (no toast: pressing again does not stack anything)
+            row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            where = f"{row.label}: {row.error or message}" if row is not None else message
+            self.query_one("#nav-message", Static).update(f"✗ Fix {where}{more}".replace("[", r"\["))
             if row is not None:
                 row.editor.focus()
-            self.notify("\n".join(m for _, m in errors[:3]), title=f"Fix {len(errors)} problem(s) first",
-                        severity="error")
             return
         self.step = STEPS[STEPS.index(self.step) + 1]
 

@@ -25,8 +25,8 @@ class DatasetStep(Step):
         self.detected: list[str] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Class folders: one subfolder per class; ctrl+f browses. No quantization folder: the training set is used.",
-                     classes="step-help")
+        yield Static("Class folders: one sub-folder per class; ctrl+f browses.", classes="step-help")
+        yield FieldRow("dataset.name", "Dataset name")
         yield FieldRow("dataset.quantization_path", "Quantization folder", path=True, placeholder="path/to/classes/")
         yield FieldRow("dataset.training_path", "Training folder", path=True)
         yield FieldRow("dataset.validation_path", "Validation folder", path=True)

@@ -113,9 +113,12 @@ class ModelStep(Step):
 
     def show_verdict(self, verdict) -> None:
         """`stquant validate`'s problems with the model: the file, its input channels, the opset."""
+        shown = self.query("#model-verdict")
+        if not shown:  # not composed yet, or being removed
+            return
         path = self.draft.get("general.model_path")
         model = str(self.draft.resolve(str(path))) if path else "\0"
         mine = [p for p in verdict.problems
                 if p.key in MODEL_KEYS or "model outputs" in p.message or (not p.key and model in p.message)]
-        self.query_one("#model-verdict", Static).update(
+        shown.first(Static).update(
             "\n".join(f"⚠ {p.key}: {p.message}" if p.key else f"⚠ {p.message}" for p in mine).replace("[", r"\["))

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Label
+from textual.widgets import Button, DirectoryTree, Footer, Label
 
 MODEL_SUFFIXES = {".h5", ".keras", ".onnx", ".tflite"}
 
@@ -63,10 +63,12 @@ class PathPickerScreen(ModalScreen[str | None]):
     current value; Backspace goes to the parent folder.
     """
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder"),
+                Binding("enter", "pick", "Select", show=True), Binding("space", "open", "Open folder", show=True)]
     DEFAULT_CSS = """
     PathPickerScreen { align: center middle; }
-    PathPickerScreen > Vertical { width: 90%; height: 90%; border: thick $accent; background: $surface; }
+    PathPickerScreen > Vertical { width: 100%; height: 1fr; border: thick $accent; background: $surface; }
+    PathPickerScreen #picker-title { width: 1fr; }
     PathPickerScreen PathTree { height: 1fr; }
     """
 
@@ -77,12 +79,23 @@ class PathPickerScreen(ModalScreen[str | None]):
         self.what = what
 
     def compose(self) -> ComposeResult:
-        keys = "Enter selects" if self.suffixes else "Space opens, Enter selects the folder"
         with Vertical():
-            yield Label(f"Pick {self.what} — {keys}, Backspace goes up, Esc closes", id="picker-title")
+            yield Label(f"Pick {self.what} (keys below)", id="picker-title")
             tree = PathTree(self.start, self.suffixes, id="picker-tree")
             tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
             yield tree
+        yield Footer()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "open":
+            return not self.suffixes  # file pickers: Enter opens folders and picks files
+        return True
+
+    def action_pick(self) -> None:
+        self.query_one(PathTree).action_select_cursor()
+
+    def action_open(self) -> None:
+        self.query_one(PathTree).action_toggle_node()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
