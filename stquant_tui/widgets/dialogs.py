@@ -47,6 +47,8 @@ class ConfirmScreen(ModalScreen[bool]):
 class PathTree(DirectoryTree):
     """Folders, plus the files whose suffix is in `suffixes` (none: folders only); hidden entries left out."""
 
+    BINDINGS = [Binding("enter", "select_cursor", "Select"), Binding("space", "toggle_node", "Open folder")]
+
     def __init__(self, path: Path, suffixes: set[str], **kwargs) -> None:
         super().__init__(path, **kwargs)
         self.suffixes = suffixes
@@ -63,8 +65,7 @@ class PathPickerScreen(ModalScreen[str | None]):
     current value; Backspace goes to the parent folder.
     """
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder"),
-                Binding("enter", "pick", "Select", show=True), Binding("space", "open", "Open folder", show=True)]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder")]
     DEFAULT_CSS = """
     PathPickerScreen { align: center middle; }
     PathPickerScreen > Vertical { width: 100%; height: 1fr; border: thick $accent; background: $surface; }
@@ -85,17 +86,6 @@ class PathPickerScreen(ModalScreen[str | None]):
             tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
             yield tree
         yield Footer()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "open":
-            return not self.suffixes  # file pickers: Enter opens folders and picks files
-        return True
-
-    def action_pick(self) -> None:
-        self.query_one(PathTree).action_select_cursor()
-
-    def action_open(self) -> None:
-        self.query_one(PathTree).action_toggle_node()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
