@@ -41,7 +41,8 @@ NAV_BUTTONS = {  # which buttons each step shows
 STEP_KEYS = {  # action -> steps where its key is shown
     "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
     "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
-    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",),
+    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",), "full_table": ("summary",),
+    "page": ("summary",),
 }
 
 
@@ -63,6 +64,9 @@ class StquantApp(RunActions, App[int]):
         Binding("l", "show_run_dir", "Run folder"),
         Binding("y", "copy_model", "Copy model path"),
         Binding("a", "again", "Start again"),
+        Binding("f", "full_table", "Table full screen"),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -382,6 +386,12 @@ class StquantApp(RunActions, App[int]):
             self.notify(f"Copied {model}")
         else:
             self.notify("No quantized model in this run", severity="warning")
+
+    def action_full_table(self) -> None:
+        self.step_widget("summary").full_screen()
+
+    def action_page(self, direction: int) -> None:
+        self.step_widget("summary").page(direction)
 
     def action_again(self) -> None:
         self.step = "dataset"
