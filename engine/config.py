@@ -237,8 +237,8 @@ class Quantization(Section):
     quantization_output_type: IOType = Field("float", description="Type of the int8 model's output: float for "
                                              "scores as is, int8/uint8 to save a dequantize on the board.")
     granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = Field(
-        "per_channel", description="One weight scale per output channel (accurate) or per tensor (loses accuracy "
-                                   "on depthwise layers unless optimize is on).")
+        "per_channel", description="One weight scale per output channel (accurate) or per tensor (needs "
+                                   "optimize to keep accuracy).")
     optimize: Annotated[Bool, NULL_IS_DEFAULT] = Field(
         False, description="Fold batch norms and equalize layer ranges before quantizing; turn on with "
                            "per_tensor granularity.")
@@ -306,8 +306,8 @@ class Config(Section):
     general: Annotated[General, NULL_IS_DEFAULT] = General()
     model: Optional[ModelSection] = None
     operation_mode: Literal[MODES] = Field(  # type: ignore[valid-type]
-        "quantization", description="What a run does: quantization; evaluation (float and/or int8 on the test "
-                                    "set); benchmarking (footprint); chain_* do several.")
+        "quantization", description="What a run does: quantize, evaluate on the test set, benchmark the "
+                                    "footprint, or a chain_* of them.")
     dataset: Annotated[Dataset, NULL_IS_DEFAULT] = Dataset()
     preprocessing: Optional[Preprocessing] = None
     quantization: Optional[Quantization] = None

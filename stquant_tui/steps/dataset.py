@@ -97,10 +97,11 @@ class DatasetStep(Step):
         text = f"{label}: {len(event.classes)} classes, {event.images} images"
         if event.other_files:
             text += f", {event.other_files} non-image file(s) (skipped)"
-        warn = len(event.classes) < 2 or event.images == 0 or bool(event.engine_says)
+        engine_says = [line for line in event.engine_says if "non-image" not in line]  # counted above
+        warn = len(event.classes) < 2 or event.images == 0 or bool(engine_says)
         if not self.draft.get("dataset.class_names") and event.classes:
             text += "\nclass_names not set: ctrl+t uses the folder names"
-        text += "".join(f"\n⚠ {line}" for line in event.engine_says if "non-image" not in line)
+        text += "".join(f"\n⚠ {line}" for line in engine_says)
         self.feedback(text, warn)
 
     def feedback(self, text: str, warn: bool = False) -> None:

@@ -54,6 +54,8 @@ async def test_every_field_on_the_form_steps_has_a_help_line():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert all(row.help for row in app.query(FieldRow)), [row.key for row in app.query(FieldRow) if not row.help]
+        too_long = [row.key for row in app.query(FieldRow) if len(f"{row.label}: {row.help}") > 150]
+        assert not too_long  # two lines at 80 columns
 
 
 async def test_operation_mode_offers_only_runnable_modes_and_flags_a_loaded_other_one(tmp_path):
