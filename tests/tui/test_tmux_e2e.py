@@ -58,7 +58,7 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
     try:
         tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
         time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
-        for _ in range(3):  # quantization folder -> training -> split -> seed
+        for _ in range(4):  # dataset name -> quantization folder -> training -> split -> seed
             tmux.keys("Tab")
             time.sleep(0.2)
         tmux.type("abc")
