@@ -34,7 +34,9 @@ class ReviewStep(Vertical):
             yield Label("Save to ", classes="field-label")
             yield Input(self.save_path, id="review-save_path", compact=True, select_on_focus=False,
                         tooltip=self.save_note or None)
-        yield Static(self.save_note, id="review-save-note")
+        note = Static(self.save_note, id="review-save-note")
+        note.display = bool(self.save_note)
+        yield note
 
     def refresh_review(self, draft: Draft, verdict: Verdict | None) -> int:
         """Re-render the YAML and the verdict (`None`: still being checked); return the schema's problem count."""

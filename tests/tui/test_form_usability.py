@@ -125,3 +125,16 @@ def test_save_goes_to_the_opened_file_unless_it_sits_beside_its_model(tmp_path, 
     target, note = default_save_path(ZOO_CONFIG, None)
     assert target == str(tmp_path / ZOO_CONFIG.name) and "beside its model" in note
     assert default_save_path(ZOO_CONFIG, "out.yaml") == ("out.yaml", "")
+
+
+async def test_review_says_where_save_writes_a_model_folder_config(tmp_path, monkeypatch):
+    if not ZOO_CONFIG.exists():
+        return
+    monkeypatch.chdir(tmp_path)
+    app = StquantApp(ZOO_CONFIG, engine_cmd=FAKE_ENGINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await pilot.pause()
+        assert app.query_one("#review-save_path", Input).value == str(tmp_path / ZOO_CONFIG.name)
+        assert "beside its model" in str(app.query_one("#review-save-note", Static).render())
