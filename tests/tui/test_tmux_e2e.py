@@ -106,8 +106,9 @@ def test_sighup_mid_run_stops_the_engine_and_leaves_no_temp_file(tmp_path):
          "-e", "FAKE_ENGINE_SLOW=1", "-e", f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}", shell)
     try:
         tmux.wait_for("300 images")
-        pid = int(subprocess.run(["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True,
-                                 text=True).stdout.split()[0])
+        found = subprocess.run(["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True,
+                               text=True)
+        pid = int(found.stdout.split()[0])
         time.sleep(1.0)
         for _ in range(4):
             tmux.keys("C-n")
