@@ -52,10 +52,9 @@ class DatasetStep(Step):
             if scanned is None:
                 self.detected = None
                 self.feedback("No dataset folder: calibration will use random data.")
-            elif key != "dataset.class_names":
-                self.feedback("Scanning…")
-                self.scan(scanned, self.draft.get(scanned), self.draft.get("dataset.class_names"))
             else:
+                if key != "dataset.class_names":
+                    self.feedback("Scanning…")
                 self.scan(scanned, self.draft.get(scanned), self.draft.get("dataset.class_names"))
 
     @work(thread=True, group="dataset-scan", exit_on_error=False)

@@ -38,6 +38,7 @@ async def test_real_chain_eqeb_of_the_demo_reaches_the_summary(tmp_path, monkeyp
         stages = [w["stage"] for w in written["warnings"]]  # prepare: the demo's non-image file, skipped
         assert stages == ["prepare"] + (["mlflow"] if find_spec("mlflow") else []), written["warnings"]
         assert written["footprint"]["board_fit"]["estimated_inference_ms"] is not None  # benchmarking.board
-        assert written["footprint"]["estimated_inference_ms"] == written["footprint"]["board_fit"]["estimated_inference_ms"]
+        foot = written["footprint"]
+        assert foot["estimated_inference_ms"] == foot["board_fit"]["estimated_inference_ms"]
         assert_summary_shows(app, written)  # the MLflow warning too
         assert "calibration" in "\n".join(app.query_one("#step-run").lines)
