@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
-from engine.footprint import Footprint
-from engine.footprint.timing import inference_ms
 
 
 @dataclass(frozen=True)
@@ -71,8 +69,8 @@ def boards_table() -> str:
     return "\n".join(lines)
 
 
-def board_fit(board: str, fp: Footprint) -> dict | None:
-    """Compare a footprint with a board; None when the board is not in the table.
+def board_fit(board: str, fp) -> dict | None:
+    """Compare a footprint (an `engine.footprint.Footprint`) with a board; None when the board is not in the table.
 
     Keys: `board`, `mcu`, `core`, `mhz`, `flash_kib`, `ram_kib` (the board), `weights_fit`,
     `activations_fit` (bools), `flash_headroom_kib`, `ram_headroom_kib` (capacity minus weights /
@@ -80,6 +78,8 @@ def board_fit(board: str, fp: Footprint) -> dict | None:
     same in percent of the capacity), `estimated_inference_ms` (None for a core the timing model
     does not cover).
     """
+    from engine.footprint.timing import inference_ms  # here: the board table alone (the wizard) needs no footprint
+
     spec = find_board(board)
     if spec is None:
         return None

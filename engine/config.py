@@ -162,7 +162,8 @@ class FreeSection(BaseModel):
 
 class General(Section):
     project_name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
-    model_path: PathStr = None
+    model_path: PathStr = Field(None, description="The float model to quantize or evaluate: Keras .h5/.keras or "
+                                                  ".onnx (.tflite for benchmarking).")
     display_figures: Annotated[Bool, NULL_IS_DEFAULT] = True
     global_seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
     gpu_memory_limit: Annotated[Optional[Float], Field(gt=0), BeforeValidator(_none_string)] = None
@@ -187,48 +188,71 @@ class ModelSection(Section):
 
 
 class Dataset(Section):
-    name: Annotated[str, NULL_IS_DEFAULT] = "<unnamed>"
-    class_names: Annotated[Optional[list[str]], AfterValidator(_distinct), BeforeValidator(_none_string)] = None
+    name: Annotated[str, NULL_IS_DEFAULT] = Field("<unnamed>", description="The dataset's name, for reports and "
+                                                                          "MLflow only.")
+    class_names: Annotated[Optional[list[str]], AfterValidator(_distinct), BeforeValidator(_none_string)] = Field(
+        None, description="Class names in the model's output order (sorted when read). Empty: the class folders.")
     classes_file_path: PathStr = None
-    training_path: PathStr = None
-    validation_path: PathStr = None
-    test_path: PathStr = None
-    quantization_path: PathStr = None
+    training_path: PathStr = Field(None, description="Class folders of the training set; used for calibration "
+                                                     "when there is no quantization folder.")
+    validation_path: PathStr = Field(None, description="Class folders to evaluate on when there is no test folder.")
+    test_path: PathStr = Field(None, description="Class folders the float and int8 models are evaluated on.")
+    quantization_path: PathStr = Field(None, description="Class folders of the calibration images (one sub-folder "
+                                                         "per class). Empty: the training set, else random data.")
     prediction_path: PathStr = None
     validation_split: Annotated[FiniteFloat, Field(gt=0, lt=1), BeforeValidator(_number), NULL_IS_DEFAULT] = 0.2
-    quantization_split: Split = None
+    quantization_split: Split = Field(None, description="Fraction (0..1] of the calibration images used, in seeded "
+                                                        "random order. Lower it to calibrate faster.")
     check_image_files: Annotated[Bool, NULL_IS_DEFAULT] = False
-    seed: Annotated[Seed, NULL_IS_DEFAULT] = 123
+    seed: Annotated[Seed, NULL_IS_DEFAULT] = Field(123, description="Seed of the shuffle that picks the "
+                                                                    "quantization_split images.")
 
 
 class Rescaling(Section):
-    scale: Float
-    offset: Float
+    scale: Float = Field(description="Model input = pixel x scale + offset; 1/255 gives 0..1, 1/127.5 with "
+                                     "offset -1 gives -1..1. Must match training.")
+    offset: Float = Field(description="Added after scaling: 0 for 0..1 inputs, -1 for -1..1. Must match training.")
 
 
 class Resizing(Section):
-    aspect_ratio: Literal["fit", "crop", "padding", "full_screen"] = "fit"
-    interpolation: Annotated[Interpolation, NULL_IS_DEFAULT] = "bilinear"
+    aspect_ratio: Literal["fit", "crop", "padding", "full_screen"] = Field(
+        "fit", description="fit stretches to the input size; crop cuts the centre; padding keeps the whole image.")
+    interpolation: Annotated[Interpolation, NULL_IS_DEFAULT] = Field(
+        "bilinear", description="Resampling filter when resizing images; use the one the model was trained with.")
 
 
 class Preprocessing(Section):
     rescaling: Optional[Rescaling] = None  # required by every mode stquant runs (engine.config_modes)
     resizing: Resizing = Resizing()
-    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field(
+        "rgb", description="Channels fed to the model: grayscale 1, rgb 3, rgba 4; must match the model's input.")
 
 
 class Quantization(Section):
-    quantizer: Quantizer
+    quantizer: Quantizer = Field(description="TFlite_converter writes an int8 .tflite (Keras models); "
+                                             "Onnx_quantizer writes a QDQ .onnx (Keras or ONNX models).")
     quantization_type: QuantType = "PTQ"
-    quantization_input_type: IOType = "float"
-    quantization_output_type: IOType = "float"
-    granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = "per_channel"
-    optimize: Annotated[Bool, NULL_IS_DEFAULT] = False
-    target_opset: Annotated[int, Field(ge=OPSET_MIN), BeforeValidator(_number), NULL_IS_DEFAULT] = 17
-    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder), NULL_IS_DEFAULT] = "quantized_models"
-    extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = None
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    bias_correction: Bool = False
+    quantization_input_type: IOType = Field("float", description="Type of the int8 model's input: uint8 or int8 "
+                                             "when the board feeds raw pixels, float to keep a float input.")
+    quantization_output_type: IOType = Field("float", description="Type of the int8 model's output: float for "
+                                             "scores as is, int8/uint8 to save a dequantize on the board.")
+    granularity: Annotated[Literal["per_channel", "per_tensor"], NULL_IS_DEFAULT] = Field(
+        "per_channel", description="One weight scale per output channel (accurate) or per tensor (needs "
+                                   "optimize to keep accuracy).")
+    optimize: Annotated[Bool, NULL_IS_DEFAULT] = Field(
+        False, description="Fold batch norms and equalize layer ranges before quantizing; turn on with "
+                           "per_tensor granularity.")
+    target_opset: Annotated[int, Field(ge=OPSET_MIN), BeforeValidator(_number), NULL_IS_DEFAULT] = Field(
+        17, description="ONNX opset of the quantized model (13 or more); lower it only for an older runtime.")
+    export_dir: Annotated[FolderStr, AfterValidator(_inside_run_folder), NULL_IS_DEFAULT] = Field(
+        "quantized_models", description="Folder inside the run folder where the quantized model is written.")
+    extra_options: Annotated[Optional[Literal["calib_moving_average"]], BeforeValidator(_none_string)] = Field(
+        None, description="ONNX only: calib_moving_average averages the calibration ranges over batches.")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="ONNX only: how activation ranges are chosen; entropy or percentile clip outliers "
+                              "(slower).")
+    bias_correction: Bool = Field(False, description="Subtract the output shift caused by weight rounding (64 "
+                                                     "calibration images); try it when int8 accuracy drops.")
 
 
 class Evaluation(Section):
@@ -240,7 +264,8 @@ class Evaluation(Section):
 
 
 class Benchmarking(Section):
-    board: OptStr = None
+    board: OptStr = Field(None, description="STM32 board the footprint is checked against (fit, headroom, "
+                                            "estimated time); see stquant boards.")
 
 
 class StEdgeAi(Section):
@@ -280,7 +305,9 @@ class Config(Section):
 
     general: Annotated[General, NULL_IS_DEFAULT] = General()
     model: Optional[ModelSection] = None
-    operation_mode: Literal[MODES] = "quantization"  # type: ignore[valid-type]
+    operation_mode: Literal[MODES] = Field(  # type: ignore[valid-type]
+        "quantization", description="What a run does: quantize, evaluate on the test set, benchmark the "
+                                    "footprint, or a chain_* of them.")
     dataset: Annotated[Dataset, NULL_IS_DEFAULT] = Dataset()
     preprocessing: Optional[Preprocessing] = None
     quantization: Optional[Quantization] = None

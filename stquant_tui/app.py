@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -15,16 +18,19 @@ from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 from engine.config_fields import accepts_none
 from stquant_tui.draft import STEP_TITLES, STEPS, Draft, find_demo_config, step_of, widget_id
 from stquant_tui.engine_client import RunProcess, default_engine_cmd
-from stquant_tui.messages import DatasetScanned, RunFinished
+from stquant_tui.messages import DatasetScanned, RunFinished, VerdictReady
 from stquant_tui.run_actions import RunActions
 from stquant_tui.steps.base import Step
 from stquant_tui.steps.dataset import DatasetStep
 from stquant_tui.steps.model import ModelStep
 from stquant_tui.steps.preprocessing import PreprocessingStep
 from stquant_tui.steps.quantization import QuantizationStep
+from stquant_tui.verdict import Verdict, check_draft
 from stquant_tui.widgets.dialogs import MODEL_SUFFIXES, ConfirmScreen, PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.step_yaml import StepYaml
+
+MODEL_FILE_SUFFIXES = (".h5", ".keras", ".onnx", ".tflite")
 
 FORM_STEPS = STEPS[:4]
 NAV_BUTTONS = {  # which buttons each step shows
@@ -35,7 +41,8 @@ NAV_BUTTONS = {  # which buttons each step shows
 STEP_KEYS = {  # action -> steps where its key is shown
     "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
     "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
-    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",),
+    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",), "full_table": ("summary",),
+    "page": ("summary",),
 }
 
 
@@ -57,6 +64,9 @@ class StquantApp(RunActions, App[int]):
         Binding("l", "show_run_dir", "Run folder"),
         Binding("y", "copy_model", "Copy model path"),
         Binding("a", "again", "Start again"),
+        Binding("f", "full_table", "Table full screen"),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -68,12 +78,15 @@ class StquantApp(RunActions, App[int]):
         super().__init__()
         source = Path(config_path) if config_path else find_demo_config()
         self.draft = Draft.load(source) if source else Draft()
-        self.out_path = str(out_path or (config_path if config_path else "stquant_config.yaml"))
+        self.out_path, self.save_note = default_save_path(config_path, out_path)
         self.engine_cmd = engine_cmd or default_engine_cmd()
         self.clock = clock
         self.process: RunProcess | None = None
         self.run_config: Path | None = None
         self.last_run: RunFinished | None = None
+        self.verdict: Verdict | None = None  # `stquant validate` on the draft's current text (None: checking)
+        self._checked = ""  # the text (and trust flag) that `verdict` is about, or being checked
+        self._check_timer = None
         self._later_steps_mounted = False
 
     # ------------------------------------------------------------ layout
@@ -83,7 +96,9 @@ class StquantApp(RunActions, App[int]):
             with ContentSwitcher(initial="step-dataset", id="steps"):
                 yield DatasetStep()  # the others: `mount_later_steps`, just after the first screen
             yield StepYaml()
+        yield Static("", id="field-help")
         with Horizontal(id="nav"):
+            yield Static("", id="nav-message")
             yield Button("◀ Back ^p", id="back", compact=True)
             yield Button("Next ^n ▶", id="next", compact=True, variant="primary")
             yield Button("Save ^o", id="save", compact=True, variant="success")
@@ -94,6 +109,10 @@ class StquantApp(RunActions, App[int]):
     def on_mount(self) -> None:
         self.refresh_side()
         self.call_after_refresh(self.mount_later_steps)
+        try:  # a dropped SSH connection or a closed terminal: stop the engine, remove temp files, exit
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
 
     def refresh_side(self) -> None:
         """Show the current form step's YAML in the side panel (visible on wide terminals)."""
@@ -113,25 +132,32 @@ class StquantApp(RunActions, App[int]):
         from stquant_tui.steps.run import RunStep
         from stquant_tui.steps.summary import SummaryStep
 
-        later = [PreprocessingStep(), ModelStep(), QuantizationStep(), ReviewStep(self.out_path), RunStep(self.clock),
-                 SummaryStep()]
+        later = [PreprocessingStep(), ModelStep(), QuantizationStep(), ReviewStep(self.out_path, self.save_note),
+                 RunStep(self.clock), SummaryStep()]
         for step in later:
             step.display = False  # the switcher hides only the children it has when mounted
         await self.query_one("#steps", ContentSwitcher).mount_all(later)
+        self.request_check(delay=0)
 
     def step_widget(self, name: str) -> Any:
         """The step named `name` (an instance of its step class, e.g. ReviewStep for "review")."""
         return self.query_one(f"#step-{name}")
 
+    def show_help(self, row: FieldRow) -> None:
+        """The focused field's help line (from the schema's descriptions)."""
+        self.query_one("#field-help", Static).update(f"{row.label}: {row.help}" if row.help else "")
+
     def watch_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
+        self.query_one("#nav-message", Static).update("")
+        self.query_one("#field-help", Static).display = step in FORM_STEPS
         parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == step else STEP_TITLES[s] for s in STEPS]
         self.query_one("#crumbs", Static).update(" stquant  " + " › ".join(parts))
         for button in self.query("#nav Button"):
             button.display = button.id in NAV_BUTTONS[step]
         self.query_one("#back", Button).disabled = step == "run" and self.running
         if step == "review":
-            self.step_widget("review").refresh_review(self.draft)
+            self.refresh_review()
         self.refresh_side()
         self.call_after_refresh(self._focus_step, step)
 
@@ -170,6 +196,54 @@ class StquantApp(RunActions, App[int]):
         for step in self.query(Step):
             step.draft_changed(key)
         self.refresh_side()
+        self.request_check()
+
+    # ------------------------------------------------------------ the engine's verdict
+    def check_key(self) -> str:
+        """What a verdict depends on: the text Save would write and the trust flag."""
+        return f"{self.trust_model}\n{self.draft.yaml_text()}"
+
+    @property
+    def trust_model(self) -> bool:
+        """The Model step's "trust code stored in this model file" box (not a config key)."""
+        return any(step.trust_model for step in self.query(ModelStep))
+
+    def request_check(self, delay: float = 0.4) -> None:
+        """Run `stquant validate` on the draft (after `delay` seconds without another edit)."""
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(delay, self._start_check) if delay else None
+        if not delay:
+            self.call_later(self._start_check)
+
+    def _start_check(self) -> None:
+        if not self._later_steps_mounted or self.check_key() == self._checked or not self.is_running:
+            return
+        self._checked = self.check_key()
+        self.verdict = None
+        self.refresh_review()
+        self._check(self._checked, self.draft.copy(), self.trust_model)
+
+    @work(thread=True, group="validate", exit_on_error=False)
+    def _check(self, key: str, draft: Draft, trusted: bool) -> None:
+        self.post_message(VerdictReady(key, check_draft(self.engine_cmd, draft, trusted)))
+
+    def on_verdict_ready(self, event: VerdictReady) -> None:
+        if event.key != self._checked:
+            return  # an older text
+        self.verdict = event.verdict
+        self.refresh_review()
+        for step in self.query(Step):
+            step.show_verdict(event.verdict)
+
+    def refresh_review(self) -> int:
+        """Show the draft and the verdict on Review; return the number of schema problems."""
+        if not self.query("#review-status"):  # Review not composed yet
+            return len(self.draft.problems())
+        current = self.verdict if self._checked == self.check_key() else None
+        if current is None and self._checked != self.check_key():
+            self.request_check(delay=0)
+        return self.step_widget("review").refresh_review(self.draft, current)
 
     def on_dataset_scanned(self, event: DatasetScanned) -> None:
         for step in self.query(ModelStep):  # none while the app is shutting down
@@ -204,12 +278,13 @@ class StquantApp(RunActions, App[int]):
             return
         await self.mount_later_steps()
         errors = self.step_errors(self.step)
-        if errors:
-            row = next((r for r, _ in errors if r is not None), None)
+        if errors:  # said on the nav line (no toast: pressing again does not stack anything)
+            row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            where = f"{row.label}: {row.error or message}" if row is not None else message
+            self.query_one("#nav-message", Static).update(f"✗ Fix {where}{more}".replace("[", r"\["))
             if row is not None:
                 row.editor.focus()
-            self.notify("\n".join(m for _, m in errors[:3]), title=f"Fix {len(errors)} problem(s) first",
-                        severity="error")
             return
         self.step = STEPS[STEPS.index(self.step) + 1]
 
@@ -237,8 +312,9 @@ class StquantApp(RunActions, App[int]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         option_id = event.option.id or ""
         if option_id.startswith("problem:"):
-            key = option_id.removeprefix("problem:")
-            message = next((p.message for p in self.draft.problems() if p.key == key), "")
+            _, index, key = option_id.split(":", 2)
+            problems = self.verdict.problems if self.verdict is not None else self.draft.problems()
+            message = problems[int(index)].message if int(index) < len(problems) else ""
             self.jump_to(key, message)
 
     # ------------------------------------------------------------ save
@@ -246,7 +322,7 @@ class StquantApp(RunActions, App[int]):
         if self.step != "review":
             self.step = "review"
         review = self.step_widget("review")
-        if review.refresh_review(self.draft):
+        if self.refresh_review():
             self.notify("Fix the problems listed before saving.", severity="error")
             return
         target = Path(os.path.expanduser(review.target or self.out_path))
@@ -269,7 +345,7 @@ class StquantApp(RunActions, App[int]):
         if self.draft.yaml_text() != before:  # relative paths were rebased onto the new folder
             for step in self.query(Step):
                 step.load()
-            self.step_widget("review").refresh_review(self.draft)
+            self.refresh_review()
         self.notify(f"Saved {written}", title="Saved")
 
     # ------------------------------------------------------------ other keys
@@ -311,5 +387,28 @@ class StquantApp(RunActions, App[int]):
         else:
             self.notify("No quantized model in this run", severity="warning")
 
+    def action_full_table(self) -> None:
+        self.step_widget("summary").full_screen()
+
+    def action_page(self, direction: int) -> None:
+        self.step_widget("summary").page(direction)
+
     def action_again(self) -> None:
         self.step = "dataset"
+
+
+def default_save_path(config_path: str | Path | None, out_path: str | Path | None) -> tuple[str, str]:
+    """Where Save writes, and why when it is not the opened file.
+
+    `--out` wins; else the opened file, unless it sits in a model folder (an ST `_config.yaml` beside its
+    model), which is not the user's to change: then a file of the same name in the working directory.
+    """
+    if out_path:
+        return str(out_path), ""
+    if not config_path:
+        return "stquant_config.yaml", ""
+    source = Path(config_path)
+    if any(p.suffix.lower() in MODEL_FILE_SUFFIXES for p in source.resolve().parent.iterdir() if p.is_file()):
+        proposed = Path.cwd() / source.name
+        return str(proposed), f"{source.name} sits beside its model: Save writes a copy in the working directory"
+    return str(config_path), ""

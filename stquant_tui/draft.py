@@ -1,6 +1,7 @@
 """The shared draft config: a plain mapping edited by every step, plus which step owns which key.
 
-The draft keeps the YAML exactly as loaded (untouched keys such as `training:` survive a save) and
+The draft keeps the YAML exactly as loaded (ruamel.yaml round trip: untouched keys such as `training:`,
+comments, blank lines, quoting and flow style survive a save, and an edit changes only its own line) and
 stores what the user typed in the form the YAML had (`1/127.5` stays a string). All rules come from
 `engine.config`; nothing here decides what is valid.
 """
@@ -8,6 +9,8 @@ stores what the user typed in the form the YAML had (`1/127.5` stays a string). 
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import yaml
 from engine import config as schema
 from engine.atomic import write_text_atomic
 from engine.yaml_source import read_yaml
+from stquant_tui import yaml_roundtrip
 
 STEPS = ("dataset", "preprocessing", "model", "quantization", "review", "run", "summary")
 STEP_TITLES = {
@@ -93,14 +97,24 @@ def find_demo_config(cwd: Path | None = None) -> Path | None:
 class Draft:
     """The config being edited: `data` is the YAML mapping, `path` the file it came from (or None)."""
 
-    def __init__(self, data: dict | None = None, path: Path | None = None) -> None:
+    def __init__(self, data: dict | None = None, path: Path | None = None, text: str | None = None) -> None:
         self.data: dict = copy.deepcopy(data if data is not None else BUILTIN)
         self.path = Path(path).resolve() if path else None
+        self._text = text  # the file as the user wrote it (None: a new config)
+        self._text_dump = yaml_roundtrip.dump(self.data) if text is not None else ""
 
     @classmethod
     def load(cls, path: str | Path) -> "Draft":
         """Read a config file as it is written (raises engine InputError/ConfigError if unreadable)."""
-        return cls(read_yaml(Path(path)).data, Path(path))
+        read_yaml(Path(path))  # the engine's errors (file:line) for an unreadable or malformed file
+        text = Path(path).read_text(encoding="utf-8")
+        return cls(yaml_roundtrip.load(text), Path(path), text)
+
+    def copy(self) -> "Draft":
+        """An independent draft with the same data, file and original text."""
+        twin = Draft(self.data, self.path)
+        twin._text, twin._text_dump = self._text, self._text_dump
+        return twin
 
     # -- keys
     def get(self, key: str, default: Any = None) -> Any:
@@ -119,7 +133,7 @@ class Draft:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = value
+        node[parts[-1]] = yaml_roundtrip.like(node.get(parts[-1]), value)
 
     def delete(self, key: str) -> None:
         """Remove a key (so the schema default applies); empty sections stay."""
@@ -137,7 +151,10 @@ class Draft:
         return [p for p in self.problems() if step_of(p.key) == step]
 
     def yaml_text(self) -> str:
-        return _dump(self.data)
+        """The text Save writes: the loaded file with only the edited lines changed."""
+        if self._text is None:
+            return yaml_roundtrip.dump(self.data)
+        return yaml_roundtrip.render(self.data, self._text, self._text_dump)
 
     def step_yaml(self, step: str) -> str:
         """The YAML of the top-level entries that `step` edits (shown beside the form on wide terminals)."""
@@ -145,11 +162,13 @@ class Draft:
         return _dump(part) if part else ""
 
     def save(self, path: str | Path) -> Path:
-        """Write the YAML atomically (temp file + rename); the draft then belongs to that file."""
+        """Write the YAML atomically (temp file + rename; the file's mode is kept); the draft then
+        belongs to that file."""
         target = Path(path).expanduser().resolve()
         self.rebase(target.parent)
-        write_text_atomic(target, self.yaml_text())
-        self.path = target
+        text = self.yaml_text()
+        write_text_atomic(target, text)
+        self.path, self._text, self._text_dump = target, text, yaml_roundtrip.dump(self.data)
         return target
 
     def rebase(self, folder: Path) -> None:
@@ -186,8 +205,8 @@ def to_text(value: Any) -> str:
     """How a YAML value is shown in a one-line input."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+    if isinstance(value, list):  # comma-separated; a name with a comma or a quote is quoted (csv rules)
+        return ", ".join(_csv_field(str(v)) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -199,7 +218,7 @@ def from_text(kind: str, text: str) -> Any:
     if text == "":
         return None
     if kind == "list":
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return [part.strip() for part in next(csv.reader([text], skipinitialspace=True)) if part.strip()]
     if kind == "number":
         try:
             value = yaml.safe_load(text)
@@ -209,5 +228,11 @@ def from_text(kind: str, text: str) -> Any:
     return text
 
 
+def _csv_field(text: str) -> str:
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow([text])
+    return line.getvalue()
+
+
 def _dump(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml_roundtrip.dump(data)

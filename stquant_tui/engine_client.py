@@ -176,7 +176,7 @@ class RunProcess:
             error = self._stderr[-1] if self._stderr else f"engine exited with {code}"
         if run_dir is None and summary:
             run_dir = summary.run_dir
-        post(RunFinished(code if exit_code is None else int(exit_code), summary, error, run_dir))
+        post(RunFinished(code if exit_code is None else int(exit_code), summary, error, run_dir, self.cancelled))
 
     def _drain_stderr(self, post: Callable[[object], object]) -> None:
         assert self.process is not None and self.process.stderr is not None

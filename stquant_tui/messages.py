@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from engine.run_summary import RunSummary
+
+if TYPE_CHECKING:
+    from stquant_tui.verdict import Verdict
 
 
 @dataclass
@@ -49,6 +52,8 @@ class RunFinished(Message):
     """The `error` event's message, or the last stderr line."""
     run_dir: str | None = None
     """The run folder path printed after the events."""
+    cancelled: bool = False
+    """The user asked the run to stop (an exit 130 is then no failure)."""
 
 
 @dataclass
@@ -71,3 +76,16 @@ class DatasetScanned(Message):
     images: int = 0
     other_files: int = 0
     error: str | None = None
+    names: list[str] | None = None
+    """`dataset.class_names` when scanned."""
+    engine_says: list[str] = field(default_factory=list)
+    """What `engine.dataset.scan` (the run's own check) reports: its error, or its warnings."""
+
+
+@dataclass
+class VerdictReady(Message):
+    """`stquant validate` finished on a draft text."""
+
+    key: str
+    """What was checked (`StquantApp.check_key`): a verdict for an older text is dropped."""
+    verdict: Verdict

@@ -36,6 +36,9 @@ class Step(VerticalScroll):
     def draft_changed(self, key: str) -> None:
         """A key changed somewhere (``""`` after a load): refresh derived displays."""
 
+    def show_verdict(self, verdict) -> None:
+        """`stquant validate` answered on the current draft (a `stquant_tui.verdict.Verdict`)."""
+
     def row_for(self, key: str) -> FieldRow | None:
         """The row editing `key`, or the closest row above or below it."""
         rows = self.rows()

@@ -25,8 +25,8 @@ class DatasetStep(Step):
         self.detected: list[str] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Class folders: one subfolder per class; ctrl+f browses. No quantization folder: the training set is used.",
-                     classes="step-help")
+        yield Static("Class folders: one sub-folder per class; ctrl+f browses.", classes="step-help")
+        yield FieldRow("dataset.name", "Dataset name")
         yield FieldRow("dataset.quantization_path", "Quantization folder", path=True, placeholder="path/to/classes/")
         yield FieldRow("dataset.training_path", "Training folder", path=True)
         yield FieldRow("dataset.validation_path", "Validation folder", path=True)
@@ -47,31 +47,39 @@ class DatasetStep(Step):
         for name in ("validation_path", "test_path"):
             row = self.query_one(f"#row-dataset-{name}", FieldRow)
             row.display = needs_eval or bool(self.draft.get(f"dataset.{name}"))
-        if key == "" or key in PATH_KEYS:
+        if key == "" or key in PATH_KEYS or key == "dataset.class_names":
             scanned = self.scanned_key()
             if scanned is None:
                 self.detected = None
                 self.feedback("No dataset folder: calibration will use random data.")
             else:
-                self.feedback("Scanning…")
-                self.scan(scanned, self.draft.get(scanned))
-        elif key == "dataset.class_names":
-            self.show_counts()
+                if key != "dataset.class_names":
+                    self.feedback("Scanning…")
+                self.scan(scanned, self.draft.get(scanned), self.draft.get("dataset.class_names"))
 
-    @work(thread=True, exclusive=True, group="dataset-scan", exit_on_error=False)
-    def scan(self, key: str, value: str) -> None:
+    @work(thread=True, group="dataset-scan", exit_on_error=False)
+    def scan(self, key: str, value: str, names: list[str] | None) -> None:
+        """Count classes and images, then ask the engine's own dataset scan what it thinks (its words)."""
+        from engine.dataset import scan as engine_scan  # numpy: imported in this thread, after the first screen
+        from engine.errors import StquantError
+
         folder: Path = self.draft.resolve(str(value))
         try:
             classes, images, others = scan_class_folders(folder)
         except OSError as exc:
             reason = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or "unreadable"
-            self.post_message(DatasetScanned(key, str(value), error=f"{value}: {reason}"))
+            self.post_message(DatasetScanned(key, str(value), error=f"{value}: {reason}", names=names))
             return
-        self.post_message(DatasetScanned(key, str(value), classes, images, others))
+        try:
+            engine_says = engine_scan(folder, list(names) if names else None, key).warnings
+        except StquantError as exc:
+            engine_says = [str(exc)]
+        self.post_message(DatasetScanned(key, str(value), classes, images, others, names=names,
+                                         engine_says=engine_says))
 
     @on(DatasetScanned)
     def scanned(self, event: DatasetScanned) -> None:
-        if event.path != str(self.draft.get(event.key) or ""):
+        if event.path != str(self.draft.get(event.key) or "") or event.names != self.draft.get("dataset.class_names"):
             return  # an older scan
         self.last_scan = event
         self.detected = None if event.error else event.classes
@@ -88,16 +96,11 @@ class DatasetStep(Step):
         text = f"{label}: {len(event.classes)} classes, {event.images} images"
         if event.other_files:
             text += f", {event.other_files} non-image file(s) (skipped)"
-        warn = len(event.classes) < 2 or event.images == 0
-        names = self.draft.get("dataset.class_names")
-        if names:
-            if list(names) != event.classes:
-                missing = [n for n in names if n not in event.classes]
-                text += f"\n⚠ class_names ({len(names)}) differ from the folders ({len(event.classes)})"
-                text += f": missing {', '.join(missing[:3])}" if missing else ""
-                warn = True
-        elif event.classes:
+        engine_says = [line for line in event.engine_says if "non-image" not in line]  # counted above
+        warn = len(event.classes) < 2 or event.images == 0 or bool(engine_says)
+        if not self.draft.get("dataset.class_names") and event.classes:
             text += "\nclass_names not set: ctrl+t uses the folder names"
+        text += "".join(f"\n⚠ {line}" for line in engine_says)
         self.feedback(text, warn)
 
     def feedback(self, text: str, warn: bool = False) -> None:

@@ -16,18 +16,15 @@ from stquant_tui.messages import InspectDone
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
-CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+MODEL_KEYS = ("general.model_path", "preprocessing.color_mode", "quantization.target_opset")
 
 
-def fit_warnings(info: dict, class_count: int | None, color_mode: str | None) -> list[str]:
-    """What does not match between the model and the rest of the config."""
+def fit_warnings(info: dict, class_count: int | None) -> list[str]:
+    """What does not match between the model and the class count (the colour mode: `stquant validate`)."""
     found = []
     width = info.get("output_width")
-    if class_count and width and width != class_count:
+    if class_count and width and width != class_count and not (class_count == 2 and width == 1):
         found.append(f"model outputs {width} values but there are {class_count} classes")
-    channels = info.get("channels")
-    if color_mode in CHANNELS and channels and channels != CHANNELS[color_mode]:
-        found.append(f"color_mode {color_mode} gives {CHANNELS[color_mode]} channel(s), the model takes {channels}")
     if info.get("quantized"):
         found.append("this model is already quantized")
     return found
@@ -60,6 +57,7 @@ class ModelStep(Step):
         yield Checkbox("Trust code stored in this model file (Lambda layers)", id="trust-model")
         yield Static("", id="model-info", classes="feedback")
         yield Static("", id="model-warnings", classes="feedback -warn")
+        yield Static("", id="model-verdict", classes="feedback -warn")
 
     def draft_changed(self, key: str) -> None:
         if key in ("", "general.model_path"):
@@ -110,5 +108,17 @@ class ModelStep(Step):
         names = self.draft.get("dataset.class_names")
         detected = self.app.query_one("#step-dataset").detected  # type: ignore[attr-defined]
         count = len(names) if names else (len(detected) if detected else None)
-        found = fit_warnings(self.info, count, self.draft.get("preprocessing.color_mode", "rgb"))
+        found = fit_warnings(self.info, count)
         self.query_one("#model-warnings", Static).update("\n".join(f"⚠ {w}" for w in found))
+
+    def show_verdict(self, verdict) -> None:
+        """`stquant validate`'s problems with the model: the file, its input channels, the opset."""
+        shown = self.query("#model-verdict")
+        if not shown:  # not composed yet, or being removed
+            return
+        path = self.draft.get("general.model_path")
+        model = str(self.draft.resolve(str(path))) if path else "\0"
+        mine = [p for p in verdict.problems
+                if p.key in MODEL_KEYS or "model outputs" in p.message or (not p.key and model in p.message)]
+        shown.first(Static).update(
+            "\n".join(f"⚠ {p.key}: {p.message}" if p.key else f"⚠ {p.message}" for p in mine).replace("[", r"\["))

@@ -1,11 +1,12 @@
-"""Quantization step: operation mode and the quantizer settings (ONNX-only ones shown for ONNX)."""
+"""Quantization step: operation mode, board, and the quantizer settings (ONNX-only ones shown for ONNX)."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from engine.config import BENCHMARK_MODES, EVALUATION_MODES, RUNNABLE_MODES
+from engine.boards import BOARDS
+from engine.config import EVALUATION_MODES, RUNNABLE_MODES
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
@@ -16,9 +17,10 @@ class QuantizationStep(Step):
     step = "quantization"
 
     def compose(self) -> ComposeResult:
-        yield FieldRow("operation_mode", "Operation mode", "select")
+        yield FieldRow("operation_mode", "Operation mode", "select", choices=RUNNABLE_MODES,
+                       off_choice="not run by stquant")
         yield Static("", id="quantization-hint", classes="feedback")
-        yield FieldRow("benchmarking.board", "Board", placeholder="e.g. STM32H747I-DISCO")
+        yield FieldRow("benchmarking.board", "Board", "select", choices=list(BOARDS), off_choice="unknown board")
         yield FieldRow("quantization.quantizer", "Quantizer", "select")
         yield FieldRow("quantization.quantization_input_type", "Input type", "select")
         yield FieldRow("quantization.quantization_output_type", "Output type", "select")
@@ -41,15 +43,11 @@ class QuantizationStep(Step):
         for name in ONNX_ONLY:
             self.query_one(f"#row-{name.replace('.', '-')}", FieldRow).display = onnx or self.draft.get(name) is not None
         mode = self.draft.get("operation_mode")
-        board = self.query_one("#row-benchmarking-board", FieldRow)
-        board.display = mode in BENCHMARK_MODES or bool(self.draft.get("benchmarking.board"))
         notes = []
         if mode not in RUNNABLE_MODES:
             notes.append(f"⚠ {mode}: stquant saves it but cannot run it (Run needs {', '.join(RUNNABLE_MODES)})")
         if mode in EVALUATION_MODES:
             notes.append("evaluates float and int8 on the test folder (Dataset step)")
-        if mode in BENCHMARK_MODES:
-            notes.append("footprint estimate for the board below")
         hint = self.query_one("#quantization-hint", Static)
         hint.update("\n".join(notes))
         hint.display = bool(notes)

@@ -1,4 +1,5 @@
-"""Review step: the exact YAML that will be written, every problem (Enter jumps to it), save path."""
+"""Review step: the exact YAML that will be written, `stquant validate`'s verdict on it (each problem:
+Enter jumps to its field), and where Save writes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
+from engine.config import Problem
 from stquant_tui.draft import Draft
+from stquant_tui.verdict import Verdict
+
+EXIT_MEANING = {1: "engine failure", 2: "invalid config", 3: "missing or unreadable input"}
 
 
 class ReviewStep(Vertical):
@@ -15,9 +20,10 @@ class ReviewStep(Vertical):
 
     step = "review"
 
-    def __init__(self, save_path: str) -> None:
+    def __init__(self, save_path: str, save_note: str = "") -> None:
         super().__init__(id="step-review", classes="step")
         self.save_path = save_path
+        self.save_note = save_note
 
     def compose(self) -> ComposeResult:
         yield TextArea("", language="yaml", read_only=True, id="review-yaml", show_line_numbers=True,
@@ -26,26 +32,47 @@ class ReviewStep(Vertical):
         yield OptionList(id="review-problems")
         with Horizontal(id="review-save-row"):
             yield Label("Save to ", classes="field-label")
-            yield Input(self.save_path, id="review-save_path", compact=True, select_on_focus=False)
+            yield Input(self.save_path, id="review-save_path", compact=True, select_on_focus=False,
+                        tooltip=self.save_note or None)
+        note = Static(self.save_note, id="review-save-note")
+        note.display = bool(self.save_note)
+        yield note
 
-    def refresh_review(self, draft: Draft) -> int:
-        """Re-render the YAML and the problem list; return the number of problems."""
+    def refresh_review(self, draft: Draft, verdict: Verdict | None) -> int:
+        """Re-render the YAML and the verdict (`None`: still being checked); return the schema's problem count."""
         area = self.query_one("#review-yaml", TextArea)
         text = draft.yaml_text()
         if area.text != text:
             area.load_text(text)
-        problems = draft.problems()
-        listing = self.query_one("#review-problems", OptionList)
-        listing.clear_options()
-        listing.add_options([Option(str(p).replace("[", r"\["), id=f"problem:{p.key}") for p in problems])
-        listing.display = bool(problems)
+        schema_problems = draft.problems()
         status = self.query_one("#review-status", Static)
-        if problems:
-            status.update(f"✗ {len(problems)} problem(s) — select one and press Enter to fix it")
+        if verdict is None:
+            self._list(schema_problems)
+            status.update("… stquant validate is checking this config and the files it names"
+                          + (f" ({len(schema_problems)} problem(s) so far)" if schema_problems else ""))
+            status.set_class(bool(schema_problems), "-error")
+            return len(schema_problems)
+        self._list(verdict.problems)
+        if verdict.ok:
+            lines = ["✓ stquant validate: ok. ctrl+o saves it, ctrl+r runs it."]
         else:
-            status.update("✓ The engine accepts this config. ctrl+o saves it, ctrl+r runs it.")
-        status.set_class(bool(problems), "-error")
-        return len(problems)
+            meaning = EXIT_MEANING.get(verdict.exit_code, "error")
+            lines = [f"✗ stquant validate: exit {verdict.exit_code} ({meaning}), {len(verdict.problems)} problem(s)"
+                     " — select one, Enter goes to its field"]
+        lines += [f"⚠ {warning}" for warning in verdict.warnings[:2]]
+        status.update("\n".join(lines).replace("[", r"\["))
+        status.set_class(not verdict.ok, "-error")
+        return len(schema_problems)
+
+    def _list(self, problems: list[Problem]) -> None:
+        listing = self.query_one("#review-problems", OptionList)
+        highlighted = listing.highlighted
+        listing.clear_options()
+        listing.add_options([Option(str(p).replace("[", r"\["), id=f"problem:{index}:{p.key}")
+                             for index, p in enumerate(problems)])
+        listing.display = bool(problems)
+        if problems and highlighted is not None:
+            listing.highlighted = min(highlighted, len(problems) - 1)
 
     @property
     def target(self) -> str:

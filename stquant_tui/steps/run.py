@@ -35,9 +35,13 @@ class RunStep(Vertical):
         self.lines.clear()
 
     def log_line(self, text: str, style: str = "") -> None:
-        """Append a line to the log (wrapped; also kept as plain text in `lines`)."""
+        """Append a line to the log (wrapped; also kept as plain text in `lines`).
+
+        The view follows new lines while it shows the end; scrolled back, it stays where the user is."""
         self.lines.append(text)
-        self.query_one("#run-log", RichLog).write(Text(text, style=style))
+        log = self.query_one("#run-log", RichLog)
+        log.auto_scroll = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        log.write(Text(text, style=style))
 
     @on(RunStage)
     def stage_started(self, event: RunStage) -> None:
@@ -55,15 +59,22 @@ class RunStep(Vertical):
 
     @on(RunLog)
     def logged(self, event: RunLog) -> None:
+        if event.level == "STDERR" and event.message.startswith("stquant: "):
+            return  # the engine's own error line: the `error` event says it (once, when the run ends)
         prefix = "" if event.level in ("INFO", "STDERR") else f"{event.level}: "
         style = "dim" if event.level == "STDERR" else "bold" if event.level in ("WARNING", "ERROR") else ""
         self.log_line(prefix + event.message, style)
 
     @on(RunFinished)
     def finished(self, event: RunFinished) -> None:
-        status = event.summary.status if event.summary else ("ok" if event.exit_code == 0 else "failed")
-        self.query_one("#run-stage", Static).update(f"Finished: {status} (exit {event.exit_code})")
-        if event.error:
-            self.log_line(f"ERROR: {event.error}")
+        """One line says how it ended: done, cancelled (by the user), or failed with the engine's reason."""
+        stage = self.query_one("#run-stage", Static)
+        if event.exit_code == 0:
+            stage.update("Finished: ok")
+        elif event.cancelled and event.exit_code == 130:
+            stage.update("Cancelled: no quantized model was written")
+        else:
+            stage.update(f"Failed (exit {event.exit_code}): see the last line of the log")
+            self.log_line(f"✗ {event.error or 'the engine stopped'}", "bold")
         if event.run_dir:
             self.log_line(f"Run folder: {event.run_dir}")

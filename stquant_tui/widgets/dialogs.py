@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Label
+from textual.widgets import Button, DirectoryTree, Footer, Label
 
 MODEL_SUFFIXES = {".h5", ".keras", ".onnx", ".tflite"}
 
@@ -47,6 +47,8 @@ class ConfirmScreen(ModalScreen[bool]):
 class PathTree(DirectoryTree):
     """Folders, plus the files whose suffix is in `suffixes` (none: folders only); hidden entries left out."""
 
+    BINDINGS = [Binding("enter", "select_cursor", "Select"), Binding("space", "toggle_node", "Open folder")]
+
     def __init__(self, path: Path, suffixes: set[str], **kwargs) -> None:
         super().__init__(path, **kwargs)
         self.suffixes = suffixes
@@ -66,7 +68,8 @@ class PathPickerScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder")]
     DEFAULT_CSS = """
     PathPickerScreen { align: center middle; }
-    PathPickerScreen > Vertical { width: 90%; height: 90%; border: thick $accent; background: $surface; }
+    PathPickerScreen > Vertical { width: 100%; height: 1fr; border: thick $accent; background: $surface; }
+    PathPickerScreen #picker-title { width: 1fr; }
     PathPickerScreen PathTree { height: 1fr; }
     """
 
@@ -77,12 +80,12 @@ class PathPickerScreen(ModalScreen[str | None]):
         self.what = what
 
     def compose(self) -> ComposeResult:
-        keys = "Enter selects" if self.suffixes else "Space opens, Enter selects the folder"
         with Vertical():
-            yield Label(f"Pick {self.what} — {keys}, Backspace goes up, Esc closes", id="picker-title")
+            yield Label(f"Pick {self.what} (keys below)", id="picker-title")
             tree = PathTree(self.start, self.suffixes, id="picker-tree")
             tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
             yield tree
+        yield Footer()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()

@@ -45,13 +45,15 @@ class FieldRow(Vertical):
     """A labelled editor for one dotted config key."""
 
     DEFAULT_CSS = """
-    FieldRow { height: auto; }
+    FieldRow { height: auto; border-left: blank; }
     FieldRow > Horizontal { height: auto; }
-    FieldRow .field-label { width: 24; padding-right: 1; color: $text-muted; }
+    FieldRow .field-label { width: 23; padding-right: 1; color: $text-muted; }
     FieldRow Input, FieldRow Select { width: 1fr; }
-    FieldRow .field-error { color: $text-error; padding-left: 24; display: none; }
+    FieldRow .field-error { color: $text-error; padding-left: 23; display: none; }
     FieldRow.-invalid .field-error { display: block; }
     FieldRow.-invalid .field-label { color: $text-error; text-style: bold; }
+    FieldRow:focus-within { border-left: thick $accent; }
+    FieldRow:focus-within .field-label { color: $text; text-style: bold reverse; }
     """
 
     @dataclass
@@ -64,11 +66,15 @@ class FieldRow(Vertical):
         error: str | None
 
     def __init__(self, key: str, label: str, kind: str = "text", *, placeholder: str = "",
-                 path: bool = False) -> None:
+                 path: bool = False, choices: list | tuple | None = None, off_choice: str = "not allowed") -> None:
+        """`choices`: what a select offers (default: the schema's values); a loaded value outside them is
+        shown as "value (`off_choice`)" and flagged by the engine, not offered."""
         super().__init__(id=f"row-{widget_id(key)}")
         self.key = key
         self.kind = kind
         self.label = label
+        self.choices = list(choices) if choices is not None else None
+        self.off_choice = off_choice
         default = default_of(key)
         self.placeholder = placeholder or ("" if is_required(key) else
                                            "(not set)" if default is None else f"(default: {to_text(default)})")
@@ -82,8 +88,8 @@ class FieldRow(Vertical):
             if self.kind in ("select", "bool"):
                 default = default_of(self.key)
                 prompt = "(none)" if default is None else f"(default: {to_text(default)})"
-                yield Select(self._options(), id=wid, compact=True, allow_blank=not is_required(self.key),
-                             prompt=prompt)
+                yield Select(self._options(), id=wid, compact=True, prompt=prompt)  # blank until loaded: a load
+                # never writes a key the file does not have (a missing required one is flagged)
             else:
                 yield Input(id=wid, compact=True, placeholder=self.placeholder, select_on_focus=False,
                             suggester=PathSuggester() if self.path else None)
@@ -94,11 +100,19 @@ class FieldRow(Vertical):
             values: list[Any] = [True, False]
             options = [("true", True), ("false", False)]
         else:
-            values = list(schema.choices(self.key) or [])
+            values = self.choices if self.choices is not None else list(schema.choices(self.key) or [])
             options = [(str(v), v) for v in values]
         if extra is not None and extra not in values:
-            options.append((f"{extra} (not allowed)", extra))
+            options.append((f"{extra} ({self.off_choice})", extra))
         return options
+
+    @property
+    def help(self) -> str:
+        """One line on the field: the schema's description and its default (`engine.config` Field texts)."""
+        return help_text(self.key)
+
+    def on_descendant_focus(self) -> None:
+        self.app.show_help(self)  # type: ignore[attr-defined]
 
     @property
     def editor(self) -> Input | Select:
@@ -168,3 +182,16 @@ class FieldRow(Vertical):
         self.set_class(message is not None, "-invalid")
         self.editor.set_class(message is not None, "-invalid")
         self.query_one(".field-error", Static).update(f"↑ {message}" if message else "")
+
+
+def help_text(key: str) -> str:
+    """The schema's description of a key, plus its default (empty when the schema has no description)."""
+    parent, _, name = key.rpartition(".")
+    model = schema.Config if not parent else schema.model_of(schema.field_annotation(parent))
+    field = model.model_fields.get(name) if model is not None else None
+    if field is None or not field.description:
+        return ""
+    if field.is_required():
+        return f"{field.description} Required."
+    default = default_of(key)
+    return f"{field.description} Default: {'none' if default is None else to_text(default)}."

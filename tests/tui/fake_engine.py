@@ -1,11 +1,12 @@
 """A stand-in for `python -m engine` that speaks the CLI protocol without TensorFlow (TUI tests only).
 
 inspect MODEL --json   -> fixed JSON (exit 3 if MODEL is missing)
-validate CONFIG        -> engine.config.load_config
+validate CONFIG        -> the real `stquant validate` (it needs no TensorFlow)
 run CONFIG ... --progress jsonl
                        -> stage/progress/log events, then a result that replays a real run's summary
                           (or, with FAKE_ENGINE_SLOW=1, a slow calibration that SIGINT interrupts:
-                          a result with status interrupted, exit 130, no model)
+                          a result with status interrupted, exit 130, no model; with FAKE_ENGINE_FAIL=message,
+                          the CLI's failure: an error event, its stderr line, exit 3)
 """
 
 import json
@@ -43,6 +44,11 @@ def run(argv):
     print("some TensorFlow noise on stderr", file=sys.stderr, flush=True)
     emit(event="stage", name="calibration")
     total, slow = 300, os.environ.get("FAKE_ENGINE_SLOW") == "1"
+    if os.environ.get("FAKE_ENGINE_FAIL"):  # as the CLI fails: an error event, its stderr line, its exit code
+        message = os.environ["FAKE_ENGINE_FAIL"]
+        emit(event="error", message=message, exit_code=3)
+        print(f"stquant: {message}", file=sys.stderr, flush=True)
+        return 3
     summary = recorded_summary(out)
     for done in range(0, total + 1, 30):
         if stop:
@@ -78,14 +84,9 @@ def main(argv):
                           "quantized": False}))
         return 0
     if command == "validate":
-        from engine.config import load_config
-        from engine.errors import StquantError
-        try:
-            load_config(rest[0])
-        except StquantError as exc:
-            print(exc, file=sys.stderr)
-            return int(exc.exit_code)
-        return 0
+        from engine.cli import main as stquant
+
+        return stquant(argv)
     if command == "run":
         return run(rest)
     print(f"unknown command {command}", file=sys.stderr)

@@ -47,10 +47,10 @@ async def test_model_step_warns_about_classes_and_channels(monkeypatch):
         app.query_one("#preprocessing-color_mode", Select).value = "grayscale"
         app.step = "model"
         warnings = app.query_one("#model-warnings", Static)
-        await wait_until(pilot, lambda: "channel" in str(warnings.render()))
-        text = str(warnings.render())
-        assert "outputs 5 values but there are 10 classes" in text
-        assert "grayscale gives 1 channel(s), the model takes 3" in text
+        verdict = app.query_one("#model-verdict", Static)  # the engine's words (stquant validate)
+        await wait_until(pilot, lambda: "channel" in str(verdict.render()) and "outputs" in str(warnings.render()))
+        assert "outputs 5 values but there are 10 classes" in str(warnings.render())
+        assert "grayscale gives 1 channel(s) but the model digits_cnn.h5 expects 3" in str(verdict.render())
 
 
 async def test_path_completion_and_key_to_step(tmp_path, monkeypatch):

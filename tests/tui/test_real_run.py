@@ -35,7 +35,11 @@ async def test_real_chain_eqeb_of_the_demo_reaches_the_summary(tmp_path, monkeyp
         assert str(tmp_path) in str(run_dir)
         written = json.loads((run_dir / "run_summary.json").read_text())
         assert Path(written["quantized_model"]).is_file() and written["accuracy"]["images"] == 300
-        assert [w["stage"] for w in written["warnings"]] == ["prepare", *(["mlflow"] if find_spec("mlflow") else [])]
-        assert "notes.txt" in written["warnings"][0]["message"]  # the demo's stray file
+        stages = [w["stage"] for w in written["warnings"]]  # prepare: the demo's non-image file, skipped
+        assert stages == ["prepare"] + (["mlflow"] if find_spec("mlflow") else []), written["warnings"]
+        assert "notes.txt" in written["warnings"][0]["message"]
+        assert written["footprint"]["board_fit"]["estimated_inference_ms"] is not None  # benchmarking.board
+        foot = written["footprint"]
+        assert foot["estimated_inference_ms"] == foot["board_fit"]["estimated_inference_ms"]
         assert_summary_shows(app, written)  # the MLflow warning too
         assert "calibration" in "\n".join(app.query_one("#step-run").lines)

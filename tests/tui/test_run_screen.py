@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from textual.widgets import DataTable, ProgressBar
+from textual.widgets import DataTable, ProgressBar, Static
 
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunProgress
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from summary_figures import assert_summary_shows
-from tui_helpers import DEMO_CONFIG, settle, wait_until
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 
 async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tmp_path):
@@ -26,10 +27,15 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         written = json.loads((tmp_path / "run" / "run_summary.json").read_text())  # a real run's, replayed
         assert written["quantized_model"] == str(tmp_path / "run" / "quantized_models" / "quantized_model.tflite")
         assert_summary_shows(app, written)
-        compare = app.query_one("#summary-compare", DataTable)
-        assert compare.get_row_at(4) == ["Accuracy", "96.3%", "97.0%", "+0.7 pt"]
-        assert app.query_one("#summary-layers", DataTable).get_row_at(1)[5] == "7,168"  # live activation bytes
-        assert app.run_config is not None and not app.run_config.exists()  # temp config removed
+        block = str(app.query_one("#summary-status", Static).render())
+        assert "Accuracy        96.3% → 97.0% (+0.7 pt) on 300 images" in block
+        assert "NUCLEO-F401RE (STM32F401RET6): fits" in block
+        assert "Headroom        flash +502.3 KiB (+98.1%) · RAM +84.0 KiB (+87.5%)" in block
+        assert "Inference time  ~22.32 ms on NUCLEO-F401RE (Cortex-M4, 84 MHz)" in block
+        assert app.query_one("#summary-layers", DataTable).get_row_at(1)[4] == "7,168"  # live activation bytes
+        config = Path(app.process.argv[len(fake_engine) + 1])
+        assert config.name.startswith(".stquant-tui-run-") and not config.exists()  # temp config removed
+        assert not list(DEMO_CONFIG.parent.glob(".stquant-tui-*"))  # nothing beside the user's config
         await pilot.press("l")
         assert str(tmp_path / "run") in "\n".join(app.query_one("#step-run").lines)
         await pilot.press("a")
@@ -58,5 +64,71 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert app.last_run.exit_code == 130
         assert app.step == "run"  # no summary: stays on the log
         assert not list((tmp_path / "run").rglob("*.tflite"))
-        assert "interrupted" in "\n".join(app.query_one("#step-run").lines)
+        assert not any("interrupted" in line or "✗" in line for line in app.query_one("#step-run").lines)
+        stage = str(app.query_one("#run-stage", Static).render())
+        assert stage.startswith("Cancelled") and "fail" not in stage.lower()
+        assert not [n for n in app._notifications if "fail" in str(n.message).lower() + str(n.title).lower()]
         assert app.last_run.summary.status == "interrupted" and app.last_run.summary.failed_stage == "calibration"
+
+
+async def test_a_failure_is_said_once_and_is_no_toast(fake_engine, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_FAIL", "dataset.quantization_path: dataset folder not found: /nowhere")
+    app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.last_run is not None)
+        await pilot.pause()
+        lines = app.query_one("#step-run").lines
+        assert sum("dataset folder not found" in line for line in lines) == 1, lines
+        assert str(app.query_one("#run-stage", Static).render()) == "Failed (exit 3): see the last line of the log"
+        assert not app._notifications
+
+
+async def test_ctrl_q_during_a_run_asks_first_then_stops_the_engine(fake_engine, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_SLOW", "1")
+    app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.query_one("#run-progress", ProgressBar).progress > 0)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.running and app.is_running
+        process = app.process.process
+        config = Path(app.process.argv[len(fake_engine) + 1])
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert process.poll() == 130  # stopped cleanly (SIGINT), not killed
+    assert not config.exists()
+
+
+async def test_run_log_follows_new_lines_unless_scrolled_back():
+    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "run"
+        run = app.query_one("#step-run")
+        log = app.query_one("#run-log")
+        for index in range(100):
+            run.log_line(f"line {index}")
+        await pilot.pause()
+        await pilot.pause()
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # the last lines are visible
+        log.scroll_to(y=10, animate=False)
+        await pilot.pause()
+        run.log_line("line 100")
+        await pilot.pause()
+        assert log.scroll_y == 10  # reading back: the view stays
+        log.scroll_end(animate=False)
+        await pilot.pause()
+        run.log_line("line 101")
+        await pilot.pause()
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y

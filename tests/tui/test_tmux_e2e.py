@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +58,7 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
     try:
         tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
         time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
-        for _ in range(3):  # quantization folder -> training -> split -> seed
+        for _ in range(4):  # dataset name -> quantization folder -> training -> split -> seed
             tmux.keys("Tab")
             time.sleep(0.2)
         tmux.type("abc")
@@ -77,7 +79,7 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
         tmux.keys("C-n")
         tmux.wait_for("Operation mode")
         tmux.keys("C-n")
-        tmux.wait_for("accepts this config")
+        tmux.wait_for("validate: ok")
         tmux.keys("C-o")
         tmux.wait_for("Saved")
         tmux.keys("C-q")
@@ -87,3 +89,43 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
     config = load_config(out)
     assert config.dataset.seed == 7
     assert config.resolve_path(config.dataset.quantization_path).samefile(DEMO_CONFIG.parent / "demo/digits")
+
+
+def test_sighup_mid_run_stops_the_engine_and_leaves_no_temp_file(tmp_path):
+    """A dropped SSH connection: SIGHUP to the wizard mid-run. The engine stops (it saw SIGINT: exit 130,
+    no model), no `.stquant-tui-*` file is left, and nothing like a BrokenPipeError is printed."""
+    config = tmp_path / "config.yaml"
+    config.write_text(DEMO_CONFIG.read_text().replace("demo/", f"{DEMO_CONFIG.parent / 'demo'}/"))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    shell = (f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} TMPDIR={temp} "
+             f"{shlex.quote(sys.executable)} -m stquant_tui {config}; echo EXIT=$?; sleep 60")
+    tmux = Tmux(f"stquant-hup-{os.getpid()}")
+    tmux("new-session", "-d", "-s", "e2e", "-x", "120", "-y", "40",
+         "-e", "TEXTUAL_ANIMATIONS=none", "-e", f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
+         "-e", "FAKE_ENGINE_SLOW=1", "-e", f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}", shell)
+    try:
+        tmux.wait_for("300 images")
+        found = subprocess.run(["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True,
+                               text=True)
+        pid = int(found.stdout.split()[0])
+        time.sleep(1.0)
+        for _ in range(4):
+            tmux.keys("C-n")
+            time.sleep(0.3)
+        tmux.wait_for("validate: ok")
+        tmux.keys("C-r")
+        tmux.wait_for("calibration")
+        assert list(temp.glob(".stquant-tui-run-*.yaml"))  # the run's config exists while it runs
+        engines = subprocess.run(["pgrep", "-f", "fake_engine.py run"], capture_output=True, text=True).stdout.split()
+        assert engines
+        os.kill(pid, signal.SIGHUP)
+        screen = tmux.wait_for("EXIT=", timeout=20)
+    finally:
+        tmux("kill-server")
+    assert "EXIT=130" in screen  # the wizard ended as interrupted
+    time.sleep(0.5)
+    assert not any(Path(f"/proc/{p}").exists() for p in engines)  # the engine is gone
+    assert not list(temp.iterdir()) and not list(tmp_path.glob(".stquant-tui-*"))  # no temp file left
+    assert not list((tmp_path / "run").rglob("*.tflite"))  # no partial model
+    assert "Error" not in screen and "Traceback" not in screen, screen  # Textual draws (and would print) on stderr

@@ -51,7 +51,8 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
         await type_into(pilot, "#dataset-quantization_split", "0.5")
         assert not invalid(app, "dataset-seed") and not invalid(app, "dataset-quantization_split")
         await type_into(pilot, "#dataset-class_names", "a, b")
-        assert "differ from the folders" in str(app.query_one("#dataset-feedback", Static).render())
+        await wait_until(pilot, lambda: "dataset.class_names: no folder for class 'a', 'b'" in
+                         str(app.query_one("#dataset-feedback", Static).render()))  # the engine's own words
         await pilot.press("ctrl+t")  # use the folder names
         await pilot.pause()
         assert app.draft.get("dataset.class_names") == [f"digit_{k}" for k in range(10)]
@@ -91,7 +92,7 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
         await pilot.pause()
         assert app.step == "review"
         assert "granularity: per_tensor" in app.query_one("#review-yaml").text
-        assert "accepts this config" in str(app.query_one("#review-status", Static).render())
+        await wait_until(pilot, lambda: "validate: ok" in str(app.query_one("#review-status", Static).render()))
 
         await pilot.press("ctrl+o")
         await wait_until(pilot, out.exists)

@@ -1,11 +1,12 @@
-"""The wizard opens the services' configs of modes stquant does not run and flags only the mode."""
+"""The wizard opens the services' configs of modes stquant does not run and flags only the mode (which
+Review, like `stquant validate`, refuses)."""
 
 from __future__ import annotations
 
 import pytest
 
 from stquant_tui.app import StquantApp
-from tui_helpers import FAKE_ENGINE, ROOT, settle
+from tui_helpers import FAKE_ENGINE, ROOT, settle, wait_until
 
 DEPLOYMENT = ROOT.parent / "shared/st_configs/services@46924c0/image_classification/src/config_file_examples/deployment_config.yaml"
 
@@ -21,5 +22,6 @@ async def test_deployment_config_opens_and_only_its_mode_is_flagged():
         hint = str(app.query_one("#quantization-hint").render())
         assert "deployment: stquant saves it but cannot run it" in hint
         app.step = "review"
-        await pilot.pause()
-        assert str(app.query_one("#review-status").render()).startswith("✓")
+        await wait_until(pilot, lambda: app.verdict is not None)
+        assert str(app.query_one("#review-status").render()).startswith("✗ stquant validate: exit 2")
+        assert [p.key for p in app.verdict.problems] == ["operation_mode"], app.verdict

@@ -1,0 +1,68 @@
+"""Review's verdict is `stquant validate`'s: same exit code, same problems, ✓ only when validate passes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import OptionList, Static
+
+from stquant_tui.app import StquantApp
+from stquant_tui.draft import step_of
+from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.engine_client import default_engine_cmd
+from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
+
+DEMO = DEMO_CONFIG.parent / "demo"
+BROKEN = {  # name -> (text to replace, replacement) in the demo config
+    "valid": ("", ""),
+    "class_without_folder": ("digit_9]", "digit_99]"),
+    "missing_model": ("demo/digits_cnn.h5", "demo/no_such_model.h5"),
+    "not_a_model": ("demo/digits_cnn.h5", "demo/digits/digit_0/notes.txt"),
+    "mode_not_run": ("operation_mode: quantization", "operation_mode: chain_tbqeb"),
+    "schema_errors": ("quantization_split: 0.4", "quantization_split: 4\n  seed: twelve"),
+    "colour_mode": ("color_mode: rgb", "color_mode: grayscale"),
+}
+
+
+def validate(path) -> tuple[int, list[str]]:
+    done = subprocess.run([sys.executable, "-m", "engine", "validate", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=str)
+async def test_review_says_what_validate_says(case, tmp_path, monkeypatch):
+    old, new = BROKEN[case]
+    text = DEMO_CONFIG.read_text().replace("demo/", f"{DEMO}/")
+    if old:
+        assert old.replace("demo/", f"{DEMO}/") in text
+        text = text.replace(old.replace("demo/", f"{DEMO}/"), new.replace("demo/", f"{DEMO}/"))
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    code, lines = validate(config)
+    assert (code == 0) == (case == "valid"), lines
+    monkeypatch.chdir(ROOT)
+    app = StquantApp(config, engine_cmd=default_engine_cmd())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None, timeout=60)
+        verdict = app.verdict
+        assert verdict.exit_code == code
+        assert [f"stquant: {p}" for p in verdict.problems] == [line for line in lines if ": warning: " not in line]
+        assert [f"stquant: warning: {w}" for w in verdict.warnings] == [line for line in lines if ": warning: " in line]
+        status = str(app.query_one("#review-status", Static).render())
+        assert status.startswith("✓") == (code == 0), status
+        listing = app.query_one("#review-problems", OptionList)
+        assert listing.option_count == len(verdict.problems)
+        if verdict.problems:  # Enter on a problem goes to its field (on a form step)
+            listing.focus()
+            listing.highlighted = 0
+            await pilot.press("enter")
+            await pilot.pause()
+            key = verdict.problems[0].key
+            assert app.step == step_of(key)
+            row = next(w for w in app.focused.ancestors_with_self if isinstance(w, FieldRow))
+            assert row.key == key and row.has_class("-invalid")
