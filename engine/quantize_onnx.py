@@ -306,9 +306,30 @@ def _model_batches(calibration: CalibrationData, nchw: bool, one_per_run: bool,
 def _quantize(prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    overrides = _all_zero_overrides(cache)
+    if overrides:
+        log.info("%d tensors are 0 on every calibration image: scale 1, zero point -128 (%s)",
+                 len(overrides), ", ".join(sorted(overrides)))
     with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
         quantize_static(str(prepared), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=_ort_method(method), calibration_cache_path=str(cache),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibMovingAverage": moving_average})
+                                       "CalibMovingAverage": moving_average, "TensorQuantOverrides": overrides})
+
+
+def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
+    """`TensorQuantOverrides` giving each activation whose calibrated range is [0, 0] scale 1 and zero point -128.
+
+    ONNX Runtime gives such a tensor scale 1 and zero point 0, and removes a Relu/Clip before a quantized
+    tensor, counting on its QuantizeLinear to clamp at 0, which holds only when the zero point is the int8
+    minimum: a Relu that is 0 on every calibration image (a dead squeeze-excite branch of ST's EfficientNet
+    LC) then passes its negative inputs on. With zero point -128 the tensor still dequantizes to exactly 0
+    and negatives clamp to 0; scale 1 is TensorFlow's choice for all-zero tensors and keeps the int32 bias
+    of the next layer (scaled by this scale) far from overflow.
+    """
+    from onnxruntime.quantization import load_tensors_data
+
+    zero = [name for name, data in load_tensors_data(cache).items() if not np.any(np.asarray(data.range_value))]
+    return {name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(np.iinfo(np.int8).min, np.int8)}]
+            for name in zero}
