@@ -3,6 +3,8 @@
 Steps, like the model zoo's ONNX quantizer: Keras -> ONNX at `target_opset` with an NCHW input, or
 an ONNX model up-converted to `target_opset` (never downgraded); `quant_pre_process`; calibration;
 `quantize_static` (QDQ, QInt8 weights and activations, symmetric weights, asymmetric activations).
+One departure from the reference: an activation that is 0 on every calibration image gets zero point -128
+instead of ONNX Runtime's 0 (see `_all_zero_overrides`; with 0, a dead Relu stops clamping).
 `quantization.optimize` transforms a Keras model before conversion, and folds the BatchNormalization
 nodes of an ONNX model (see `engine.optimize`).
 
