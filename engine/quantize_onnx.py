@@ -237,6 +237,10 @@ class _BatchFeed:
     def has_more(self) -> bool:
         return self._pending is not None
 
+    def next_size(self) -> int | None:
+        """How many images the next batch holds (None when the feed is empty)."""
+        return None if self._pending is None else len(self._pending)
+
     def take(self) -> np.ndarray | None:
         batch = self._pending
         if batch is not None:
@@ -245,18 +249,25 @@ class _BatchFeed:
 
 
 class _ChunkReader:
-    """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None)."""
+    """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None).
+
+    A chunk ends early rather than mix batch sizes: ORT's histogram collector stacks a chunk's runs into one
+    array, which fails on runs of different sizes (the last, partial batch then starts a chunk of its own).
+    """
 
     def __init__(self, feed: _BatchFeed, input_name: str, limit: int | None):
         self._feed, self._input_name, self._limit, self._fed = feed, input_name, limit, 0
+        self._size: int | None = None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._limit is not None and self._fed >= self._limit:
+        if self._limit is not None and (self._fed >= self._limit or
+                                        self._size not in (None, self._feed.next_size())):
             return None
         batch = self._feed.take()
         if batch is None:
             return None
         self._fed += len(batch)
+        self._size = len(batch)
         return {self._input_name: batch}
 
 
