@@ -334,10 +334,10 @@ def _quantize(prepared: Path, out_path: Path, cache: Path, method: str, per_chan
 def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
     """`TensorQuantOverrides` giving each activation whose calibrated range is [0, 0] scale 1 and zero point -128.
 
-    ONNX Runtime gives such a tensor scale 1 and zero point 0, and removes a Relu/Clip before a quantized
-    tensor, counting on its QuantizeLinear to clamp at 0, which holds only when the zero point is the int8
-    minimum: a Relu that is 0 on every calibration image (a dead squeeze-excite branch of ST's EfficientNet
-    LC) then passes its negative inputs on. With zero point -128 the tensor still dequantizes to exactly 0
+    ONNX Runtime gives such a tensor scale 1 and zero point 0. It also removes each Relu/Clip whose input is
+    quantized and counts on the output's QuantizeLinear to clamp at 0, which holds only when the zero point
+    is the int8 minimum: a Relu that is 0 on every calibration image (a dead squeeze-excite branch of ST's
+    EfficientNet LC) then passed its negative inputs on. With zero point -128 the tensor still dequantizes to exactly 0
     and negatives clamp to 0; scale 1 is TensorFlow's choice for all-zero tensors and keeps the int32 bias
     of the next layer (scaled by this scale) far from overflow.
     """
