@@ -3,6 +3,8 @@
 Steps, like the model zoo's ONNX quantizer: Keras -> ONNX at `target_opset` with an NCHW input, or
 an ONNX model up-converted to `target_opset` (never downgraded); `quant_pre_process`; calibration;
 `quantize_static` (QDQ, QInt8 weights and activations, symmetric weights, asymmetric activations).
+One departure from the reference: an activation that is 0 on every calibration image gets zero point -128
+instead of ONNX Runtime's 0 (see `_all_zero_overrides`; with 0, a dead Relu stops clamping).
 `quantization.optimize` transforms a Keras model before conversion, and folds the BatchNormalization
 nodes of an ONNX model (see `engine.optimize`).
 
@@ -235,6 +237,10 @@ class _BatchFeed:
     def has_more(self) -> bool:
         return self._pending is not None
 
+    def next_size(self) -> int | None:
+        """How many images the next batch holds (None when the feed is empty)."""
+        return None if self._pending is None else len(self._pending)
+
     def take(self) -> np.ndarray | None:
         batch = self._pending
         if batch is not None:
@@ -243,18 +249,25 @@ class _BatchFeed:
 
 
 class _ChunkReader:
-    """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None)."""
+    """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None).
+
+    A chunk ends early rather than mix batch sizes: ORT's histogram collector stacks a chunk's runs into one
+    array, which fails on runs of different sizes (the last, partial batch then starts a chunk of its own).
+    """
 
     def __init__(self, feed: _BatchFeed, input_name: str, limit: int | None):
         self._feed, self._input_name, self._limit, self._fed = feed, input_name, limit, 0
+        self._size: int | None = None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._limit is not None and self._fed >= self._limit:
+        if self._limit is not None and (self._fed >= self._limit or
+                                        self._size not in (None, self._feed.next_size())):
             return None
         batch = self._feed.take()
         if batch is None:
             return None
         self._fed += len(batch)
+        self._size = len(batch)
         return {self._input_name: batch}
 
 
@@ -306,9 +319,30 @@ def _model_batches(calibration: CalibrationData, nchw: bool, one_per_run: bool,
 def _quantize(prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    overrides = _all_zero_overrides(cache)
+    if overrides:
+        log.info("%d tensors are 0 on every calibration image: scale 1, zero point -128 (%s)",
+                 len(overrides), ", ".join(sorted(overrides)))
     with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
         quantize_static(str(prepared), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=_ort_method(method), calibration_cache_path=str(cache),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibMovingAverage": moving_average})
+                                       "CalibMovingAverage": moving_average, "TensorQuantOverrides": overrides})
+
+
+def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
+    """`TensorQuantOverrides` giving each activation whose calibrated range is [0, 0] scale 1 and zero point -128.
+
+    ONNX Runtime gives such a tensor scale 1 and zero point 0. It also removes each Relu/Clip whose input is
+    quantized and counts on the output's QuantizeLinear to clamp at 0, which holds only when the zero point
+    is the int8 minimum: a Relu that is 0 on every calibration image (a dead squeeze-excite branch of ST's
+    EfficientNet LC) then passed its negative inputs on. With zero point -128 the tensor still dequantizes to exactly 0
+    and negatives clamp to 0; scale 1 is TensorFlow's choice for all-zero tensors and keeps the int32 bias
+    of the next layer (scaled by this scale) far from overflow.
+    """
+    from onnxruntime.quantization import load_tensors_data
+
+    zero = [name for name, data in load_tensors_data(cache).items() if not np.any(np.asarray(data.range_value))]
+    return {name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(np.iinfo(np.int8).min, np.int8)}]
+            for name in zero}

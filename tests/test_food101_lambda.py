@@ -54,6 +54,8 @@ def test_food101_lambdas_recognised_evaluated_and_quantized(tmp_path, food101_mo
     agreements["float_onnx"] = agreement(float_result, evaluate(load_predictor(float_onnx), images, labels, CLASSES))
     print(f"top-1 agreement with the float model on {len(images)} flower photos: {agreements}")
     assert agreements["st"] >= 65  # ST's own int8 as a yardstick (measured 73.0 %)
-    assert agreements["ours"] >= agreements["st"]  # measured 78.0 %
-    assert agreements["float_onnx"] == 100.0  # the recognised Lambdas convert exactly to ONNX ...
-    assert float_result.n == 300  # ... but the QDQ model agrees on only ~11 % (see the README note)
+    assert agreements["ours"] >= agreements["st"]  # measured 76.0 % (78.0 % in an earlier tree)
+    assert agreements["float_onnx"] == 100.0  # the recognised Lambdas convert exactly to ONNX
+    # measured 76.3 %; 11.0 % while the dead squeeze Relu of conv2d_33 (0 on all 60 images) let negatives through
+    assert agreements["onnx"] >= agreements["st"]
+    assert float_result.n == 300
