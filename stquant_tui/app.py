@@ -36,6 +36,7 @@ STEP_KEYS = {  # action -> steps where its key is shown
     "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
     "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
     "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",),
+    "compare": ("review", "summary"),
 }
 
 
@@ -53,6 +54,7 @@ class StquantApp(RunActions, App[int]):
         Binding("ctrl+r", "run", "Run", priority=True),
         Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
+        Binding("ctrl+k", "compare", "Compare", priority=True),
         Binding("escape", "cancel_run", "Cancel run"),
         Binding("l", "show_run_dir", "Run folder"),
         Binding("y", "copy_model", "Copy model path"),
@@ -313,3 +315,13 @@ class StquantApp(RunActions, App[int]):
 
     def action_again(self) -> None:
         self.step = "dataset"
+
+    def action_compare(self) -> None:
+        """Open the Compare screen; after an adoption, show Review with the changed draft."""
+        from stquant_tui.compare_screen import CompareScreen
+
+        def adopted(changes: list[str] | None) -> None:
+            if changes is not None:
+                self.step = "review"
+                self.step_widget("review").refresh_review(self.draft)
+        self.push_screen(CompareScreen(), adopted)
