@@ -40,8 +40,8 @@ CHOICES: dict[str, tuple[str, str, list[tuple[Any, str]]]] = {
 DEFAULT_TICKS = {("quantization.granularity", "per_channel"), ("quantization.granularity", "per_tensor"),
                  ("quantization.quantization_input_type", "uint8"), ("quantization.quantization_input_type", "int8")}
 SHORT = {"per_channel": "channel", "per_tensor": "tensor", "TFlite_converter": "TFLite", "Onnx_quantizer": "ONNX"}
-FIGURES = (("acc %", "accuracy"), ("agr %", "agreement"), ("flash KiB", "weights_flash_kib"),
-           ("RAM KiB", "activation_ram_kib"), ("est. ms", "estimated_inference_ms"))
+FIGURES = (("acc %", "accuracy"), ("agr %", "agreement"), ("flash", "weights_flash_kib"),  # KiB (the title says)
+           ("RAM", "activation_ram_kib"), ("ms", "estimated_inference_ms"))
 STAR = "★"
 
 
@@ -65,6 +65,12 @@ def variant_cells(variant: Variant, keys: list[str]) -> list[str | Text]:
     return [str(variant.index), *settings, *(figure(getattr(variant, name)) for _, name in FIGURES)]
 
 
+def settings_text(variant: Variant) -> str:
+    """The variant's settings, full values, shortest key names (e.g. `input_type=int8`)."""
+    return ", ".join(f"{key.split('.')[-1].removeprefix('quantization_')}={value}"
+                     for key, value in variant.settings.items())
+
+
 def recommendation_text(comparison: Comparison) -> str:
     """Why the starred variant (the engine's own line when none is recommended)."""
     if comparison.recommended is None:
@@ -77,8 +83,8 @@ def evaluation_text(comparison: Comparison) -> str:
     if not comparison.evaluation_set:
         return "accuracy and agreement not measured (no test_path and no quantization image left)"
     where = "test_path" if comparison.evaluation_set == "test_set" else "held-out"
-    floats = "" if comparison.float_accuracy is None else f" (float model {comparison.float_accuracy:.2f} %)"
-    board = f" · ms on {comparison.board}" if comparison.board else ""
+    floats = "" if comparison.float_accuracy is None else f" (float {comparison.float_accuracy:.2f} %)"
+    board = f" · on {comparison.board}" if comparison.board else ""
     return (f"{comparison.evaluation_images} {where} images{floats} · "
             f"{comparison.calibration_images} calibration{board}")
 
@@ -166,7 +172,7 @@ class CompareScreen(Screen[list[str] | None]):
         count = math.prod(len(values) for values in self.choices().values() if values)
         varied = any(self.choices().values())
         self.query_one("#compare-title", Static).update(
-            f" Compare variants of {model} · {count if varied else 0} variant(s)")
+            f" Compare variants of {model} · {count if varied else 0} variant(s) · flash, RAM in KiB")
 
     @on(Checkbox.Changed)
     def ticked(self) -> None:
@@ -310,10 +316,10 @@ class CompareScreen(Screen[list[str] | None]):
         if variant is None or self.running:
             return
         if variant.status != "ok":
-            text = f"{variant.index}: {variant.name} failed: {variant.error}"
+            text = f"{variant.index}: {settings_text(variant)} failed: {variant.error}"
         else:
             ranges = "cached" if variant.statistics == "cache" else "computed"
-            text = f"{variant.index}: {variant.name} · ranges {ranges} · {variant.seconds:.1f} s"
+            text = f"{variant.index}: {settings_text(variant)} · ranges {ranges} · {variant.seconds:.1f} s"
         self.query_one("#compare-detail", Static).update(text)
 
     def highlighted_variant(self) -> Variant | None:

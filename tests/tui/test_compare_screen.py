@@ -7,18 +7,21 @@ the figures it replays are those of a real `stquant compare` of the tutorial mod
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
 
+from engine.comparison import Comparison, Variant
 from engine.config import load_config
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
-from stquant_tui.compare_screen import CompareScreen
-from tui_helpers import FAKE_ENGINE, settle, wait_until
+from stquant_tui.compare_screen import CHOICES, CompareScreen
+from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
 
 RUN_DIR = "/runs/2026_01_01"
 
@@ -100,7 +103,7 @@ async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path
         assert order == ["CompareVariant"] * 4 + ["CompareFinished"]
         table = screen.query_one("#compare-table", DataTable)
         assert [str(c.label) for c in table.columns.values()] == ["#", "gran.", "input", "acc %", "agr %",
-                                                                  "flash KiB", "RAM KiB", "est. ms"]
+                                                                  "flash", "RAM", "ms"]
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
         recorded = recorded_comparison(RUN_DIR)
         assert rows[0][:3] == ["0★", "channel", "uint8"] and rows[3][:3] == ["3", "tensor", "int8"]
@@ -109,11 +112,10 @@ async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path
                 "accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "estimated_inference_ms")]
         assert table.cursor_row == recorded["recommended"] == 0 and app.focused is table
         info = str(screen.query_one("#compare-info", Static).render())
-        assert "agreement ≥ 98 %" in info and "180 held-out images (float model 96.67 %) · 120 calibration" in info
-        assert "ms on STM32H747I-DISCO" in info
+        assert "agreement ≥ 98 %" in info and "180 held-out images (float 96.67 %) · 120 calibration · on STM32H747I-DISCO" in info
         assert RUN_DIR in str(screen.query_one("#compare-stage", Static).render())
         detail = str(screen.query_one("#compare-detail", Static).render())
-        assert detail == "0: granularity=per_channel, quantization_input_type=uint8 · ranges cached · 1.6 s"
+        assert detail == "0: granularity=per_channel, input_type=uint8 · ranges cached · 1.6 s"
         assert "a" in shown_keys(app)
 
         screen.query_one("#compare-board", Select).clear()  # no board, though the config names one
@@ -193,3 +195,61 @@ async def test_engine_failure_is_said_and_the_screen_stays(tutorial, tmp_path):
         assert str(screen.query_one("#compare-stage", Static).render()) == "Failed (exit 2): unknown command compare"
         assert not temp_configs(tmp_path) and isinstance(app.screen, CompareScreen)
         assert not screen.query_one("#compare-target", Input).disabled  # options usable again
+
+
+HYGIENE = """
+import asyncio, sys
+sys.path.insert(0, {here!r})
+from replay_engine import REPLAY_ENGINE
+from stquant_tui.app import StquantApp
+from stquant_tui.compare_screen import CHOICES, CompareScreen
+
+async def main():
+    app = StquantApp({config!r}, engine_cmd=REPLAY_ENGINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_later_steps()
+        app.step = "review"
+        await pilot.press("ctrl+k")
+        await pilot.press("ctrl+r")
+        for _ in range(500):
+            if isinstance(app.screen, CompareScreen) and app.screen.finished is not None:
+                break
+            await pilot.pause(0.02)
+        assert app.screen.finished.exit_code == 0
+asyncio.run(main())
+print("loaded:" + ",".join(m for m in ("tensorflow", "tf_keras", "onnxruntime", "ai_edge_litert", "onnx")
+                            if m in sys.modules))
+"""
+
+
+def test_a_comparison_in_the_ui_loads_no_ml_runtime(tutorial):
+    script = HYGIENE.format(here=str(HERE), config=str(tutorial))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+async def test_every_key_varied_fits_80_columns(tutorial):
+    app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_compare(pilot)
+        for box in screen.query(Checkbox):
+            box.value = True
+        await pilot.pause()
+        assert "24 variant(s)" in str(screen.query_one("#compare-title", Static).render())
+        screen.reset(list(CHOICES), 24)
+        widest = dict(index=0, name="", status="ok", accuracy=100.0, agreement=100.0, weights_flash_kib=4096.25,
+                      activation_ram_kib=1234.5, estimated_inference_ms=1234.56,
+                      settings={"quantization.granularity": "per_channel", "quantization.optimize": True,
+                                "quantization.quantization_input_type": "uint8",
+                                "quantization.quantizer": "TFlite_converter"})
+        for index in range(24):
+            screen.post_message(CompareVariant(Variant(**{**widest, "index": index})))
+        await pilot.pause()
+        starred = Comparison(run_dir="/runs/x", model="m.h5", varied={}, target_agreement=99.0, recommended=23)
+        screen.post_message(CompareFinished(0, starred, None))
+        await pilot.pause()
+        table = screen.query_one("#compare-table", DataTable)
+        assert table.row_count == 24 and table.show_vertical_scrollbar and table.get_row_at(23)[0] == "23★"
+        assert table.virtual_size.width <= table.scrollable_content_region.width <= 80
+        assert not table.show_horizontal_scrollbar
