@@ -54,12 +54,12 @@ class StquantApp(RunActions, App[int]):
         Binding("ctrl+r", "run", "Run", priority=True),
         Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
-        Binding("ctrl+k", "compare", "Compare", priority=True),
         Binding("escape", "cancel_run", "Cancel run"),
         Binding("l", "show_run_dir", "Run folder"),
         Binding("y", "copy_model", "Copy model path"),
         Binding("a", "again", "Start again"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+k", "compare", "Compare", priority=True),
     ]
 
     step: reactive[str] = reactive("dataset", bindings=True)
