@@ -9,11 +9,9 @@ dismisses with a list of the changes. Esc stops a running comparison (asks first
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,70 +22,13 @@ from textual.widgets import Checkbox, DataTable, Footer, Input, Label, ProgressB
 
 from engine.boards import BOARDS, find_board
 from engine.comparison import Comparison, Variant
-from stquant_tui.compare_client import CompareFinished, CompareProcess, CompareVariant, vary_arguments, write_temp_config
+from stquant_tui.compare_client import (CompareFinished, CompareProcess, CompareVariant, vary_arguments,
+                                        write_temp_config)
+from stquant_tui.compare_table import (CHOICES, DEFAULT_TICKS, FIGURES, STAR, evaluation_text, recommendation_text,
+                                       settings_text, variant_cells, variant_count)
 from stquant_tui.messages import RunLog, RunProgress, RunStage
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.fields import FieldRow
-
-# key -> (label on the screen, table column, [(value, shown), ...])
-CHOICES: dict[str, tuple[str, str, list[tuple[Any, str]]]] = {
-    "quantization.granularity": ("Granularity", "gran.", [("per_channel", "per_channel"), ("per_tensor", "per_tensor")]),
-    "quantization.optimize": ("Optimize", "opt.", [(False, "off"), (True, "on")]),
-    "quantization.quantization_input_type": ("Input type", "input", [("uint8", "uint8"), ("int8", "int8"),
-                                                                     ("float", "float")]),
-    "quantization.quantizer": ("Quantizer", "quant.", [("TFlite_converter", "TFLite"), ("Onnx_quantizer", "ONNX")]),
-}
-DEFAULT_TICKS = {("quantization.granularity", "per_channel"), ("quantization.granularity", "per_tensor"),
-                 ("quantization.quantization_input_type", "uint8"), ("quantization.quantization_input_type", "int8")}
-SHORT = {"per_channel": "channel", "per_tensor": "tensor", "TFlite_converter": "TFLite", "Onnx_quantizer": "ONNX"}
-FIGURES = (("acc %", "accuracy"), ("agr %", "agreement"), ("flash", "weights_flash_kib"),  # KiB (the title says)
-           ("RAM", "activation_ram_kib"), ("ms", "estimated_inference_ms"))
-STAR = "★"
-
-
-def short(value: Any) -> str:
-    """A setting as the table shows it (abbreviated to keep 80 columns)."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return SHORT.get(str(value), str(value))
-
-
-def figure(value: float | None) -> Text:
-    """A measured figure, right-aligned, with the two decimals the engine keeps."""
-    return Text("–" if value is None else f"{value:.2f}", justify="right")
-
-
-def variant_cells(variant: Variant, keys: list[str]) -> list[str | Text]:
-    """One table row: index, the varied settings, then the figures (or "failed")."""
-    settings = [short(variant.settings.get(key)) for key in keys]
-    if variant.status != "ok":
-        return [str(variant.index), *settings, "failed", *(figure(None) for _ in FIGURES[1:])]
-    return [str(variant.index), *settings, *(figure(getattr(variant, name)) for _, name in FIGURES)]
-
-
-def settings_text(variant: Variant) -> str:
-    """The variant's settings, full values, shortest key names (e.g. `input_type=int8`)."""
-    return ", ".join(f"{key.split('.')[-1].removeprefix('quantization_')}={value}"
-                     for key, value in variant.settings.items())
-
-
-def recommendation_text(comparison: Comparison) -> str:
-    """Why the starred variant (the engine's own line when none is recommended)."""
-    if comparison.recommended is None:
-        return comparison.recommendation
-    return (f"{STAR} recommended: agreement ≥ {comparison.target_agreement:g} %, then the least RAM, flash, time")
-
-
-def evaluation_text(comparison: Comparison) -> str:
-    """Where accuracy and agreement were measured, the float model's accuracy, the board."""
-    if not comparison.evaluation_set:
-        return "accuracy and agreement not measured (no test_path and no quantization image left)"
-    where = "test_path" if comparison.evaluation_set == "test_set" else "held-out"
-    floats = "" if comparison.float_accuracy is None else f" (float {comparison.float_accuracy:.2f} %)"
-    board = f" · on {comparison.board}" if comparison.board else ""
-    return (f"{comparison.evaluation_images} {where} images{floats} · "
-            f"{comparison.calibration_images} calibration{board}")
-
 
 class CompareScreen(Screen[list[str] | None]):
     """Compare quantization variants of the app's draft; dismisses with the adopted changes (or None)."""
@@ -112,8 +53,7 @@ class CompareScreen(Screen[list[str] | None]):
     CompareScreen #compare-progress { width: 22; }
     CompareScreen #compare-table { height: 1fr; }
     CompareScreen #compare-detail { height: 1; padding: 0 1; }
-    CompareScreen #compare-info { height: auto; padding: 0 1; }
-    CompareScreen #compare-info { color: $text-muted; }
+    CompareScreen #compare-info { height: auto; padding: 0 1; color: $text-muted; }
     """
 
     running: reactive[bool] = reactive(False, bindings=True)
@@ -169,10 +109,8 @@ class CompareScreen(Screen[list[str] | None]):
 
     def update_title(self) -> None:
         model = Path(str(self.app.draft.get("general.model_path") or "?")).name  # type: ignore[attr-defined]
-        count = math.prod(len(values) for values in self.choices().values() if values)
-        varied = any(self.choices().values())
         self.query_one("#compare-title", Static).update(
-            f" Compare variants of {model} · {count if varied else 0} variant(s) · flash, RAM in KiB")
+            f" Compare variants of {model} · {variant_count(self.choices())} variant(s) · flash, RAM in KiB")
 
     @on(Checkbox.Changed)
     def ticked(self) -> None:
@@ -218,7 +156,7 @@ class CompareScreen(Screen[list[str] | None]):
             self.remove_config()
             self.notify(f"Cannot start the engine: {exc}", severity="error")
             return
-        self.reset([key for key, values in choices.items() if values], math.prod(len(v) for v in choices.values() if v))
+        self.reset([key for key, values in choices.items() if values], variant_count(choices))
         self.running = True
         process = self.process
         self.run_worker(lambda: process.read(self.post_message), thread=True, group="compare", exit_on_error=False,
@@ -247,8 +185,12 @@ class CompareScreen(Screen[list[str] | None]):
         self.query_one("#compare-stage", Static).update("Starting the engine…")
         self.query_one("#compare-detail", Static).update("")
         self.query_one("#compare-info", Static).update("")
+        self.lock_options(True)
+
+    def lock_options(self, locked: bool) -> None:
+        """Grey out the choices while a comparison runs."""
         for widget in self.query("#compare-options Checkbox, #compare-options Input, #compare-options Select"):
-            widget.disabled = True
+            widget.disabled = locked
 
     @on(RunStage)
     def stage_started(self, event: RunStage) -> None:
@@ -275,8 +217,7 @@ class CompareScreen(Screen[list[str] | None]):
     def compare_finished(self, event: CompareFinished) -> None:
         self.running, self.finished, self.comparison = False, event, event.comparison
         self.remove_config()
-        for widget in self.query("#compare-options Checkbox, #compare-options Input, #compare-options Select"):
-            widget.disabled = False
+        self.lock_options(False)
         self.show_result(event)
 
     def show_result(self, event: CompareFinished) -> None:

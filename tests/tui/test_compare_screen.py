@@ -20,7 +20,8 @@ from engine.config import load_config
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
-from stquant_tui.compare_screen import CHOICES, CompareScreen
+from stquant_tui.compare_screen import CompareScreen
+from stquant_tui.compare_table import CHOICES
 from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
 
 RUN_DIR = "/runs/2026_01_01"
@@ -112,7 +113,8 @@ async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path
                 "accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "estimated_inference_ms")]
         assert table.cursor_row == recorded["recommended"] == 0 and app.focused is table
         info = str(screen.query_one("#compare-info", Static).render())
-        assert "agreement ≥ 98 %" in info and "180 held-out images (float 96.67 %) · 120 calibration · on STM32H747I-DISCO" in info
+        assert "agreement ≥ 98 %" in info
+        assert "180 held-out images (float 96.67 %) · 120 calibration · on STM32H747I-DISCO" in info
         assert RUN_DIR in str(screen.query_one("#compare-stage", Static).render())
         detail = str(screen.query_one("#compare-detail", Static).render())
         assert detail == "0: granularity=per_channel, input_type=uint8 · ranges cached · 1.6 s"
@@ -202,7 +204,8 @@ import asyncio, sys
 sys.path.insert(0, {here!r})
 from replay_engine import REPLAY_ENGINE
 from stquant_tui.app import StquantApp
-from stquant_tui.compare_screen import CHOICES, CompareScreen
+from stquant_tui.compare_screen import CompareScreen
+from stquant_tui.compare_table import CHOICES
 
 async def main():
     app = StquantApp({config!r}, engine_cmd=REPLAY_ENGINE)
