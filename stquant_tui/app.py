@@ -42,7 +42,7 @@ STEP_KEYS = {  # action -> steps where its key is shown
     "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
     "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
     "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",), "full_table": ("summary",),
-    "page": ("summary",),
+    "page": ("summary",), "compare": ("review", "summary"),
 }
 
 
@@ -61,13 +61,14 @@ class StquantApp(RunActions, App[int]):
         Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
         Binding("escape", "cancel_run", "Cancel run"),
-        Binding("l", "show_run_dir", "Run folder"),
-        Binding("y", "copy_model", "Copy model path"),
-        Binding("a", "again", "Start again"),
-        Binding("f", "full_table", "Table full screen"),
+        Binding("l", "show_run_dir", "Folder"),
+        Binding("y", "copy_model", "Copy path"),
+        Binding("a", "again", "Again"),
+        Binding("f", "full_table", "Full table"),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+k", "compare", "Compare", priority=True),
     ]
 
     step: reactive[str] = reactive("dataset", bindings=True)
@@ -395,6 +396,16 @@ class StquantApp(RunActions, App[int]):
 
     def action_again(self) -> None:
         self.step = "dataset"
+
+    def action_compare(self) -> None:
+        """Open the Compare screen; after an adoption, show Review with the changed draft."""
+        from stquant_tui.compare_screen import CompareScreen
+
+        def adopted(changes: list[str] | None) -> None:
+            if changes is not None:
+                self.step = "review"
+                self.refresh_review()
+        self.push_screen(CompareScreen(), adopted)
 
 
 def default_save_path(config_path: str | Path | None, out_path: str | Path | None) -> tuple[str, str]:

@@ -1,6 +1,5 @@
 """Own batched calibration statistics: the quantized model equals the converter's own calibration (slow: real model)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,0 +1,338 @@
+"""The Compare screen: tick what to vary, run `stquant compare` on the draft, read the table, adopt a variant.
+
+Opened from Review and the Summary (`ctrl+k`). Every ticked value of a key is one of its variant values
+(`--vary KEY=V1,V2`; a key with no tick keeps the draft's value); the variants are every combination.
+The table fills as the engine reports each variant; the recommended one is starred when the comparison
+ends. Adopting writes the highlighted variant's keys into the draft (the form fields follow) and
+dismisses with a list of the changes. Esc stops a running comparison (asks first) or goes back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    ProgressBar,
+    Select,
+    Static,
+)
+
+from engine.boards import BOARDS, find_board
+from engine.comparison import Comparison, Variant
+from stquant_tui.compare_client import (
+    CompareFinished,
+    CompareProcess,
+    CompareVariant,
+    vary_arguments,
+)
+from stquant_tui.compare_table import (
+    CHOICES,
+    DEFAULT_TICKS,
+    FIGURES,
+    STAR,
+    evaluation_text,
+    recommendation_text,
+    settings_text,
+    variant_cells,
+    variant_count,
+)
+from stquant_tui.messages import RunLog, RunProgress, RunStage
+from stquant_tui.verdict import write_temp_config
+from stquant_tui.widgets.dialogs import ConfirmScreen
+from stquant_tui.widgets.fields import FieldRow
+
+
+class CompareScreen(Screen[list[str] | None]):
+    """Compare quantization variants of the app's draft; dismisses with the adopted changes (or None)."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "compare", "Compare"),
+        Binding("a", "adopt", "Adopt variant"),
+        Binding("escape", "stop", "Stop"),
+        Binding("escape", "close", "Back"),
+    ]
+    DEFAULT_CSS = """
+    CompareScreen { layout: vertical; }
+    CompareScreen #compare-title { height: 1; background: $panel; }
+    CompareScreen #compare-options { height: auto; }
+    CompareScreen .vary-row { height: 1; padding: 0 1; }
+    CompareScreen .vary-label { width: 13; color: $text-muted; }
+    CompareScreen Checkbox { margin-right: 2; }
+    CompareScreen #compare-target { width: 8; }
+    CompareScreen #compare-board { width: 24; }
+    CompareScreen #compare-status { height: 1; padding: 0 1; }
+    CompareScreen #compare-stage { width: 1fr; }
+    CompareScreen #compare-progress { width: 22; }
+    CompareScreen #compare-table { height: 1fr; }
+    CompareScreen #compare-detail { height: 1; padding: 0 1; }
+    CompareScreen #compare-info { height: auto; padding: 0 1; color: $text-muted; }
+    """
+
+    running: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.process: CompareProcess | None = None
+        self.config_file: Path | None = None
+        self.keys: list[str] = []
+        self.variants: list[Variant] = []
+        self.comparison: Comparison | None = None
+        self.finished: CompareFinished | None = None
+        self.choice_of: dict[str, tuple[str, Any]] = {}  # checkbox id -> (key, value)
+
+    # ------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        draft = self.app.draft  # type: ignore[attr-defined]
+        yield Static("", id="compare-title")
+        with Vertical(id="compare-options"):
+            for key, (label, _, values) in CHOICES.items():
+                with Horizontal(classes="vary-row"):
+                    yield Label(label, classes="vary-label")
+                    for index, (value, shown) in enumerate(values):
+                        box_id = f"vary-{key.split('.')[-1]}-{index}"
+                        self.choice_of[box_id] = (key, value)
+                        yield Checkbox(shown, (key, value) in DEFAULT_TICKS, id=box_id, compact=True)
+            with Horizontal(classes="vary-row"):
+                yield Label("Target", classes="vary-label")
+                yield Input("99", id="compare-target", compact=True, type="number")
+                yield Label(" % agreement   Board ")
+                board = find_board(str(draft.get("benchmarking.board") or ""))
+                yield Select([(name, name) for name in BOARDS], id="compare-board", compact=True,
+                             prompt="(no board)", value=board.name if board else Select.NULL)
+        with Horizontal(id="compare-status"):
+            yield Static("Tick what to vary; ctrl+r compares.", id="compare-stage")
+            yield ProgressBar(id="compare-progress", show_eta=False)
+        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="compare-detail")
+        yield Static("", id="compare-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update_title()
+
+    def choices(self) -> dict[str, list[Any]]:
+        """Each key -> its ticked values, in the order shown."""
+        ticked: dict[str, list[Any]] = {key: [] for key in CHOICES}
+        for box in self.query(Checkbox):
+            if box.value:
+                key, value = self.choice_of[box.id]
+                ticked[key].append(value)
+        return ticked
+
+    def update_title(self) -> None:
+        model = Path(str(self.app.draft.get("general.model_path") or "?")).name  # type: ignore[attr-defined]
+        self.query_one("#compare-title", Static).update(
+            f" Compare variants of {model} · {variant_count(self.choices())} variant(s) · flash, RAM in KiB")
+
+    @on(Checkbox.Changed)
+    def ticked(self) -> None:
+        self.update_title()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "compare":
+            return None if self.running else True
+        if action == "adopt":
+            return not self.running and bool(self.variants)
+        if action == "stop":
+            return self.running
+        if action == "close":
+            return not self.running
+        return True
+
+    # ------------------------------------------------------------ run
+    def action_compare(self) -> None:
+        if self.running:
+            return
+        draft = self.app.draft  # type: ignore[attr-defined]
+        problems = draft.problems()
+        if problems:
+            self.notify(f"{problems[0]}", title="Fix the config first (Review lists the problems)", severity="error")
+            return
+        choices = self.choices()
+        if not any(choices.values()):
+            self.notify("Tick at least one value to vary.", severity="error")
+            return
+        target = self.target()
+        if target is None:
+            self.notify("Target agreement: a number from 0 to 100.", severity="error")
+            return
+        board = self.query_one("#compare-board", Select).value
+        overrides = ["benchmarking.board=null"] if board is Select.NULL and draft.get("benchmarking.board") else []
+        self.config_file = write_temp_config(draft, ".stquant-tui-compare-")
+        self.process = CompareProcess(self.app.engine_cmd, self.config_file, [*overrides, *vary_arguments(choices)],
+                                      target=target, board=None if board is Select.NULL else str(board),
+                                      trust_model=self.app.trust_model)
+        try:
+            self.process.start()
+        except OSError as exc:
+            self.remove_config()
+            self.notify(f"Cannot start the engine: {exc}", severity="error")
+            return
+        self.reset([key for key, values in choices.items() if values], variant_count(choices))
+        self.running = True
+        process = self.process
+        self.run_worker(lambda: process.read(self.post_message), thread=True, group="compare", exit_on_error=False,
+                        description="engine compare")
+
+    def target(self) -> float | None:
+        try:
+            value = float(self.query_one("#compare-target", Input).value)
+        except ValueError:
+            return None
+        return value if 0 <= value <= 100 else None
+
+    def reset(self, keys: list[str], count: int) -> None:
+        """Empty the table for a new comparison of `count` variants varying `keys`."""
+        self.keys, self.variants, self.comparison, self.finished = keys, [], None, None
+        table = self.query_one("#compare-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("#", key="index")
+        table.add_columns(*(CHOICES[key][1] for key in keys), *(title for title, _ in FIGURES))
+        self.query_one("#compare-progress", ProgressBar).update(total=count, progress=0)
+        self.query_one("#compare-stage", Static).update("Starting the engine…")
+        self.query_one("#compare-detail", Static).update("")
+        self.query_one("#compare-info", Static).update("")
+        self.lock_options(True)
+
+    def lock_options(self, locked: bool) -> None:
+        """Grey out the choices while a comparison runs."""
+        for widget in self.query("#compare-options Checkbox, #compare-options Input, #compare-options Select"):
+            widget.disabled = locked
+
+    @on(RunStage)
+    def stage_started(self, event: RunStage) -> None:
+        self.query_one("#compare-stage", Static).update(f"{event.name}  ({len(self.variants)} done)")
+
+    @on(RunProgress)
+    def progressed(self, event: RunProgress) -> None:
+        self.query_one("#compare-stage", Static).update(
+            f"{event.stage} {event.done}/{event.total}  ({len(self.variants)} done)")
+
+    @on(RunLog)
+    def logged(self, event: RunLog) -> None:
+        if event.level in ("WARNING", "ERROR"):
+            self.query_one("#compare-detail", Static).update(f"{event.level.lower()}: {event.message}")
+
+    @on(CompareVariant)
+    def variant_done(self, event: CompareVariant) -> None:
+        self.variants.append(event.variant)
+        self.query_one("#compare-table", DataTable).add_row(*variant_cells(event.variant, self.keys),
+                                                            key=str(event.variant.index))
+        self.query_one("#compare-progress", ProgressBar).advance(1)
+
+    @on(CompareFinished)
+    def compare_finished(self, event: CompareFinished) -> None:
+        self.running, self.finished, self.comparison = False, event, event.comparison
+        self.remove_config()
+        self.lock_options(False)
+        self.show_result(event)
+
+    def show_result(self, event: CompareFinished) -> None:
+        """Status, recommendation and evaluation lines; the recommended row starred and highlighted."""
+        comparison = event.comparison
+        stage = self.query_one("#compare-stage", Static)
+        table = self.query_one("#compare-table", DataTable)
+        if event.exit_code == 130:
+            stage.update(f"Stopped: {len(self.variants)} variant(s) measured.")
+        elif event.exit_code != 0:
+            stage.update(f"Failed (exit {event.exit_code}): {event.error}")
+            self.notify(event.error or f"engine exited with {event.exit_code}", title="Compare failed",
+                        severity="error", timeout=10)
+        else:
+            stage.update(f"Done: {comparison.run_dir if comparison else ''}")
+        if comparison is None:
+            return
+        if comparison.recommended is not None and str(comparison.recommended) in table.rows:
+            table.update_cell(str(comparison.recommended), "index", f"{comparison.recommended}{STAR}",
+                              update_width=True)
+            table.move_cursor(row=table.get_row_index(str(comparison.recommended)))
+        self.query_one("#compare-info", Static).update(
+            "\n".join(filter(None, [recommendation_text(comparison), evaluation_text(comparison)])))
+        if table.row_count:
+            table.focus()
+            self.show_detail()
+
+    def remove_config(self) -> None:
+        if self.config_file is not None:
+            self.config_file.unlink(missing_ok=True)
+            self.config_file = None
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self) -> None:
+        """The highlighted variant's full settings and where its ranges came from (or why it failed)."""
+        variant = self.highlighted_variant()
+        if variant is None or self.running:
+            return
+        if variant.status != "ok":
+            text = f"{variant.index}: {settings_text(variant)} failed: {variant.error}"
+        else:
+            ranges = "cached" if variant.statistics == "cache" else "computed"
+            text = f"{variant.index}: {settings_text(variant)} · ranges {ranges} · {variant.seconds:.1f} s"
+        self.query_one("#compare-detail", Static).update(text)
+
+    def highlighted_variant(self) -> Variant | None:
+        table = self.query_one("#compare-table", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((v for v in self.variants if str(v.index) == key), None)
+
+    # ------------------------------------------------------------ adopt, stop, close
+    @on(DataTable.RowSelected)
+    def selected(self) -> None:
+        self.action_adopt()
+
+    def action_adopt(self) -> None:
+        """Write the highlighted variant's settings into the draft, then go back with what changed."""
+        variant = self.highlighted_variant()
+        if self.running or variant is None:
+            return
+        if variant.status != "ok":
+            self.notify(f"Variant {variant.index} failed; pick another.", severity="warning")
+            return
+        app = self.app
+        changes = []
+        for key, value in variant.settings.items():
+            old = app.draft.get(key)  # type: ignore[attr-defined]
+            if old != value or type(old) is not type(value):
+                changes.append(f"{key.split('.')[-1]}: {'(not set)' if old is None else old} → {value}")
+            app.apply_edit(key, value)  # type: ignore[attr-defined]
+            for row in app.query(FieldRow):
+                if row.key == key:
+                    row.show(value)
+        if changes:
+            self.notify("\n".join(changes), title=f"Adopted variant {variant.index}", timeout=10)
+        else:
+            self.notify(f"Variant {variant.index} is what the config already says.", title="Nothing changed")
+        self.dismiss(changes)
+
+    def action_stop(self) -> None:
+        if self.running:
+            self.app.push_screen(ConfirmScreen("Stop the comparison? Variants measured so far stay in the table."),
+                                 self._stop)
+
+    def _stop(self, yes: bool | None) -> None:
+        if yes and self.process is not None and self.running:
+            self.query_one("#compare-stage", Static).update("Stopping… (SIGINT sent to the engine)")
+            self.process.cancel()
+
+    def action_close(self) -> None:
+        if not self.running:
+            self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+        self.remove_config()
