@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -30,13 +31,21 @@ class Tmux:
         return self("capture-pane", "-p", "-t", "e2e")
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        return self._wait(lambda screen: text in screen, repr(text), timeout)
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0) -> str:
+        """Wait until a screen line matches the regular expression `pattern`."""
+        return self._wait(lambda screen: any(re.search(pattern, line) for line in screen.splitlines()),
+                          f"a line matching {pattern!r}", timeout)
+
+    def _wait(self, found, what: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.screen()
-            if text in screen:
+            if found(screen):
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} not on screen:\n{self.screen()}")
+        raise AssertionError(f"{what} not on screen:\n{self.screen()}")
 
     def keys(self, *keys: str) -> None:
         self("send-keys", "-t", "e2e", *keys)
@@ -67,7 +76,9 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
         time.sleep(0.3)
         assert "Dataset" in tmux.screen() and "not a number" in tmux.screen()  # Next refused
         tmux.keys("C-u")
+        tmux.wait_for("(default: 123)")  # the field is empty (a loaded machine is slow to show it)
         tmux.type("7")
+        tmux.wait_for_line(r"Seed\s+7\s*$")
         tmux.keys("C-n")
         tmux.wait_for("Input range")
         tmux.keys("C-n")
