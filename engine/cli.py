@@ -105,9 +105,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     sub.add_parser("boards", help="the STM32 boards known to --board and benchmarking.board")
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("name", choices=("run-summary", "comparison"),
-                        help="run-summary: run_summary.json and the result event; comparison: comparison.json and "
-                             "the comparison event")
+    schema.add_argument("name", choices=("config", "run-summary", "comparison"),
+                        help="config: the config file, with each key's description and default (what the wizard's "
+                             "help lines show); run-summary: run_summary.json and the result event; comparison: "
+                             "comparison.json and the comparison event")
 
     commands = dict(sub.choices)
     for command in commands.values():
@@ -286,9 +287,11 @@ def _boards(args) -> int:
 
 def _schema(args) -> int:
     from engine.comparison import comparison_schema
+    from engine.config import Config
     from engine.run_summary import run_summary_schema
 
-    print(json.dumps(comparison_schema() if args.name == "comparison" else run_summary_schema(), indent=2))
+    schemas = {"config": Config.model_json_schema, "run-summary": run_summary_schema, "comparison": comparison_schema}
+    print(json.dumps(schemas[args.name](), indent=2))
     return ExitCode.OK
 
 

@@ -275,3 +275,14 @@ def test_preflight_warnings_are_shown_once(tmp_path, capsys):
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     assert code == 0 and [w for w in summary["warnings"] if w["stage"] == "prepare"] == \
         [{"stage": "prepare", "message": w} for w in dict.fromkeys(warnings)]
+
+
+def test_schema_of_the_config_carries_the_wizards_help_texts(capsys):
+    """`stquant schema config`: the same descriptions the wizard's help line shows (one source)."""
+    from stquant_tui.widgets.fields import help_text
+
+    code, out, _ = run_cli(capsys, "schema", "config")
+    schema = json.loads(out)
+    granularity = schema["$defs"]["Quantization"]["properties"]["granularity"]
+    assert code == 0 and granularity["default"] == "per_channel"
+    assert help_text("quantization.granularity").startswith(granularity["description"])
