@@ -54,7 +54,9 @@ def test_food101_lambdas_recognised_evaluated_and_quantized(tmp_path, food101_mo
     agreements["float_onnx"] = agreement(float_result, evaluate(load_predictor(float_onnx), images, labels, CLASSES))
     print(f"top-1 agreement with the float model on {len(images)} flower photos: {agreements}")
     assert agreements["st"] >= 65  # ST's own int8 as a yardstick (measured 73.0 %)
-    assert agreements["ours"] >= agreements["st"]  # measured 76.0 % (78.0 % in an earlier tree)
+    # measured 76.0 %. The converter's own calibrator gives 78.0 % with scales within 1.8e-6 of ours (same zero
+    # points, tests/test_statistics.py): its ranges moved by +-1e-6 relative give 74.7 to 78.3 % (20 draws).
+    assert agreements["ours"] >= agreements["st"]
     assert agreements["float_onnx"] == 100.0  # the recognised Lambdas convert exactly to ONNX
     # measured 76.3 %; 11.0 % while the dead squeeze Relu of conv2d_33 (0 on all 60 images) let negatives through
     assert agreements["onnx"] >= agreements["st"]
