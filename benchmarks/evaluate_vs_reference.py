@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from measure import measure, ratio_table, repeat_count, stquant_command
 from quantize_vs_reference import MODEL, PHOTOS, ROOT, SHARED
 from quantize_vs_reference import REFERENCE as REFERENCE_QUANTIZE

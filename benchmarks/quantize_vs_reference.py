@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import yaml
-
 from measure import measure, ratio_table, repeat_count, stquant_command
 
 ROOT = Path(__file__).resolve().parents[1]

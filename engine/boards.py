@@ -78,7 +78,9 @@ def board_fit(board: str, fp) -> dict | None:
     same in percent of the capacity), `estimated_inference_ms` (None for a core the timing model
     does not cover).
     """
-    from engine.footprint.timing import inference_ms  # here: the board table alone (the wizard) needs no footprint
+    from engine.footprint.timing import (
+        inference_ms,  # here: the board table alone (the wizard) needs no footprint
+    )
 
     spec = find_board(board)
     if spec is None:

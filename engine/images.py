@@ -27,7 +27,13 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import first_line
-from engine.preprocess import DECODE_ERRORS, ImageSpec, ImageTooLarge, load_image, load_pixels
+from engine.preprocess import (
+    DECODE_ERRORS,
+    ImageSpec,
+    ImageTooLarge,
+    load_image,
+    load_pixels,
+)
 
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process

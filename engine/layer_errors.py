@@ -109,7 +109,12 @@ class _Probe:
 
 def _tflite_probes(interpreter, tensors: dict[int, dict], keras_model) -> list[_Probe]:
     """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
-    from engine.library_internals import is_keras3, keras_layer_of_scope, keras_of, tflite_ops
+    from engine.library_internals import (
+        is_keras3,
+        keras_layer_of_scope,
+        keras_of,
+        tflite_ops,
+    )
 
     keras = keras_of(keras_model)
     keras3 = is_keras3(keras_model)

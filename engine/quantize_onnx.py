@@ -35,7 +35,13 @@ from engine.errors import ConfigError, EngineError, first_line
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quant_common import KERAS_METADATA, ProgressCallback, QuantResult, counted_batches, versions
+from engine.quant_common import (
+    KERAS_METADATA,
+    ProgressCallback,
+    QuantResult,
+    counted_batches,
+    versions,
+)
 from engine.stats_cache import StatsCache, file_hash
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,11 @@ from engine.atomic import write_bytes_atomic
 from engine.calibration import CalibrationData
 from engine.errors import ConfigError, EngineError, StquantError, first_line
 from engine.keras_trace import serving_function
-from engine.library_internals import quantize_with_ranges, set_per_tensor_weights, tflite_ops
+from engine.library_internals import (
+    quantize_with_ranges,
+    set_per_tensor_weights,
+    tflite_ops,
+)
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras

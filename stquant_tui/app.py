@@ -16,7 +16,14 @@ from textual.reactive import reactive
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
 
 from engine.config_fields import accepts_none
-from stquant_tui.draft import STEP_TITLES, STEPS, Draft, find_demo_config, step_of, widget_id
+from stquant_tui.draft import (
+    STEP_TITLES,
+    STEPS,
+    Draft,
+    find_demo_config,
+    step_of,
+    widget_id,
+)
 from stquant_tui.engine_client import RunProcess, default_engine_cmd
 from stquant_tui.messages import DatasetScanned, RunFinished, VerdictReady
 from stquant_tui.run_actions import RunActions

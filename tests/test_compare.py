@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.comparison import Comparison, Variant
 from engine.compare import recommend
+from engine.comparison import Comparison, Variant
 from tests.conftest import DEMO
 from tests.test_cli_errors import assert_one_error, demo_config, run_cli, write
 

@@ -4,7 +4,15 @@ import os
 
 import pytest
 
-from engine.config import check, choices, dump_config, load_config, load_config_text, to_data, validate_field
+from engine.config import (
+    check,
+    choices,
+    dump_config,
+    load_config,
+    load_config_text,
+    to_data,
+    validate_field,
+)
 from engine.errors import ConfigError
 from engine.expressions import ExpressionError, evaluate
 from tests.conftest import ROOT

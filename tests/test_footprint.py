@@ -236,7 +236,12 @@ def test_st_flowers_tflite_matches_published_stm32cubeai_figures(flowers_st_tfli
 
 @pytest.mark.slow
 def test_qdq_onnx_is_comparable_to_tflite(flowers_onnx, flowers_st_tflite, tmp_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class RandomImages(CalibrationDataReader):
         def __init__(self):

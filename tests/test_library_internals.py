@@ -163,7 +163,12 @@ def test_litert_flatbuffer_schema():
 
 def test_qdq_quantizer_renames_quantized_graph_outputs(tmp_path):
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -187,7 +192,11 @@ def test_qdq_quantizer_renames_quantized_graph_outputs(tmp_path):
 
 
 def test_ort_calibration_cache_round_trip(tmp_path):
-    from onnxruntime.quantization import CalibrationMethod, TensorsData, load_tensors_data
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        TensorsData,
+        load_tensors_data,
+    )
     from onnxruntime.quantization.calibrate import TensorData
 
     save = internals.calibration_cache_saver()

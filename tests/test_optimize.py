@@ -13,7 +13,6 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.optimize_keras import correct_biases, optimize_for_per_tensor
 from engine.optimize_onnx import fold_batchnorm
 
-
 KERASES = ["tf_keras", "keras"]
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from engine.model_info import describe_model
 from engine.quantize_onnx import quantize_onnx
-from tests.quant_helpers import ArrayCalibration, PhotoCalibration, photo_files, random_images, save_tiny_keras_model
+from tests.quant_helpers import (
+    ArrayCalibration,
+    PhotoCalibration,
+    photo_files,
+    random_images,
+    save_tiny_keras_model,
+)
 from tests.test_models import make_onnx
 
 

@@ -8,7 +8,13 @@ from ai_edge_litert.interpreter import Interpreter
 
 from engine.errors import ConfigError, EngineError
 from engine.quantize_tflite import float_ops_in, quantize_tflite
-from tests.quant_helpers import ArrayCalibration, PhotoCalibration, photo_files, random_images, save_tiny_keras_model
+from tests.quant_helpers import (
+    ArrayCalibration,
+    PhotoCalibration,
+    photo_files,
+    random_images,
+    save_tiny_keras_model,
+)
 
 
 def settings(**overrides):

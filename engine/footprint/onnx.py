@@ -15,7 +15,16 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.errors import EngineError, InputError, first_line
-from engine.footprint.graph import Graph, Op, Role, Tensor, Window, conv_scratch_bytes, elements, same_pad_top
+from engine.footprint.graph import (
+    Graph,
+    Op,
+    Role,
+    Tensor,
+    Window,
+    conv_scratch_bytes,
+    elements,
+    same_pad_top,
+)
 
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PRelu", "InstanceNormalization"}
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}

@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.footprint.graph import Graph, Op, Role, Tensor, Window, conv_scratch_bytes, elements, same_pad_top
+from engine.footprint.graph import (
+    Graph,
+    Op,
+    Role,
+    Tensor,
+    Window,
+    conv_scratch_bytes,
+    elements,
+    same_pad_top,
+)
 from engine.library_internals import litert_schema
 
 schema = litert_schema()

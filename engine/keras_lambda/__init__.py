@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from engine.errors import InputError
-from engine.keras_lambda.bytecode import RUNNING_LAYOUT, read_code_candidates
 from engine.keras_lambda.builtin_layers import BUILTIN_LAYERS
+from engine.keras_lambda.bytecode import RUNNING_LAYOUT, read_code_candidates
 from engine.keras_lambda.known_functions import NotRecognised, describe, recognise
 
 OUR_LAYER = "TensorExpression"

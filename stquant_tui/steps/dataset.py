@@ -60,7 +60,9 @@ class DatasetStep(Step):
     @work(thread=True, group="dataset-scan", exit_on_error=False)
     def scan(self, key: str, value: str, names: list[str] | None) -> None:
         """Count classes and images, then ask the engine's own dataset scan what it thinks (its words)."""
-        from engine.dataset import scan as engine_scan  # numpy: imported in this thread, after the first screen
+        from engine.dataset import (
+            scan as engine_scan,  # numpy: imported in this thread, after the first screen
+        )
         from engine.errors import StquantError
 
         folder: Path = self.draft.resolve(str(value))

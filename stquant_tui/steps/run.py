@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from rich.text import Text
 from textual.widgets import ProgressBar, RichLog, Static
 
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Checkbox, DataTable, Select, Static
+from tui_helpers import DEMO_CONFIG, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
 from stquant_tui.compare_screen import CompareScreen
 from stquant_tui.messages import RunStage
 from stquant_tui.widgets.dialogs import ConfirmScreen
-from tui_helpers import DEMO_CONFIG, settle, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,16 +13,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
+from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
 
 from engine.comparison import Comparison, Variant
 from engine.config import load_config
-from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
 from stquant_tui.compare_screen import CompareScreen
 from stquant_tui.compare_table import CHOICES
-from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
 
 RUN_DIR = "/runs/2026_01_01"
 

@@ -6,9 +6,10 @@ Update with `pytest tests/tui/test_compare_snapshot.py --snapshot-update`.
 from __future__ import annotations
 
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG
+from tui_helpers import settle, wait_until
+
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_screen import CompareScreen
-from tui_helpers import settle, wait_until
 
 
 def test_compare_screen_after_a_recorded_comparison(snap_compare, tmp_path, monkeypatch):

@@ -7,10 +7,11 @@ import threading
 import time
 from pathlib import Path
 
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
+
 from engine.run_summary import RunSummary
 from stquant_tui.engine_client import RunProcess, inspect_model, scan_class_folders
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
 
 
 def test_run_events_become_typed_messages(fake_engine, tmp_path):

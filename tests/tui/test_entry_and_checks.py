@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Select, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 from stquant_tui.__main__ import main
 from stquant_tui.app import StquantApp
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 
 def test_version_help_and_missing_config(capsys, tmp_path):

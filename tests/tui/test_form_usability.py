@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from textual.widgets import Input, Select, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle
 
 from engine import config as schema
 from engine.boards import BOARDS
@@ -12,7 +13,6 @@ from engine.config import RUNNABLE_MODES
 from stquant_tui.app import StquantApp, default_save_path
 from stquant_tui.widgets.dialogs import PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle
 
 
 async def test_form_keeps_its_80_column_width_and_the_yaml_pane_takes_the_rest():

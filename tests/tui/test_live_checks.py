@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 
 from textual.widgets import Input, Select, Static
+from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.engine_client import default_engine_cmd
-from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
 DIGITS = DEMO_CONFIG.parent / "demo" / "digits"
 

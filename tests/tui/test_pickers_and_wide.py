@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from textual.widgets import Input
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle
 
 from stquant_tui.app import StquantApp
 from stquant_tui.widgets.dialogs import PathPickerScreen
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle
 
 
 async def test_folder_picker_fills_the_focused_dataset_path(tmp_path, monkeypatch):

@@ -8,10 +8,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-
-from stquant_tui.app import StquantApp
 from summary_figures import assert_summary_shows
 from tui_helpers import ROOT, settle, wait_until
+
+from stquant_tui.app import StquantApp
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 from textual.widgets import OptionList, Static
+from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.draft import step_of
-from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.engine_client import default_engine_cmd
-from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
+from stquant_tui.widgets.fields import FieldRow
 
 DEMO = DEMO_CONFIG.parent / "demo"
 BROKEN = {  # name -> (text to replace, replacement) in the demo config

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 from textual.widgets import Input
+from tui_helpers import FAKE_ENGINE, ROOT, ZOO_CONFIG, field_values, settle, wait_until
 
 from engine.config import load_config
 from stquant_tui.app import StquantApp
-from tui_helpers import FAKE_ENGINE, ROOT, ZOO_CONFIG, field_values, settle, wait_until
 
 CONFIGS = sorted((ROOT / "sample_configs").glob("*.yaml")) + [ZOO_CONFIG]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from summary_figures import assert_summary_shows
 from textual.widgets import DataTable, ProgressBar, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunProgress
 from stquant_tui.widgets.dialogs import ConfirmScreen
-from summary_figures import assert_summary_shows
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 
 async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tmp_path):

@@ -8,15 +8,15 @@ Update with `pytest tests/tui/test_snapshots.py --snapshot-update`, then look at
 from __future__ import annotations
 
 import pytest
+from fake_engine import recorded_summary
 from textual.clock import MockClock
 from textual.widgets import Input, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 from engine.run_summary import RunSummary
-from fake_engine import recorded_summary
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunLog, RunProgress, RunStage, VerdictReady
 from stquant_tui.verdict import Verdict
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 WARNING = "dataset.quantization_path: skipped 1 non-image file(s) in demo/digits, e.g. demo/digits/digit_0/notes.txt"

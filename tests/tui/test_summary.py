@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
+from fake_engine import recorded_summary
+from summary_figures import assert_summary_shows
 from textual.widgets import DataTable, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle
 
 from engine.run_summary import RunSummary
-from fake_engine import recorded_summary
 from stquant_tui.app import StquantApp
 from stquant_tui.steps.summary import TableScreen
-from summary_figures import assert_summary_shows
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle
 
 
 async def show_recorded(pilot) -> dict:

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
 
 from engine.config import load_config
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
 

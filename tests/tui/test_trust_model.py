@@ -8,10 +8,10 @@ import marshal
 
 import h5py
 from textual.widgets import Checkbox, Input, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.engine_client import default_engine_cmd
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
 
 def lambda_model(path):

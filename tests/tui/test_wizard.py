@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from textual.widgets import Input, Select, Static
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, field_values, settle, wait_until
 
 from engine.config import load_config
 from stquant_tui.app import StquantApp
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.fields import FieldRow
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, field_values, settle, wait_until
 
 
 async def type_into(pilot, selector: str, text: str) -> None:

@@ -4,9 +4,9 @@ Review, like `stquant validate`, refuses)."""
 from __future__ import annotations
 
 import pytest
+from tui_helpers import FAKE_ENGINE, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
-from tui_helpers import FAKE_ENGINE, ROOT, settle, wait_until
 
 DEPLOYMENT = ROOT.parent / "shared/st_configs/services@46924c0/image_classification/src/config_file_examples/deployment_config.yaml"
 
