@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from engine.calibration import ImageCalibrationData
 from engine.dataset import scan
 from engine.preprocess import ImageSpec
-from engine.quantize_onnx import quantize_onnx
+from engine.quantize.onnx import quantize_onnx
 model, photos, method, out = sys.argv[1:]
 files = scan(Path(photos), None, "photos").files
 calibration = ImageCalibrationData(files, ImageSpec(128, 128, 3, "nearest", "fit", 1 / 127.5, -1), "photos")

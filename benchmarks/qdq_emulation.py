@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.quantization_quality import SPEC, photos, settings  # noqa: E402
 from engine.calibration import ImageCalibrationData  # noqa: E402
 from engine.images import decode_all  # noqa: E402
-from engine.quantize_onnx import quantize_onnx  # noqa: E402
+from engine.quantize.onnx import quantize_onnx  # noqa: E402
 
 MODELS = {"tutorial .h5 (tf2onnx, NCHW)": Path("models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"),
           "flowers_onnx (NCHW)": Path("models/flowers_onnx/mobilenet_v2_0.35_128_tfs_channel_first.onnx")}

@@ -56,11 +56,11 @@ def photos(root: Path) -> tuple[list[Path], np.ndarray]:
 def quantize(route: str, model: Path, calibration: ImageCalibrationData, granularity: str, optimize: bool,
              work: Path) -> Path:
     if route == "tflite":
-        from engine.quantize_tflite import quantize_tflite
+        from engine.quantize.tflite import quantize_tflite
 
         return quantize_tflite(model, calibration, settings("TFlite_converter", granularity, optimize),
                                work / "quantized_model.tflite").model_path
-    from engine.quantize_onnx import quantize_onnx
+    from engine.quantize.onnx import quantize_onnx
 
     return quantize_onnx(model, calibration, settings("Onnx_quantizer", granularity, optimize), work, work).model_path
 

@@ -2,7 +2,7 @@
 
 Every combination of the `--vary KEY=V1,V2` values is a variant (a config validated by the one schema).
 The calibration images are decoded once and kept as pixels; the activation ranges of each float graph
-are measured once (`engine.stats_cache`, in memory with `--no-cache`), so variants that differ only in
+are measured once (`engine.quantize.cache`, in memory with `--no-cache`), so variants that differ only in
 granularity, input/output types or the quantizer's output format share them. Accuracy and agreement are
 measured on `test_path`, else on the quantization images not used for calibration (said so in the
 comparison). The recommended variant meets the agreement target with the smallest activation RAM, then
@@ -30,6 +30,7 @@ from engine.events import Reporter
 from engine.images import decode_all, decoding_processes
 from engine.native_output import native_stderr_to
 from engine.preflight import Plan, prepare
+from engine.quantize.cache import StatsCache
 from engine.run_summary import RunWarning
 from engine.runner import (
     attach_logging,
@@ -41,7 +42,6 @@ from engine.runner import (
     quantize,
     release_memory,
 )
-from engine.stats_cache import StatsCache
 
 log = logging.getLogger(__name__)
 

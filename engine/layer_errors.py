@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.quant_common import KERAS_METADATA
+from engine.quantize.common import KERAS_METADATA
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.calibration import CalibrationData
 from engine.errors import EngineError
-from engine.quant_common import first_images
+from engine.quantize.common import first_images
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.calibration import CalibrationData
 from engine.errors import ConfigError, EngineError
-from engine.quant_common import first_images
+from engine.quantize.common import first_images
 
 log = logging.getLogger(__name__)
 

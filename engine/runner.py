@@ -191,7 +191,7 @@ class Run:
 
         `keras_model`: the model of `plan.model_path`, already loaded.
         """
-        from engine.stats_cache import StatsCache
+        from engine.quantize.cache import StatsCache
 
         settings = self.config.quantization
         calibration = self._calibration(plan)
@@ -298,11 +298,11 @@ def quantize(model_path: Path, calibration, settings, run_dir: Path, on_progress
     """Quantize with `settings.quantizer` into `run_dir/settings.export_dir`; return the `QuantResult`."""
     export_dir = run_dir / settings.export_dir
     if settings.quantizer == "TFlite_converter":
-        from engine.quantize_tflite import quantize_tflite
+        from engine.quantize.tflite import quantize_tflite
 
         return quantize_tflite(model_path, calibration, settings, export_dir / "quantized_model.tflite",
                                on_progress=on_progress, model=keras_model, cache=cache)
-    from engine.quantize_onnx import quantize_onnx
+    from engine.quantize.onnx import quantize_onnx
 
     return quantize_onnx(model_path, calibration, settings, export_dir, run_dir, on_progress=on_progress,
                          model=keras_model, cache=cache)

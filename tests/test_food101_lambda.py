@@ -14,8 +14,8 @@ from PIL import Image
 from engine.evaluate import agreement, evaluate
 from engine.models import load_keras_model
 from engine.predictors import KerasPredictor, load_predictor
-from engine.quantize_onnx import keras_to_onnx, quantize_onnx
-from engine.quantize_tflite import quantize_tflite
+from engine.quantize.onnx import keras_to_onnx, quantize_onnx
+from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, photo_files
 
 pytestmark = pytest.mark.slow

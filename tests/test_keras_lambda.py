@@ -21,7 +21,7 @@ from engine.keras_lambda import inspect_lambdas
 from engine.keras_lambda.builtin_layers import BUILTIN_LAYERS
 from engine.keras_lambda.bytecode import read_code_candidates
 from engine.models import load_keras_model, trust_stored_code
-from engine.quantize_tflite import quantize_tflite
+from engine.quantize.tflite import quantize_tflite
 from tests.conftest import ROOT
 from tests.quant_helpers import ArrayCalibration, random_images
 from tests.test_cli_errors import demo_config, write

@@ -87,7 +87,7 @@ def _recorded_ranges(blob: bytes) -> dict[int, tuple[float, float]]:
 
 def test_ranges_and_inplace_quirk_equal_the_converters_calibrator():
     """Our batched ranges (with `calibrator_inplace_inputs`) are exactly what TFLite's calibrator records."""
-    from engine.tflite_statistics import calibrated_model, tensor_ranges
+    from engine.quantize.statistics import calibrated_model, tensor_ranges
     from tests.quant_helpers import ArrayCalibration
 
     model = _residual_keras()
@@ -118,7 +118,7 @@ def test_converter_quantizes_with_our_ranges():
     """`quantize_with_ranges`: the converter's quantization step reads the ranges we recorded, not its own."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from engine.tflite_statistics import calibrated_model, tensor_ranges
+    from engine.quantize.statistics import calibrated_model, tensor_ranges
     from tests.quant_helpers import ArrayCalibration
 
     converter = _converter(_tiny_keras(), per_tensor=False)
@@ -211,7 +211,7 @@ def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
     """Two conversions of one model name their activations alike once tf2onnx's counters are removed."""
     import onnx
 
-    from engine.quantize_onnx import keras_to_onnx
+    from engine.quantize.onnx import keras_to_onnx
 
     model = _residual_keras()
 

@@ -11,8 +11,8 @@ from engine.images import decode_all
 from engine.layer_report import layer_report
 from engine.predictors import load_predictor
 from engine.preprocess import ImageSpec
-from engine.quantize_onnx import quantize_onnx
-from engine.quantize_tflite import quantize_tflite
+from engine.quantize.onnx import quantize_onnx
+from engine.quantize.tflite import quantize_tflite
 from tests.conftest import _asset
 from tests.quant_helpers import photo_files
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from engine.model_info import describe_model
-from engine.quantize_onnx import quantize_onnx
+from engine.quantize.onnx import quantize_onnx
 from tests.quant_helpers import (
     ArrayCalibration,
     PhotoCalibration,

@@ -9,8 +9,8 @@ import pytest
 import tf_keras
 
 from engine.layer_report import format_report, layer_report
-from engine.quantize_onnx import quantize_onnx
-from engine.quantize_tflite import quantize_tflite
+from engine.quantize.onnx import quantize_onnx
+from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, random_images
 from tests.test_optimize import _mobilenet_block, _onnx_conv_bn
 

@@ -7,7 +7,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from engine.errors import ConfigError, EngineError
-from engine.quantize_tflite import float_ops_in, quantize_tflite
+from engine.quantize.tflite import float_ops_in, quantize_tflite
 from tests.quant_helpers import (
     ArrayCalibration,
     PhotoCalibration,

@@ -9,7 +9,7 @@ import pytest
 
 from engine.calibration import ImageCalibrationData
 from engine.preprocess import ImageSpec
-from engine.quantize_tflite import quantize_tflite
+from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, PhotoCalibration, photo_files
 
 INT32 = 2  # schema TensorType
@@ -88,7 +88,7 @@ def _float_model(model) -> bytes:
 @pytest.mark.parametrize("build", [_squeeze_excite_clip, _square_root])
 def test_recorded_ranges_equal_the_calibrators(build, caplog):
     """Same tensors (float32 activations only), same min/max: NaN skipped (with a warning), max never below FLT_MIN."""
-    from engine.tflite_statistics import calibrated_model, tensor_ranges
+    from engine.quantize.statistics import calibrated_model, tensor_ranges
 
     model = build()
     images = np.random.default_rng(0).uniform(-1, 1, (12, 16, 16, 3)).astype(np.float32)
@@ -112,7 +112,7 @@ def test_a_tensor_of_nan_only_is_one_clear_error():
     import tf_keras as keras
 
     from engine.errors import EngineError
-    from engine.tflite_statistics import tensor_ranges
+    from engine.quantize.statistics import tensor_ranges
 
     inputs = keras.Input((4, 4, 3))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: tf.math.sqrt(-1.0 - t * t))(inputs))

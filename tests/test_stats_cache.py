@@ -12,9 +12,9 @@ import pytest
 from engine.calibration import ImageCalibrationData
 from engine.cli import main
 from engine.preprocess import ImageSpec
-from engine.quantize_onnx import quantize_onnx
-from engine.quantize_tflite import quantize_tflite
-from engine.stats_cache import StatsCache, cache_folder
+from engine.quantize.cache import StatsCache, cache_folder
+from engine.quantize.onnx import quantize_onnx
+from engine.quantize.tflite import quantize_tflite
 from tests.conftest import DEMO
 from tests.test_cli_errors import demo_config, write
 from tests.test_quantize_tflite import settings
@@ -51,7 +51,7 @@ def test_round_trip_and_corrupt_entry_is_ignored_with_a_warning(tmp_path, caplog
     assert cache.get(key) == {"0": [-1.0, 2.5]}
     assert cache.get({**key, "model": "abd"}) is None
     cache.entry(key).write_text('{"format": 1, "key": ')  # truncated by a crash of some other tool
-    with caplog.at_level(logging.WARNING, logger="engine.stats_cache"):
+    with caplog.at_level(logging.WARNING, logger="engine.quantize.cache"):
         assert cache.get(key) is None
     assert "corrupt" in caplog.text and not cache.entry(key).exists()
     assert not list(tmp_path.glob("*.part"))

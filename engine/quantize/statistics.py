@@ -23,7 +23,7 @@ import numpy as np
 from engine.calibration import CalibrationData
 from engine.errors import EngineError
 from engine.library_internals import calibrator_inplace_inputs, litert_schema
-from engine.quant_common import ProgressCallback, counted_batches
+from engine.quantize.common import ProgressCallback, counted_batches
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ calibration cache, so that images are streamed and memory stays bounded:
   one image to match the reference).
 - Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
   images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
-The ranges are kept in the statistics cache (`engine.stats_cache`), keyed by the prepared float model,
+The ranges are kept in the statistics cache (`engine.quantize.cache`), keyed by the prepared float model,
 the images and the method, so a run that changes only the granularity reuses them.
 """
 
@@ -35,14 +35,14 @@ from engine.errors import ConfigError, EngineError, first_line
 from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quant_common import (
+from engine.quantize.cache import StatsCache, file_hash
+from engine.quantize.common import (
     KERAS_METADATA,
     ProgressCallback,
     QuantResult,
     counted_batches,
     versions,
 )
-from engine.stats_cache import StatsCache, file_hash
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ The model is traced once as a `tf.function` with a dynamic batch dimension and c
 (`engine.keras_trace`): no SavedModel export of every Keras layer, which is about 75 % of the time of
 `from_keras_model` (and of `from_concrete_functions(..., model)`).
 Calibration does not use the converter's own calibrator (which runs the float model one invocation at
-a time in a logging interpreter): `engine.tflite_statistics` measures every activation range in batches
-on all cores, or takes them from the statistics cache (`engine.stats_cache`), and the converter's
+a time in a logging interpreter): `engine.quantize.statistics` measures every activation range in batches
+on all cores, or takes them from the statistics cache (`engine.quantize.cache`), and the converter's
 quantization step reads them from the calibrated float model (`library_internals.quantize_with_ranges`).
 Scales and zero points equal those of the converter's own calibration within 2e-6 relative (float rounding
 of XNNPACK's kernels; tested on the model zoo's EfficientNet LC, MobileNet v1/v2 and ResNet-8).
@@ -32,9 +32,9 @@ from engine.library_internals import (
 from engine.model_info import model_format
 from engine.models import check_model_file, load_keras_model
 from engine.optimize import optimize_keras
-from engine.quant_common import ProgressCallback, QuantResult, versions
-from engine.stats_cache import StatsCache, bytes_hash, file_hash
-from engine.tflite_statistics import RULES, calibrated_model, tensor_ranges
+from engine.quantize.cache import StatsCache, bytes_hash, file_hash
+from engine.quantize.common import ProgressCallback, QuantResult, versions
+from engine.quantize.statistics import RULES, calibrated_model, tensor_ranges
 
 log = logging.getLogger(__name__)
 
