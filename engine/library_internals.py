@@ -126,22 +126,23 @@ def tf2onnx_stable_name(name: str) -> str:
     return _TF2ONNX_COUNTER.sub("", name)
 
 
-def calibration_cache_saver() -> Any:
-    """ONNX Runtime's `save_tensors_data(ranges, path)`, which writes the cache `quantize_static(calibration_cache_path=)` reads.
+def calibration_cache_io() -> tuple[Any, Any]:
+    """ONNX Runtime's `save_tensors_data(ranges, path)` and `load_tensors_data(path)`: the calibration cache
+    that `quantize_static(calibration_cache_path=)` reads.
 
-    Both `save_tensors_data` and that argument are recent in ONNX Runtime (microsoft/onnxruntime#28221,
-    May 2026); with an older release the run fails naming them (no fallback: the calibration is streamed
-    outside `quantize_static` so that memory stays bounded, and this is how its ranges get in)."""
+    All three are recent in ONNX Runtime (microsoft/onnxruntime#28221, 1.27); with an older release the run
+    fails naming them (no fallback: the calibration is streamed outside `quantize_static` so that memory stays
+    bounded, and this is how its ranges get in)."""
     import inspect
 
     from onnxruntime import quantization
 
-    if not hasattr(quantization, "save_tensors_data") or \
+    if not (hasattr(quantization, "save_tensors_data") and hasattr(quantization, "load_tensors_data")) or \
             "calibration_cache_path" not in inspect.signature(quantization.quantize_static).parameters:
-        raise EngineError(f"onnxruntime {_version('onnxruntime')} lacks save_tensors_data and "
+        raise EngineError(f"onnxruntime {_version('onnxruntime')} lacks save_tensors_data/load_tensors_data and "
                           "quantize_static(calibration_cache_path=...), which the ONNX quantizer needs; "
                           "upgrade onnxruntime")
-    return quantization.save_tensors_data
+    return quantization.save_tensors_data, quantization.load_tensors_data
 
 
 def keras_layer_of_scope(scope: str, keras3: bool) -> str:

@@ -192,18 +192,15 @@ def test_qdq_quantizer_renames_quantized_graph_outputs(tmp_path):
 
 
 def test_ort_calibration_cache_round_trip(tmp_path):
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        TensorsData,
-        load_tensors_data,
-    )
+    """ONNX Runtime's save_tensors_data / load_tensors_data: what quantize_static(calibration_cache_path=) reads."""
+    from onnxruntime.quantization import CalibrationMethod, TensorsData
     from onnxruntime.quantization.calibrate import TensorData
 
-    save = internals.calibration_cache_saver()
+    save, load = internals.calibration_cache_io()
     ranges = TensorsData(CalibrationMethod.MinMax,
                          {"x": TensorData(lowest=np.float32(-1.5), highest=np.float32(2.0))})
     save(ranges, tmp_path / "cache.json")
-    loaded = load_tensors_data(tmp_path / "cache.json")
+    loaded = load(tmp_path / "cache.json")
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
 
 

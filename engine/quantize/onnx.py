@@ -283,9 +283,9 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
     import onnx
     from onnxruntime.quantization import create_calibrator
 
-    from engine.library_internals import calibration_cache_saver
+    from engine.library_internals import calibration_cache_io
 
-    save_ranges = calibration_cache_saver()  # before calibrating: fails at once on an ONNX Runtime without it
+    save_ranges, _ = calibration_cache_io()  # before calibrating: fails at once on an ONNX Runtime without it
     graph = onnx.load(str(prepared), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     model_input = next(i for i in graph.input if i.name not in initializers)
@@ -347,8 +347,9 @@ def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
     and negatives clamp to 0; scale 1 is TensorFlow's choice for all-zero tensors and keeps the int32 bias
     of the next layer (scaled by this scale) far from overflow.
     """
-    from onnxruntime.quantization import load_tensors_data
+    from engine.library_internals import calibration_cache_io
 
-    zero = [name for name, data in load_tensors_data(cache).items() if not np.any(np.asarray(data.range_value))]
+    _, load_ranges = calibration_cache_io()
+    zero = [name for name, data in load_ranges(cache).items() if not np.any(np.asarray(data.range_value))]
     return {name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(np.iinfo(np.int8).min, np.int8)}]
             for name in zero}
