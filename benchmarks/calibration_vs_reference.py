@@ -23,12 +23,7 @@ from pathlib import Path
 
 import yaml
 from measure import measure, ratio_table, repeat_count, stquant_command
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-MODEL = SHARED / "assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
-PHOTOS = SHARED / "assets/datasets/flower_photos"
-REFERENCE = SHARED / "bench/st_style_quantize.py"
+from quantize_vs_reference import MODEL, PHOTOS, REFERENCE, ROOT
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 SIZES = (120, 600, 1200)
 
