@@ -20,6 +20,7 @@ ONNX models: optimize folds BatchNormalization into the Conv before it (no equal
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,21 +33,40 @@ log = logging.getLogger(__name__)
 
 BIAS_CORRECTION_IMAGES = 64
 
+_last_optimized: list = []  # [(model, calibration, what was asked, (optimized model, report, notes))]
+
 
 def optimize_keras(model: Any, model_path: Path, settings: Any, calibration: CalibrationData,
                    notes: list[str]) -> tuple[Any, dict | None]:
-    """The model to quantize and the optimization report (None when nothing was asked or done)."""
+    """The model to quantize and the optimization report (None when nothing was asked or done).
+
+    The last result is reused when the same model, calibration data and settings come again
+    (`stquant compare`: the variants that differ only in input/output type share one optimized model,
+    and so one trace and one statistics pass)."""
     optimize = bool(getattr(settings, "optimize", False))
     bias_correction = bool(getattr(settings, "bias_correction", False))
     if not optimize and not bias_correction:
         return model, None
+    asked = (optimize, bias_correction, getattr(settings, "granularity", "per_channel") == "per_channel")
+    if _last_optimized and _last_optimized[0][0] is model and _last_optimized[0][1] is calibration \
+            and _last_optimized[0][2] == asked:
+        optimized, report, added = _last_optimized[0][3]
+        notes.extend(added)
+        return optimized, copy.deepcopy(report)
+    before = len(notes)
+    optimized, report = _optimize(model, model_path, calibration, notes, *asked)
+    _last_optimized[:] = [(model, calibration, asked, (optimized, copy.deepcopy(report), notes[before:]))]
+    return optimized, report
+
+
+def _optimize(model: Any, model_path: Path, calibration: CalibrationData, notes: list[str], optimize: bool,
+              bias_correction: bool, per_channel: bool) -> tuple[Any, dict]:
     from engine.optimize_keras import (
         OptimizeReport,
         correct_biases,
         optimize_for_per_tensor,
     )
 
-    per_channel = getattr(settings, "granularity", "per_channel") == "per_channel"
     if optimize and per_channel:
         notes.append("optimize: per_channel: model left as it is (the converter folds BatchNorm; equalization only "
                      "helps per-tensor weights)")

@@ -59,6 +59,24 @@ def test_without_test_path_measures_on_held_out_quantization_images(tmp_path, ca
     assert all(v["meets_target"] is (v["agreement"] >= 100) for v in comparison["variants"])
 
 
+def test_variants_that_differ_only_in_input_type_share_the_optimized_model(tmp_path, capsys):
+    """per_tensor + optimize: the second variant reuses the first's optimized model and statistics, and its
+    model is byte-identical to a separate run's."""
+    config = write(tmp_path, demo_config(tmp_path, quantization__granularity="per_tensor",
+                                         quantization__optimize=True))
+    code, out, err = run_cli(capsys, "compare", config, "--vary", "quantization.quantization_input_type=uint8,int8",
+                             "--no-cache", "--progress", "none")
+    assert code == 0, err
+    variants = json.loads((Path(out.strip().splitlines()[-1]) / "comparison.json").read_text())["variants"]
+    assert [v["statistics"] for v in variants] == ["computed", "cache"]
+    code, run_out, err = run_cli(capsys, "run", config, "quantization.quantization_input_type=int8",
+                                 "--progress", "none", "--no-cache")
+    assert code == 0, err
+    summary = json.loads((Path(run_out.strip().splitlines()[-1]) / "run_summary.json").read_text())
+    assert summary["optimization"]["pairs_equalized"]
+    assert Path(variants[1]["quantized_model"]).read_bytes() == Path(summary["quantized_model"]).read_bytes()
+
+
 def test_jsonl_events_per_variant(tmp_path, capsys):
     code, out, err = run_cli(capsys, "compare", write(tmp_path, demo_config(tmp_path)), "--vary",
                              "quantization.granularity=per_channel,per_tensor", "--progress", "jsonl")

@@ -210,3 +210,24 @@ def test_a_sequential_model_is_optimized_as_a_functional_one(keras_name):
     assert len(report.batchnorms_folded) == 1 and len(report.pairs_equalized) == 1
     x = np.random.default_rng(7).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(optimized(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_the_same_request_reuses_the_last_optimized_model():
+    """`stquant compare`: variants differing only in input type share one optimized model (and so one trace);
+    another granularity, other calibration data or another model is optimized again."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from engine.optimize import optimize_keras
+    from tests.quant_helpers import ArrayCalibration, random_images
+
+    model, data = _mobilenet_block(), ArrayCalibration(random_images(4, size=16))
+    settings = SimpleNamespace(granularity="per_tensor", optimize=True, bias_correction=False)
+    first_notes, second_notes = [], []
+    first, report = optimize_keras(model, Path("m.h5"), settings, data, first_notes)
+    second, again = optimize_keras(model, Path("m.h5"), settings, data, second_notes)
+    assert second is first and again == report and second_notes == first_notes and first_notes
+    again["pairs_equalized"].clear()  # a caller's change to its report does not reach the next caller
+    assert optimize_keras(model, Path("m.h5"), settings, data, [])[1] == report
+    assert optimize_keras(model, Path("m.h5"), settings, ArrayCalibration(random_images(4, size=16)), [])[0] is not first
+    assert optimize_keras(_mobilenet_block(), Path("m.h5"), settings, data, [])[0] is not first
