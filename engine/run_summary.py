@@ -31,8 +31,9 @@ class RunWarning(_Part):
 class Calibration(_Part):
     source: str = Field(description="config key of the calibration images (dataset.quantization_path, "
                                     "dataset.training_path) or 'random'")
-    images: int = Field(description="images used for calibration")
-    skipped: int = Field(description="images skipped (undecodable)")
+    images: int = Field(description="images the activation ranges were measured on (by the run that stored "
+                                    "them, when they come from the cache)")
+    skipped: int = Field(description="calibration images skipped (undecodable)")
     statistics: Literal["computed", "cache"] = Field(
         "computed", description="where the activation ranges came from: computed on the images in this run, or "
                                 "read from the statistics cache (same model, images, preprocessing and method)")

@@ -202,8 +202,8 @@ class Run:
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
-        self.summary.calibration = Calibration(source=calibration.source, images=calibration.used,
-                                               skipped=calibration.skipped,
+        self.summary.calibration = Calibration(source=calibration.source, images=result.calibration_images,
+                                               skipped=result.calibration_skipped,
                                                statistics="cache" if result.statistics_cached else "computed")
         self.summary.optimization = result.optimization
         if result.float_model is not None:

@@ -12,7 +12,7 @@ import pytest
 from engine.calibration import ImageCalibrationData
 from engine.cli import main
 from engine.preprocess import ImageSpec
-from engine.quantize.cache import StatsCache, cache_folder
+from engine.quantize.cache import Entry, StatsCache, cache_folder
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.conftest import DEMO
@@ -47,25 +47,36 @@ def test_round_trip_and_corrupt_entry_is_ignored_with_a_warning(tmp_path, caplog
     cache = StatsCache(tmp_path)
     key = {"model": "abc", "files": [["a.jpg", 10, 5]]}
     assert cache.get(key) is None
-    cache.put(key, {"0": [-1.0, 2.5]})
-    assert cache.get(key) == {"0": [-1.0, 2.5]}
+    cache.put(key, {"0": [-1.0, 2.5]}, images=9, skipped=1)
+    assert cache.get(key) == Entry({"0": [-1.0, 2.5]}, images=9, skipped=1)
     assert cache.get({**key, "model": "abd"}) is None
-    cache.entry(key).write_text('{"format": 1, "key": ')  # truncated by a crash of some other tool
+    cache.entry(key).write_text('{"format": 2, "key": ')  # truncated by a crash of some other tool
     with caplog.at_level(logging.WARNING, logger="engine.quantize.cache"):
         assert cache.get(key) is None
     assert "corrupt" in caplog.text and not cache.entry(key).exists()
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_an_entry_of_the_first_format_is_computed_again_silently(tmp_path, caplog):
+    cache = StatsCache(tmp_path)
+    key = {"model": "abc"}
+    cache.entry(key).write_text(json.dumps({"format": 1, "key": key, "value": {"0": [-1.0, 2.5]}}))
+    with caplog.at_level(logging.WARNING, logger="engine.quantize.cache"):
+        assert cache.get(key) is None
+    assert not caplog.text
+    cache.put(key, {"0": [0.0, 1.0]}, images=3, skipped=0)
+    assert cache.get(key).value == {"0": [0.0, 1.0]}
+
+
 def test_least_recently_used_entries_go_over_the_cap(tmp_path):
     cache = StatsCache(tmp_path, max_bytes=2500)
     value = "x" * 1000
     for name in ("a", "b"):
-        cache.put({"k": name}, value)
+        cache.put({"k": name}, value, 1, 0)
     os.utime(cache.entry({"k": "a"}), (1, 1))
     os.utime(cache.entry({"k": "b"}), (2, 2))
-    assert cache.get({"k": "a"}) == value  # a is now the most recently used
-    cache.put({"k": "c"}, value)
+    assert cache.get({"k": "a"}).value == value  # a is now the most recently used
+    cache.put({"k": "c"}, value, 1, 0)
     assert cache.entry({"k": "a"}).exists() and cache.entry({"k": "c"}).exists()
     assert not cache.entry({"k": "b"}).exists()
 
@@ -78,15 +89,18 @@ def _tflite(model, files, tmp_path, cache, spec=SPEC, selection=None, **changes)
 
 def test_tflite_hits_for_granularity_and_io_types_and_gives_the_same_model(model, photos, tmp_path):
     cache = StatsCache(tmp_path / "cache")
-    first = _tflite(model, photos, tmp_path, cache, granularity="per_tensor")
+    broken = photos[0].with_name("broken.png")
+    broken.write_bytes(b"not a png")
+    first = _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
     assert not first.statistics_cached
-    again = _tflite(model, photos, tmp_path, cache, granularity="per_tensor")
-    assert again.statistics_cached
+    assert (first.calibration_images, first.calibration_skipped) == (40, 1)
+    again = _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
+    assert again.statistics_cached and (again.calibration_images, again.calibration_skipped) == (40, 1)
     assert again.model_path.read_bytes() == first.model_path.read_bytes()
-    fresh = _tflite(model, photos, tmp_path, None, granularity="per_tensor")
+    fresh = _tflite(model, [*photos, broken], tmp_path, None, granularity="per_tensor")
     assert fresh.model_path.read_bytes() == first.model_path.read_bytes()
-    assert _tflite(model, photos, tmp_path, cache, granularity="per_channel").statistics_cached
-    assert _tflite(model, photos, tmp_path, cache, quantization_input_type="uint8",
+    assert _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_channel").statistics_cached
+    assert _tflite(model, [*photos, broken], tmp_path, cache, quantization_input_type="uint8",
                    quantization_output_type="float").statistics_cached
 
 
@@ -120,10 +134,11 @@ def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, 
                              tmp_path / "work", cache=cache)
 
     first = quantize()
-    assert not first.statistics_cached
+    assert not first.statistics_cached and (first.calibration_images, first.calibration_skipped) == (40, 0)
     params = _qdq_params(first.model_path)
     again = quantize()
     assert again.statistics_cached and _qdq_params(again.model_path) == params
+    assert (again.calibration_images, again.calibration_skipped) == (40, 0)
     assert quantize(granularity="per_tensor").statistics_cached
     assert not quantize(calibration_method="percentile").statistics_cached, "calibration method"
 
@@ -147,7 +162,9 @@ def test_run_summary_says_where_statistics_came_from_and_no_cache(tmp_path, caps
     def statistics(*extra):
         assert main(["run", config, "--progress", "none", *extra]) == 0
         run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
-        return json.loads((run_dir / "run_summary.json").read_text())["calibration"]["statistics"]
+        calibration = json.loads((run_dir / "run_summary.json").read_text())["calibration"]
+        assert (calibration["images"], calibration["skipped"]) == (120, 0)  # the images the ranges come from
+        return calibration["statistics"]
 
     assert statistics() == "computed"
     assert statistics("quantization.granularity=per_tensor") == "cache"

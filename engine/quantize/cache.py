@@ -5,8 +5,11 @@ and mtime, preprocessing, seed, split, method, library versions); its SHA-256 na
 file in `$XDG_CACHE_HOME/stquant/statistics/` (default `~/.cache/stquant/statistics/`). Entries are
 written atomically; a read refreshes the entry's mtime, and the least recently used entries are removed
 once the folder exceeds `STQUANT_CACHE_MAX_MB` (default 200). An unreadable or corrupt entry is ignored
-with a warning (and removed): the statistics are then computed again. `persist=False` keeps entries in
-memory only (`stquant compare --no-cache`: one statistics pass for all variants, nothing on disk).
+with a warning (and removed): the statistics are then computed again; an entry of an older format is
+computed again silently. Each entry also records how many images the statistics were measured on and how
+many calibration files could not be decoded then, so that a run served from the cache reports them.
+`persist=False` keeps entries in memory only (`stquant compare --no-cache`: one statistics pass for all
+variants, nothing on disk).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,16 @@ from engine.atomic import write_text_atomic
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MB = 200
-FORMAT = 1
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Stored statistics, and the images they were measured on."""
+
+    value: Any
+    images: int
+    skipped: int
 
 
 def cache_folder() -> Path:
@@ -53,14 +66,14 @@ class StatsCache:
         megabytes = float(os.environ.get("STQUANT_CACHE_MAX_MB") or DEFAULT_MAX_MB)
         self.max_bytes = max_bytes if max_bytes is not None else int(megabytes * 2**20)
         self.persist = persist
-        self._memory: dict[Path, Any] = {}
+        self._memory: dict[Path, Entry] = {}
 
     def entry(self, key: dict) -> Path:
         name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
         return self.folder / f"{name}.json"
 
-    def get(self, key: dict) -> Any | None:
-        """The value stored under `key`, or None (absent, unreadable or corrupt: a warning, never an error)."""
+    def get(self, key: dict) -> Entry | None:
+        """The entry stored under `key`, or None (absent, unreadable or corrupt: a warning, never an error)."""
         path = self.entry(key)
         if not self.persist:
             return self._memory.get(path)
@@ -73,9 +86,12 @@ class StatsCache:
             return None
         try:
             stored = json.loads(text)
-            if stored["format"] != FORMAT or stored["key"] != json.loads(json.dumps(key, default=str)):
+            if stored["format"] != FORMAT:
+                log.info("statistics cache entry %s has an older format; computing the statistics again", path)
+                return None
+            if stored["key"] != json.loads(json.dumps(key, default=str)):
                 raise ValueError("key mismatch")
-            value = stored["value"]
+            entry = Entry(stored["value"], int(stored["images"]), int(stored["skipped"]))
         except (ValueError, KeyError, TypeError):
             log.warning("statistics cache entry %s is corrupt; ignored (computing the statistics again)", path)
             path.unlink(missing_ok=True)
@@ -84,15 +100,17 @@ class StatsCache:
             os.utime(path)  # least recently *used* goes first
         except OSError:
             pass
-        return value
+        return entry
 
-    def put(self, key: dict, value: Any) -> None:
-        """Store `value` under `key` (atomically), then evict the least recently used entries over the cap.
-        A cache that cannot be written is a warning: the run does not need it."""
+    def put(self, key: dict, value: Any, images: int, skipped: int) -> None:
+        """Store `value` (measured on `images` images; `skipped` files undecodable) under `key`, atomically,
+        then evict the least recently used entries over the cap. A cache that cannot be written is a
+        warning: the run does not need it."""
         if not self.persist:
-            self._memory[self.entry(key)] = value
+            self._memory[self.entry(key)] = Entry(value, images, skipped)
             return
-        text = json.dumps({"format": FORMAT, "key": key, "value": value}, default=str)
+        text = json.dumps({"format": FORMAT, "key": key, "value": value, "images": images, "skipped": skipped},
+                          default=str)
         try:
             write_text_atomic(self.entry(key), text)
             self._evict()

@@ -24,6 +24,8 @@ class QuantResult:
     `float_tflite`: the float32 .tflite the TFLite converter calibrated, when that is the user's model
     unchanged (neither `optimize` nor `bias_correction` changed it), for evaluating the float model
     without a second conversion.
+    `calibration_images`/`calibration_skipped`: the images the ranges were measured on and the calibration
+    files that could not be decoded (from the cache entry when the ranges came from the cache).
     `statistics_cached`: the calibration ranges came from the statistics cache.
     """
 
@@ -35,6 +37,7 @@ class QuantResult:
     float_model: Any = None
     float_tflite: bytes | None = None
     statistics_cached: bool = False
+    calibration_skipped: int = 0
 
 
 def versions(*distributions: str) -> dict[str, str]:

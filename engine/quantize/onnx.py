@@ -99,22 +99,23 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
     ranges = work_dir / f"{stem}_calibration_{method}.json"
     key = _cache_key(model_path, settings, calibration, method, moving_average) if cache is not None else None
     stored = cache.get(key) if key else None
-    if stored is not None:
-        stored = _renamed_ranges(stored, prepared)
-        if stored is None:
-            log.info("cached calibration ranges do not name this conversion's tensors; calibrating again")
-    if stored is not None:
-        ranges.write_text(stored, encoding="utf-8")
+    text = _renamed_ranges(stored.value, prepared) if stored is not None else None
+    if stored is not None and text is None:
+        log.info("cached calibration ranges do not name this conversion's tensors; calibrating again")
+    if text is not None:
+        ranges.write_text(text, encoding="utf-8")
+        images, skipped = stored.images, stored.skipped
         log.info("calibration statistics from the cache (%s)", cache.folder)
     else:
         _calibrate(prepared, calibration, method, moving_average, ranges, work_dir, on_progress)
+        images, skipped = calibration.used, calibration.skipped
         if key:
-            cache.put(key, ranges.read_text(encoding="utf-8"))
+            cache.put(key, ranges.read_text(encoding="utf-8"), images, skipped)
     _quantize(prepared, out_path, ranges, method, granularity == "per_channel", moving_average)
     seconds = time.monotonic() - started
-    log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, calibration.total, method, seconds)
-    return QuantResult(out_path, notes, calibration.total, seconds, optimization, prepared,
-                       statistics_cached=stored is not None)
+    log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, images, method, seconds)
+    return QuantResult(out_path, notes, images, seconds, optimization, prepared,
+                       statistics_cached=text is not None, calibration_skipped=skipped)
 
 
 def _cache_key(model_path: Path, settings: Any, calibration: CalibrationData, method: str,

@@ -72,9 +72,9 @@ def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: An
     write_bytes_atomic(Path(out_path), blob)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
-    return QuantResult(Path(out_path), notes, calibration.total, seconds, optimization, model,
+    return QuantResult(Path(out_path), notes, statistics.images, seconds, optimization, model,
                        float_tflite=statistics.float_model if model is original else None,  # optimized: not the user's
-                       statistics_cached=statistics.cached)
+                       statistics_cached=statistics.cached, calibration_skipped=statistics.skipped)
 
 
 class _Statistics:
@@ -85,19 +85,21 @@ class _Statistics:
         self.model_path, self.calibration, self.cache, self.on_progress = model_path, calibration, cache, on_progress
         self.float_model: bytes | None = None
         self.cached = False
+        self.images = self.skipped = 0
 
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
         key = self._key(float_model)
         stored = self.cache.get(key) if key else None
         if stored is not None:
-            ranges = {int(tensor): (low, high) for tensor, (low, high) in stored.items()}
-            self.cached = True
+            ranges = {int(tensor): (low, high) for tensor, (low, high) in stored.value.items()}
+            self.cached, self.images, self.skipped = True, stored.images, stored.skipped
             log.info("calibration statistics from the cache (%s)", self.cache.folder)
         else:
             ranges = tensor_ranges(float_model, self.calibration, self.on_progress)
+            self.images, self.skipped = self.calibration.used, self.calibration.skipped
             if key:
-                self.cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()})
+                self.cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()}, self.images, self.skipped)
         return calibrated_model(float_model, ranges)
 
     def _key(self, float_model: bytes) -> dict | None:
