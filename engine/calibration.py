@@ -29,9 +29,11 @@ class CalibrationData(Protocol):
     """
 
     total: int
+    used: int  # samples the last pass over `batches` yielded
+    skipped: int  # files that could not be decoded
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
-        """Yield float32 (n, H, W, C) arrays, n <= batch_size, `total` samples in all."""
+        """Yield float32 (n, H, W, C) arrays, n <= batch_size, `total` samples in all (less the skipped)."""
         ...
 
 

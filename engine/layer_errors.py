@@ -8,7 +8,7 @@ than everything after it. A few batches suffice. `engine.layer_report` is the en
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,19 +136,43 @@ def _tflite_probes(interpreter, tensors: dict[int, dict], keras_model) -> list[_
         inputs = [int(i) for i in op["inputs"] if int(i) in produced]
         if not layers:
             continue
-        first, last = keras_model.get_layer(layers[0]), keras_model.get_layer(layers[-1])
+        originals = [keras_model.get_layer(name) for name in layers]
+        first, last = originals[0], originals[-1]
         first_inputs = first.input if isinstance(first.input, (list, tuple)) else [first.input]
         if len(first_inputs) != len(inputs):
             continue
-        output = last.output
+        chain = list(originals)
         if type(last).__name__ == "PerChannelClip" and first is not last and op["op_name"] != "MINIMUM":
-            output = keras.layers.ReLU()(last.input)  # the clip's ReLU is fused here, its MINIMUM is the next op
-        try:
-            sub_model = keras.Model(first.input, output)
-        except ValueError:
-            continue
-        probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, sub_model)
+            chain[-1] = keras.layers.ReLU()  # the clip's ReLU is fused here, its MINIMUM is the next op
+        float_layers = _in_sequence(originals, chain) or _sub_model(keras, first, last, chain[-1])
+        if float_layers is not None:
+            probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, float_layers)
     return list(probes.values())
+
+
+def _in_sequence(originals: list, chain: list) -> Callable | None:
+    """`chain` as one function when each of the model's layers `originals` reads the output of the one
+    before (a fused op's usual shape): calling the layers directly is much cheaper than a sub-model per op."""
+    try:
+        if any(layer.input is not before.output for before, layer in zip(originals, originals[1:])):
+            return None
+    except (AttributeError, ValueError):  # a layer used more than once has no single input
+        return None
+
+    def run(inputs, training=False):
+        for layer in chain:
+            inputs = layer(inputs, training=training)
+        return inputs
+    return run
+
+
+def _sub_model(keras, first, last, final) -> Callable | None:
+    """The part of the model from `first`'s input to `last`'s output (to `final` applied to `last`'s input
+    when `final` replaces `last`), or None when that is not a closed part of the graph."""
+    try:
+        return keras.Model(first.input, last.output if final is last else final(last.input))
+    except ValueError:
+        return None
 
 
 def _dequantized(interpreter, detail: dict) -> np.ndarray:

@@ -11,9 +11,11 @@ FLOWERS_SIZE = 128
 class ArrayCalibration:
     """CalibrationData over an in-memory float32 NHWC array."""
 
+    skipped = 0
+
     def __init__(self, images: np.ndarray):
         self.images = images
-        self.total = len(images)
+        self.total = self.used = len(images)
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.total, batch_size):
@@ -23,8 +25,11 @@ class ArrayCalibration:
 class PhotoCalibration:
     """CalibrationData over image files: RGB, nearest resize, x/127.5 - 1, decoded batch by batch."""
 
+    skipped = 0
+
     def __init__(self, files: list[Path], size: int = FLOWERS_SIZE):
         self.files, self.size, self.total = files, size, len(files)
+        self.used = self.total
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.total, batch_size):
