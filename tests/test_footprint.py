@@ -226,7 +226,7 @@ def test_core_and_clock_scaling_on_f769(assets):
 def test_st_flowers_tflite_matches_published_stm32cubeai_figures(flowers_st_tflite):
     fp = estimate_footprint(flowers_st_tflite)
     assert fp.weights_flash_kib == pytest.approx(406.86, rel=0.01)
-    assert fp.activation_ram_kib == pytest.approx(237.32, rel=0.05)
+    assert fp.activation_ram_kib == pytest.approx(237.32, rel=0.02)  # +1.1 %
     assert fp.float_weights_kib > 3.5 * fp.weights_flash_kib
     fit = board_fit("NUCLEO-F401RE", fp)
     assert fit["weights_fit"] and not fit["activations_fit"]  # 512 KiB flash, 96 KiB RAM
