@@ -6,7 +6,8 @@ per step. Image sets of 120, 600 and 1200 flower photos are built in a temporary
 first 24 of each class). Every command runs as a child process, ours and the reference's alternated, each
 case repeated; the table gives medians and ratios (ours / reference). Cases:
 - quantize N images: `stquant run --no-cache` (quantization, per-layer report and footprint included) vs
-  the reference on the same N images; the marginal cost per image is the slope over 120/600/1200.
+  the reference on the same N images; the marginal cost per image is the least-squares slope of wall time
+  over image count, every run of 120/600/1200 counted (less noisy than a difference of two medians).
 - cached: after one run has stored the statistics, a second `stquant run` with another granularity
   (per_tensor) and int8 input on the 1200 images vs the reference's full run on them.
 - compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor+optimize x uint8 / int8
@@ -55,7 +56,7 @@ def config(folder: Path, images: Path, split: float, name: str) -> Path:
 
 def main() -> None:
     repeat = repeat_count(MODEL)
-    rows, times = [], {}
+    rows, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env_cache = folder / "xdg"
@@ -70,7 +71,7 @@ def main() -> None:
                 ref.append(reference(sets[size]))
                 ours.append(run("run", str(cfg), "--progress", "none", "--no-cache",
                                 "--output-dir", str(folder / f"ours_{size}_{i}")))
-            times[size] = (_median(ours, 0), _median(ref, 0))
+            runs += [(size, o[0], r[0]) for o, r in zip(ours, ref)]
             rows.append((f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
             print(ratio_table(rows[-1:]), flush=True)
         cfg = config(folder, sets[1200], 1.0, "cached")
@@ -92,14 +93,20 @@ def main() -> None:
                             "--progress", "none", "--no-cache", "--output-dir", str(folder / f"compare_{i}")))
         compare_row = ("compare 4 variants vs 1 run", _median(many, 0), _median(single, 0), _median(many, 1),
                        _median(single, 1))
-    ours_slope = (times[1200][0] - times[120][0]) / 1080 * 1000
-    ref_slope = (times[1200][1] - times[120][1]) / 1080 * 1000
+    ours_slope, ref_slope = _slope_ms(runs, 0), _slope_ms(runs, 1)
     print(f"\nmedian of {repeat} alternated runs per case (machine shared with other jobs)")
     print(ratio_table(rows))
-    print(f"marginal cost per calibration image (slope 120 -> 1200): ours {ours_slope:.2f} ms, reference "
+    print(f"marginal cost per calibration image (least-squares slope over every run): ours {ours_slope:.2f} ms, reference "
           f"{ref_slope:.2f} ms, ratio {ours_slope / ref_slope:.2f}")
     print("\n(the 'ref' columns of this row are one `stquant run`, not the reference)")
     print(ratio_table([compare_row]))
+
+
+def _slope_ms(runs, k):
+    """Milliseconds per extra image: least-squares slope of wall time over image count, every run counted."""
+    sizes = [run[0] for run in runs]
+    seconds = [run[1 + k] for run in runs]
+    return statistics.linear_regression(sizes, seconds).slope * 1000
 
 
 def _median(runs, k):

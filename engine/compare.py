@@ -40,7 +40,6 @@ from engine.runner import (
     make_unique_run_dir,
     portable_config,
     quantize,
-    release_memory,
 )
 
 log = logging.getLogger(__name__)
@@ -162,7 +161,6 @@ class _Compare:
                 self._measure_accuracy(variant, predictor, evaluation, labels, class_names, plan.spec)
             self.comparison.variants.append(variant)
             self.reporter.variant(variant)
-            release_memory()  # the converter's garbage, so that variants do not add up in the peak
         recommend(self.comparison)
         log.info("%s", self.comparison.recommendation)
 
