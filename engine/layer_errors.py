@@ -84,14 +84,14 @@ def tflite_layer_errors(keras_model, tflite_path: str | Path, batches: Iterable[
         for image in images[start:start + CHUNK]:
             interpreter.set_tensor(inp["index"], _quantize_input(image, inp))
             interpreter.invoke()
-            for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):
+            for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):  # int8 copies: 1/4 of float
                 for index, collected in zip(probe.inputs, probe_inputs):
-                    collected.append(_dequantized(interpreter, tensors[index]))
-                probe_outputs.append(_dequantized(interpreter, tensors[probe.output]))
+                    collected.append(interpreter.get_tensor(index))
+                probe_outputs.append(interpreter.get_tensor(probe.output))
         for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
-            stacked = [np.concatenate(collected) for collected in probe_inputs]
+            stacked = [_dequantized(collected, tensors[index]) for index, collected in zip(probe.inputs, probe_inputs)]
             reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
-            value = np.concatenate(probe_outputs)
+            value = _dequantized(probe_outputs, tensors[probe.output])
             if reference.size == value.size:
                 total.add(reference, value)
     return _worst_first([LayerError(probe.layer, probe.op, total.db())
@@ -175,9 +175,10 @@ def _sub_model(keras, first, last, final) -> Callable | None:
         return None
 
 
-def _dequantized(interpreter, detail: dict) -> np.ndarray:
+def _dequantized(values: list[np.ndarray], detail: dict) -> np.ndarray:
+    """The quantized tensor values of several images, concatenated and dequantized to float32."""
     scale, zero_point = detail["quantization"]
-    return (interpreter.get_tensor(detail["index"]).astype(np.float32) - zero_point) * scale
+    return (np.concatenate(values).astype(np.float32) - zero_point) * scale
 
 
 def _quantize_input(image: np.ndarray, detail: dict) -> np.ndarray:
