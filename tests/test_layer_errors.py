@@ -55,6 +55,27 @@ def test_tflite_ranks_collapsing_depthwise_first(tmp_path):
     assert [e.sqnr_db for e in errors] == sorted(e.sqnr_db for e in errors)
 
 
+def test_layers_called_in_sequence_equal_the_sub_model():
+    """The fast path (a fused op's layers called one after the other) computes what the general one (a Keras
+    sub-model from the first layer's input to the last layer's output) computes; a chain that skips a layer
+    is refused by the fast path."""
+    from engine.layer_errors import _in_sequence, _sub_model
+
+    layers = tf_keras.layers
+    x = inputs = layers.Input((16, 16, 3))
+    conv = layers.Conv2D(8, 3, padding="same", name="conv")
+    norm = layers.BatchNormalization(name="norm")
+    relu = layers.ReLU(6.0, name="relu")
+    model = tf_keras.Model(inputs, relu(norm(conv(x))))
+    norm.set_weights([w + np.random.default_rng(1).uniform(0.5, 2, w.shape) for w in norm.get_weights()])
+    chain = [conv, norm, relu]
+    fast, general = _in_sequence(chain, chain), _sub_model(tf_keras, conv, relu, relu)
+    images = _images(4)
+    np.testing.assert_array_equal(np.asarray(fast(images, training=False)),
+                                  np.asarray(general(images, training=False)))
+    assert _in_sequence([conv, relu], [conv, relu]) is None and model.get_layer("norm") is norm
+
+
 def test_onnx_ranks_collapsing_depthwise_first(tmp_path):
     import tf2onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
