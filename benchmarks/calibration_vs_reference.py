@@ -22,10 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
 from measure import measure, ratio_table, repeat_count, stquant_command
-from quantize_vs_reference import MODEL, PHOTOS, REFERENCE, ROOT
-CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+from quantize_vs_reference import CLASSES, MODEL, PHOTOS, REFERENCE, ROOT, tutorial_config
 SIZES = (120, 600, 1200)
 
 
@@ -44,16 +42,6 @@ def image_set(folder: Path, size: int) -> Path:
     return root
 
 
-def config(folder: Path, images: Path, split: float, name: str) -> Path:
-    data = yaml.safe_load((ROOT / "sample_configs/quantization_config.yaml").read_text())
-    data["general"]["model_path"] = str(MODEL)
-    data["dataset"] = {"class_names": CLASSES, "quantization_path": str(images), "quantization_split": split}
-    data["mlflow"]["uri"] = str(folder / "mlruns")
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def main() -> None:
     repeat = repeat_count(MODEL)
     rows, runs = [], []
@@ -65,7 +53,7 @@ def main() -> None:
                                             str(folder / "ref.tflite")])
         sets = {size: image_set(folder, size) for size in SIZES}
         for size in SIZES:
-            cfg = config(folder, sets[size], 1.0, f"n{size}")
+            cfg = tutorial_config(folder, 1.0, sets[size], f"n{size}")
             ours, ref = [], []
             for i in range(repeat):
                 ref.append(reference(sets[size]))
@@ -74,7 +62,7 @@ def main() -> None:
             runs += [(size, o[0], r[0]) for o, r in zip(ours, ref)]
             rows.append((f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
             print(ratio_table(rows[-1:]), flush=True)
-        cfg = config(folder, sets[1200], 1.0, "cached")
+        cfg = tutorial_config(folder, 1.0, sets[1200], "cached")
         run("run", str(cfg), "--progress", "none", "--output-dir", str(folder / "fill_cache"))
         ours, ref = [], []
         for i in range(repeat):
@@ -83,7 +71,7 @@ def main() -> None:
                             "--progress", "none", "--output-dir", str(folder / f"cached_{i}")))
         rows.append(("2nd run, cache, 1200 images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
         print(ratio_table(rows[-1:]), flush=True)
-        tutorial = config(folder, PHOTOS, 0.4, "tutorial")
+        tutorial = tutorial_config(folder, 0.4)
         single, many = [], []
         for i in range(repeat):
             single.append(run("run", str(tutorial), "--progress", "none", "--no-cache",

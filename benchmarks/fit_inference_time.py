@@ -1,6 +1,6 @@
 """Fit the cycle coefficients of `engine/footprint/timing.py` on published STM32H747I-DISCO times.
 
-Fit set: the six shared model-zoo files (`footprint_vs_cubeai.SHARED`) and MobileNet v2 0.35 128
+Fit set: the six shared model-zoo files (`footprint_vs_cubeai.PUBLISHED`) and MobileNet v2 0.35 128
 ImageNet (rebuilt with Keras: the one published model with a large dense head). Least squares
 on the relative error; prints the coefficients to paste into `CYCLES` and the fit error per model.
 
@@ -38,7 +38,7 @@ def features(model: Path) -> list[float]:
 
 
 def main() -> None:
-    models = {Path(rel).name: (bench.ASSETS / rel, ms) for rel, (_, ms) in bench.SHARED.items()}
+    models = {Path(rel).name: (bench.ASSETS / rel, p.h747_ms) for rel, p in bench.PUBLISHED.items()}
     spec, _, ms = bench.HELDOUT[EXTRA]
     models[EXTRA] = (bench._build_int8(EXTRA, spec, bench.default_cache()), ms)
     x = np.array([features(path) for path, _ in models.values()])

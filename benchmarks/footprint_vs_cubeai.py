@@ -27,20 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.footprint import estimate_footprint  # noqa: E402
+from tests.cubeai_published import published_figures  # noqa: E402
 
 ASSETS = ROOT.parent / "shared" / "assets" / "models"
 BOARD = "STM32H747I-DISCO"
 
-# Published by ST (reference_figures.tsv): activation RAM KiB (10.0; 7.3 for resnet), H747 ms.
-SHARED = {
-    "cubeai_reference/mobilenet_v1_0.25_224_fft_int8.tflite": (272.96, 163.78),
-    "cubeai_reference/fdmobilenet_0.25_128_tfs_int8.tflite": (56.16, 17.73),
-    "cubeai_reference/squeezenetv1.1_128_tfs_int8.tflite": (271.84, 216.67),
-    "cubeai_reference/resnet_v1_8_32_int8.tflite": (55.28, 37.91),
-    "cubeai_reference/st_efficientnet_lc_v1_128_tfs_int8.tflite": (166.78, 144.96),
-    "flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_int8.tflite": (237.32, 94.34),
-}
-F769 = {"cubeai_reference/st_efficientnet_lc_v1_128_tfs_int8.tflite": 259.5}
+# Published by ST (reference_figures.tsv): activation RAM KiB (newest release: 10.0; 7.3 for ResNet), H747 ms.
+PUBLISHED = published_figures(ASSETS)
 
 # MLPerf Tiny v1.0, STMicroelectronics' closed submission (X-CUBE-AI 7.1), median ms per inference
 # (github.com/mlcommons/tiny_results_v1.0, closed/STMicroelectronics/results/*/{ic,vww}/performance),
@@ -141,8 +134,8 @@ def main() -> None:
     header = ("| model | RAM ours KiB | RAM published | error | time ours ms | time published | error |\n"
               "|---|---|---|---|---|---|---|")
     print(f"Shared files ({BOARD}, STM32Cube.AI 10.0; ResNet v1 8: 7.3)\n\n{header}")
-    _summary([_row(Path(rel).name, ASSETS / rel, *figures) for rel, figures in SHARED.items()])
-    for rel, ms in F769.items():
+    _summary([_row(Path(rel).name, ASSETS / rel, p.activation_ram_kib, p.h747_ms) for rel, p in PUBLISHED.items()])
+    for rel, ms in ((rel, p.f769_ms) for rel, p in PUBLISHED.items() if p.f769_ms):
         print("STM32F769I-DISCO (216 MHz) check, time only:")
         fp = estimate_footprint(ASSETS / rel, board="STM32F769I-DISCO")
         print(f"  {Path(rel).name}: {fp.estimated_inference_ms:.2f} ms, published {ms} ms, "

@@ -20,16 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
 PHOTOS = SHARED / "assets/datasets/flower_photos"
+CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 REFERENCE = SHARED / "bench/st_style_quantize.py"
 
 
-def tutorial_config(folder: Path, split: float) -> Path:
+def tutorial_config(folder: Path, split: float, images: Path = PHOTOS, name: str | None = None) -> Path:
+    """The sample config on the tutorial model, calibrating on `images` (class folders of flower photos)."""
     config = yaml.safe_load((ROOT / "sample_configs/quantization_config.yaml").read_text())
     config["general"]["model_path"] = str(MODEL)
-    config["dataset"] = {"class_names": ["daisy", "dandelion", "roses", "sunflowers", "tulips"],
-                         "quantization_path": str(PHOTOS), "quantization_split": split}
+    config["dataset"] = {"class_names": CLASSES, "quantization_path": str(images), "quantization_split": split}
     config["mlflow"]["uri"] = str(folder / "mlruns")
-    path = folder / f"tutorial_{split}.yaml"
+    path = folder / f"{name or f'tutorial_{split}'}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 

@@ -20,6 +20,7 @@ from engine.footprint.graph import Graph, Op, Role, Tensor
 from engine.footprint.memory_planner import plan_activations
 from engine.footprint.timing import CYCLES
 from tests.conftest import ASSETS, ROOT
+from tests.cubeai_published import published_figures
 
 KEYS = ["weights_flash_kib", "activation_ram_kib", "macc", "params", "float_weights_kib",
         "float_activation_ram_kib", "cycles_m7", "estimated_inference_ms", "layers"]
@@ -176,16 +177,9 @@ def test_cli_footprint_json_with_board(tiny_int8_tflite):
     assert {"cycles", "time_share_pct"} <= set(data["layers"][0])
 
 
-# Published STM32Cube.AI figures (reference_figures.tsv; the tutorial model's in its own folder):
-# activation RAM KiB (10.0; ResNet v1 8: 7.3, the only one published) and STM32H747I-DISCO ms.
-PUBLISHED = {
-    "cubeai_reference/mobilenet_v1_0.25_224_fft_int8.tflite": (272.96, 163.78),
-    "cubeai_reference/fdmobilenet_0.25_128_tfs_int8.tflite": (56.16, 17.73),
-    "cubeai_reference/squeezenetv1.1_128_tfs_int8.tflite": (271.84, 216.67),
-    "cubeai_reference/resnet_v1_8_32_int8.tflite": (55.28, 37.91),
-    "cubeai_reference/st_efficientnet_lc_v1_128_tfs_int8.tflite": (166.78, 144.96),
-    "flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_int8.tflite": (237.32, 94.34),
-}
+# Published STM32Cube.AI figures of the shared files (newest release: 10.0; ResNet v1 8: 7.3, the only one).
+PUBLISHED = published_figures(ASSETS / "models")
+NO_ASSETS = pytest.param(None, marks=pytest.mark.skip(reason=f"real model-zoo assets not found at {ASSETS}"))
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +191,9 @@ def reference_footprints() -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rel", PUBLISHED)
+@pytest.mark.parametrize("rel", list(PUBLISHED) or [NO_ASSETS])
 def test_reference_files_against_published_figures(reference_footprints, rel):
-    ram, ms = PUBLISHED[rel]
+    ram, ms = PUBLISHED[rel].activation_ram_kib, PUBLISHED[rel].h747_ms
     fp = reference_footprints[rel]
     assert fp.activation_ram_kib == pytest.approx(ram, rel=0.08)  # worst: MobileNet v1 224 +7.7 %
     assert fp.estimated_inference_ms == pytest.approx(ms, rel=0.15)
@@ -207,8 +201,8 @@ def test_reference_files_against_published_figures(reference_footprints, rel):
 
 @pytest.mark.slow
 def test_reference_set_errors_on_average(reference_footprints):
-    ram = [abs(fp.activation_ram_kib / PUBLISHED[rel][0] - 1) for rel, fp in reference_footprints.items()]
-    ms = [abs(fp.estimated_inference_ms / PUBLISHED[rel][1] - 1) for rel, fp in reference_footprints.items()]
+    ram = [abs(fp.activation_ram_kib / PUBLISHED[rel].activation_ram_kib - 1) for rel, fp in reference_footprints.items()]
+    ms = [abs(fp.estimated_inference_ms / PUBLISHED[rel].h747_ms - 1) for rel, fp in reference_footprints.items()]
     assert sum(ram) / len(ram) < 0.04  # 3.9 %
     assert sum(ms) / len(ms) < 0.11
     assert sum(r < 0.05 for r in ram) >= 4  # FD-MobileNet, ResNet v1 8, EfficientNet LC, MobileNet v2
