@@ -54,7 +54,7 @@ def evaluate(
 
     `images` are float32 model inputs, or uint8 pixels that `spec` rescales (see `engine.images.decode_all`).
     Batches of 16 run as fast as 64 on XNNPACK and need a quarter of the activation arena (a 1200-image
-    `chain_eqe` of the tutorial model peaks at 770 MiB instead of 837).
+    `chain_eqe` of the tutorial model peaks at 773 MiB instead of 852, all its processes counted).
     """
     labels = np.asarray(labels, dtype=np.int64)
     names = list(class_names)
