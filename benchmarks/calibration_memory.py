@@ -17,18 +17,15 @@ ONNX_MODEL = SHARED / "assets/models/flowers_onnx/mobilenet_v2_0.35_128_tfs_chan
 QUANTIZE = """
 import sys
 from pathlib import Path
-from types import SimpleNamespace
-from engine.calibration import ImageCalibrationData
-from engine.dataset import scan
-from engine.preprocess import ImageSpec
+from engine.config.schema import Quantization
+from engine.data.calibration import ImageCalibrationData
+from engine.data.dataset import scan
+from engine.data.preprocess import ImageSpec
 from engine.quantize.onnx import quantize_onnx
 model, photos, method, out = sys.argv[1:]
 files = scan(Path(photos), None, "photos").files
 calibration = ImageCalibrationData(files, ImageSpec(128, 128, 3, "nearest", "fit", 1 / 127.5, -1), "photos")
-settings = SimpleNamespace(quantizer="Onnx_quantizer", quantization_type="PTQ", granularity="per_channel",
-                           quantization_input_type="float", quantization_output_type="float", optimize=False,
-                           bias_correction=False, target_opset=17, export_dir="q", extra_options=None,
-                           calibration_method=method)
+settings = Quantization(quantizer="Onnx_quantizer", calibration_method=method)
 quantize_onnx(Path(model), calibration, settings, Path(out) / "export", Path(out) / "work")
 """
 
@@ -38,8 +35,13 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("minmax", "entropy", "percentile"):
-            runs = [measure([sys.executable, "-c", QUANTIZE, str(ONNX_MODEL), str(PHOTOS), method, f"{tmp}/{method}{i}"],
-                            cwd=ROOT) for i in range(repeat)]
+            runs = [
+                measure(
+                    [sys.executable, "-c", QUANTIZE, str(ONNX_MODEL), str(PHOTOS), method, f"{tmp}/{method}{i}"],
+                    cwd=ROOT,
+                )
+                for i in range(repeat)
+            ]
             results[method] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
     base = results["minmax"][1]
     print(f"{'method':12}{'wall s':>9}{'peak MiB':>10}{'vs MinMax MiB':>15}")
@@ -48,4 +50,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("calibration_memory", preformatted=True):
+        main()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from measure import measure, ratio_table, repeat_count, stquant_command
 from quantize_vs_reference import CLASSES, MODEL, PHOTOS, REFERENCE, ROOT, tutorial_config
+
 SIZES = (120, 600, 1200)
 
 
@@ -34,7 +35,7 @@ def image_set(folder: Path, size: int) -> Path:
         photos = sorted((PHOTOS / name).glob("*.jpg"))
         (root / name).mkdir(parents=True)
         if size < len(CLASSES) * len(photos):
-            chosen = [(0, p) for p in photos[:size // len(CLASSES)]]
+            chosen = [(0, p) for p in photos[: size // len(CLASSES)]]
         else:
             chosen = [(copy, p) for copy in range(size // (len(CLASSES) * len(photos))) for p in photos]
         for copy, photo in chosen:
@@ -48,44 +49,100 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         env_cache = folder / "xdg"
-        run = lambda *args: measure(stquant_command(*args), cwd=ROOT, env={**_env(), "XDG_CACHE_HOME": str(env_cache)})  # noqa: E731
-        reference = lambda images: measure([sys.executable, str(REFERENCE), str(MODEL), str(images), "1.0",  # noqa: E731
-                                            str(folder / "ref.tflite")])
+
+        def run(*args: str) -> tuple[float, float]:
+            return measure(stquant_command(*args), cwd=ROOT, env={**_env(), "XDG_CACHE_HOME": str(env_cache)})
+
+        def reference(images: Path) -> tuple[float, float]:
+            return measure([sys.executable, str(REFERENCE), str(MODEL), str(images), "1.0", str(folder / "ref.tflite")])
+
         sets = {size: image_set(folder, size) for size in SIZES}
         for size in SIZES:
             cfg = tutorial_config(folder, 1.0, sets[size], f"n{size}")
             ours, ref = [], []
             for i in range(repeat):
                 ref.append(reference(sets[size]))
-                ours.append(run("run", str(cfg), "--progress", "none", "--no-cache",
-                                "--output-dir", str(folder / f"ours_{size}_{i}")))
+                ours.append(
+                    run(
+                        "run",
+                        str(cfg),
+                        "--progress",
+                        "none",
+                        "--no-cache",
+                        "--output-dir",
+                        str(folder / f"ours_{size}_{i}"),
+                    )
+                )
             runs += [(size, o[0], r[0]) for o, r in zip(ours, ref)]
-            rows.append((f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
+            rows.append(
+                (f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1))
+            )
             print(ratio_table(rows[-1:]), flush=True)
         cfg = tutorial_config(folder, 1.0, sets[1200], "cached")
         run("run", str(cfg), "--progress", "none", "--output-dir", str(folder / "fill_cache"))
         ours, ref = [], []
         for i in range(repeat):
             ref.append(reference(sets[1200]))
-            ours.append(run("run", str(cfg), "quantization.granularity=per_tensor", "quantization.quantization_input_type=int8",
-                            "--progress", "none", "--output-dir", str(folder / f"cached_{i}")))
-        rows.append(("2nd run, cache, 1200 images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1)))
+            ours.append(
+                run(
+                    "run",
+                    str(cfg),
+                    "quantization.granularity=per_tensor",
+                    "quantization.quantization_input_type=int8",
+                    "--progress",
+                    "none",
+                    "--output-dir",
+                    str(folder / f"cached_{i}"),
+                )
+            )
+        rows.append(
+            ("2nd run, cache, 1200 images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1))
+        )
         print(ratio_table(rows[-1:]), flush=True)
         tutorial = tutorial_config(folder, 0.4)
         single, many = [], []
         for i in range(repeat):
-            single.append(run("run", str(tutorial), "--progress", "none", "--no-cache",
-                              "--output-dir", str(folder / f"single_{i}")))
-            many.append(run("compare", str(tutorial), "--vary", "quantization.granularity=per_channel,per_tensor",
-                            "--vary", "quantization.quantization_input_type=uint8,int8", "quantization.optimize=True",
-                            "--progress", "none", "--no-cache", "--output-dir", str(folder / f"compare_{i}")))
-        compare_row = ("compare 4 variants vs 1 run", _median(many, 0), _median(single, 0), _median(many, 1),
-                       _median(single, 1))
+            single.append(
+                run(
+                    "run",
+                    str(tutorial),
+                    "--progress",
+                    "none",
+                    "--no-cache",
+                    "--output-dir",
+                    str(folder / f"single_{i}"),
+                )
+            )
+            many.append(
+                run(
+                    "compare",
+                    str(tutorial),
+                    "--vary",
+                    "quantization.granularity=per_channel,per_tensor",
+                    "--vary",
+                    "quantization.quantization_input_type=uint8,int8",
+                    "quantization.optimize=True",
+                    "--progress",
+                    "none",
+                    "--no-cache",
+                    "--output-dir",
+                    str(folder / f"compare_{i}"),
+                )
+            )
+        compare_row = (
+            "compare 4 variants vs 1 run",
+            _median(many, 0),
+            _median(single, 0),
+            _median(many, 1),
+            _median(single, 1),
+        )
     ours_slope, ref_slope = _slope_ms(runs, 0), _slope_ms(runs, 1)
     print(f"\nmedian of {repeat} alternated runs per case (machine shared with other jobs)")
     print(ratio_table(rows))
-    print(f"marginal cost per calibration image (least-squares slope over every run): ours {ours_slope:.2f} ms, reference "
-          f"{ref_slope:.2f} ms, ratio {ours_slope / ref_slope:.2f}")
+    print(
+        f"marginal cost per calibration image (least-squares slope over every run): ours {ours_slope:.2f} ms, reference "
+        f"{ref_slope:.2f} ms, ratio {ours_slope / ref_slope:.2f}"
+    )
     print("\n(the 'ref' columns of this row are one `stquant run`, not the reference)")
     print(ratio_table([compare_row]))
 
@@ -108,4 +165,7 @@ def _env():
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("calibration_vs_reference"):
+        main()

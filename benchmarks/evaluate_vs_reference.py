@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
 from measure import measure, ratio_table, repeat_count, stquant_command
-from quantize_vs_reference import MODEL, PHOTOS, ROOT, SHARED
-from quantize_vs_reference import REFERENCE as REFERENCE_QUANTIZE
+from quantize_vs_reference import MODEL, PHOTOS, REFERENCE as REFERENCE_QUANTIZE, ROOT, SHARED
 
 ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
 REFERENCE = SHARED / "bench/st_style_evaluate.py"
@@ -45,12 +45,23 @@ def chain_eqe_config(folder: Path, photos: Path) -> Path:
     config = {
         "general": {"model_path": str(MODEL)},
         "operation_mode": "chain_eqe",
-        "dataset": {"class_names": FLOWERS, "quantization_path": str(PHOTOS), "quantization_split": SPLIT,
-                    "test_path": str(photos)},
-        "preprocessing": {"rescaling": {"scale": "1/127.5", "offset": -1},
-                          "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"}, "color_mode": "rgb"},
-        "quantization": {"quantizer": "TFlite_converter", "quantization_type": "PTQ",
-                         "quantization_input_type": "uint8", "quantization_output_type": "float"},
+        "dataset": {
+            "class_names": FLOWERS,
+            "quantization_path": str(PHOTOS),
+            "quantization_split": SPLIT,
+            "test_path": str(photos),
+        },
+        "preprocessing": {
+            "rescaling": {"scale": "1/127.5", "offset": -1},
+            "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"},
+            "color_mode": "rgb",
+        },
+        "quantization": {
+            "quantizer": "TFlite_converter",
+            "quantization_type": "PTQ",
+            "quantization_input_type": "uint8",
+            "quantization_output_type": "float",
+        },
         "mlflow": {"uri": str(folder / "mlruns")},
     }
     path = folder / "chain_eqe.yaml"
@@ -67,25 +78,51 @@ def main() -> None:
         ours, ref, ours_chain, ref_chain = [], [], [], []
         for i in range(repeat):
             ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(ST_TFLITE), str(photos)]))
-            ref_quantize = measure([sys.executable, str(REFERENCE_QUANTIZE), str(MODEL), str(PHOTOS), str(SPLIT),
-                                    str(folder / "ref.tflite")])
+            ref_quantize = measure(
+                [
+                    sys.executable,
+                    str(REFERENCE_QUANTIZE),
+                    str(MODEL),
+                    str(PHOTOS),
+                    str(SPLIT),
+                    str(folder / "ref.tflite"),
+                ]
+            )
             ref_chain.append((ref[-1][0] + ref_quantize[0], max(ref[-1][1], ref_quantize[1])))
             run_dir = folder / f"ours_{i}"
-            wall, peak = measure(stquant_command("run", str(config), "--progress", "none", "--output-dir", str(run_dir)),
-                                 cwd=ROOT)
+            wall, peak = measure(
+                stquant_command("run", str(config), "--progress", "none", "--output-dir", str(run_dir)), cwd=ROOT
+            )
             summary = json.loads((run_dir / "run_summary.json").read_text())
             quantization = summary["timings"]["calibration"] + summary["timings"]["layer_errors"]
             ours.append((wall - quantization, peak))
             ours_chain.append((wall, peak))
-            print(f"run {i}: ours {ours[-1][0]:.1f} s (quantization stages {quantization:.1f} s excluded; whole run "
-                  f"{wall:.1f} s), reference {ref[-1][0]:.1f} s (+ quantization {ref_quantize[0]:.1f} s); accuracy "
-                  f"float {summary['accuracy']['float']} %, quantized {summary['accuracy']['quantized']} %", flush=True)
-    median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+            print(
+                f"run {i}: ours {ours[-1][0]:.1f} s (quantization stages {quantization:.1f} s excluded; whole run "
+                f"{wall:.1f} s), reference {ref[-1][0]:.1f} s (+ quantization {ref_quantize[0]:.1f} s); accuracy "
+                f"float {summary['accuracy']['float']} %, quantized {summary['accuracy']['quantized']} %",
+                flush=True,
+            )
+    median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731 - a one-line local helper
     print("\nmedian of", repeat, "alternated runs")
-    print(ratio_table([("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)),
-                       ("whole chain_eqe", median(ours_chain, 0), median(ref_chain, 0), median(ours_chain, 1),
-                        median(ref_chain, 1))]))
+    print(
+        ratio_table(
+            [
+                ("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)),
+                (
+                    "whole chain_eqe",
+                    median(ours_chain, 0),
+                    median(ref_chain, 0),
+                    median(ours_chain, 1),
+                    median(ref_chain, 1),
+                ),
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("evaluate_vs_reference"):
+        main()

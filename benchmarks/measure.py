@@ -29,8 +29,10 @@ def measure(command: list[str], **kwargs) -> tuple[float, float]:
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             stderr.seek(0)
-            raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}\n"
-                             f"{stderr.read().decode(errors='replace')[-2000:]}")
+            raise SystemExit(
+                f"benchmark command failed ({process.returncode}): {' '.join(command)}\n"
+                f"{stderr.read().decode(errors='replace')[-2000:]}"
+            )
     return wall, max(sampled, usage.ru_maxrss * 1024) / 2**20
 
 
@@ -42,7 +44,7 @@ def _tree_rss(root: int) -> int:
             text = stat.read_text()
         except OSError:  # the process ended meanwhile
             continue
-        fields = text[text.rindex(")") + 2:].split()
+        fields = text[text.rindex(")") + 2 :].split()
         parents[int(stat.parent.name)] = int(fields[1])
     tree, frontier = {root}, [root]
     while frontier:
@@ -70,7 +72,9 @@ def repeat_count(required: Path) -> int:
 
 def stquant_command(*args: str) -> list[str]:
     """`stquant ARGS` as a child command, without MLflow logging (the reference scripts do not log)."""
-    launcher = "import sys; sys.modules['mlflow'] = None; from engine.cli import entry; sys.argv[0] = 'stquant'; entry()"
+    launcher = (
+        "import sys; sys.modules['mlflow'] = None; from engine.cli import entry; sys.argv[0] = 'stquant'; entry()"
+    )
     return [sys.executable, "-c", launcher, *args]
 
 
@@ -78,7 +82,7 @@ def ratio_table(rows: list[tuple[str, float, float, float, float]]) -> str:
     """Rows of (case, ours s, reference s, ours MiB, reference MiB) as a table with ratios."""
     lines = [f"{'case':28}{'ours s':>9}{'ref s':>9}{'ratio':>8}{'ours MiB':>10}{'ref MiB':>10}{'ratio':>8}"]
     for case, ours_t, ref_t, ours_m, ref_m in rows:
-        lines.append(f"{case:28}{ours_t:9.1f}{ref_t:9.1f}{ours_t / ref_t:8.2f}{ours_m:10.0f}{ref_m:10.0f}{ours_m / ref_m:8.2f}")
+        lines.append(
+            f"{case:28}{ours_t:9.1f}{ref_t:9.1f}{ours_t / ref_t:8.2f}{ours_m:10.0f}{ref_m:10.0f}{ours_m / ref_m:8.2f}"
+        )
     return "\n".join(lines)
-
-

@@ -24,13 +24,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.quantization_quality import SPEC, photos, settings  # noqa: E402
-from engine.calibration import ImageCalibrationData  # noqa: E402
-from engine.images import decode_all  # noqa: E402
-from engine.quantize.onnx import quantize_onnx  # noqa: E402
+from benchmarks.quantization_quality import SPEC, photos, settings
+from engine.data.calibration import ImageCalibrationData
+from engine.data.images import decode_all
+from engine.quantize.onnx import quantize_onnx
 
-MODELS = {"tutorial .h5 (tf2onnx, NCHW)": Path("models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"),
-          "flowers_onnx (NCHW)": Path("models/flowers_onnx/mobilenet_v2_0.35_128_tfs_channel_first.onnx")}
+MODELS = {
+    "tutorial .h5 (tf2onnx, NCHW)": Path("models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"),
+    "flowers_onnx (NCHW)": Path("models/flowers_onnx/mobilenet_v2_0.35_128_tfs_channel_first.onnx"),
+}
 
 
 def with_logits(path: Path, work: Path) -> tuple[Path, float]:
@@ -54,8 +56,9 @@ def session(path: Path, fused: bool, work: Path):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if fused else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    )
     optimized = work / f"{path.stem}_{'fused' if fused else 'basic'}.onnx"
     options.optimized_model_filepath = str(optimized)
     result = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -66,7 +69,7 @@ def session(path: Path, fused: bool, work: Path):
 def outputs(sess, images: np.ndarray, index: int = 0) -> np.ndarray:
     name = sess.get_inputs()[0].name
     nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    return np.concatenate([sess.run(None, {name: nchw[i:i + 1]})[index].reshape(1, -1) for i in range(len(nchw))])
+    return np.concatenate([sess.run(None, {name: nchw[i : i + 1]})[index].reshape(1, -1) for i in range(len(nchw))])
 
 
 def main() -> None:
@@ -80,30 +83,43 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             calibration = ImageCalibrationData(files, SPEC, "photos")
-            result = quantize_onnx(args.assets / model, calibration, settings("Onnx_quantizer", "per_channel", False),
-                                   work, work)
+            result = quantize_onnx(
+                args.assets / model, calibration, settings("Onnx_quantizer", "per_channel", False), work, work
+            )
             float_out = outputs(session(Path(result.float_model), False, work)[0], images)
             probe, logit_scale = with_logits(result.model_path, work)
             basic_sess, basic_ops = session(probe, False, work)
             fused_sess, fused_ops = session(probe, True, work)
             basic, fused = outputs(basic_sess, images), outputs(fused_sess, images)
             basic_logits, fused_logits = outputs(basic_sess, images, 1), outputs(fused_sess, images, 1)
-        integer_ops = {op: n for op, n in fused_ops.items() if op.startswith("QLinear") or op.startswith("QGemm")
-                       or op == "ConvInteger"}
-        print(f"{label}: {len(images)} photos; fused graph runs {integer_ops} "
-              f"({fused_ops['DequantizeLinear']} DequantizeLinear left; unfused: {basic_ops['QuantizeLinear']} "
-              f"QuantizeLinear, {basic_ops['DequantizeLinear']} DequantizeLinear)")
-        print(f"  top-1 agreement fused vs unfused: {100 * np.mean(basic.argmax(1) == fused.argmax(1)):.2f} %, "
-              f"max |output difference| {np.abs(basic - fused).max():.4g} "
-              f"(outputs differ on {100 * np.mean(np.any(basic != fused, axis=1)):.1f} % of photos)")
+        integer_ops = {
+            op: n for op, n in fused_ops.items() if op.startswith(("QLinear", "QGemm")) or op == "ConvInteger"
+        }
+        print(
+            f"{label}: {len(images)} photos; fused graph runs {integer_ops} "
+            f"({fused_ops['DequantizeLinear']} DequantizeLinear left; unfused: {basic_ops['QuantizeLinear']} "
+            f"QuantizeLinear, {basic_ops['DequantizeLinear']} DequantizeLinear)"
+        )
+        print(
+            f"  top-1 agreement fused vs unfused: {100 * np.mean(basic.argmax(1) == fused.argmax(1)):.2f} %, "
+            f"max |output difference| {np.abs(basic - fused).max():.4g} "
+            f"(outputs differ on {100 * np.mean(np.any(basic != fused, axis=1)):.1f} % of photos)"
+        )
         logit_steps = np.abs(basic_logits - fused_logits) / logit_scale
-        print(f"  logits (Softmax input, step {logit_scale:.4g}): max |difference| {logit_steps.max():.0f} steps, "
-              f"differ on {100 * np.mean(np.any(logit_steps > 0.5, axis=1)):.1f} % of photos; "
-              f"top-1 of the logits agrees on {100 * np.mean(basic_logits.argmax(1) == fused_logits.argmax(1)):.2f} %")
+        print(
+            f"  logits (Softmax input, step {logit_scale:.4g}): max |difference| {logit_steps.max():.0f} steps, "
+            f"differ on {100 * np.mean(np.any(logit_steps > 0.5, axis=1)):.1f} % of photos; "
+            f"top-1 of the logits agrees on {100 * np.mean(basic_logits.argmax(1) == fused_logits.argmax(1)):.2f} %"
+        )
         for name, values in (("unfused (emulation)", basic), ("fused (int8 kernels)", fused)):
-            print(f"  {name}: agreement with float {100 * np.mean(values.argmax(1) == float_out.argmax(1)):.2f} %, "
-                  f"max |difference from float| {np.abs(values - float_out).max():.4g}")
+            print(
+                f"  {name}: agreement with float {100 * np.mean(values.argmax(1) == float_out.argmax(1)):.2f} %, "
+                f"max |difference from float| {np.abs(values - float_out).max():.4g}"
+            )
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("qdq_emulation"):
+        main()

@@ -2,7 +2,7 @@
 
 For each quantizer (TFLite, ONNX QDQ) and variant (per-channel, per-tensor, each with and without
 `optimize`), the model is quantized by `quantize_tflite`/`quantize_onnx` calibrating on every photo
-(nearest resize, x/127.5 - 1, as the tutorial config) and run with `engine.predictors.load_predictor`
+(nearest resize, x/127.5 - 1, as the tutorial config) and run with `engine.evaluation.predictors.load_predictor`
 (QDQ models emulated exactly where ONNX Runtime's int8 kernels would saturate), so the figures are
 what users get. Labels are the sorted class-folder indices. Run from the project root:
 
@@ -17,30 +17,37 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.calibration import ImageCalibrationData  # noqa: E402
-from engine.images import decode_all  # noqa: E402
-from engine.predictors import load_predictor  # noqa: E402
-from engine.preprocess import ImageSpec  # noqa: E402
+from engine.config.schema import Quantization
+from engine.data.calibration import ImageCalibrationData
+from engine.data.images import decode_all
+from engine.data.preprocess import ImageSpec
+from engine.evaluation.predictors import load_predictor
 
 MODEL = Path("models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5")
 PHOTOS = Path("datasets/flower_photos")
 SPEC = ImageSpec(128, 128, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
-VARIANTS = [("per-channel", "per_channel", False), ("per-tensor", "per_tensor", False),
-            ("per-tensor + optimize", "per_tensor", True), ("per-channel + optimize", "per_channel", True)]
+VARIANTS = [
+    ("per-channel", "per_channel", False),
+    ("per-tensor", "per_tensor", False),
+    ("per-tensor + optimize", "per_tensor", True),
+    ("per-channel + optimize", "per_channel", True),
+]
 
 
-def settings(quantizer: str, granularity: str, optimize: bool) -> SimpleNamespace:
+def settings(quantizer: str, granularity: str, optimize: bool) -> Quantization:
     """The tutorial's quantization section (uint8 in, float out)."""
-    return SimpleNamespace(quantizer=quantizer, quantization_type="PTQ", quantization_input_type="uint8",
-                           quantization_output_type="float", granularity=granularity, optimize=optimize,
-                           bias_correction=False, target_opset=17, export_dir="quantized_models",
-                           extra_options=None, calibration_method="minmax")
+    return Quantization(
+        quantizer=quantizer,
+        quantization_input_type="uint8",
+        quantization_output_type="float",
+        granularity=granularity,
+        optimize=optimize,
+    )
 
 
 def photos(root: Path) -> tuple[list[Path], np.ndarray]:
@@ -53,13 +60,15 @@ def photos(root: Path) -> tuple[list[Path], np.ndarray]:
     return files, np.asarray(labels)
 
 
-def quantize(route: str, model: Path, calibration: ImageCalibrationData, granularity: str, optimize: bool,
-             work: Path) -> Path:
+def quantize(
+    route: str, model: Path, calibration: ImageCalibrationData, granularity: str, optimize: bool, work: Path
+) -> Path:
     if route == "tflite":
         from engine.quantize.tflite import quantize_tflite
 
-        return quantize_tflite(model, calibration, settings("TFlite_converter", granularity, optimize),
-                               work / "quantized_model.tflite").model_path
+        return quantize_tflite(
+            model, calibration, settings("TFlite_converter", granularity, optimize), work / "quantized_model.tflite"
+        ).model_path
     from engine.quantize.onnx import quantize_onnx
 
     return quantize_onnx(model, calibration, settings("Onnx_quantizer", granularity, optimize), work, work).model_path
@@ -67,7 +76,7 @@ def quantize(route: str, model: Path, calibration: ImageCalibrationData, granula
 
 def top1(model: Path, images: np.ndarray) -> np.ndarray:
     predictor = load_predictor(model)
-    return np.concatenate([predictor.predict(images[i:i + 32]).argmax(1) for i in range(0, len(images), 32)])
+    return np.concatenate([predictor.predict(images[i : i + 32]).argmax(1) for i in range(0, len(images), 32)])
 
 
 def main() -> None:
@@ -89,9 +98,15 @@ def main() -> None:
                 calibration = ImageCalibrationData([files[i] for i in kept], SPEC, "benchmark")
                 quantized = quantize(route, model, calibration, granularity, optimize, Path(tmp))
                 predictions = top1(quantized, images)
-            print(f"{route:9} {name:24} {np.mean(predictions == reference):7.2%} "
-                  f"{np.mean(predictions == labels):9.2%} {time.perf_counter() - start:8.1f}", flush=True)
+            print(
+                f"{route:9} {name:24} {np.mean(predictions == reference):7.2%} "
+                f"{np.mean(predictions == labels):9.2%} {time.perf_counter() - start:8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("quantization_quality", preformatted=True):
+        main()

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
 from measure import measure, ratio_table, repeat_count, stquant_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,15 +45,43 @@ def main() -> None:
             config = tutorial_config(folder, split)
             ours, ref = [], []
             for i in range(repeat):
-                ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(PHOTOS), str(split), str(folder / "ref.tflite")]))
-                ours.append(measure(stquant_command("run", str(config), "--progress", "none",
-                                                    "--output-dir", str(folder / f"ours_{split}_{i}")), cwd=ROOT))
-            median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
-            rows.append((f"split {split} ({int(300 * split)} images)", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)))
+                ref.append(
+                    measure(
+                        [
+                            sys.executable,
+                            str(REFERENCE),
+                            str(MODEL),
+                            str(PHOTOS),
+                            str(split),
+                            str(folder / "ref.tflite"),
+                        ]
+                    )
+                )
+                ours.append(
+                    measure(
+                        stquant_command(
+                            "run", str(config), "--progress", "none", "--output-dir", str(folder / f"ours_{split}_{i}")
+                        ),
+                        cwd=ROOT,
+                    )
+                )
+            median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731 - a one-line local helper
+            rows.append(
+                (
+                    f"split {split} ({int(300 * split)} images)",
+                    median(ours, 0),
+                    median(ref, 0),
+                    median(ours, 1),
+                    median(ref, 1),
+                )
+            )
             print(ratio_table(rows[-1:]), flush=True)
     print("\nmedian of", repeat, "alternated runs per case")
     print(ratio_table(rows))
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("quantize_vs_reference"):
+        main()

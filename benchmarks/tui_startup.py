@@ -34,12 +34,28 @@ TMUX = ["tmux", "-L", f"stq_bench_{time.monotonic_ns()}"]
 def first_screen_seconds(command: str, marker: str, cwd: Path) -> float:
     session = f"stq_bench_{time.monotonic_ns()}"
     start = time.perf_counter()
-    subprocess.run([*TMUX, "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(cwd),
-                    "-e", f"PYTHONPATH={ROOT}", command], check=True)
+    subprocess.run(
+        [
+            *TMUX,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-c",
+            str(cwd),
+            "-e",
+            f"PYTHONPATH={ROOT}",
+            command,
+        ],
+        check=True,
+    )
     try:
         while time.perf_counter() - start < 30:
-            screen = subprocess.run([*TMUX, "capture-pane", "-p", "-t", session], capture_output=True,
-                                    text=True).stdout
+            screen = subprocess.run([*TMUX, "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
             if marker in screen:
                 return time.perf_counter() - start
             time.sleep(0.01)
@@ -70,4 +86,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from docs_tables import section
+
+    with section("tui_startup", preformatted=True):
+        main()

@@ -1,7 +1,8 @@
-"""`stquant`: the batch command line (validate, run, compare, inspect, footprint, boards, schema).
+"""`stquant`: the batch command line (validate, run, compare, inspect, footprint, boards, demo, schema).
 
-Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage, 3 missing or unreadable input (or an
-unwritable output folder), 130 interrupted. Expected errors print one line each, never a traceback
+Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage (an --output-dir that would write over an
+input included), 3 missing or unreadable input, or an output that cannot be written (disk full, read-only,
+a run folder another run is using), 130 interrupted. Expected errors print one line each, never a traceback
 (`--debug` shows it). Diagnostics go to stderr; results to stdout (for `run`, its last line is the run folder).
 """
 
@@ -13,28 +14,32 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from engine import __version__
-from engine.errors import ConfigError, ExitCode, StquantError
-from engine.models import trust_stored_code
-from engine.run_summary import BoardFit, RunSummary
+from engine.common.errors import ConfigError, ExitCode, StquantError
+from engine.models.files import trust_stored_code
+from engine.run.summary import BoardFit, RunSummary
+
+if TYPE_CHECKING:  # imported when a command needs it (a fast `--help`)
+    from engine.config.schema import Config
 
 TRUST_HELP = "run Python code stored in the model file (Lambda layers stquant does not recognise, custom layers)"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(f"usage: {message} (see {self.prog} --help)")
 
 
 FOOTPRINT_DESCRIPTION = (
-    "Weights flash, activation RAM (STM32Cube.AI 10 conventions: inputs and outputs inside the activation "
-    "buffer), MACC, per-layer table and, with --board, the fit and an estimated inference time. Against "
-    "ST's published figures (benchmarks/footprint_vs_cubeai.py): activation RAM within 13.2 % (mean 6.0 %) "
-    "on the six shared model-zoo files (held out: mean 14.4 %, max 30.8 %); inference time within 13.5 % "
-    "(mean 10.4 %) of the STM32H747I-DISCO times it was fitted on, within 15 % (mean 8.9 %) held out; other "
-    "cores scaled by STM32Cube.AI's MLPerf Tiny cycle ratios (Cortex-M33 x1.49, Cortex-M4 x1.87). A Keras "
-    ".h5/.keras model is measured as its float32 TFLite conversion (TensorFlow needed)."
+    "Weights flash, activation RAM (planned after STM32Cube.AI 8.1's placement rules, with an upper bound "
+    "where no buffer is written over another, as ST Edge AI Core 4.0.1 does; inputs and outputs inside the "
+    "activation buffer), MACC, per-layer table and, with --board, the fit and an estimated inference time (fitted on "
+    "ST's published STM32H747I-DISCO times; other cores scaled by STM32Cube.AI's MLPerf Tiny cycle ratios). "
+    "These are estimates: their error against ST's published figures is in docs/benchmarks.md "
+    "(benchmarks/footprint_vs_cubeai.py). A Keras .h5/.keras model is measured as its float32 TFLite "
+    "conversion (TensorFlow needed)."
 )
 
 
@@ -68,23 +73,43 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     run.add_argument("overrides", nargs="*", help="key.path=value")
     run.add_argument("--config-path", type=Path, help="folder of the config (the reference's form)")
     run.add_argument("--config-name", help="file name of the config in --config-path")
-    run.add_argument("--output-dir", type=Path, help="run folder (default: hydra.run.dir)")
+    run.add_argument("--output-dir", type=_output_dir, help="run folder (default: hydra.run.dir)")
     run.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
     run.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
     run.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
-    run.add_argument("--no-cache", action="store_true",
-                     help="compute calibration statistics even when the statistics cache has them (and do not store them)")
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute calibration statistics even when the statistics cache has them (and do not store them)",
+    )
 
-    compare = sub.add_parser("compare", help="quantize several variants from one decode and one calibration; "
-                                             "recommend one", description=COMPARE_DESCRIPTION)
+    compare = sub.add_parser(
+        "compare",
+        help="quantize several variants from one decode and one calibration; recommend one",
+        description=COMPARE_DESCRIPTION,
+    )
     compare.add_argument("config", type=Path)
     compare.add_argument("overrides", nargs="*", help="key.path=value (applied to every variant)")
-    compare.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
-                         help="a quantization key and its values (repeatable; every combination is a variant)")
-    compare.add_argument("--target-agreement", type=float, metavar="PCT",
-                         help="agreement with the float model a recommended variant must reach (default 99.0)")
+    compare.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a quantization key and its values (repeatable; every combination is a variant)",
+    )
+    compare.add_argument(
+        "--target-agreement",
+        type=float,
+        metavar="PCT",
+        help="agreement with the float model a recommended variant must reach (default 99.0)",
+    )
     compare.add_argument("--board", help="estimate the inference time on this board (see stquant boards)")
-    compare.add_argument("--output-dir", type=Path, help="comparison folder (default: hydra.run.dir)")
+    compare.add_argument("--output-dir", type=_output_dir, help="comparison folder (default: hydra.run.dir)")
+    compare.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow an --output-dir that holds an earlier run or comparison (its variant folders are removed first)",
+    )
     compare.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
     compare.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
     compare.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
@@ -94,26 +119,51 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
-    footprint = sub.add_parser("footprint", help="flash/RAM/MACC/time of a .tflite or .onnx (float32 for .h5/.keras)",
-                               description=FOOTPRINT_DESCRIPTION)
+    footprint = sub.add_parser(
+        "footprint",
+        help="flash/RAM/MACC/time of a .tflite or .onnx (float32 for .h5/.keras)",
+        description=FOOTPRINT_DESCRIPTION,
+    )
     footprint.add_argument("model", type=Path)
-    footprint.add_argument("--board", help="say whether it fits this STM32 board and estimate the inference time "
-                                           "(see stquant boards)")
+    footprint.add_argument(
+        "--board", help="say whether it fits this STM32 board and estimate the inference time (see stquant boards)"
+    )
     footprint.add_argument("--json", action="store_true")
     footprint.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     sub.add_parser("boards", help="the STM32 boards known to --board and benchmarking.board")
 
-    schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("name", choices=("config", "run-summary", "comparison"),
-                        help="config: the config file, with each key's description and default (what the wizard's "
-                             "help lines show); run-summary: run_summary.json and the result event; comparison: "
-                             "comparison.json and the comparison event")
+    demo = sub.add_parser(
+        "demo",
+        help="write the sample configs and the demo model and images into a new folder",
+        description="Copy the bundled sample configs and the demo they run on (a small digits "
+        "classifier and its images) into DIR, a new or empty folder. Their paths are "
+        "relative to their own folder, so `stquant run DIR/quantization_config.yaml` "
+        "works from anywhere.",
+    )
+    demo.add_argument("dir", type=Path, metavar="DIR")
 
-    commands = dict(sub.choices)
+    schema = sub.add_parser("schema", help="print a JSON Schema")
+    schema.add_argument(
+        "name",
+        choices=("config", "run-summary", "comparison", "events"),
+        help="config: the config file, with each key's description and default (what the wizard's "
+        "help lines show); run-summary: run_summary.json and the result event; comparison: "
+        "comparison.json and the comparison event; events: every event of --progress jsonl "
+        "(docs/protocol.md)",
+    )
+
+    commands: dict[str, argparse.ArgumentParser] = dict(sub.choices)
     for command in commands.values():
         command.add_argument("--debug", action="store_true", help="show Python tracebacks")
     return parser, commands
+
+
+def _output_dir(text: str) -> Path:
+    """--output-dir: a folder name; "" is refused (exit 2) rather than read as the working directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('an empty folder name; name the run folder ("." for this one)')
+    return Path(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -122,7 +172,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     index = next((i for i, arg in enumerate(argv) if arg in commands), None)
     if index is None or any(arg != "--debug" for arg in argv[:index]):
         return parser.parse_args(argv)  # --help, --version or a usage error
-    args = commands[argv[index]].parse_intermixed_args(argv[index + 1:])
+    args = commands[argv[index]].parse_intermixed_args(argv[index + 1 :])
     args.command, args.debug = argv[index], args.debug or index > 0
     return args
 
@@ -132,8 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     _quiet_native_logs()
     progress = _progress_mode(argv)
-    commands = {"validate": _validate, "run": _run, "compare": _compare, "inspect": _inspect, "footprint": _footprint,
-                "boards": _boards, "schema": _schema}
+    commands = {
+        "validate": _validate,
+        "run": _run,
+        "compare": _compare,
+        "inspect": _inspect,
+        "footprint": _footprint,
+        "boards": _boards,
+        "demo": _demo,
+        "schema": _schema,
+    }
     try:
         args = parse_args(argv)
         trust_stored_code(getattr(args, "trust_model", False))
@@ -145,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`stquant footprint M | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
-    except Exception as exc:  # an engine bug or a library failure: still one line unless --debug
+    except Exception as exc:  # noqa: BLE001 - an engine bug or a library failure: still one line unless --debug
         return _fail(f"engine failure: {exc.__class__.__name__}: {exc}", ExitCode.FAILURE, progress, debug)
 
 
@@ -154,7 +212,7 @@ def entry() -> None:
 
     Every file is written and closed by then; skipping the teardown saves seconds per run. A signal that
     arrives once the command is over is ignored (its outcome is already written; no teardown noise).
-    `TF_USE_LEGACY_KERAS=1`: `import tensorflow` then preloads tf_keras, not Keras 3 (see engine.models).
+    `TF_USE_LEGACY_KERAS=1`: `import tensorflow` then preloads tf_keras, not Keras 3 (see engine.models.load).
     """
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     code = main()
@@ -173,7 +231,9 @@ def _fail(message: str, code: int, progress: str, debug: bool) -> int:
 
         traceback.print_exc()
     if progress == "jsonl":
-        print(json.dumps({"event": "error", "message": message, "exit_code": int(code)}), flush=True)
+        from engine.run.protocol import ErrorEvent, wire
+
+        print(wire(ErrorEvent(message=message, exit_code=int(code))), flush=True)
     for line in message.splitlines():
         print(f"stquant: {line}", file=sys.stderr)
     return int(code)
@@ -194,14 +254,14 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
-def _load(config_path: Path, overrides: list[str]):
-    from engine.config import load_config
+def _load(config_path: Path, overrides: list[str]) -> Config:
+    from engine.config.schema import load_config
 
     return load_config(config_path, overrides)
 
 
-def _validate(args) -> int:
-    from engine.preflight import prepare
+def _validate(args: argparse.Namespace) -> int:
+    from engine.run.preflight import prepare
 
     config = _load(args.config, args.overrides)
     plan = prepare(config)
@@ -212,9 +272,9 @@ def _validate(args) -> int:
     return ExitCode.OK
 
 
-def _run(args) -> int:
-    from engine.events import make_reporter
-    from engine.runner import run
+def _run(args: argparse.Namespace) -> int:
+    from engine.run.events import make_reporter
+    from engine.run.orchestrator import run
 
     config_path = args.config
     if args.config_path or args.config_name:
@@ -232,21 +292,30 @@ def _run(args) -> int:
     return ExitCode.OK
 
 
-def _compare(args) -> int:
-    from engine.compare import compare, format_table
-    from engine.events import make_reporter
+def _compare(args: argparse.Namespace) -> int:
+    from engine.run.compare import compare, format_table
+    from engine.run.events import make_reporter
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    comparison = compare(args.config, args.overrides, args.vary, make_reporter(args.progress), args.output_dir,
-                         args.target_agreement, args.board, use_cache=not args.no_cache)
+    comparison = compare(
+        args.config,
+        args.overrides,
+        args.vary,
+        make_reporter(args.progress),
+        args.output_dir,
+        args.target_agreement,
+        args.board,
+        use_cache=not args.no_cache,
+        overwrite=args.overwrite,
+    )
     if args.progress != "jsonl":
         print(format_table(comparison))
     print(comparison.run_dir, flush=True)
     return ExitCode.OK
 
 
-def _inspect(args) -> int:
-    from engine.model_info import describe_model
+def _inspect(args: argparse.Namespace) -> int:
+    from engine.models.info import describe_model
 
     info = describe_model(args.model).to_dict()
     if args.json:
@@ -261,9 +330,9 @@ def _inspect(args) -> int:
     return ExitCode.OK
 
 
-def _footprint(args) -> int:
-    from engine.boards import board_fit, find_board, unknown_board
+def _footprint(args: argparse.Namespace) -> int:
     from engine.footprint import estimate_footprint
+    from engine.footprint.boards import board_fit, find_board, unknown_board
 
     if args.board and find_board(args.board) is None:
         raise unknown_board(args.board, "--board")
@@ -278,29 +347,54 @@ def _footprint(args) -> int:
     return ExitCode.OK
 
 
-def _boards(args) -> int:
-    from engine.boards import boards_table
+def _boards(args: argparse.Namespace) -> int:
+    from engine.footprint.boards import boards_table
 
     print(boards_table())
     return ExitCode.OK
 
 
-def _schema(args) -> int:
-    from engine.comparison import comparison_schema
-    from engine.config import Config
-    from engine.run_summary import run_summary_schema
+def _demo(args: argparse.Namespace) -> int:
+    from engine.demo import QUICK_START, write_demo
 
-    schemas = {"config": Config.model_json_schema, "run-summary": run_summary_schema, "comparison": comparison_schema}
+    for config in write_demo(args.dir):
+        print(config)
+    print(f"stquant demo: written to {args.dir}; try: stquant run {args.dir / QUICK_START}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from engine.config.schema import Config
+    from engine.run.comparison import comparison_schema
+    from engine.run.protocol import events_schema
+    from engine.run.summary import run_summary_schema
+
+    schemas = {
+        "config": Config.model_json_schema,
+        "run-summary": run_summary_schema,
+        "comparison": comparison_schema,
+        "events": events_schema,
+    }
     print(json.dumps(schemas[args.name](), indent=2))
     return ExitCode.OK
 
 
 def _board_line(fit: BoardFit) -> str:
-    verdict = lambda ok: "fit" if ok else "do NOT fit"  # noqa: E731
-    line = (f"{fit.board}: weights {verdict(fit.weights_fit)} in {fit.flash_kib:.0f} KiB flash, "
-            f"activations {verdict(fit.activations_fit)} in {fit.ram_kib:.0f} KiB RAM"
-            f" (headroom {fit.flash_headroom_kib:.2f} KiB / {fit.flash_headroom_pct:.1f} % flash, "
-            f"{fit.ram_headroom_kib:.2f} KiB / {fit.ram_headroom_pct:.1f} % RAM)")
+    def verdict(ok: bool) -> str:
+        return "fit" if ok else "do NOT fit"
+
+    line = (
+        f"{fit.board}: {fit.verdict}; weights {verdict(fit.weights_fit)} in {fit.flash_kib:.0f} KiB flash, "
+        f"activations {verdict(fit.activations_fit)} in {fit.ram_kib:.0f} KiB RAM"
+        f" (headroom {fit.flash_headroom_kib:.2f} KiB / {fit.flash_headroom_pct:.1f} % flash, "
+        f"{fit.ram_headroom_kib:.2f} KiB / {fit.ram_headroom_pct:.1f} % RAM"
+        + (
+            f", upper bound {fit.ram_upper_headroom_kib:.2f} KiB / {fit.ram_upper_headroom_pct:.1f} %"
+            if fit.ram_upper_headroom_kib is not None and fit.ram_upper_headroom_pct is not None
+            else ""
+        )
+        + ")"
+    )
     if fit.estimated_inference_ms is not None:
         line += f"; estimated {fit.estimated_inference_ms:.2f} ms at {fit.mhz} MHz ({fit.core})"
     return line
@@ -316,15 +410,21 @@ def format_summary(summary: RunSummary) -> str:
             rows.append(("top-1 agreement %", "", _fmt(accuracy.agreement)))
     if footprint:
         rows.append(("weights flash KiB", _fmt(footprint.float_weights_kib), _fmt(footprint.weights_flash_kib)))
-        rows.append(("activation RAM KiB", _fmt(footprint.float_activation_ram_kib), _fmt(footprint.activation_ram_kib)))
+        rows.append(
+            ("activation RAM KiB", _fmt(footprint.float_activation_ram_kib), _fmt(footprint.activation_ram_kib))
+        )
+        if footprint.activation_ram_upper_kib is not None:
+            rows.append(("  upper bound KiB", "", _fmt(footprint.activation_ram_upper_kib)))
         rows.append(("MACC (M)", "", _fmt(footprint.macc / 1e6, 3)))
     lines = [f"status: {summary.status}"]
     if summary.quantized_model:
         lines.append(f"quantized model: {summary.quantized_model}")
     calibration = summary.calibration
     if calibration:
-        lines.append(f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped"
-                     f"{', statistics from the cache' if calibration.statistics == 'cache' else ''}")
+        lines.append(
+            f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped"
+            f"{', statistics from the cache' if calibration.statistics == 'cache' else ''}"
+        )
     if len(rows) > 1:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]
     if footprint and footprint.board_fit:
@@ -336,5 +436,5 @@ def format_summary(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value, digits: int = 2) -> str:
+def _fmt(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"

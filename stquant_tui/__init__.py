@@ -1,3 +1,1 @@
 """stquant-tui: a full-screen wizard that writes (and runs) stquant configs. Never imports TensorFlow."""
-
-__version__ = "0.1.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stquant_tui import __version__
+from engine import __version__
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -13,7 +13,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="stquant-tui",
         description="Full-screen wizard: build, validate, save and run a stquant (ST model zoo) config.",
         epilog="Keys: ctrl+n next, ctrl+p back, ctrl+o save, ctrl+r run, ctrl+q quit. "
-               "Over SSH try ESCDELAY=200 TEXTUAL_FPS=30; NO_COLOR=1 gives monochrome.",
+        "Over SSH try ESCDELAY=200 TEXTUAL_FPS=30; NO_COLOR=1 gives monochrome.",
     )
     parser.add_argument("config", nargs="?", help="config YAML to edit (default: the bundled demo config)")
     parser.add_argument("--out", metavar="PATH", help="where Save writes (default: CONFIG or ./stquant_config.yaml)")
@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from engine.errors import StquantError
+    from engine.common.errors import StquantError
     from stquant_tui.app import StquantApp
 
     try:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
+from textual.worker import Worker
 
-from engine.config_fields import accepts_none
+from engine.config.fields import accepts_none
 from stquant_tui.draft import (
     STEP_TITLES,
     STEPS,
@@ -32,24 +35,36 @@ from stquant_tui.steps.dataset import DatasetStep
 from stquant_tui.steps.model import ModelStep
 from stquant_tui.steps.preprocessing import PreprocessingStep
 from stquant_tui.steps.quantization import QuantizationStep
-from stquant_tui.verdict import Verdict, check_draft
+from stquant_tui.verdict import VALIDATE_TIMEOUT, Verdict, check_draft
 from stquant_tui.widgets.dialogs import MODEL_SUFFIXES, ConfirmScreen, PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.step_yaml import StepYaml
-
-MODEL_FILE_SUFFIXES = (".h5", ".keras", ".onnx", ".tflite")
+from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
 FORM_STEPS = STEPS[:4]
 NAV_BUTTONS = {  # which buttons each step shows
-    "dataset": ("next",), "preprocessing": ("back", "next"), "model": ("back", "next"),
-    "quantization": ("back", "next"), "review": ("back", "save", "run"), "run": ("back", "cancel"),
+    "dataset": ("next",),
+    "preprocessing": ("back", "next"),
+    "model": ("back", "next"),
+    "quantization": ("back", "next"),
+    "review": ("back", "save", "run"),
+    "run": ("back", "cancel"),
     "summary": ("back",),
 }
 STEP_KEYS = {  # action -> steps where its key is shown
-    "next": FORM_STEPS, "back": STEPS[1:], "save": ("review",), "run": ("review",),
-    "browse": ("dataset", "model"), "use_classes": ("dataset",), "cancel_run": ("run",),
-    "show_run_dir": ("summary",), "copy_model": ("summary",), "again": ("summary",), "full_table": ("summary",),
-    "page": ("summary",), "compare": ("review", "summary"),
+    "next": FORM_STEPS,
+    "back": STEPS[1:],
+    "save": ("review",),
+    "run": ("review",),
+    "browse": ("dataset", "model"),
+    "use_classes": ("dataset",),
+    "cancel_run": ("run",),
+    "show_run_dir": ("summary",),
+    "copy_model": ("summary",),
+    "again": ("summary",),
+    "full_table": ("summary",),
+    "page": ("summary",),
+    "compare": ("review", "summary"),
 }
 
 
@@ -57,10 +72,11 @@ class StquantApp(RunActions, App[int]):
     """The stquant wizard. `config_path=None` starts from the bundled demo config."""
 
     CSS_PATH = "app.tcss"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # -wide: the step's YAML beside the form
+    # -wide: the step's YAML beside the form.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 - Textual types it as an instance attribute
     TITLE = "stquant"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("ctrl+p", "back", "Back", priority=True),
         Binding("ctrl+o", "save", "Save", priority=True),
@@ -81,8 +97,14 @@ class StquantApp(RunActions, App[int]):
     step: reactive[str] = reactive("dataset", bindings=True)
     running: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, config_path: str | Path | None = None, *, out_path: str | Path | None = None,
-                 engine_cmd: list[str] | None = None, clock=None, mouse: bool = True) -> None:
+    def __init__(
+        self,
+        config_path: str | Path | None = None,
+        *,
+        out_path: str | Path | None = None,
+        engine_cmd: list[str] | None = None,
+        clock=None,
+    ) -> None:
         super().__init__()
         source = Path(config_path) if config_path else find_demo_config()
         self.draft = Draft.load(source) if source else Draft()
@@ -93,8 +115,11 @@ class StquantApp(RunActions, App[int]):
         self.run_config: Path | None = None
         self.last_run: RunFinished | None = None
         self.verdict: Verdict | None = None  # `stquant validate` on the draft's current text (None: checking)
+        self.check_error: str | None = None  # why validate gave no verdict on `_checked` (it failed to run)
+        self.validate_timeout = VALIDATE_TIMEOUT
         self._checked = ""  # the text (and trust flag) that `verdict` is about, or being checked
-        self._check_timer = None
+        self._check_worker: Worker[None] | None = None
+        self._check_timer: Timer | None = None
         self._later_steps_mounted = False
 
     # ------------------------------------------------------------ layout
@@ -117,10 +142,9 @@ class StquantApp(RunActions, App[int]):
     def on_mount(self) -> None:
         self.refresh_side()
         self.call_after_refresh(self.mount_later_steps)
-        try:  # a dropped SSH connection or a closed terminal: stop the engine, remove temp files, exit
+        # a dropped SSH connection or a closed terminal: stop the engine, remove temp files, exit
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
 
     def refresh_side(self) -> None:
         """Show the current form step's YAML in the side panel (visible on wide terminals)."""
@@ -140,8 +164,14 @@ class StquantApp(RunActions, App[int]):
         from stquant_tui.steps.run import RunStep
         from stquant_tui.steps.summary import SummaryStep
 
-        later = [PreprocessingStep(), ModelStep(), QuantizationStep(), ReviewStep(self.out_path, self.save_note),
-                 RunStep(self.clock), SummaryStep()]
+        later = [
+            PreprocessingStep(),
+            ModelStep(),
+            QuantizationStep(),
+            ReviewStep(self.out_path, self.save_note),
+            RunStep(self.clock),
+            SummaryStep(),
+        ]
         for step in later:
             step.display = False  # the switcher hides only the children it has when mounted
         await self.query_one("#steps", ContentSwitcher).mount_all(later)
@@ -172,8 +202,11 @@ class StquantApp(RunActions, App[int]):
     def _focus_step(self, step: str) -> None:
         widget = self.step_widget(step)
         if self.focused is None or widget not in self.focused.ancestors:
-            targets = [w for w in widget.query("Input, Select, OptionList, TextArea, DataTable, RichLog")
-                       if w.focusable and w.display]
+            targets = [
+                w
+                for w in widget.query("Input, Select, OptionList, TextArea, DataTable, RichLog")
+                if w.focusable and w.display
+            ]
             if targets:
                 targets[0].focus(scroll_visible=False)
 
@@ -228,13 +261,29 @@ class StquantApp(RunActions, App[int]):
         if not self._later_steps_mounted or self.check_key() == self._checked or not self.is_running:
             return
         self._checked = self.check_key()
-        self.verdict = None
+        self.verdict = self.check_error = None
         self.refresh_review()
-        self._check(self._checked, self.draft.copy(), self.trust_model)
+        self._check_worker = self._check(self._checked, self.draft.copy(), self.trust_model)
+
+    def retry_check(self) -> None:
+        """Run `stquant validate` again on the same text (after it failed to run)."""
+        self._checked = ""
+        self.request_check(delay=0)
 
     @work(thread=True, group="validate", exit_on_error=False)
     def _check(self, key: str, draft: Draft, trusted: bool) -> None:
-        self.post_message(VerdictReady(key, check_draft(self.engine_cmd, draft, trusted)))
+        verdict = check_draft(self.engine_cmd, draft, trusted, timeout=self.validate_timeout)
+        self.post_message(VerdictReady(key, verdict))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of the app that raised or was cancelled: say so where its answer is awaited."""
+        if event.state not in ENDED_BADLY or not self.is_running:
+            return
+        if event.worker is self._check_worker:  # Review: the reason, naming the engine command, and Retry
+            self.check_error = failure_line(event.worker, self.engine_cmd)
+            self.refresh_review()
+        elif event.worker.group == "run":
+            self.run_reader_failed(event.worker)
 
     def on_verdict_ready(self, event: VerdictReady) -> None:
         if event.key != self._checked:
@@ -251,7 +300,8 @@ class StquantApp(RunActions, App[int]):
         current = self.verdict if self._checked == self.check_key() else None
         if current is None and self._checked != self.check_key():
             self.request_check(delay=0)
-        return self.step_widget("review").refresh_review(self.draft, current)
+        check_error = self.check_error if self._checked == self.check_key() else None
+        return self.step_widget("review").refresh_review(self.draft, current, check_error)
 
     def on_dataset_scanned(self, event: DatasetScanned) -> None:
         for step in self.query(ModelStep):  # none while the app is shutting down
@@ -270,8 +320,9 @@ class StquantApp(RunActions, App[int]):
             value = row.sync()
             if row.error is None:
                 self.apply_edit(row.key, value)
-        found: list[tuple[FieldRow | None, str]] = [(row, row.error) for row in widget.rows()
-                                                     if row.error and row.display]
+        found: list[tuple[FieldRow | None, str]] = [
+            (row, row.error) for row in widget.rows() if row.error and row.display
+        ]
         if not found:
             for problem in self.draft.step_problems(step):
                 row = widget.row_for(problem.key)
@@ -296,7 +347,7 @@ class StquantApp(RunActions, App[int]):
             return
         self.step = STEPS[STEPS.index(self.step) + 1]
 
-    def action_back(self) -> None:
+    async def action_back(self) -> None:  # replaces App.action_back (screen history): the wizard's Back
         if self.step == "run" and self.running:
             return
         if self.step == "summary":
@@ -319,7 +370,9 @@ class StquantApp(RunActions, App[int]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         option_id = event.option.id or ""
-        if option_id.startswith("problem:"):
+        if option_id == RETRY_CHECK:
+            self.retry_check()
+        elif option_id.startswith("problem:"):
             _, index, key = option_id.split(":", 2)
             problems = self.verdict.problems if self.verdict is not None else self.draft.problems()
             message = problems[int(index)].message if int(index) < len(problems) else ""
@@ -338,8 +391,9 @@ class StquantApp(RunActions, App[int]):
             self.notify(f"{target} is a folder; give a file name", severity="error")
             return
         if target.exists():
-            self.push_screen(ConfirmScreen(f"{target} exists. Overwrite it?"),
-                             lambda yes: self._save(target) if yes else None)
+            self.push_screen(
+                ConfirmScreen(f"{target} exists. Overwrite it?"), lambda yes: self._save(target) if yes else None
+            )
         else:
             self._save(target)
 
@@ -374,6 +428,7 @@ class StquantApp(RunActions, App[int]):
             if path:  # relative to the config's folder when inside it, else absolute
                 relative = os.path.relpath(path, self.draft.base_dir)
                 self.query_one(f"#row-{widget_id(key)}", FieldRow).show(path if relative.startswith("..") else relative)
+
         self.push_screen(picker(start), picked)
 
     def action_use_classes(self) -> None:
@@ -412,6 +467,7 @@ class StquantApp(RunActions, App[int]):
             if changes is not None:
                 self.step = "review"
                 self.refresh_review()
+
         self.push_screen(CompareScreen(), adopted)
 
 
@@ -426,7 +482,7 @@ def default_save_path(config_path: str | Path | None, out_path: str | Path | Non
     if not config_path:
         return "stquant_config.yaml", ""
     source = Path(config_path)
-    if any(p.suffix.lower() in MODEL_FILE_SUFFIXES for p in source.resolve().parent.iterdir() if p.is_file()):
+    if any(p.suffix.lower() in MODEL_SUFFIXES for p in source.resolve().parent.iterdir() if p.is_file()):
         proposed = Path.cwd() / source.name
         return str(proposed), f"{source.name} sits beside its model: Save writes a copy in the working directory"
     return str(config_path), ""

@@ -10,11 +10,11 @@ dismisses with a list of the changes. Esc stops a running comparison (asks first
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -28,9 +28,10 @@ from textual.widgets import (
     Select,
     Static,
 )
+from textual.worker import Worker, WorkerState
 
-from engine.boards import BOARDS, find_board
-from engine.comparison import Comparison, Variant
+from engine.footprint.boards import BOARDS, find_board
+from engine.run.comparison import Comparison, Variant
 from stquant_tui.compare_client import (
     CompareFinished,
     CompareProcess,
@@ -52,12 +53,13 @@ from stquant_tui.messages import RunLog, RunProgress, RunStage
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.workers import failure_line, when_attached
 
 
 class CompareScreen(Screen[list[str] | None]):
     """Compare quantization variants of the app's draft; dismisses with the adopted changes (or None)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "compare", "Compare"),
         Binding("a", "adopt", "Adopt variant"),
         Binding("escape", "stop", "Stop"),
@@ -109,8 +111,13 @@ class CompareScreen(Screen[list[str] | None]):
                 yield Input("99", id="compare-target", compact=True, type="number")
                 yield Label(" % agreement   Board ")
                 board = find_board(str(draft.get("benchmarking.board") or ""))
-                yield Select([(name, name) for name in BOARDS], id="compare-board", compact=True,
-                             prompt="(no board)", value=board.name if board else Select.NULL)
+                yield Select(
+                    [(name, name) for name in BOARDS],
+                    id="compare-board",
+                    compact=True,
+                    prompt="(no board)",
+                    value=board.name if board else Select.NULL,
+                )
         with Horizontal(id="compare-status"):
             yield Static("Tick what to vary; ctrl+r compares.", id="compare-stage")
             yield ProgressBar(id="compare-progress", show_eta=False)
@@ -126,7 +133,7 @@ class CompareScreen(Screen[list[str] | None]):
         """Each key -> its ticked values, in the order shown."""
         ticked: dict[str, list[Any]] = {key: [] for key in CHOICES}
         for box in self.query(Checkbox):
-            if box.value:
+            if box.value and box.id is not None:
                 key, value = self.choice_of[box.id]
                 ticked[key].append(value)
         return ticked
@@ -134,7 +141,8 @@ class CompareScreen(Screen[list[str] | None]):
     def update_title(self) -> None:
         model = Path(str(self.app.draft.get("general.model_path") or "?")).name  # type: ignore[attr-defined]
         self.query_one("#compare-title", Static).update(
-            f" Compare variants of {model} · {variant_count(self.choices())} variant(s) · flash, RAM in KiB")
+            f" Compare variants of {model} · {variant_count(self.choices())} variant(s) · flash, RAM in KiB"
+        )
 
     @on(Checkbox.Changed)
     def ticked(self) -> None:
@@ -171,9 +179,15 @@ class CompareScreen(Screen[list[str] | None]):
         board = self.query_one("#compare-board", Select).value
         overrides = ["benchmarking.board=null"] if board is Select.NULL and draft.get("benchmarking.board") else []
         self.config_file = write_temp_config(draft, ".stquant-tui-compare-")
-        self.process = CompareProcess(self.app.engine_cmd, self.config_file, [*overrides, *vary_arguments(choices)],
-                                      target=target, board=None if board is Select.NULL else str(board),
-                                      trust_model=self.app.trust_model)
+        app: Any = self.app  # the StquantApp
+        self.process = CompareProcess(
+            app.engine_cmd,
+            self.config_file,
+            [*overrides, *vary_arguments(choices)],
+            target=target,
+            board=None if board is Select.NULL else str(board),
+            trust_model=app.trust_model,
+        )
         try:
             self.process.start()
         except OSError as exc:
@@ -183,8 +197,13 @@ class CompareScreen(Screen[list[str] | None]):
         self.reset([key for key, values in choices.items() if values], variant_count(choices))
         self.running = True
         process = self.process
-        self.run_worker(lambda: process.read(self.post_message), thread=True, group="compare", exit_on_error=False,
-                        description="engine compare")
+        self.run_worker(
+            lambda: process.read(self.post_message),
+            thread=True,
+            group="compare",
+            exit_on_error=False,
+            description="engine compare",
+        )
 
     def target(self) -> float | None:
         try:
@@ -211,28 +230,45 @@ class CompareScreen(Screen[list[str] | None]):
         for widget in self.query("#compare-options Checkbox, #compare-options Input, #compare-options Select"):
             widget.disabled = locked
 
+    @when_attached
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The thread reading the comparison's events raised: stop the engine and say why (the options unlock)."""
+        if event.state is not WorkerState.ERROR or event.worker.group != "compare" or not self.running:
+            return
+        if self.process is not None:  # SIGINT, then SIGKILL after a grace period: not on the UI thread
+            self.run_worker(self.process.kill, thread=True, group="stop-engine", exit_on_error=False)
+        reason = failure_line(event.worker, self.app.engine_cmd)  # type: ignore[attr-defined]
+        self.post_message(CompareFinished(1, None, f"the wizard could not read the comparison's events ({reason})"))
+
     @on(RunStage)
+    @when_attached
     def stage_started(self, event: RunStage) -> None:
         self.query_one("#compare-stage", Static).update(f"{event.name}  ({len(self.variants)} done)")
 
     @on(RunProgress)
+    @when_attached
     def progressed(self, event: RunProgress) -> None:
         self.query_one("#compare-stage", Static).update(
-            f"{event.stage} {event.done}/{event.total}  ({len(self.variants)} done)")
+            f"{event.stage} {event.done}/{event.total}  ({len(self.variants)} done)"
+        )
 
     @on(RunLog)
+    @when_attached
     def logged(self, event: RunLog) -> None:
         if event.level in ("WARNING", "ERROR"):
             self.query_one("#compare-detail", Static).update(f"{event.level.lower()}: {event.message}")
 
     @on(CompareVariant)
+    @when_attached
     def variant_done(self, event: CompareVariant) -> None:
         self.variants.append(event.variant)
-        self.query_one("#compare-table", DataTable).add_row(*variant_cells(event.variant, self.keys),
-                                                            key=str(event.variant.index))
+        self.query_one("#compare-table", DataTable).add_row(
+            *variant_cells(event.variant, self.keys), key=str(event.variant.index)
+        )
         self.query_one("#compare-progress", ProgressBar).advance(1)
 
     @on(CompareFinished)
+    @when_attached
     def compare_finished(self, event: CompareFinished) -> None:
         self.running, self.finished, self.comparison = False, event, event.comparison
         self.remove_config()
@@ -248,18 +284,24 @@ class CompareScreen(Screen[list[str] | None]):
             stage.update(f"Stopped: {len(self.variants)} variant(s) measured.")
         elif event.exit_code != 0:
             stage.update(f"Failed (exit {event.exit_code}): {event.error}")
-            self.notify(event.error or f"engine exited with {event.exit_code}", title="Compare failed",
-                        severity="error", timeout=10)
+            self.notify(
+                event.error or f"engine exited with {event.exit_code}",
+                title="Compare failed",
+                severity="error",
+                timeout=10,
+            )
         else:
             stage.update(f"Done: {comparison.run_dir if comparison else ''}")
         if comparison is None:
             return
         if comparison.recommended is not None and str(comparison.recommended) in table.rows:
-            table.update_cell(str(comparison.recommended), "index", f"{comparison.recommended}{STAR}",
-                              update_width=True)
+            table.update_cell(
+                str(comparison.recommended), "index", f"{comparison.recommended}{STAR}", update_width=True
+            )
             table.move_cursor(row=table.get_row_index(str(comparison.recommended)))
         self.query_one("#compare-info", Static).update(
-            "\n".join(filter(None, [recommendation_text(comparison), evaluation_text(comparison)])))
+            "\n".join(filter(None, [recommendation_text(comparison), evaluation_text(comparison)]))
+        )
         if table.row_count:
             table.focus()
             self.show_detail()
@@ -320,8 +362,9 @@ class CompareScreen(Screen[list[str] | None]):
 
     def action_stop(self) -> None:
         if self.running:
-            self.app.push_screen(ConfirmScreen("Stop the comparison? Variants measured so far stay in the table."),
-                                 self._stop)
+            self.app.push_screen(
+                ConfirmScreen("Stop the comparison? Variants measured so far stay in the table."), self._stop
+            )
 
     def _stop(self, yes: bool | None) -> None:
         if yes and self.process is not None and self.running:

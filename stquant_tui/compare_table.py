@@ -1,6 +1,6 @@
 """What the Compare screen offers and shows: the choices to vary, the table's cells and its two text lines.
 
-Pure functions of the engine's typed `engine.comparison` models (no widgets). Settings are abbreviated
+Pure functions of the engine's typed `engine.run.comparison` models (no widgets). Settings are abbreviated
 and sizes are given without their unit in the column titles so that the table fits 80 columns with
 every offered key varied.
 """
@@ -12,22 +12,37 @@ from typing import Any
 
 from rich.text import Text
 
-from engine.comparison import Comparison, Variant
+from engine.run.comparison import Comparison, Variant
 
 # key -> (label on the screen, table column, [(value, shown), ...])
 CHOICES: dict[str, tuple[str, str, list[tuple[Any, str]]]] = {
-    "quantization.granularity": ("Granularity", "gran.", [("per_channel", "per_channel"),
-                                                          ("per_tensor", "per_tensor")]),
+    "quantization.granularity": (
+        "Granularity",
+        "gran.",
+        [("per_channel", "per_channel"), ("per_tensor", "per_tensor")],
+    ),
     "quantization.optimize": ("Optimize", "opt.", [(False, "off"), (True, "on")]),
-    "quantization.quantization_input_type": ("Input type", "input", [("uint8", "uint8"), ("int8", "int8"),
-                                                                     ("float", "float")]),
+    "quantization.quantization_input_type": (
+        "Input type",
+        "input",
+        [("uint8", "uint8"), ("int8", "int8"), ("float", "float")],
+    ),
     "quantization.quantizer": ("Quantizer", "quant.", [("TFlite_converter", "TFLite"), ("Onnx_quantizer", "ONNX")]),
 }
-DEFAULT_TICKS = {("quantization.granularity", "per_channel"), ("quantization.granularity", "per_tensor"),
-                 ("quantization.quantization_input_type", "uint8"), ("quantization.quantization_input_type", "int8")}
+DEFAULT_TICKS = {
+    ("quantization.granularity", "per_channel"),
+    ("quantization.granularity", "per_tensor"),
+    ("quantization.quantization_input_type", "uint8"),
+    ("quantization.quantization_input_type", "int8"),
+}
 SHORT = {"per_channel": "channel", "per_tensor": "tensor", "TFlite_converter": "TFLite", "Onnx_quantizer": "ONNX"}
-FIGURES = (("acc %", "accuracy"), ("agr %", "agreement"), ("flash", "weights_flash_kib"),  # KiB (the title says)
-           ("RAM", "activation_ram_kib"), ("ms", "estimated_inference_ms"))
+FIGURES = (
+    ("acc %", "accuracy"),
+    ("agr %", "agreement"),
+    ("flash", "weights_flash_kib"),  # KiB (the title says)
+    ("RAM", "activation_ram_kib"),
+    ("ms", "estimated_inference_ms"),
+)
 STAR = "★"
 
 
@@ -59,15 +74,16 @@ def variant_cells(variant: Variant, keys: list[str]) -> list[str | Text]:
 
 def settings_text(variant: Variant) -> str:
     """The variant's settings, full values, shortest key names (e.g. `input_type=int8`)."""
-    return ", ".join(f"{key.split('.')[-1].removeprefix('quantization_')}={value}"
-                     for key, value in variant.settings.items())
+    return ", ".join(
+        f"{key.split('.')[-1].removeprefix('quantization_')}={value}" for key, value in variant.settings.items()
+    )
 
 
 def recommendation_text(comparison: Comparison) -> str:
     """Why the starred variant (the engine's own line when none is recommended)."""
     if comparison.recommended is None:
         return comparison.recommendation
-    return (f"{STAR} recommended: agreement ≥ {comparison.target_agreement:g} %, then the least RAM, flash, time")
+    return f"{STAR} recommended: agreement ≥ {comparison.target_agreement:g} %, then the least RAM, flash, time"
 
 
 def evaluation_text(comparison: Comparison) -> str:
@@ -77,5 +93,4 @@ def evaluation_text(comparison: Comparison) -> str:
     where = "test_path" if comparison.evaluation_set == "test_set" else "held-out"
     floats = "" if comparison.float_accuracy is None else f" (float {comparison.float_accuracy:.2f} %)"
     board = f" · on {comparison.board}" if comparison.board else ""
-    return (f"{comparison.evaluation_images} {where} images{floats} · "
-            f"{comparison.calibration_images} calibration{board}")
+    return f"{comparison.evaluation_images} {where} images{floats} · {comparison.calibration_images} calibration{board}"

@@ -3,7 +3,7 @@
 The draft keeps the YAML exactly as loaded (ruamel.yaml round trip: untouched keys such as `training:`,
 comments, blank lines, quoting and flow style survive a save, and an edit changes only its own line) and
 stores what the user typed in the form the YAML had (`1/127.5` stays a string). All rules come from
-`engine.config`; nothing here decides what is valid.
+`engine.config.schema`; nothing here decides what is valid.
 """
 
 from __future__ import annotations
@@ -17,15 +17,22 @@ from typing import Any
 
 import yaml
 
-from engine import config as schema
-from engine.atomic import write_text_atomic
-from engine.yaml_source import read_yaml
+from engine.common.atomic import write_text_atomic
+from engine.config import schema
+from engine.config.keys import delete_key, get_key, set_key
+from engine.config.yaml_source import read_yaml
+from engine.demo import QUICK_START, SAMPLES
 from stquant_tui import yaml_roundtrip
 
 STEPS = ("dataset", "preprocessing", "model", "quantization", "review", "run", "summary")
 STEP_TITLES = {
-    "dataset": "Dataset", "preprocessing": "Preprocess", "model": "Model", "quantization": "Quantize",
-    "review": "Review", "run": "Run", "summary": "Summary",
+    "dataset": "Dataset",
+    "preprocessing": "Preprocess",
+    "model": "Model",
+    "quantization": "Quantize",
+    "review": "Review",
+    "run": "Run",
+    "summary": "Summary",
 }
 
 # Which step shows a key (longest matching prefix wins); anything else is shown on Review only.
@@ -39,8 +46,14 @@ KEY_STEPS = {
     "benchmarking": "quantization",
 }
 
-PATH_KEYS = ("general.model_path", "dataset.training_path", "dataset.validation_path", "dataset.test_path",
-             "dataset.quantization_path", "dataset.prediction_path")
+PATH_KEYS = (
+    "general.model_path",
+    "dataset.training_path",
+    "dataset.validation_path",
+    "dataset.test_path",
+    "dataset.quantization_path",
+    "dataset.prediction_path",
+)
 
 DEMO_CONFIG = Path("sample_configs") / "quantization_config.yaml"
 
@@ -86,9 +99,10 @@ def widget_id(key: str) -> str:
 
 
 def find_demo_config(cwd: Path | None = None) -> Path | None:
-    """`sample_configs/quantization_config.yaml` from the cwd, else from the repo beside this package."""
-    for base in (cwd or Path.cwd(), Path(__file__).resolve().parents[1]):
-        candidate = base / DEMO_CONFIG
+    """`sample_configs/quantization_config.yaml` from the cwd, else from the repo beside this package, else the
+    copy installed with the package (`engine.demo`; Save then proposes a new file in the working directory)."""
+    repository = Path(__file__).resolve().parents[1]
+    for candidate in ((cwd or Path.cwd()) / DEMO_CONFIG, repository / DEMO_CONFIG, SAMPLES / QUICK_START):
         if candidate.is_file():
             return candidate
     return None
@@ -104,13 +118,14 @@ class Draft:
         self._text_dump = yaml_roundtrip.dump(self.data) if text is not None else ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "Draft":
-        """Read a config file as it is written (raises engine InputError/ConfigError if unreadable)."""
+    def load(cls, path: str | Path) -> Draft:
+        """Read a config file as it is written (raises engine InputError/ConfigError if unreadable or if
+        the round-trip parser refuses it: one line naming the file, the line and the key)."""
         read_yaml(Path(path))  # the engine's errors (file:line) for an unreadable or malformed file
         text = Path(path).read_text(encoding="utf-8")
-        return cls(yaml_roundtrip.load(text), Path(path), text)
+        return cls(yaml_roundtrip.load(text, str(path)), Path(path), text)
 
-    def copy(self) -> "Draft":
+    def copy(self) -> Draft:
         """An independent draft with the same data, file and original text."""
         twin = Draft(self.data, self.path)
         twin._text, twin._text_dump = self._text, self._text_dump
@@ -118,29 +133,15 @@ class Draft:
 
     # -- keys
     def get(self, key: str, default: Any = None) -> Any:
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        return get_key(self.data, key, default)
 
     def set(self, key: str, value: Any) -> None:
         """Set a key, creating sections as needed (an explicit None is kept: it may have been written)."""
-        parts = key.split(".")
-        node = self.data
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = yaml_roundtrip.like(node.get(parts[-1]), value)
+        set_key(self.data, key, yaml_roundtrip.like(self.get(key), value))
 
     def delete(self, key: str) -> None:
         """Remove a key (so the schema default applies); empty sections stay."""
-        parent, _, name = key.rpartition(".")
-        node = self.get(parent) if parent else self.data
-        if isinstance(node, dict):
-            node.pop(name, None)
+        delete_key(self.data, key)
 
     # -- whole config
     def problems(self) -> list[schema.Problem]:
@@ -194,7 +195,7 @@ class Draft:
     def resolve(self, value: str) -> Path:
         """A path from the config, resolved by the engine's own rule (cwd first, then the config folder)."""
         config = schema.Config.model_construct()
-        config._base_dir = self.base_dir
+        config._base_dir = self.base_dir  # noqa: SLF001 - the engine's own path rule, on a bare Config
         return config.resolve_path(value)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from engine.run_summary import RunSummary
+from engine.run.summary import RunSummary
 
 if TYPE_CHECKING:
     from stquant_tui.verdict import Verdict
@@ -79,7 +79,7 @@ class DatasetScanned(Message):
     names: list[str] | None = None
     """`dataset.class_names` when scanned."""
     engine_says: list[str] = field(default_factory=list)
-    """What `engine.dataset.scan` (the run's own check) reports: its error, or its warnings."""
+    """What `engine.data.dataset.scan` (the run's own check) reports: its error, or its warnings."""
 
 
 @dataclass

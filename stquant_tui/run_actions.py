@@ -7,25 +7,58 @@ A mixin of `StquantApp` (kept apart so app.py stays short); it uses the app's dr
 
 from __future__ import annotations
 
-from textual.widgets import Button
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from engine.config import RUNNABLE_MODES
-from stquant_tui.engine_client import RunProcess
+from textual.widgets import Button
+from textual.worker import Worker
+
+from engine.config.schema import RUNNABLE_MODES
+from stquant_tui.engine_client import RunProcess, stop_children
 from stquant_tui.messages import RunFinished
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
+from stquant_tui.workers import failure_line
+
+if TYPE_CHECKING:  # for mypy, the mixin is the app it is mixed into (`StquantApp`), as declared below
+    from textual.app import App
+
+    from stquant_tui.draft import Draft
+    from stquant_tui.verdict import Verdict
+
+    _AppBase = App[int]
+else:
+    _AppBase = object
 
 INTERRUPTED = 130
 
 
-class RunActions:
+class RunActions(_AppBase):
     """Run, cancel, quit and finish handling for the app."""
+
+    if TYPE_CHECKING:  # what it uses of StquantApp
+        step: str
+        running: bool
+        draft: Draft
+        engine_cmd: list[str]
+        verdict: Verdict | None
+        _checked: str
+        process: RunProcess | None
+        run_config: Path | None
+        last_run: RunFinished | None
+
+        @property
+        def trust_model(self) -> bool: ...
+        def refresh_review(self) -> int: ...
+        def check_key(self) -> str: ...
+        def step_widget(self, name: str) -> Any: ...
 
     def action_run(self) -> None:
         if self.running:
             return
-        if self.refresh_review() or (self.verdict is not None and not self.verdict.ok
-                                     and self._checked == self.check_key()):
+        if self.refresh_review() or (
+            self.verdict is not None and not self.verdict.ok and self._checked == self.check_key()
+        ):
             self.step = "review"
             self.notify("stquant validate refuses this config: fix the problems listed first.", severity="error")
             return
@@ -47,8 +80,24 @@ class RunActions:
         self.step = "run"
         self.query_one("#back", Button).disabled = True
         process = self.process
-        self.run_worker(lambda: process.read(run_step.post_message), thread=True, group="run",
-                        exit_on_error=False, description="engine run")
+        self.run_worker(
+            lambda: process.read(run_step.post_message),
+            thread=True,
+            group="run",
+            exit_on_error=False,
+            description="engine run",
+        )
+
+    def run_reader_failed(self, worker: Worker[None]) -> None:
+        """The thread reading the run's events raised: stop the engine, say why on the Run step, re-enable Back."""
+        if not self.running:
+            return
+        if self.process is not None:  # SIGINT, then SIGKILL after a grace period: not on the UI thread
+            self.run_worker(
+                self.process.kill, thread=True, group="stop-engine", exit_on_error=False, description="stop the engine"
+            )
+        reason = f"the wizard could not read the run's events ({failure_line(worker, self.engine_cmd)}); engine stopped"
+        self.step_widget("run").post_message(RunFinished(1, error=reason))
 
     def _remove_run_config(self) -> None:
         if self.run_config is not None:
@@ -86,6 +135,7 @@ class RunActions:
             if yes:
                 self.stop_engine()
                 self.exit()
+
         self.push_screen(ConfirmScreen("A run is in progress. Stop it and quit?"), answered)
 
     def stop_engine(self) -> None:
@@ -101,3 +151,4 @@ class RunActions:
 
     def on_unmount(self) -> None:
         self.stop_engine()
+        stop_children()  # a validate or inspect still running: its thread ends now, so quitting never waits on it

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import Problem
+from engine.config.schema import Problem
 from stquant_tui.draft import Draft
 from stquant_tui.engine_client import validate_file
 
+VALIDATE_TIMEOUT = 60.0  # seconds `stquant validate` may take before the wizard says it did not answer
 _KEY = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)*): ")
 
 
@@ -45,11 +46,15 @@ def write_temp_config(draft: Draft, prefix: str) -> Path:
     return Path(name)
 
 
-def check_draft(engine_cmd: Sequence[str], draft: Draft, trust_model: bool = False) -> Verdict:
-    """Run `stquant validate` on the draft's text; its file name is shown as the draft's own."""
+def check_draft(
+    engine_cmd: Sequence[str], draft: Draft, trust_model: bool = False, timeout: float = VALIDATE_TIMEOUT
+) -> Verdict:
+    """Run `stquant validate` on the draft's text; its file name is shown as the draft's own.
+
+    Raises OSError if the engine command cannot start, subprocess.TimeoutExpired after `timeout` seconds."""
     temp = write_temp_config(draft, ".stquant-tui-check-")
     try:
-        code, lines = validate_file(engine_cmd, temp, trust_model=trust_model)
+        code, lines = validate_file(engine_cmd, temp, timeout=timeout, trust_model=trust_model)
     finally:
         temp.unlink(missing_ok=True)
     shown = str(draft.path or "<new config>")
@@ -67,9 +72,9 @@ def parse_lines(code: int, lines: list[str], name: str) -> Verdict:
         where = ""
         match = re.match(rf"^({re.escape(name)}(?::\d+)?|command line: override '[^']*'): ", text)
         if match:
-            where, text = match.group(1), text[match.end():]
+            where, text = match.group(1), text[match.end() :]
         key = _KEY.match(text)
-        problems.append(Problem(key.group(1), text[key.end():], where) if key else Problem("", text, where))
+        problems.append(Problem(key.group(1), text[key.end() :], where) if key else Problem("", text, where))
     if code != 0 and not problems:
         problems.append(Problem("", f"stquant validate exited with {code}"))
     return Verdict(code, problems, warnings)

@@ -19,7 +19,7 @@ class ArrayCalibration:
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.total, batch_size):
-            yield self.images[start:start + batch_size]
+            yield self.images[start : start + batch_size]
 
 
 class PhotoCalibration:
@@ -33,7 +33,7 @@ class PhotoCalibration:
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.total, batch_size):
-            yield np.stack([load_photo(f, self.size) for f in self.files[start:start + batch_size]])
+            yield np.stack([load_photo(f, self.size) for f in self.files[start : start + batch_size]])
 
 
 def load_photo(path: Path, size: int = FLOWERS_SIZE) -> np.ndarray:
@@ -69,7 +69,13 @@ def save_tiny_keras_model(path: Path, size: int = 16, classes: int = 4) -> Path:
     bn = model.layers[2]
     rng = np.random.default_rng(1)
     gamma, beta, mean, var = bn.get_weights()
-    bn.set_weights([gamma * rng.uniform(0.5, 2, 8), beta + rng.normal(0, 0.2, 8), mean + rng.normal(0, 0.1, 8),
-                    var * rng.uniform(0.5, 2, 8)])
+    bn.set_weights(
+        [
+            gamma * rng.uniform(0.5, 2, 8),
+            beta + rng.normal(0, 0.2, 8),
+            mean + rng.normal(0, 0.1, 8),
+            var * rng.uniform(0.5, 2, 8),
+        ]
+    )
     model.save(path)
     return path

@@ -1,17 +1,25 @@
 """`stquant compare`: variants from one decode and one statistics pass, equal to separate runs; errors; protocol."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from engine.compare import recommend
-from engine.comparison import Comparison, Variant
-from tests.conftest import DEMO
+from engine.run.compare import recommend
+from engine.run.comparison import Comparison, Variant
+from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import assert_one_error, demo_config, run_cli, write
 
-VARY = ["--vary", "quantization.granularity=per_channel,per_tensor",
-        "--vary", "quantization.quantization_input_type=uint8,int8"]
+VARY = [
+    "--vary",
+    "quantization.granularity=per_channel,per_tensor",
+    "--vary",
+    "quantization.quantization_input_type=uint8,int8",
+]
 
 
 def _compare(capsys, config, *extra):
@@ -30,20 +38,35 @@ def test_table_equals_separate_runs_of_each_variant(tmp_path, capsys):
     assert comparison["evaluation_images"] == 300 and comparison["calibration_images"] == 120
     variants = comparison["variants"]
     assert [v["name"] for v in variants] == [
-        "granularity=per_channel, quantization_input_type=uint8", "granularity=per_channel, quantization_input_type=int8",
-        "granularity=per_tensor, quantization_input_type=uint8", "granularity=per_tensor, quantization_input_type=int8"]
+        "granularity=per_channel, quantization_input_type=uint8",
+        "granularity=per_channel, quantization_input_type=int8",
+        "granularity=per_tensor, quantization_input_type=uint8",
+        "granularity=per_tensor, quantization_input_type=int8",
+    ]
     assert [v["statistics"] for v in variants] == ["computed", "cache", "cache", "cache"]  # one statistics pass
     for variant in variants:
         overrides = [f"{key}={value}" for key, value in variant["settings"].items()]
-        code, run_out, err = run_cli(capsys, "run", config, "operation_mode=chain_eqe", *overrides,
-                                     "--progress", "none", "--no-cache", "benchmarking.board=STM32H747I-DISCO")
+        code, run_out, err = run_cli(
+            capsys,
+            "run",
+            config,
+            "operation_mode=chain_eqe",
+            *overrides,
+            "--progress",
+            "none",
+            "--no-cache",
+            "benchmarking.board=STM32H747I-DISCO",
+        )
         assert code == 0, err
         summary = json.loads((Path(run_out.strip().splitlines()[-1]) / "run_summary.json").read_text())
         accuracy, footprint = summary["accuracy"], summary["footprint"]
         assert (variant["accuracy"], variant["agreement"]) == (accuracy["quantized"], accuracy["agreement"]), variant
         assert comparison["float_accuracy"] == accuracy["float"]
-        assert (variant["weights_flash_kib"], variant["activation_ram_kib"], variant["estimated_inference_ms"]) == \
-            (footprint["weights_flash_kib"], footprint["activation_ram_kib"], footprint["estimated_inference_ms"])
+        assert (variant["weights_flash_kib"], variant["activation_ram_kib"], variant["estimated_inference_ms"]) == (
+            footprint["weights_flash_kib"],
+            footprint["activation_ram_kib"],
+            footprint["estimated_inference_ms"],
+        )
         assert variant["estimated_inference_ms"] > 0
         assert Path(variant["quantized_model"]).read_bytes() == Path(summary["quantized_model"]).read_bytes()
     assert comparison["recommended"] is not None and "recommended: variant" in out
@@ -62,15 +85,23 @@ def test_without_test_path_measures_on_held_out_quantization_images(tmp_path, ca
 def test_variants_that_differ_only_in_input_type_share_the_optimized_model(tmp_path, capsys):
     """per_tensor + optimize: the second variant reuses the first's optimized model and statistics, and its
     model is byte-identical to a separate run's."""
-    config = write(tmp_path, demo_config(tmp_path, quantization__granularity="per_tensor",
-                                         quantization__optimize=True))
-    code, out, err = run_cli(capsys, "compare", config, "--vary", "quantization.quantization_input_type=uint8,int8",
-                             "--no-cache", "--progress", "none")
+    config = write(tmp_path, demo_config(tmp_path, quantization__granularity="per_tensor", quantization__optimize=True))
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        config,
+        "--vary",
+        "quantization.quantization_input_type=uint8,int8",
+        "--no-cache",
+        "--progress",
+        "none",
+    )
     assert code == 0, err
     variants = json.loads((Path(out.strip().splitlines()[-1]) / "comparison.json").read_text())["variants"]
     assert [v["statistics"] for v in variants] == ["computed", "cache"]
-    code, run_out, err = run_cli(capsys, "run", config, "quantization.quantization_input_type=int8",
-                                 "--progress", "none", "--no-cache")
+    code, run_out, err = run_cli(
+        capsys, "run", config, "quantization.quantization_input_type=int8", "--progress", "none", "--no-cache"
+    )
     assert code == 0, err
     summary = json.loads((Path(run_out.strip().splitlines()[-1]) / "run_summary.json").read_text())
     assert summary["optimization"]["pairs_equalized"]
@@ -78,8 +109,15 @@ def test_variants_that_differ_only_in_input_type_share_the_optimized_model(tmp_p
 
 
 def test_jsonl_events_per_variant(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "compare", write(tmp_path, demo_config(tmp_path)), "--vary",
-                             "quantization.granularity=per_channel,per_tensor", "--progress", "jsonl")
+    code, out, err = run_cli(
+        capsys,
+        "compare",
+        write(tmp_path, demo_config(tmp_path)),
+        "--vary",
+        "quantization.granularity=per_channel,per_tensor",
+        "--progress",
+        "jsonl",
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     events = [json.loads(line) for line in lines[:-1]]
@@ -90,11 +128,14 @@ def test_jsonl_events_per_variant(tmp_path, capsys):
     assert Comparison.model_validate(final["comparison"]).run_dir == lines[-1]
 
 
-@pytest.mark.parametrize(("vary", "fragment"), [
-    ("dataset.seed=1,2", "--vary dataset.seed: not a key a variant may vary"),
-    ("quantization.granularity", "--vary quantization.granularity: expected KEY=V1,V2"),
-    ("quantization.granularity=per_channel,per_layer", "quantization.granularity"),
-])
+@pytest.mark.parametrize(
+    ("vary", "fragment"),
+    [
+        ("dataset.seed=1,2", "--vary dataset.seed: not a key a variant may vary"),
+        ("quantization.granularity", "--vary quantization.granularity: expected KEY=V1,V2"),
+        ("quantization.granularity=per_channel,per_layer", "quantization.granularity"),
+    ],
+)
 def test_bad_vary_is_exit_2_naming_the_key(tmp_path, capsys, vary, fragment):
     assert_one_error(capsys, ["compare", write(tmp_path, demo_config(tmp_path)), "--vary", vary], 2, fragment)
 
@@ -113,14 +154,32 @@ def test_schema_of_the_comparison(capsys):
 
 
 def _variant(index, agreement, ram, flash, ms=None):
-    return Variant(index=index, name=str(index), settings={}, status="ok", agreement=agreement, meets_target=agreement >= 99,
-                   activation_ram_kib=ram, weights_flash_kib=flash, estimated_inference_ms=ms)
+    return Variant(
+        index=index,
+        name=str(index),
+        settings={},
+        status="ok",
+        agreement=agreement,
+        meets_target=agreement >= 99,
+        activation_ram_kib=ram,
+        weights_flash_kib=flash,
+        estimated_inference_ms=ms,
+    )
 
 
 def test_recommendation_order():
-    comparison = Comparison(run_dir="r", model="m", varied={}, target_agreement=99.0, variants=[
-        _variant(0, 99.5, 240, 400, 30), _variant(1, 98.0, 120, 300), _variant(2, 99.2, 240, 390, 31),
-        _variant(3, 99.9, 240, 390, 29)])
+    comparison = Comparison(
+        run_dir="r",
+        model="m",
+        varied={},
+        target_agreement=99.0,
+        variants=[
+            _variant(0, 99.5, 240, 400, 30),
+            _variant(1, 98.0, 120, 300),
+            _variant(2, 99.2, 240, 390, 31),
+            _variant(3, 99.9, 240, 390, 29),
+        ],
+    )
     recommend(comparison)
     assert comparison.recommended == 3  # variant 1 misses the target; then RAM, flash, time
     comparison.target_agreement = 100.0
@@ -128,3 +187,51 @@ def test_recommendation_order():
         v.meets_target = False
     recommend(comparison)
     assert comparison.recommended is None and "best is variant 3" in comparison.recommendation
+
+
+# signal, stage at which it is sent, stages at which it may land (the next starts before the signal arrives)
+COMPARE_INTERRUPTS = [
+    (signal.SIGTERM, "load_model", ("load_model", "decode_images", "variant_0")),
+    (signal.SIGINT, "variant_1", ("variant_1", "evaluate_variant_1", "variant_2")),
+]
+
+
+@pytest.mark.parametrize(
+    ("number", "stage", "landed"), COMPARE_INTERRUPTS, ids=[f"{n.name}-{s}" for n, s, _ in COMPARE_INTERRUPTS]
+)
+def test_interrupted_compare_writes_its_comparison_and_exits_130(tmp_path, number, stage, landed):
+    run_dir = tmp_path / "compare"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "compare",
+            write(tmp_path, demo_config(tmp_path)),
+            *VARY,
+            "--progress",
+            "jsonl",
+            "--output-dir",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    for line in proc.stdout:
+        if json.loads(line) == {"event": "stage", "name": stage}:
+            proc.send_signal(number)
+            break
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-1] == {"event": "error", "message": "interrupted: no partial model was kept", "exit_code": 130}
+    written = json.loads((run_dir / "comparison.json").read_text())
+    assert events[-2] == {"event": "comparison", "comparison": written}
+    assert written["status"] == "interrupted" and written["error"] == "interrupted: no partial model was kept"
+    assert written["failed_stage"] in landed, written["failed_stage"]
+    assert len(written["variants"]) < 4 and (run_dir / "comparison.md").exists()
+    assert not list(run_dir.rglob("*.part"))

@@ -4,7 +4,9 @@ import os
 
 import pytest
 
-from engine.config import (
+from engine.common.errors import ConfigError
+from engine.config.expressions import ExpressionError, evaluate
+from engine.config.schema import (
     check,
     choices,
     dump_config,
@@ -13,8 +15,6 @@ from engine.config import (
     to_data,
     validate_field,
 )
-from engine.errors import ConfigError
-from engine.expressions import ExpressionError, evaluate
 from tests.conftest import ROOT
 
 TUTORIAL = """\
@@ -133,7 +133,9 @@ def test_yaml_syntax_error_names_line():
 
 
 def test_overrides():
-    config = load_config_text(TUTORIAL, overrides=["quantization.granularity=per_tensor", "dataset.quantization_split=0.25"])
+    config = load_config_text(
+        TUTORIAL, overrides=["quantization.granularity=per_tensor", "dataset.quantization_split=0.25"]
+    )
     assert config.quantization.granularity == "per_tensor"
     assert config.dataset.quantization_split == 0.25
     (problem,) = errors_of(TUTORIAL, ["quantization.granulrity=per_tensor"])
@@ -141,7 +143,9 @@ def test_overrides():
 
 
 def test_v4_dialect_renames():
-    text = TUTORIAL.replace("general:\n   model_path:", "model:\n   model_path:").replace("name: flowers", "dataset_name: flowers")
+    text = TUTORIAL.replace("general:\n   model_path:", "model:\n   model_path:").replace(
+        "name: flowers", "dataset_name: flowers"
+    )
     config = load_config_text(text)
     assert config.general.model_path.endswith("mobilenet_v2_0.35_128_fft.h5")
     assert config.dataset.name == "flowers"
@@ -156,9 +160,17 @@ def test_reference_strings_and_case():
 
 
 def test_mode_requirements():
-    problems = [str(p) for p in check({"operation_mode": "chain_eqe", "general": {"model_path": "m.onnx"},
-                                       "preprocessing": {"rescaling": {"scale": 1, "offset": 0}},
-                                       "quantization": {"quantizer": "TFlite_converter"}})]
+    problems = [
+        str(p)
+        for p in check(
+            {
+                "operation_mode": "chain_eqe",
+                "general": {"model_path": "m.onnx"},
+                "preprocessing": {"rescaling": {"scale": 1, "offset": 0}},
+                "quantization": {"quantizer": "TFlite_converter"},
+            }
+        )
+    ]
     assert any("quantization.quantizer: TFlite_converter cannot quantize an .onnx model" in p for p in problems)
     assert any("dataset: operation_mode chain_eqe needs one of test_path" in p for p in problems)
 
@@ -188,5 +200,7 @@ def test_run_dir_uses_now(tmp_path):
 
 def test_benchmarking_a_keras_model_points_to_chain_qb():
     problems = [str(p) for p in check({"operation_mode": "benchmarking", "general": {"model_path": "m.h5"}})]
-    assert problems == ["<config>: general.model_path: benchmarking estimates the footprint of a .tflite or .onnx "
-                        "model; quantize the Keras model first (chain_qb does both)"]
+    assert problems == [
+        "<config>: general.model_path: benchmarking estimates the footprint of a .tflite or .onnx "
+        "model; quantize the Keras model first (chain_qb does both)"
+    ]

@@ -9,14 +9,14 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from engine.errors import EngineError
-from engine.evaluate import (
+from engine.common.errors import EngineError
+from engine.evaluation.accuracy import (
     agreement,
     confusion_table,
     evaluate,
     save_confusion_png,
 )
-from engine.predictors import load_predictor, onnx_int8_saturation_warning
+from engine.evaluation.predictors import load_predictor, onnx_int8_saturation_warning
 
 CLASSES = ["apple", "banana", "cherry", "date"]
 LABELS = [0, 0, 0, 1, 1, 2]
@@ -77,7 +77,7 @@ def test_class_count_mismatch_is_reported(tmp_path):
     predictor = load_predictor(_mean_pixel_classifier(tmp_path / "three.onnx", 3))
     with pytest.raises(EngineError, match="outputs 3 classes but the dataset has 4 class names"):
         evaluate(predictor, _images([0, 1], 3), [0, 1], CLASSES)
-    with pytest.raises(EngineError, match="labels must lie in 0..2"):
+    with pytest.raises(EngineError, match=r"labels must lie in 0..2"):
         evaluate(predictor, _images([0, 1], 3), [0, 3], CLASSES[:3])
 
 

@@ -19,42 +19,118 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import config as schema
 from engine.cli import main
-from engine.errors import StquantError
+from engine.common.errors import StquantError
+from engine.config import schema
+from engine.config.keys import delete_key, set_key
 from stquant_tui.draft import Draft
 from tests.conftest import DEMO, ROOT
 
 SEED = 20261130
-CASES = 5000
+CASES = int(os.environ.get("STQUANT_FUZZ_CASES", "1500"))  # more locally: STQUANT_FUZZ_CASES=20000
 MAX_LINES = 8
 BASES = sorted((ROOT / "sample_configs").glob("*.yaml"))
 
 INTS = [0, 1, -1, 2, 13, 17, 18, 19, 123, 2**31, 2**32 - 1, 2**32, 2**63, 10**30, -(10**30)]
 FLOATS = [0.0, -0.5, 0.4, 1.0, 1.5, 1e-300, 1e300, float("inf"), float("-inf"), float("nan")]
 STRINGS = [
-    "", " ", "None", "null", "True", "false", "1/127.5", "-1", "(128, 128, 3)", "(1e300)**2", "9**9**9**9",
-    "((10**64)**64)**64", "1e400", "inf", "nan", "-(" * 30 + "1" + ")" * 30, "2**-2000", "(-8)**0.5",
-    "__import__('os').system('true')", "x" * 5000, "a\0b", "\ud800", "~nosuchuser/x", "~root/x", "~", "/",
-    "/dev/null", "/proc/self/mem", "../" * 40, "${STQUANT_UNSET_VARIABLE}", "${HOME}", "${now:%Y}", "${now:\0}",
-    "%s%n", "\n\n", "é/日本/🙂", "a" * 300 + "/b", "demo/digits", "demo/digits_cnn.h5", "demo/digits/digit_0",
-    "demo/digits/digit_0/0030.png", "quantization", "chain_eqe", "quantizaton", "training", "per_tensor",
-    "Onnx_quantizer", "tflite_converter", "uint8", "nearest", "lanczos5", "crop", "grayscale", "rgba",
-    "NUCLEO-F401RE", "no-such-board", "entropy", "calib_moving_average", "http://example.com/m.h5",
+    "",
+    " ",
+    "None",
+    "null",
+    "True",
+    "false",
+    "1/127.5",
+    "-1",
+    "(128, 128, 3)",
+    "(1e300)**2",
+    "9**9**9**9",
+    "((10**64)**64)**64",
+    "1e400",
+    "inf",
+    "nan",
+    "-(" * 30 + "1" + ")" * 30,
+    "2**-2000",
+    "(-8)**0.5",
+    "__import__('os').system('true')",
+    "x" * 5000,
+    "a\0b",
+    "\ud800",
+    "~nosuchuser/x",
+    "~root/x",
+    "~",
+    "/",
+    "/dev/null",
+    "/proc/self/mem",
+    "../" * 40,
+    "${STQUANT_UNSET_VARIABLE}",
+    "${HOME}",
+    "${now:%Y}",
+    "${now:\0}",
+    "%s%n",
+    "\n\n",
+    "é/日本/🙂",
+    "a" * 300 + "/b",
+    "demo/digits",
+    "demo/digits_cnn.h5",
+    "demo/digits/digit_0",
+    "demo/digits/digit_0/0030.png",
+    "quantization",
+    "chain_eqe",
+    "quantizaton",
+    "training",
+    "per_tensor",
+    "Onnx_quantizer",
+    "tflite_converter",
+    "uint8",
+    "nearest",
+    "lanczos5",
+    "crop",
+    "grayscale",
+    "rgba",
+    "NUCLEO-F401RE",
+    "no-such-board",
+    "entropy",
+    "calib_moving_average",
+    "http://example.com/m.h5",
 ]
 LISTS = [[], [1, 2], ["a", "a"], ["digit_0"], [f"digit_{k}" for k in range(10)], [[[]]], [None], ["x" * 400]]
 DICTS = [{}, {"a": 1}, {"scale": 1, "offset": 0}, {"dir": "x"}, {"": None}]
 JUNK_OVERRIDES = [
-    "=", "==", "x", "=3", ".=1", "a..b=1", "+general.model_path=", "general=5", "general.model_path",
-    "dataset.seed=-1", "dataset.seed=x", "dataset.seed=1e400", "operation_mode=quantizaton", "nope.key=1",
-    "preprocessing.rescaling.scale=(1e300)**2", "preprocessing.rescaling.scale=.nan", "dataset.class_names=[a,a]",
-    "x=&a [*a]", "x=!!python/object/apply:os.system [true]", "general.model_path=" + "a" * 5000,
-    "dataset.quantization_path=~nosuchuser/x", "hydra.run.dir=\0", "quantization.target_opset=9",
-    "dataset.test_path=demo/digits", "general.global_seed=99", "dataset.classes_file_path=x.txt",
-    "x=[" * 30, "x=" + "[" * 2000, "evaluation.target=stedgeai_host", "operation_mode=chain_eqe",
+    "=",
+    "==",
+    "x",
+    "=3",
+    ".=1",
+    "a..b=1",
+    "+general.model_path=",
+    "general=5",
+    "general.model_path",
+    "dataset.seed=-1",
+    "dataset.seed=x",
+    "dataset.seed=1e400",
+    "operation_mode=quantizaton",
+    "nope.key=1",
+    "preprocessing.rescaling.scale=(1e300)**2",
+    "preprocessing.rescaling.scale=.nan",
+    "dataset.class_names=[a,a]",
+    "x=&a [*a]",
+    "x=!!python/object/apply:os.system [true]",
+    "general.model_path=" + "a" * 5000,
+    "dataset.quantization_path=~nosuchuser/x",
+    "hydra.run.dir=\0",
+    "quantization.target_opset=9",
+    "dataset.test_path=demo/digits",
+    "general.global_seed=99",
+    "dataset.classes_file_path=x.txt",
+    "x=[" * 30,
+    "x=" + "[" * 2000,
+    "evaluation.target=stedgeai_host",
+    "operation_mode=chain_eqe",
 ]
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+)
 
 
 def schema_keys() -> list[str]:
@@ -79,9 +155,9 @@ KEYS = schema_keys()
 def random_value(rng: random.Random):
     kind = rng.choice(["int", "float", "str", "str", "bool", "none", "list", "dict"])
     if kind == "int":
-        return rng.choice(INTS + [rng.randint(-(2**40), 2**40)])
+        return rng.choice([*INTS, rng.randint(-(2**40), 2**40)])
     if kind == "float":
-        return rng.choice(FLOATS + [rng.uniform(-2, 2)])
+        return rng.choice([*FLOATS, rng.uniform(-2, 2)])
     if kind == "str":
         return rng.choice(STRINGS)
     if kind == "bool":
@@ -89,30 +165,11 @@ def random_value(rng: random.Random):
     return {"none": None, "list": rng.choice(LISTS), "dict": rng.choice(DICTS)}[kind]
 
 
-def set_key(data: dict, key: str, value) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-
-
-def delete_key(data: dict, key: str) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(parts[-1], None)
-
-
 def base_data(path: Path) -> dict:
     """A sample config with its relative paths made absolute (cases are written elsewhere)."""
     data = yaml.safe_load(path.read_text())
     data["general"]["model_path"] = str(DEMO / "digits_cnn.h5")
-    for key, value in list((data.get("dataset") or {}).items()):
+    for key in list(data.get("dataset") or {}):
         if key.endswith("_path"):
             data["dataset"][key] = str(DEMO / "digits")
     return data
@@ -121,8 +178,10 @@ def base_data(path: Path) -> dict:
 def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], str]:
     """(file content, overrides, mutation kind)."""
     data = yaml.safe_load(yaml.safe_dump(rng.choice(bases)))
-    kind = rng.choices(["values", "delete", "unknown", "none", "broken", "bomb", "tag", "bytes", "overrides"],
-                       [40, 8, 5, 5, 10, 2, 3, 3, 24])[0]
+    kind = rng.choices(
+        ["values", "delete", "unknown", "none", "broken", "bomb", "tag", "bytes", "overrides"],
+        [40, 8, 5, 5, 10, 2, 3, 3, 24],
+    )[0]
     overrides: list[str] = []
     if kind == "values":
         for _ in range(rng.randint(1, 3)):
@@ -130,8 +189,11 @@ def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], 
     elif kind == "delete":
         delete_key(data, rng.choice(KEYS))
     elif kind == "unknown":
-        set_key(data, rng.choice(KEYS).rpartition(".")[0] + rng.choice([".granulrity", ".x", ".__class__", "._x"]).lstrip("."),
-                random_value(rng))
+        set_key(
+            data,
+            rng.choice(KEYS).rpartition(".")[0] + rng.choice([".granulrity", ".x", ".__class__", "._x"]).lstrip("."),
+            random_value(rng),
+        )
     elif kind == "overrides":
         overrides = rng.sample(JUNK_OVERRIDES, rng.randint(1, 3))
         overrides += [f"{rng.choice(KEYS)}={rng.choice(STRINGS)}".replace("\0", "")]
@@ -141,8 +203,13 @@ def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], 
     elif kind == "bomb":
         text = BOMB.encode() + text if rng.random() < 0.5 else b"general: &g [*g]\n"
     elif kind == "tag":
-        text += rng.choice([b"x: !!python/object/apply:os.system ['true']\n", b"y: !!python/name:os.system\n",
-                            b"general: !!python/object:engine.config.General {}\n"])
+        text += rng.choice(
+            [
+                b"x: !!python/object/apply:os.system ['true']\n",
+                b"y: !!python/name:os.system\n",
+                b"general: !!python/object:engine.config.schema.General {}\n",
+            ]
+        )
     elif kind == "bytes":
         cut = rng.randrange(len(text))
         text = text[:cut] + rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x00", b"\xfe\xff"]) + text[cut:]
@@ -152,8 +219,15 @@ def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], 
 def broken(rng: random.Random, text: bytes) -> bytes:
     choice = rng.randrange(7)
     cut = rng.randrange(len(text))
-    return [text[:cut], text[:cut] + b": : [{\n" + text[cut:], text.replace(b"  ", b"\t", 1), b"- a\n- b\n",
-            b"", b"---\na: 1\n---\nb: 2\n", b"42\n"][choice]
+    return [
+        text[:cut],
+        text[:cut] + b": : [{\n" + text[cut:],
+        text.replace(b"  ", b"\t", 1),
+        b"- a\n- b\n",
+        b"",
+        b"---\na: 1\n---\nb: 2\n",
+        b"42\n",
+    ][choice]
 
 
 def run_case(path: Path, content: bytes, overrides: list[str]) -> tuple[int, list[str], float]:
@@ -187,8 +261,12 @@ def test_fuzzed_configs_end_in_documented_outcomes(case_folder, capsys, monkeypa
         content, overrides, kind = make_case(rng, bases)
         code, lines, seconds = run_case(path, content, overrides)
         outcomes[code] += 1
-        bad = (code not in (0, 2, 3) or not 0 < len(lines) + (code == 0) <= MAX_LINES or seconds > 10
-               or any("Traceback" in line or "engine failure" in line for line in lines))
+        bad = (
+            code not in (0, 2, 3)
+            or not 0 < len(lines) + (code == 0) <= MAX_LINES
+            or seconds > 10
+            or any("Traceback" in line or "engine failure" in line for line in lines)
+        )
         key, value = rng.choice(KEYS), random_value(rng)
         try:  # a wizard field: typed text, or the YAML value
             assert all(isinstance(schema.validate_field(key, v), (str, type(None))) for v in (value, str(value)))
@@ -203,7 +281,9 @@ def test_fuzzed_configs_end_in_documented_outcomes(case_folder, capsys, monkeypa
             failures.append((case, kind, code, content[:300], overrides, lines[:3], round(seconds, 2)))
     elapsed = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\nfuzz: {CASES} cases in {elapsed:.1f} s, exit codes {dict(sorted((int(k), v) for k, v in outcomes.items()))}")
+        print(
+            f"\nfuzz: {CASES} cases in {elapsed:.1f} s, exit codes {dict(sorted((int(k), v) for k, v in outcomes.items()))}"
+        )
     assert not failures, "\n".join(map(repr, failures[:10]))
     assert outcomes[0] > CASES // 10 and outcomes[2] > CASES // 3 and outcomes[3] > 0
 

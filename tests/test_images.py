@@ -6,8 +6,8 @@ import threading
 import numpy as np
 from PIL import Image
 
-from engine.images import decode_all, decoding_processes, fork_is_safe
-from engine.preprocess import ImageSpec
+from engine.data.images import decode_all, decoding_processes, fork_is_safe
+from engine.data.preprocess import ImageSpec
 
 SPEC = ImageSpec(height=8, width=8, channels=3, interpolation="bilinear", scale=1 / 127.5, offset=-1)
 
@@ -30,10 +30,11 @@ def test_worker_processes_decode_like_threads(tmp_path, caplog):
     progress = []
     caplog.clear()
     safe = fork_is_safe()
-    with caplog.at_level(logging.WARNING, logger="engine.images"), decoding_processes() as processes:
+    with caplog.at_level(logging.WARNING, logger="engine.data.images"), decoding_processes() as processes:
         assert (processes is not None) == safe
-        forked, forked_kept = decode_all(paths, SPEC, on_progress=lambda done, total: progress.append(done),
-                                         processes=processes)
+        forked, forked_kept = decode_all(
+            paths, SPEC, on_progress=lambda done, total: progress.append(done), processes=processes
+        )
     assert kept == forked_kept == [i for i in range(70) if i != 40]
     np.testing.assert_array_equal(forked, threaded)
     assert progress[-1] == 70
@@ -56,8 +57,9 @@ def test_no_worker_processes_beside_other_threads():
 
 def test_pixels_are_kept_as_uint8_only_for_nearest_resizing(tmp_path):
     paths = _photos(tmp_path, count=5)
-    nearest = ImageSpec(height=8, width=8, channels=3, interpolation="nearest", aspect_ratio="padding",
-                        scale=1 / 127.5, offset=-1)
+    nearest = ImageSpec(
+        height=8, width=8, channels=3, interpolation="nearest", aspect_ratio="padding", scale=1 / 127.5, offset=-1
+    )
     pixels, kept = decode_all(paths, nearest, as_pixels=True)
     images, same = decode_all(paths, nearest)
     assert pixels.dtype == np.uint8 and images.dtype == np.float32 and kept == same

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.calibration import ImageCalibrationData
-from engine.errors import InputError
-from engine.images import decode_all, decode_stream
-from engine.preprocess import ImageSpec
+from engine.common.errors import InputError
+from engine.data.calibration import ImageCalibrationData
+from engine.data.images import decode_all, decode_stream
+from engine.data.preprocess import ImageSpec
 from tests.conftest import ROOT
 
 SPEC = ImageSpec(height=8, width=8, channels=3, interpolation="bilinear", scale=1 / 255, offset=0)
@@ -26,6 +26,7 @@ SPEC = ImageSpec(height=8, width=8, channels=3, interpolation="bilinear", scale=
 def _png(path: Path, width: int, height: int, rows: bool) -> Path:
     """A grayscale PNG declaring width x height; with `rows`, all-black rows (highly compressible), else
     no pixel data at all."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -55,7 +56,7 @@ def _skipped(caplog) -> list[str]:
 
 
 def test_bombs_are_skipped_by_decode_all_and_decode_stream(hostile, caplog):
-    with caplog.at_level(logging.WARNING, logger="engine.images"):
+    with caplog.at_level(logging.WARNING, logger="engine.data.images"):
         images, kept = decode_all(hostile, SPEC)
         streamed = [index for index, image in decode_stream(hostile, SPEC) if image is not None]
     assert kept == streamed == [0, 3] and images.shape == (2, 8, 8, 3)
@@ -67,26 +68,27 @@ def test_bombs_are_skipped_by_decode_all_and_decode_stream(hostile, caplog):
 
 def test_bombs_are_skipped_by_calibration(hostile, caplog):
     data = ImageCalibrationData(hostile, SPEC, "dataset.quantization_path")
-    with caplog.at_level(logging.WARNING, logger="engine.images"):
+    with caplog.at_level(logging.WARNING, logger="engine.data.images"):
         batches = list(data.batches(8))
     assert [b.shape[0] for b in batches] == [2] and (data.used, data.skipped) == (2, 2)
     only_bombs = ImageCalibrationData(hostile[1:3], SPEC, "dataset.quantization_path")
-    with pytest.raises(InputError, match="dataset.quantization_path: none of the 2 calibration images"):
+    with pytest.raises(InputError, match=r"dataset.quantization_path: none of the 2 calibration images"):
         list(only_bombs.batches(8))
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a new interpreter (nothing but the engine loaded), from the repo root."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_bombs_are_skipped_in_worker_processes(hostile):
     result = _fresh_python(f"""
         import logging
-        from engine.images import decode_all, decoding_processes
-        from engine.preprocess import ImageSpec
+        from engine.data.images import decode_all, decoding_processes
+        from engine.data.preprocess import ImageSpec
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         spec = ImageSpec(height=8, width=8, channels=3)
         with decoding_processes() as processes:
@@ -103,7 +105,7 @@ def test_bombs_are_skipped_in_worker_processes(hostile):
 def test_no_fork_beside_native_threads_or_runtimes():
     result = _fresh_python("""
         import _thread, time
-        from engine.images import decoding_processes, fork_is_safe
+        from engine.data.images import decoding_processes, fork_is_safe
         assert fork_is_safe()
         _thread.start_new_thread(time.sleep, (30,))  # an OS thread the threading module does not know
         time.sleep(0.2)
@@ -114,7 +116,7 @@ def test_no_fork_beside_native_threads_or_runtimes():
     """)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
     result = _fresh_python("""
-        from engine.images import fork_is_safe
+        from engine.data.images import fork_is_safe
         assert fork_is_safe()
         import onnxruntime  # its thread pools may start at any time
         print(fork_is_safe())
@@ -127,8 +129,8 @@ def test_workers_ignore_sigint_and_sigterm(tmp_path):
     Image.new("RGB", (12, 10), (1, 2, 3)).save(path)
     result = _fresh_python(f"""
         import os, signal, time
-        from engine.images import decode_all, decoding_processes
-        from engine.preprocess import ImageSpec
+        from engine.data.images import decode_all, decoding_processes
+        from engine.data.preprocess import ImageSpec
         with decoding_processes() as processes:
             handlers = [processes.submit(signal.getsignal, s).result() for s in (signal.SIGINT, signal.SIGTERM)]
             pid = processes.submit(os.getpid).result()

@@ -37,10 +37,10 @@ def bar_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for image, label in zip(images, labels):
         if label == 0:
             row = rng.integers(2, HEIGHT - 6)
-            image[row:row + 4, :] = rng.integers(180, 256, (4, WIDTH))
+            image[row : row + 4, :] = rng.integers(180, 256, (4, WIDTH))
         else:
             column = rng.integers(2, WIDTH - 7)
-            image[:, column:column + 5] = rng.integers(180, 256, (HEIGHT, 5))
+            image[:, column : column + 5] = rng.integers(180, 256, (HEIGHT, 5))
     return images, labels
 
 
@@ -82,8 +82,10 @@ def chain_assets(tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     keras3.save(root / "keras3.h5")
     keras2 = trained_model("tf_keras", images, labels)
     keras2.save(root / "tf_keras.h5")
-    names = {model: {layer.name: type(layer).__name__ for layer in built.layers}
-             for model, built in [("keras3.keras", keras3), ("keras3.h5", keras3), ("tf_keras.h5", keras2)]}
+    names = {
+        model: {layer.name: type(layer).__name__ for layer in built.layers}
+        for model, built in [("keras3.keras", keras3), ("keras3.h5", keras3), ("tf_keras.h5", keras2)]
+    }
     return root, names
 
 
@@ -91,12 +93,25 @@ def run_chain(root: Path, out: Path, model: str, quantizer: str, mode: str, sett
     config = {
         "general": {"model_path": str(root / model)},
         "operation_mode": mode,
-        "dataset": {"name": "bars", "class_names": CLASSES, "quantization_path": str(root / "data"),
-                    "test_path": str(root / "data")},
-        "preprocessing": {"rescaling": {"scale": "1/127.5", "offset": -1},
-                          "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"}, "color_mode": "grayscale"},
-        "quantization": {"quantizer": quantizer, "quantization_type": "PTQ", "quantization_input_type": "uint8",
-                         "quantization_output_type": "float", "export_dir": "quantized_models", **settings},
+        "dataset": {
+            "name": "bars",
+            "class_names": CLASSES,
+            "quantization_path": str(root / "data"),
+            "test_path": str(root / "data"),
+        },
+        "preprocessing": {
+            "rescaling": {"scale": "1/127.5", "offset": -1},
+            "resizing": {"aspect_ratio": "fit", "interpolation": "nearest"},
+            "color_mode": "grayscale",
+        },
+        "quantization": {
+            "quantizer": quantizer,
+            "quantization_type": "PTQ",
+            "quantization_input_type": "uint8",
+            "quantization_output_type": "float",
+            "export_dir": "quantized_models",
+            **settings,
+        },
     }
     out.mkdir(parents=True)
     path = out / "config.yaml"
@@ -111,8 +126,13 @@ def _cases():
         for quantizer in QUANTIZERS:
             for variant in VARIANTS:
                 fast = model == "keras3.keras" or variant == "plain"
-                yield pytest.param(model, quantizer, variant, marks=() if fast else pytest.mark.slow,
-                                   id=f"{model}-{quantizer}-{variant}")
+                yield pytest.param(
+                    model,
+                    quantizer,
+                    variant,
+                    marks=() if fast else pytest.mark.slow,
+                    id=f"{model}-{quantizer}-{variant}",
+                )
 
 
 @pytest.mark.parametrize(("model", "quantizer", "variant"), list(_cases()))
@@ -123,8 +143,10 @@ def test_whole_chain(chain_assets, tmp_path, capsys, model, quantizer, variant):
     err = capsys.readouterr().err
     assert code == 0, err
     accuracy = summary["accuracy"]
-    print(f"{model} {quantizer} {variant}: float {accuracy['float']} %, quantized {accuracy['quantized']} %, "
-          f"agreement {accuracy['agreement']} %")
+    print(
+        f"{model} {quantizer} {variant}: float {accuracy['float']} %, quantized {accuracy['quantized']} %, "
+        f"agreement {accuracy['agreement']} %"
+    )
     assert accuracy["images"] == IMAGES and accuracy["float"] == 100.0
     assert accuracy["agreement"] >= MIN_AGREEMENT and accuracy["quantized"] >= MIN_AGREEMENT
     rows = summary["layer_errors"]

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import h5py
 import keras
@@ -17,10 +16,12 @@ import tensorflow as tf
 import tf_keras
 
 from engine.cli import main
-from engine.keras_lambda import inspect_lambdas
-from engine.keras_lambda.builtin_layers import BUILTIN_LAYERS
-from engine.keras_lambda.bytecode import read_code_candidates
-from engine.models import load_keras_model, trust_stored_code
+from engine.config.schema import Quantization
+from engine.models.files import trust_stored_code
+from engine.models.keras_lambda import inspect_lambdas
+from engine.models.keras_lambda.builtin_layers import BUILTIN_LAYERS
+from engine.models.keras_lambda.bytecode import read_code_candidates
+from engine.models.load import load_keras_model
 from engine.quantize.tflite import quantize_tflite
 from tests.conftest import ROOT
 from tests.quant_helpers import ArrayCalibration, random_images
@@ -33,9 +34,9 @@ PY38_CLIP = (
     "wGcAAAAAAAAQQCkC2g5jbGlwX3ZhbHVlX21pbtoOY2xpcF92YWx1ZV9tYXgpAtoCdGbaDWNsaXBf"
     "YnlfdmFsdWUpAdoBeKkAcgYAAAB6cy9sb2NhbC9ob21lL2ZycTAyNTMwL216b292Ml8wNk5vdjIw"
     "MjMvZXh0ZXJuYWxfbW9kZWxfem9vL2ltYWdlX2NsYXNzaWZpY2F0aW9uL3NyYy8uL3V0aWxzLy4u"
-    "L21vZGVscy9jdXN0b21fbW9kZWwucHnaCDxsYW1iZGE+egAAAPMAAAAA")
-SETTINGS = SimpleNamespace(granularity="per_channel", quantization_input_type="uint8",
-                           quantization_output_type="float", optimize=False, bias_correction=False)
+    "L21vZGVscy9jdXN0b21fbW9kZWwucHnaCDxsYW1iZGE+egAAAPMAAAAA"
+)
+SETTINGS = Quantization(quantizer="TFlite_converter", quantization_input_type="uint8", quantization_output_type="float")
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +50,9 @@ def tf_keras_model(*lambdas, classes=4, size=16):
     """Conv → each (name, function) as a Lambda layer → GAP → Dense, built with tf_keras."""
     layers = tf_keras.layers
     inputs = tf_keras.Input((size, size, 3))
-    x = layers.Conv2D(8, 3, padding="same", kernel_initializer=tf_keras.initializers.RandomNormal(0, 0.8, seed=1))(inputs)
+    x = layers.Conv2D(8, 3, padding="same", kernel_initializer=tf_keras.initializers.RandomNormal(0, 0.8, seed=1))(
+        inputs
+    )
     for name, function in lambdas:
         x = layers.Lambda(function, name=name)(x)
     x = layers.GlobalAveragePooling2D()(x)
@@ -73,7 +76,7 @@ def set_lambda_code(path, layer_name, code_b64):
     """Replace the stored bytecode of one Lambda in a tf_keras .h5 (as another Python would have written it)."""
     with h5py.File(path, "r+") as f:
         config = json.loads(f.attrs["model_config"])
-        layer = next(l for l in config["config"]["layers"] if l["config"]["name"] == layer_name)
+        layer = next(x for x in config["config"]["layers"] if x["config"]["name"] == layer_name)
         layer["config"]["function"][0] = code_b64
         f.attrs["model_config"] = json.dumps(config)
 
@@ -97,38 +100,46 @@ K = tf_keras.backend
 MIN_VAL = -4.0
 
 
-@pytest.mark.parametrize("function, arguments, described", [
-    (lambda x: K.clip(x, 0.0, 6.0), {}, "clip(x, 0.0, 6.0)"),
-    (lambda x: keras.ops.clip(x, x_min=-1.0, x_max=1.0), {}, "clip(x, -1.0, 1.0)"),
-    (lambda x: tf.math.minimum(tf.math.maximum(x, 0.0), 6.0), {}, "minimum(maximum(x, 0.0), 6.0)"),
-    (lambda x: tf.nn.relu6(x + 3) / 6, {}, "(relu6((x + 3)) / 6)"),
-    (lambda x: x * tf.sigmoid(x), {}, "(x * sigmoid(x))"),
-    (lambda x: -tf.multiply(x, 0.5), {}, "-(x * 0.5)"),
-    (lambda inputs, scale: inputs[0] + inputs[1] * scale, {"scale": 0.17}, "(x[0] + (x[1] * 0.17))"),
-])
+@pytest.mark.parametrize(
+    ("function", "arguments", "described"),
+    [
+        (lambda x: K.clip(x, 0.0, 6.0), {}, "clip(x, 0.0, 6.0)"),
+        (lambda x: keras.ops.clip(x, x_min=-1.0, x_max=1.0), {}, "clip(x, -1.0, 1.0)"),
+        (lambda x: tf.math.minimum(tf.math.maximum(x, 0.0), 6.0), {}, "minimum(maximum(x, 0.0), 6.0)"),
+        (lambda x: tf.nn.relu6(x + 3) / 6, {}, "(relu6((x + 3)) / 6)"),
+        (lambda x: x * tf.sigmoid(x), {}, "(x * sigmoid(x))"),
+        (lambda x: -tf.multiply(x, 0.5), {}, "-(x * 0.5)"),
+        (lambda inputs, scale: inputs[0] + inputs[1] * scale, {"scale": 0.17}, "(x[0] + (x[1] * 0.17))"),
+    ],
+)
 def test_recognised_expressions_compute_what_the_lambda_computes(function, arguments, described):
-    from engine.keras_lambda.known_functions import describe, evaluate, recognise
-    from engine.keras_lambda.layers_tf_keras import FUNCTIONS
+    from engine.models.keras_lambda.known_functions import describe, evaluate, recognise
+    from engine.models.keras_lambda.layers import tensor_functions
 
     (code,) = read_code_candidates(marshal.dumps(function.__code__))
     expression = recognise(code, arguments)
     assert describe(expression) == described
     x = tf.constant(random_images(2) * 8)
     inputs = [x, x * 0.5] if "x[0]" in described else x
-    np.testing.assert_array_equal(evaluate(expression, inputs, FUNCTIONS), function(inputs, **arguments))
+    np.testing.assert_array_equal(
+        evaluate(expression, inputs, tensor_functions(tf_keras)), function(inputs, **arguments)
+    )
 
 
-@pytest.mark.parametrize("function, reason", [
-    (lambda x: tf.clip_by_value(x, MIN_VAL, 4.0), "calls tf.clip_by_value with an argument"),
-    (lambda x: tf.reshape(x, (-1, 4)), "calls tf.reshape, which is not a known tensor function"),
-    (lambda x: x.shape, "reads attribute 'shape'"),
-    (lambda x: x ** 2, "uses an operator other than + - * /"),
-    (lambda x: [x, x], "uses BUILD_LIST"),
-    (lambda x: tf.nn.relu6(x, name="r6"), "calls tf.nn.relu6 with arguments it does not take"),
-    (lambda x: x + "a", "neither a tensor nor a number"),
-])
+@pytest.mark.parametrize(
+    ("function", "reason"),
+    [
+        (lambda x: tf.clip_by_value(x, MIN_VAL, 4.0), "calls tf.clip_by_value with an argument"),
+        (lambda x: tf.reshape(x, (-1, 4)), "calls tf.reshape, which is not a known tensor function"),
+        (lambda x: x.shape, "reads attribute 'shape'"),
+        (lambda x: x**2, "uses an operator other than + - * /"),
+        (lambda x: [x, x], "uses BUILD_LIST"),
+        (lambda x: tf.nn.relu6(x, name="r6"), "calls tf.nn.relu6 with arguments it does not take"),
+        (lambda x: x + "a", "neither a tensor nor a number"),
+    ],
+)
 def test_other_code_is_not_recognised_and_says_why(function, reason):
-    from engine.keras_lambda.known_functions import NotRecognised, recognise
+    from engine.models.keras_lambda.known_functions import NotRecognised, recognise
 
     (code,) = read_code_candidates(marshal.dumps(function.__code__))
     with pytest.raises(NotRecognised, match=re.escape(reason)):
@@ -138,8 +149,9 @@ def test_other_code_is_not_recognised_and_says_why(function, reason):
 def test_closure_is_not_recognised():
     scale = 2.0
     (code,) = read_code_candidates(marshal.dumps((lambda x: x * scale).__code__))
+    from engine.models.keras_lambda.known_functions import recognise
+
     with pytest.raises(Exception, match="enclosing function"):
-        from engine.keras_lambda.known_functions import recognise
         recognise(code, {})
 
 
@@ -170,8 +182,9 @@ def test_lambda_from_an_older_python_is_recognised(tmp_path):
     (item,) = inspect_lambdas(json.loads(h5py.File(path).attrs["model_config"]))
     assert (item.written_by, item.expression) == ("3.8-3.10", ["clip", ["input"], -4.0, 4.0])
     images = random_images(4) * 50
-    np.testing.assert_allclose(load_keras_model(path).predict(images, verbose=0), native.predict(images, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        load_keras_model(path).predict(images, verbose=0), native.predict(images, verbose=0), atol=1e-6
+    )
 
 
 def test_unrecognised_code_from_an_older_python_cannot_run_even_trusted(tmp_path, capsys):
@@ -216,10 +229,17 @@ def test_unknown_lambda_refused_by_run_and_validate_loads_with_trust(tmp_path, c
 def test_validate_refuses_without_importing_tensorflow(tmp_path):
     model = tf_keras_model(("leaky", lambda t: tf.nn.leaky_relu(t)), classes=10)
     config = write(tmp_path, demo_config(tmp_path, general__model_path=str(save(model, tmp_path / "leaky.h5"))))
-    code = (f"import sys; from engine.cli import main; rc = main(['validate', {config!r}]); "
-            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        f"import sys; from engine.cli import main; rc = main(['validate', {config!r}]); "
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 3, done.stderr
     assert "Lambda layer 'leaky'" in done.stderr and "Traceback" not in done.stderr
 
@@ -229,8 +249,12 @@ def test_inspect_lists_lambdas(tmp_path, capsys):
     code, out, _ = cli(capsys, "inspect", path, "--json")
     assert code == 0
     listed = {item["name"]: item["as"] for item in json.loads(out)["lambda_layers"]}
-    assert listed == {"clip": "clip(x, -4.0, 4.0)", "relu6": "relu6(x)",
-                      "hard_swish": "((x * relu6((x + 3))) / 6)", "scale_shift": "((x / 127.5) - 1)"}
+    assert listed == {
+        "clip": "clip(x, -4.0, 4.0)",
+        "relu6": "relu6(x)",
+        "hard_swish": "((x * relu6((x + 3))) / 6)",
+        "scale_shift": "((x / 127.5) - 1)",
+    }
     code, out, _ = cli(capsys, "inspect", path)
     assert "hard_swish: recognised as ((x * relu6((x + 3))) / 6)" in out
 
@@ -251,7 +275,7 @@ def test_custom_layer_class_is_refused_unless_trusted(tmp_path, capsys):
 
 
 def test_recognised_model_clones_rebuilds_and_optimizes(tmp_path):
-    from engine.optimize_keras import optimize_for_per_tensor
+    from engine.optimize.keras import optimize_for_per_tensor
 
     inputs = tf_keras.Input((16, 16, 3))
     x = tf_keras.layers.Conv2D(8, 3, padding="same")(inputs)
@@ -283,14 +307,14 @@ def test_keras3_lambdas_load_in_safe_mode(tmp_path, capsys):
     native = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     path = save(native, tmp_path / "k3.keras")
     loaded = load_keras_model(path)
-    assert {type(l).__name__ for l in loaded.layers[2:4]} == {"TensorExpression"}
+    assert {type(layer).__name__ for layer in loaded.layers[2:4]} == {"TensorExpression"}
     images = random_images(4)
     np.testing.assert_allclose(loaded.predict(images, verbose=0), native.predict(images, verbose=0), atol=1e-6)
     rebuilt = keras.Model.from_config(loaded.get_config())
     rebuilt.set_weights(loaded.get_weights())
     np.testing.assert_allclose(rebuilt.predict(images, verbose=0), native.predict(images, verbose=0), atol=1e-6)
 
-    odd = keras.Model(inputs, keras.layers.Lambda(lambda t: t ** 2, name="square")(inputs))
+    odd = keras.Model(inputs, keras.layers.Lambda(lambda t: t**2, name="square")(inputs))
     odd_path = save(odd, tmp_path / "odd.keras")
     code, _, err = cli(capsys, "inspect", odd_path)
     assert code == 3 and "'square'" in err
@@ -304,6 +328,9 @@ def test_builtin_layer_list_matches_the_installed_keras():
     installed = set()
     for module, base in ((tf_keras.layers, tf_keras.layers.Layer), (keras.layers, keras.layers.Layer)):
         installed |= {obj.__name__ for obj in vars(module).values() if inspect.isclass(obj) and issubclass(obj, base)}
-    not_listed = installed - BUILTIN_LAYERS - {"Layer", "Wrapper", "AbstractRNNCell", "Lambda", "TorchModuleWrapper",
-                                               "JaxLayer", "FlaxLayer", "TFSMLayer"}
+    not_listed = (
+        installed
+        - BUILTIN_LAYERS
+        - {"Layer", "Wrapper", "AbstractRNNCell", "Lambda", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "TFSMLayer"}
+    )
     assert not not_listed, f"Keras layers missing from BUILTIN_LAYERS: {sorted(not_listed)}"

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from engine.layer_errors import LayerError, onnx_layer_errors, tflite_layer_errors
+from engine.evaluation.layer_errors import LayerError, onnx_layer_errors, tflite_layer_errors
 
 
 def _collapsing_model() -> tf_keras.Model:
@@ -59,7 +59,7 @@ def test_layers_called_in_sequence_equal_the_sub_model():
     """The fast path (a fused op's layers called one after the other) computes what the general one (a Keras
     sub-model from the first layer's input to the last layer's output) computes; a chain that skips a layer
     is refused by the fast path."""
-    from engine.layer_errors import _in_sequence, _sub_model
+    from engine.evaluation.layer_errors import _in_sequence, _sub_model
 
     layers = tf_keras.layers
     x = inputs = layers.Input((16, 16, 3))
@@ -71,8 +71,7 @@ def test_layers_called_in_sequence_equal_the_sub_model():
     chain = [conv, norm, relu]
     fast, general = _in_sequence(chain, chain), _sub_model(tf_keras, conv, relu, relu)
     images = _images(4)
-    np.testing.assert_array_equal(np.asarray(fast(images, training=False)),
-                                  np.asarray(general(images, training=False)))
+    np.testing.assert_array_equal(np.asarray(fast(images, training=False)), np.asarray(general(images, training=False)))
     assert _in_sequence([conv, relu], [conv, relu]) is None and model.get_layer("norm") is norm
 
 
@@ -82,11 +81,23 @@ def test_onnx_ranks_collapsing_depthwise_first(tmp_path):
 
     model = _collapsing_model()
     float_path, qdq_path = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 16, 16, 3), tf.float32, name="input"),),
-                               opset=13, inputs_as_nchw=["input"], output_path=str(float_path))
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=(tf.TensorSpec((None, 16, 16, 3), tf.float32, name="input"),),
+        opset=13,
+        inputs_as_nchw=["input"],
+        output_path=str(float_path),
+    )
     calibration = [{"input": image.transpose(2, 0, 1)[None]} for image in _images(16)]
-    quantize_static(str(float_path), str(qdq_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, per_channel=False)
+    quantize_static(
+        str(float_path),
+        str(qdq_path),
+        _Reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+        per_channel=False,
+    )
     errors = onnx_layer_errors(float_path, qdq_path, [_images(8).transpose(0, 3, 1, 2)])
     by_layer = {e.layer: e for e in errors}
     assert {"expand", "depthwise", "project", "head"} <= set(by_layer)

@@ -1,4 +1,4 @@
-"""Each private or unstable library API of `engine.library_internals`, checked against the installed releases.
+"""Each private or unstable library API of `engine.models.library_internals`, checked against the installed releases.
 
 A failure here names the API a TensorFlow, Keras, LiteRT or ONNX Runtime release changed.
 """
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import library_internals as internals
-from engine.errors import EngineError
+from engine.common.errors import EngineError
+from engine.models import library_internals as internals
 from tests.tiny_models import tiny_onnx
 
 
@@ -26,7 +26,7 @@ def _tiny_keras(keras_name: str = "tf_keras"):
 def _converter(model, per_tensor: bool | None = None):
     import tensorflow as tf
 
-    from engine.keras_trace import converter_for
+    from engine.models.trace import converter_for
 
     converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -42,24 +42,29 @@ def _conv_weight_scales(blob: bytes) -> int:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=blob)
-    return next(t["quantization_parameters"]["scales"].size for t in interpreter.get_tensor_details()
-                if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 4)
+    return next(
+        t["quantization_parameters"]["scales"].size
+        for t in interpreter.get_tensor_details()
+        if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 4
+    )
 
 
 @pytest.mark.parametrize(("per_tensor", "scales"), [(True, 1), (False, 4)])
 def test_per_channel_switch_of_the_tflite_converter(per_tensor, scales):
     converter = _converter(_tiny_keras())
-    assert hasattr(converter, internals.PER_CHANNEL_SWITCH), \
+    assert hasattr(converter, internals.PER_CHANNEL_SWITCH), (
         f"TFLiteConverter.{internals.PER_CHANNEL_SWITCH} is gone: per-tensor quantization fails"
+    )
     internals.set_per_tensor_weights(converter, per_tensor)
-    assert _conv_weight_scales(converter.convert()) == scales, \
+    assert _conv_weight_scales(converter.convert()) == scales, (
         f"TFLiteConverter.{internals.PER_CHANNEL_SWITCH} no longer switches per-channel weights off"
+    )
 
 
 def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel():
     without_switch = object()
     internals.set_per_tensor_weights(without_switch, False)  # per-channel: the converter's default, nothing to do
-    with pytest.raises(EngineError, match="quantization.granularity: per_tensor needs"):
+    with pytest.raises(EngineError, match=r"quantization.granularity: per_tensor needs"):
         internals.set_per_tensor_weights(without_switch, True)
 
 
@@ -81,8 +86,11 @@ def _residual_keras():
 
 def _recorded_ranges(blob: bytes) -> dict[int, tuple[float, float]]:
     model = internals.litert_schema().ModelT.InitFromPackedBuf(blob, 0)
-    return {i: (t.quantization.min[0], t.quantization.max[0]) for i, t in enumerate(model.subgraphs[0].tensors)
-            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)}
+    return {
+        i: (t.quantization.min[0], t.quantization.max[0])
+        for i, t in enumerate(model.subgraphs[0].tensors)
+        if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)
+    }
 
 
 def test_ranges_and_inplace_quirk_equal_the_converters_calibrator():
@@ -93,7 +101,7 @@ def test_ranges_and_inplace_quirk_equal_the_converters_calibrator():
     model = _residual_keras()
     images = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 3)).astype(np.float32)
     converter = _converter(model, per_tensor=False)
-    converter.representative_dataset = lambda: ([images[i:i + 4]] for i in range(0, 8, 4))
+    converter.representative_dataset = lambda: ([images[i : i + 4]] for i in range(0, 8, 4))
     converter._experimental_calibrate_only = True
     theirs = _recorded_ranges(converter.convert())
     kept = {}
@@ -108,9 +116,15 @@ def test_ranges_and_inplace_quirk_equal_the_converters_calibrator():
 
 
 def test_inplace_inputs_rule():
-    shapes = {i: ((1, 4), 0) for i in range(6)}
-    operators = [("CONV_2D", [0], [1]), ("CONV_2D", [1], [2]), ("ADD", [1, 2], [3]), ("MUL", [3, 3], [4]),
-                 ("CONV_2D", [4], [5]), ("SUB", [4, 5], [6])]
+    shapes = dict.fromkeys(range(6), ((1, 4), 0))
+    operators = [
+        ("CONV_2D", [0], [1]),
+        ("CONV_2D", [1], [2]),
+        ("ADD", [1, 2], [3]),
+        ("MUL", [3, 3], [4]),
+        ("CONV_2D", [4], [5]),
+        ("SUB", [4, 5], [6]),
+    ]
     assert internals.calibrator_inplace_inputs(operators, shapes, graph_io={0, 6}) == {2: 3}
 
 
@@ -142,8 +156,9 @@ def test_ops_of_a_litert_interpreter():
 
     interpreter = Interpreter(model_content=_converter(_tiny_keras(), per_tensor=False).convert())
     ops = internals.tflite_ops(interpreter)
-    assert [op["op_name"] for op in ops] == ["QUANTIZE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "DEQUANTIZE"], \
+    assert [op["op_name"] for op in ops] == ["QUANTIZE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "DEQUANTIZE"], (
         f"Interpreter.{internals.OPS_DETAILS} changed"
+    )
     tensors = {t["index"] for t in interpreter.get_tensor_details()}
     assert all(int(i) in tensors for op in ops for i in op["outputs"])
     with pytest.raises(EngineError, match=internals.OPS_DETAILS):
@@ -179,15 +194,22 @@ def test_qdq_quantizer_renames_quantized_graph_outputs(tmp_path):
             return next(self.batches, None)
 
     source = tiny_onnx(tmp_path / "tiny.onnx")
-    quantize_static(str(source), str(tmp_path / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(source),
+        str(tmp_path / "q.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     quantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
     dequantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
     output = graph.output[0].name
     source_tensor = quantized[dequantized[output]]
-    assert source_tensor == output + internals.QDQ_INPUT_SUFFIX, \
+    assert source_tensor == output + internals.QDQ_INPUT_SUFFIX, (
         f"ONNX Runtime no longer names a quantized graph output's source {internals.QDQ_INPUT_SUFFIX!r}"
+    )
     assert internals.qdq_source_tensor(source_tensor) == output
 
 
@@ -197,8 +219,7 @@ def test_ort_calibration_cache_round_trip(tmp_path):
     from onnxruntime.quantization.calibrate import TensorData
 
     save, load = internals.calibration_cache_io()
-    ranges = TensorsData(CalibrationMethod.MinMax,
-                         {"x": TensorData(lowest=np.float32(-1.5), highest=np.float32(2.0))})
+    ranges = TensorsData(CalibrationMethod.MinMax, {"x": TensorData(lowest=np.float32(-1.5), highest=np.float32(2.0))})
     save(ranges, tmp_path / "cache.json")
     loaded = load(tmp_path / "cache.json")
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
@@ -227,7 +248,7 @@ def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
 
 def _scopes(model) -> list[str]:
     """The layer scopes of the model's traced function (the part after the model's own scope)."""
-    from engine.keras_trace import serving_function
+    from engine.models.trace import serving_function
 
     graph = serving_function(model).get_concrete_function().graph
     return sorted({op.name.split("/")[1] for op in graph.get_operations() if op.name.count("/") >= 2})
@@ -242,8 +263,9 @@ def test_keras3_layer_scopes_map_back_to_layer_names():
     x = keras.layers.Conv2D(4, 3, name="conv2d_1")(x)
     model = keras.Model(inputs, keras.layers.Flatten(name="flat")(x))
     scopes = _scopes(model)
-    assert internals.keras3_scopes_suffixed() == ("conv2d" not in scopes), \
+    assert internals.keras3_scopes_suffixed() == ("conv2d" not in scopes), (
         "Keras 3 layer scopes changed: check keras3_scopes_suffixed"
+    )
     mapped = sorted(internals.keras_layer_of_scope(scope, keras3=True) for scope in scopes)
     assert mapped == ["conv2d", "conv2d_1", "conv2d_1_1", "flat"], f"scopes {scopes} no longer map to layers"
 
@@ -257,7 +279,7 @@ def test_per_layer_report_of_colliding_keras3_names(tmp_path):
     """The TFLite per-layer report names each Keras 3 layer once, by its own name."""
     import keras
 
-    from engine.layer_errors import tflite_layer_errors
+    from engine.evaluation.layer_errors import tflite_layer_errors
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))

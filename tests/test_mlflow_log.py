@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError
-from engine.mlflow_log import is_uri, log_run, store_folder
+from engine.common.errors import EngineError
+from engine.run.mlflow_log import is_uri, log_run, store_folder
 
 
 @pytest.fixture
@@ -68,24 +68,35 @@ def test_mlflow_failure_is_one_line_naming_the_store(tmp_path, outputs):
     assert blocker.read_text() == "a file where the store folder should be"
 
 
-@pytest.mark.parametrize("uri,is_a_uri", [
-    ("http://127.0.0.1:5000", True), ("https://mlflow.example.com", True), ("file:///tmp/mlruns", True),
-    ("file:mlruns", True), ("databricks", True), ("databricks://profile", True), ("sqlite:///mlflow.db", True),
-    ("./experiments_outputs/mlruns", False), ("mlruns", False), ("/abs/mlruns", False), ("C:/mlruns", False),
-    ("~/mlruns", False),
-])
+@pytest.mark.parametrize(
+    ("uri", "is_a_uri"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("https://mlflow.example.com", True),
+        ("file:///tmp/mlruns", True),
+        ("file:mlruns", True),
+        ("databricks", True),
+        ("databricks://profile", True),
+        ("sqlite:///mlflow.db", True),
+        ("./experiments_outputs/mlruns", False),
+        ("mlruns", False),
+        ("/abs/mlruns", False),
+        ("C:/mlruns", False),
+        ("~/mlruns", False),
+    ],
+)
 def test_uris_are_told_from_folders(uri, is_a_uri):
     assert is_uri(uri) is is_a_uri
     assert (store_folder(uri) is None) is is_a_uri
 
 
 def test_without_mlflow_the_run_is_skipped_with_one_warning(tmp_path, outputs, caplog, monkeypatch):
-    import engine.mlflow_log
+    import engine.run.mlflow_log
 
     for module in ("mlflow", "mlflow.entities", "mlflow.tracking"):
         monkeypatch.setitem(sys.modules, module, None)  # makes `import mlflow...` raise ImportError
-    monkeypatch.setattr(engine.mlflow_log, "_missing_warned", False)
-    with caplog.at_level(logging.WARNING, logger="engine.mlflow_log"):
+    monkeypatch.setattr(engine.run.mlflow_log, "_missing_warned", False)
+    with caplog.at_level(logging.WARNING, logger="engine.run.mlflow_log"):
         assert log_run(str(tmp_path / "mlruns"), "exp", "run", {}, {}, outputs) is None
         assert log_run(str(tmp_path / "mlruns"), "exp", "run", {}, {}, outputs) is None
     assert [r.getMessage() for r in caplog.records] == [

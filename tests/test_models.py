@@ -8,9 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from engine.errors import InputError
-from engine.model_info import describe_model
-from engine.models import load_keras_model
+from engine.common.errors import InputError
+from engine.models.info import describe_model
+from engine.models.load import load_keras_model
 from tests.quant_helpers import save_tiny_keras_model
 
 
@@ -29,15 +29,26 @@ def make_onnx(path, opset=13, nhwc=False):
     if nhwc:
         nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]))
         first = "x_nchw"
-    nodes += [helper.make_node("Conv", [first, "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-              helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-              helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "fw", "fb"], ["y"])]
-    inits = [onnx.numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype("float32"), "w"),
-             onnx.numpy_helper.from_array(rng.normal(0, 0.1, 8).astype("float32"), "b"),
-             onnx.numpy_helper.from_array(rng.normal(0, 0.5, (8, 5)).astype("float32"), "fw"),
-             onnx.numpy_helper.from_array(np.zeros(5, "float32"), "fb")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])], inits)
+    nodes += [
+        helper.make_node("Conv", [first, "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"]),
+    ]
+    inits = [
+        onnx.numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype("float32"), "w"),
+        onnx.numpy_helper.from_array(rng.normal(0, 0.1, 8).astype("float32"), "b"),
+        onnx.numpy_helper.from_array(rng.normal(0, 0.5, (8, 5)).astype("float32"), "fw"),
+        onnx.numpy_helper.from_array(np.zeros(5, "float32"), "fb"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     onnx.checker.check_model(model)
     onnx.save(model, path)
@@ -52,11 +63,13 @@ def test_load_keras3_model(tiny_keras, tmp_path):
 
 
 def test_keras2_h5_loads_with_tf_keras_without_importing_keras3(tmp_path):
-    code = ("import sys, tf_keras; from engine.models import load_keras_model; "
-            "m = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]); "
-            f"m.save({str(tmp_path / 'k2.h5')!r}); "
-            f"assert type(load_keras_model({str(tmp_path / 'k2.h5')!r})).__module__.startswith('tf_keras'); "
-            "assert 'keras.src' not in sys.modules, 'Keras 3 was imported'")
+    code = (
+        "import sys, tf_keras; from engine.models.load import load_keras_model; "
+        "m = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]); "
+        f"m.save({str(tmp_path / 'k2.h5')!r}); "
+        f"assert type(load_keras_model({str(tmp_path / 'k2.h5')!r})).__module__.startswith('tf_keras'); "
+        "assert 'keras.src' not in sys.modules, 'Keras 3 was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
 
 
@@ -87,7 +100,12 @@ def test_missing_model_is_input_error(tmp_path):
 
 def test_describe_keras_files(tiny_keras, tmp_path):
     info = describe_model(tiny_keras)
-    assert (info.format, info.input_name, info.input_shape, info.layout) == ("keras", "image", [None, 16, 16, 3], "NHWC")
+    assert (info.format, info.input_name, info.input_shape, info.layout) == (
+        "keras",
+        "image",
+        [None, 16, 16, 3],
+        "NHWC",
+    )
     assert (info.height, info.width, info.channels, info.output_width, info.quantized) == (16, 16, 3, 4, False)
     h5 = tmp_path / "tiny.h5"
     load_keras_model(tiny_keras).save(h5)
@@ -96,16 +114,24 @@ def test_describe_keras_files(tiny_keras, tmp_path):
 
 def test_describe_onnx_nchw_and_nhwc(tmp_path):
     info = describe_model(make_onnx(tmp_path / "nchw.onnx"))
-    assert (info.layout, info.input_shape, info.channels, info.output_width, info.opset) == ("NCHW", [None, 3, 16, 16], 3, 5, 13)
+    assert (info.layout, info.input_shape, info.channels, info.output_width, info.opset) == (
+        "NCHW",
+        [None, 3, 16, 16],
+        3,
+        5,
+        13,
+    )
     info = describe_model(make_onnx(tmp_path / "nhwc.onnx", nhwc=True))
     assert (info.layout, info.height, info.channels, info.quantized) == ("NHWC", 16, 3, False)
 
 
 def test_describe_does_not_import_tensorflow(tiny_keras, tmp_path):
     onnx_path = make_onnx(tmp_path / "m.onnx")
-    code = ("import sys; from engine.model_info import describe_model; "
-            f"describe_model({str(tiny_keras)!r}); describe_model({str(onnx_path)!r}); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys; from engine.models.info import describe_model; "
+        f"describe_model({str(tiny_keras)!r}); describe_model({str(onnx_path)!r}); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

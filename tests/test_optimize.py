@@ -10,8 +10,9 @@ import tensorflow as tf
 import tf_keras
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.optimize_keras import correct_biases, optimize_for_per_tensor
-from engine.optimize_onnx import fold_batchnorm
+from engine.config.schema import Quantization
+from engine.optimize.keras import correct_biases, optimize_for_per_tensor
+from engine.optimize.onnx import fold_batchnorm
 
 KERASES = ["tf_keras", "keras"]
 
@@ -20,7 +21,9 @@ def _randomize_batchnorms(model, rng: np.random.Generator) -> None:
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.2, 3, n), rng.normal(0, 2, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)])
+            layer.set_weights(
+                [rng.uniform(0.2, 3, n), rng.normal(0, 2, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)]
+            )
 
 
 def _mobilenet_block(keras_name: str = "tf_keras"):
@@ -82,7 +85,9 @@ def test_optimized_model_converts_to_tflite():
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], optimized)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(2)
-    converter.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)] for _ in range(8))
+    converter.representative_dataset = lambda: (
+        [rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)] for _ in range(8)
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter._experimental_disable_per_channel = True
     assert converter.convert()
@@ -109,7 +114,7 @@ def test_bias_correction_moves_biases_toward_quantized_mean(keras_name):
 
 
 def test_rejects_subclassed_models():
-    from engine.errors import EngineError
+    from engine.common.errors import EngineError
 
     class Subclassed(tf_keras.Model):
         def call(self, inputs):
@@ -121,14 +126,28 @@ def test_rejects_subclassed_models():
 
 def _onnx_conv_bn() -> onnx.ModelProto:
     rng = np.random.default_rng(5)
-    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in [
-        ("w", rng.normal(size=(4, 3, 3, 3))), ("gamma", rng.uniform(0.5, 2, 4)), ("beta", rng.normal(size=4)),
-        ("mean", rng.normal(size=4)), ("var", rng.uniform(0.1, 2, 4))]]
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], epsilon=1e-3),
-             helper.make_node("Relu", ["b"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    inits = [
+        numpy_helper.from_array(a.astype(np.float32), n)
+        for n, a in [
+            ("w", rng.normal(size=(4, 3, 3, 3))),
+            ("gamma", rng.uniform(0.5, 2, 4)),
+            ("beta", rng.normal(size=4)),
+            ("mean", rng.normal(size=4)),
+            ("var", rng.uniform(0.1, 2, 4)),
+        ]
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["b"], epsilon=1e-3),
+        helper.make_node("Relu", ["b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -161,8 +180,13 @@ def test_optimize_flowers_is_equivalent_on_photos(flowers_h5, flower_photos):
     from PIL import Image
 
     paths = sorted(flower_photos.glob("*/*"))[::15]
-    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128), Image.NEAREST), np.float32)
-                       for p in paths]) / 127.5 - 1.0
+    images = (
+        np.stack(
+            [np.asarray(Image.open(p).convert("RGB").resize((128, 128), Image.NEAREST), np.float32) for p in paths]
+        )
+        / 127.5
+        - 1.0
+    )
     model = tf_keras.models.load_model(flowers_h5, compile=False)
     optimized, report = optimize_for_per_tensor(model)
     assert len(report.batchnorms_folded) == 52 and report.pairs_equalized
@@ -171,16 +195,17 @@ def test_optimize_flowers_is_equivalent_on_photos(flowers_h5, flower_photos):
         np.testing.assert_allclose(after, before, rtol=1e-4, atol=5e-5)
 
 
-@pytest.mark.parametrize(("options", "key"), [({"optimize": True}, "quantization.optimize"),
-                                               ({"bias_correction": True}, "quantization.bias_correction")])
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [({"optimize": True}, "quantization.optimize"), ({"bias_correction": True}, "quantization.bias_correction")],
+)
 def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options, key):
     """Never quantized silently as it is: a subclassed Keras 3 model with optimize/bias_correction fails."""
     from pathlib import Path
-    from types import SimpleNamespace
 
     import keras
 
-    from engine.errors import ConfigError
+    from engine.common.errors import ConfigError
     from engine.optimize import optimize_keras
     from tests.quant_helpers import ArrayCalibration, random_images
 
@@ -194,7 +219,7 @@ def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options
 
     model = Subclassed()
     model(random_images(1))
-    settings = SimpleNamespace(granularity="per_tensor", **options)
+    settings = Quantization(quantizer="TFlite_converter", granularity="per_tensor", **options)
     with pytest.raises(ConfigError, match=f"^{key}: cannot rewrite sub.keras: .*not a functional Keras model"):
         optimize_keras(model, Path("sub.keras"), settings, ArrayCalibration(random_images(4)), [])
 
@@ -203,8 +228,16 @@ def test_a_model_that_cannot_be_rewritten_fails_naming_the_key(tmp_path, options
 def test_a_sequential_model_is_optimized_as_a_functional_one(keras_name):
     keras = importlib.import_module(keras_name)
     layers = keras.layers
-    model = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(), layers.ReLU(6.0),
-                              layers.Conv2D(4, 1), layers.Flatten()])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            layers.Conv2D(4, 3),
+            layers.BatchNormalization(),
+            layers.ReLU(6.0),
+            layers.Conv2D(4, 1),
+            layers.Flatten(),
+        ]
+    )
     _randomize_batchnorms(model, np.random.default_rng(6))
     optimized, report = optimize_for_per_tensor(model)
     assert len(report.batchnorms_folded) == 1 and len(report.pairs_equalized) == 1
@@ -216,18 +249,20 @@ def test_the_same_request_reuses_the_last_optimized_model():
     """`stquant compare`: variants differing only in input type share one optimized model (and so one trace);
     another granularity, other calibration data or another model is optimized again."""
     from pathlib import Path
-    from types import SimpleNamespace
 
-    from engine.optimize import optimize_keras
+    from engine.optimize import LastOptimized, optimize_keras
     from tests.quant_helpers import ArrayCalibration, random_images
 
     model, data = _mobilenet_block(), ArrayCalibration(random_images(4, size=16))
-    settings = SimpleNamespace(granularity="per_tensor", optimize=True, bias_correction=False)
+    settings = Quantization(quantizer="TFlite_converter", granularity="per_tensor", optimize=True)
+    last = LastOptimized()
     first_notes, second_notes = [], []
-    first, report = optimize_keras(model, Path("m.h5"), settings, data, first_notes)
-    second, again = optimize_keras(model, Path("m.h5"), settings, data, second_notes)
+    first, report = optimize_keras(model, Path("m.h5"), settings, data, first_notes, last)
+    second, again = optimize_keras(model, Path("m.h5"), settings, data, second_notes, last)
     assert second is first and again == report and second_notes == first_notes and first_notes
     again["pairs_equalized"].clear()  # a caller's change to its report does not reach the next caller
-    assert optimize_keras(model, Path("m.h5"), settings, data, [])[1] == report
-    assert optimize_keras(model, Path("m.h5"), settings, ArrayCalibration(random_images(4, size=16)), [])[0] is not first
-    assert optimize_keras(_mobilenet_block(), Path("m.h5"), settings, data, [])[0] is not first
+    assert optimize_keras(model, Path("m.h5"), settings, data, [], last)[1] == report
+    assert optimize_keras(model, Path("m.h5"), settings, data, [])[0] is not first  # no memo: nothing reused
+    other_data = ArrayCalibration(random_images(4, size=16))
+    assert optimize_keras(model, Path("m.h5"), settings, other_data, [], last)[0] is not first
+    assert optimize_keras(_mobilenet_block(), Path("m.h5"), settings, data, [], last)[0] is not first

@@ -8,10 +8,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.errors import EngineError, InputError
-from engine.evaluate import agreement, evaluate
-from engine.predictors import load_predictor, predict_pixels
-from engine.preprocess import ImageSpec
+from engine.common.errors import EngineError, InputError
+from engine.data.preprocess import ImageSpec
+from engine.evaluation.accuracy import agreement, evaluate
+from engine.evaluation.predictors import load_predictor, predict_pixels
 
 HW_C = (8, 8, 3)
 CLASSES = 3
@@ -224,7 +224,7 @@ def test_flowers_float_h5_and_st_int8_tflite(flowers_h5, flowers_st_tflite, flow
     int8_result = evaluate(load_predictor(flowers_st_tflite), images, labels, classes)
     batched_s = time.perf_counter() - start
 
-    # independent per-image reference loops, not going through engine.predictors
+    # independent per-image reference loops, not going through engine.evaluation.predictors
     start = time.perf_counter()
     model = tf.function(lambda x: float_predictor.model(x, training=False))
     float_loop = np.array([np.argmax(model(image[None])) for image in images])
@@ -264,14 +264,16 @@ def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
     np.testing.assert_array_equal(predict_pixels(predictor, pixels, spec), predictor.predict(spec.rescale(pixels)))
     if name == "tflite_int8":
         other = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 255, 0)  # a new spec: a new table
-        np.testing.assert_array_equal(predict_pixels(predictor, pixels, other), predictor.predict(other.rescale(pixels)))
+        np.testing.assert_array_equal(
+            predict_pixels(predictor, pixels, other), predictor.predict(other.rescale(pixels))
+        )
         with pytest.raises(EngineError, match="uint8 pixels"):
             predictor.predict_pixels(pixels.astype(np.float32), spec)
 
 
 def test_tflite_falls_back_to_builtin_kernels_when_xnnpack_cannot_prepare(food101_model):
     """ST's EfficientNet LC int8 cannot run batched under XNNPACK; the predictor retries on LiteRT's own kernels."""
-    from engine.predictors import TFLitePredictor
+    from engine.evaluation.predictors import TFLitePredictor
 
     predictor = TFLitePredictor(food101_model / "st_efficientnet_lc_v1_128_tfs_int8.tflite")
     images = np.random.default_rng(0).random((3, 128, 128, 3), dtype=np.float32)

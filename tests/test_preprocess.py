@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.preprocess import ImageSpec, load_image, resize
+from engine.data.preprocess import ImageSpec, load_image, resize
 
 METHODS = ["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"]
 
@@ -29,12 +29,16 @@ def test_resize_matches_tensorflow(method):
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "CMYK", "P", "I;16", "LA", "1"])
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_every_pillow_mode_is_converted(tmp_path, mode, channels):
-    image = gradient().convert(mode) if mode != "I;16" else Image.fromarray((np.arange(64 * 40).reshape(40, 64) * 25).astype(np.uint16))
+    image = (
+        gradient().convert(mode)
+        if mode != "I;16"
+        else Image.fromarray((np.arange(64 * 40).reshape(40, 64) * 25).astype(np.uint16))
+    )
     path = tmp_path / ("x.tiff" if mode in ("I;16", "CMYK") else "x.png")
     image.save(path)
     out = load_image(path, ImageSpec(8, 8, channels, "bilinear", "fit", 1 / 255, 0))
     assert out.shape == (8, 8, channels) and out.dtype == np.float32
-    assert 0 <= out.min() and out.max() <= 1.0 + 1e-6
+    assert out.min() >= 0 and out.max() <= 1.0 + 1e-6
 
 
 def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
@@ -75,7 +79,7 @@ def test_gif_first_frame(tmp_path):
 
 # Max difference in grey levels (of 255) from tf.image.resize on flower photos (measured: under 0.012 for
 # area, under 3e-4 for the others; nearest picks the same pixels).
-PHOTO_BOUNDS = {method: 0.02 for method in METHODS} | {"nearest": 0.0}
+PHOTO_BOUNDS = dict.fromkeys(METHODS, 0.02) | {"nearest": 0.0}
 PHOTO_SIZES = [(128, 128), (96, 160), (37, 53), (300, 200), (480, 640)]  # down, non-square, odd, up
 
 

@@ -1,16 +1,16 @@
 """Acceptance on the tutorial model and the flower photos: optimize through both quantizers, layer report (slow)."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from engine.calibration import ImageCalibrationData
-from engine.images import decode_all
-from engine.layer_report import layer_report
-from engine.predictors import load_predictor
-from engine.preprocess import ImageSpec
+from engine.config.schema import Quantization
+from engine.data.calibration import ImageCalibrationData
+from engine.data.images import decode_all
+from engine.data.preprocess import ImageSpec
+from engine.evaluation.layer_report import layer_report
+from engine.evaluation.predictors import load_predictor
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.conftest import _asset
@@ -20,10 +20,14 @@ pytestmark = pytest.mark.slow
 SPEC = ImageSpec(128, 128, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
 
 
-def _settings(granularity: str, optimize: bool) -> SimpleNamespace:
-    return SimpleNamespace(quantization_input_type="uint8", quantization_output_type="float", granularity=granularity,
-                           optimize=optimize, bias_correction=False, target_opset=17, extra_options=None,
-                           calibration_method="minmax")
+def _settings(quantizer: str, granularity: str, optimize: bool) -> Quantization:
+    return Quantization(
+        quantizer=quantizer,
+        quantization_input_type="uint8",
+        quantization_output_type="float",
+        granularity=granularity,
+        optimize=optimize,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,42 +42,58 @@ def float_top1(photos):
     return _top1(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"), photos[1])
 
 
+@pytest.fixture(scope="module")
+def keras_model():
+    """The tutorial model loaded once: each quantization below starts from it, as `stquant compare` does."""
+    from engine.models.load import load_keras_model
+
+    return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
+
+
 def _top1(model: Path, images: np.ndarray) -> np.ndarray:
     predictor = load_predictor(model)
-    return np.concatenate([predictor.predict(images[i:i + 50]).argmax(1) for i in range(0, len(images), 50)])
+    return np.concatenate([predictor.predict(images[i : i + 50]).argmax(1) for i in range(0, len(images), 50)])
 
 
-def _quantize(route: str, model: Path, files: list[Path], granularity: str, optimize: bool, tmp: Path):
-    calibration = ImageCalibrationData(files[::3], SPEC, "test")
-    settings = _settings(granularity, optimize)
+def _quantize(
+    route: str, model: Path, files: list[Path], granularity: str, optimize: bool, tmp: Path, loaded, step: int = 3
+):
+    """Quantize `loaded` (the Keras model of `model`) calibrated on every `step`-th photo."""
+    calibration = ImageCalibrationData(files[::step], SPEC, "test")
     if route == "tflite":
-        return quantize_tflite(model, calibration, settings, tmp / "q.tflite"), calibration
-    return quantize_onnx(model, calibration, settings, tmp, tmp), calibration
+        return quantize_tflite(
+            model, calibration, _settings("TFlite_converter", granularity, optimize), tmp / "q.tflite", model=loaded
+        ), calibration
+    return quantize_onnx(
+        model, calibration, _settings("Onnx_quantizer", granularity, optimize), tmp, tmp, model=loaded
+    ), calibration
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_per_tensor_with_optimize_agrees_with_float(route, flowers_h5, photos, float_top1, tmp_path):
-    result, _ = _quantize(route, flowers_h5, photos[0], "per_tensor", True, tmp_path)
+def test_per_tensor_with_optimize_agrees_with_float(route, flowers_h5, photos, float_top1, tmp_path, keras_model):
+    result, _ = _quantize(route, flowers_h5, photos[0], "per_tensor", True, tmp_path, keras_model)
     agreement = 100 * np.mean(_top1(result.model_path, photos[1]) == float_top1)
     assert agreement >= 97, agreement
     assert len(result.optimization["pairs_equalized"]) > 30
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, photos, tmp_path):
-    """Documented: optimize changes nothing per-channel (no step helps there), so the int8 model is the same."""
-    plain, _ = _quantize(route, flowers_h5, photos[0], "per_channel", False, tmp_path / "plain")
-    optimized, _ = _quantize(route, flowers_h5, photos[0], "per_channel", True, tmp_path / "optimized")
+def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, photos, tmp_path, keras_model):
+    """Documented: optimize changes nothing per-channel (no step helps there), so the int8 model is the same.
+    Equality does not depend on how many photos calibrate: 25 (5 of each class) do."""
+    plain, _ = _quantize(route, flowers_h5, photos[0], "per_channel", False, tmp_path / "plain", keras_model, 12)
+    optimized, _ = _quantize(route, flowers_h5, photos[0], "per_channel", True, tmp_path / "optimized", keras_model, 12)
     assert plain.optimization is None
     assert not any(optimized.optimization.values()), optimized.optimization
     images = photos[1][:100]
-    np.testing.assert_array_equal(load_predictor(optimized.model_path).predict(images),
-                                  load_predictor(plain.model_path).predict(images))
+    np.testing.assert_array_equal(
+        load_predictor(optimized.model_path).predict(images), load_predictor(plain.model_path).predict(images)
+    )
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_layer_report_ranks_collapsing_depthwise_first(route, flowers_h5, photos, tmp_path):
-    result, calibration = _quantize(route, flowers_h5, photos[0], "per_tensor", False, tmp_path)
+def test_layer_report_ranks_collapsing_depthwise_first(route, flowers_h5, photos, tmp_path, keras_model):
+    result, calibration = _quantize(route, flowers_h5, photos[0], "per_tensor", False, tmp_path, keras_model)
     rows = layer_report(result.float_model, result.model_path, calibration, images=16, top=5)
     assert rows[0]["layer"] == "depthwise_conv2d" and "DEPTHWISE" in rows[0]["op"].upper(), rows
     assert rows[0]["sqnr_db"] < 15

@@ -1,14 +1,13 @@
 """`optimize`/`bias_correction` through both quantizers and the per-layer report on their outputs (tiny real models)."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import tf_keras
 
-from engine.layer_report import format_report, layer_report
+from engine.config.schema import Quantization
+from engine.evaluation.layer_report import format_report, layer_report
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, random_images
@@ -16,10 +15,18 @@ from tests.test_optimize import _mobilenet_block, _onnx_conv_bn
 
 
 def settings(**overrides):
-    values = dict(quantization_input_type="float", quantization_output_type="float", granularity="per_tensor",
-                  optimize=True, bias_correction=False, target_opset=17, extra_options=None,
-                  calibration_method="minmax")
-    return SimpleNamespace(**{**values, **overrides})
+    values = {
+        "quantizer": "TFlite_converter",
+        "quantization_input_type": "float",
+        "quantization_output_type": "float",
+        "granularity": "per_tensor",
+        "optimize": True,
+        "bias_correction": False,
+        "target_opset": 17,
+        "extra_options": None,
+        "calibration_method": "minmax",
+    }
+    return Quantization(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,9 @@ def test_tflite_optimize_is_equivalent_and_reported(block_h5, tmp_path):
     images = random_images(32, seed=3)
     result = quantize_tflite(block_h5, ArrayCalibration(images), settings(), tmp_path / "q.tflite")
     original = tf_keras.models.load_model(block_h5, compile=False)
-    np.testing.assert_allclose(result.float_model.predict(images, verbose=0), original.predict(images, verbose=0),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        result.float_model.predict(images, verbose=0), original.predict(images, verbose=0), rtol=1e-4, atol=1e-6
+    )
     assert any(n.startswith("optimize: 3 BatchNorm folded, 3 layer pairs equalized") for n in result.notes)
     assert not any("ignored" in n for n in result.notes)
     assert len(result.optimization["batchnorms_folded"]) == 3 and len(result.optimization["relu6_replaced"]) == 2
@@ -52,7 +60,13 @@ def test_tflite_optimize_is_equivalent_and_reported(block_h5, tmp_path):
 
 def test_onnx_optimize_converts_the_optimized_model(block_h5, tmp_path):
     images = random_images(32, seed=4)
-    result = quantize_onnx(block_h5, ArrayCalibration(images), settings(bias_correction=True), tmp_path, tmp_path)
+    result = quantize_onnx(
+        block_h5,
+        ArrayCalibration(images),
+        settings(quantizer="Onnx_quantizer", bias_correction=True),
+        tmp_path,
+        tmp_path,
+    )
     assert any("3 BatchNorm folded" in n and "5 biases corrected" in n for n in result.notes)
     assert len(result.optimization["biases_corrected"]) == 5
     converted = tmp_path / "converted_model" / "converted_model.onnx"
@@ -68,8 +82,9 @@ def test_onnx_optimize_converts_the_optimized_model(block_h5, tmp_path):
 
 def test_per_channel_optimize_leaves_the_model(block_h5, tmp_path):
     images = random_images(16, seed=5)
-    result = quantize_tflite(block_h5, ArrayCalibration(images), settings(granularity="per_channel"),
-                             tmp_path / "q.tflite")
+    result = quantize_tflite(
+        block_h5, ArrayCalibration(images), settings(granularity="per_channel"), tmp_path / "q.tflite"
+    )
     assert any("per_channel: model left as it is" in n for n in result.notes)
     assert result.optimization["batchnorms_folded"] == []
     assert result.float_tflite is not None  # the model was left as it is
@@ -79,7 +94,9 @@ def test_onnx_input_batchnorm_is_folded(tmp_path):
     source = tmp_path / "conv_bn.onnx"
     onnx.save(_onnx_conv_bn(), source)
     images = random_images(16, size=8, seed=6)
-    result = quantize_onnx(source, ArrayCalibration(images), settings(), tmp_path / "export", tmp_path / "work")
+    result = quantize_onnx(
+        source, ArrayCalibration(images), settings(quantizer="Onnx_quantizer"), tmp_path / "export", tmp_path / "work"
+    )
     assert any("1 BatchNormalization folded" in n for n in result.notes)
     assert len(result.optimization["batchnorms_folded"]) == 1
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(result.float_model)).graph.node}
@@ -89,14 +106,21 @@ def test_onnx_input_batchnorm_is_folded(tmp_path):
     assert [r["op"] for r in rows] == ["Conv"]
 
 
-@pytest.mark.parametrize("changes", [dict(optimize=False, bias_correction=True),
-                                     dict(optimize=True, bias_correction=True, granularity="per_tensor")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"optimize": False, "bias_correction": True},
+        {"optimize": True, "bias_correction": True, "granularity": "per_tensor"},
+    ],
+)
 def test_the_callers_model_is_left_unchanged(block_h5, tmp_path, changes):
     """A chain passes its loaded model and then evaluates it as the float model: optimizing must not touch it."""
     images = random_images(16, seed=7)
     model = tf_keras.models.load_model(block_h5, compile=False)
     before = [w.copy() for w in model.get_weights()]
-    result = quantize_tflite(block_h5, ArrayCalibration(images), settings(**changes), tmp_path / "q.tflite", model=model)
+    result = quantize_tflite(
+        block_h5, ArrayCalibration(images), settings(**changes), tmp_path / "q.tflite", model=model
+    )
     assert result.optimization["biases_corrected"] and result.float_model is not model
     assert result.float_tflite is None  # the float graph the converter saw is not the caller's model
     for old, new in zip(before, model.get_weights()):

@@ -12,14 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
 from engine.cli import main
-from engine.run_summary import RunSummary
-from engine.runner import make_unique_run_dir
+from engine.run.folder import make_unique_run_dir
+from engine.run.summary import RunSummary
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
 from tests.tiny_models import tiny_onnx
@@ -61,8 +62,13 @@ def onnx_with_contrib_op(path: Path) -> Path:
 
 def test_footprint_failure_is_a_warning_and_the_model_is_kept(tmp_path, capsys):
     model = onnx_with_contrib_op(tmp_path / "gelu.onnx")
-    config = demo_config(tmp_path, operation_mode="chain_qb", general__model_path=str(model),
-                         quantization__quantizer="Onnx_quantizer", quantization__quantization_input_type="float")
+    config = demo_config(
+        tmp_path,
+        operation_mode="chain_qb",
+        general__model_path=str(model),
+        quantization__quantizer="Onnx_quantizer",
+        quantization__quantization_input_type="float",
+    )
     run_dir = tmp_path / "run"
     code, out, err = run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "plain")
     assert code == 0, err
@@ -85,10 +91,12 @@ def test_layer_report_failure_is_a_warning(tmp_path, capsys, monkeypatch):
         if kwargs.get("experimental_preserve_all_tensors"):
             raise RuntimeError("Failed to allocate the preserved tensors\nsecond line")
         original(self, *args, **kwargs)
+
     monkeypatch.setattr(interpreter.Interpreter, "__init__", refuse)
     run_dir = tmp_path / "run"
-    code, out, err = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir,
-                             "--progress", "none")
+    code, _, err = run_cli(
+        capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir, "--progress", "none"
+    )
     assert code == 0, err
     summary = summary_of(run_dir)
     assert summary["status"] == "ok" and summary["layer_errors"] is None
@@ -102,8 +110,9 @@ def test_mlflow_failure_is_a_warning(tmp_path, capsys):
     blocker = tmp_path / "mlruns"
     blocker.write_text("a file where the MLflow store folder should be")
     run_dir = tmp_path / "run"
-    code, out, _ = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir,
-                           "--progress", "none")
+    code, out, _ = run_cli(
+        capsys, "run", write(tmp_path, demo_config(tmp_path)), "--output-dir", run_dir, "--progress", "none"
+    )
     assert code == 0
     summary = summary_of(run_dir)
     assert summary["status"] == "ok" and [w["stage"] for w in run_warnings(summary)] == ["mlflow"]
@@ -123,8 +132,15 @@ def test_mlflow_http_uri_is_passed_unchanged(tmp_path, capsys, monkeypatch):
     uri = f"http://127.0.0.1:{port}"
     run_dir = tmp_path / "run"
     start = time.monotonic()
-    code, _, _ = run_cli(capsys, "run", write(tmp_path, demo_config(tmp_path, mlflow__uri=uri)), "--output-dir",
-                         run_dir, "--progress", "none")
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        write(tmp_path, demo_config(tmp_path, mlflow__uri=uri)),
+        "--output-dir",
+        run_dir,
+        "--progress",
+        "none",
+    )
     assert code == 0 and time.monotonic() - start < 60
     summary = summary_of(run_dir)
     assert run_warnings(summary)[0]["stage"] == "mlflow" and uri in run_warnings(summary)[0]["message"]
@@ -144,8 +160,9 @@ def test_evaluation_failure_fails_the_run_but_keeps_the_model(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, _, err = run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "none")
     assert code == 1, err
-    assert [line for line in err.splitlines() if line.startswith("stquant: ")] == \
-        ["stquant: cannot evaluate 0 images with 0 labels"]
+    assert [line for line in err.splitlines() if line.startswith("stquant: ")] == [
+        "stquant: cannot evaluate 0 images with 0 labels"
+    ]
     summary = summary_of(run_dir)
     assert summary["status"] == "failed" and summary["failed_stage"] == "evaluate_float"
     assert summary["error"] == "cannot evaluate 0 images with 0 labels"
@@ -159,8 +176,9 @@ def test_evaluation_failure_fails_the_run_but_keeps_the_model(tmp_path, capsys):
 def test_runs_started_together_get_their_own_folders(tmp_path, capsys):
     target = tmp_path / "runs" / "2026_01_01_00_00_00"
     made: list[Path] = []
-    threads = [threading.Thread(target=lambda: made.append(make_unique_run_dir(target, "hydra.run.dir")))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: made.append(make_unique_run_dir(target, "hydra.run.dir"))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -179,18 +197,36 @@ def test_output_dir_holding_a_run_needs_overwrite(tmp_path, capsys):
     assert run_cli(capsys, "run", config, "--output-dir", run_dir, "--progress", "none")[0] == 0
     before = (run_dir / "run_summary.json").read_text()
     code, _, err = run_cli(capsys, "run", config, "--output-dir", run_dir, "--progress", "none")
-    assert code == 2 and err.strip() == (f"stquant: --output-dir: {run_dir} already holds a run (run_summary.json); "
-                                         "choose another folder or add --overwrite")
+    assert code == 2 and err.strip() == (
+        f"stquant: --output-dir: {run_dir} already holds a run (run_summary.json); "
+        "choose another folder or add --overwrite"
+    )
     assert (run_dir / "run_summary.json").read_text() == before
     assert run_cli(capsys, "run", config, "--output-dir", run_dir, "--overwrite", "--progress", "none")[0] == 0
 
 
 def _run_until(tmp_path, config: dict, stage: str, number: int):
-    """Start a real `stquant run --progress jsonl`; send `number` when the `stage` event arrives."""
+    """Start a real `stquant run --progress jsonl` (empty statistics cache); send `number` when the `stage` event
+    arrives."""
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "run", write(tmp_path, config), "--progress", "jsonl",
-                             "--output-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "run",
+            write(tmp_path, config),
+            "--progress",
+            "jsonl",
+            "--output-dir",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg_cache")},
+    )
     stages = []
     for line in proc.stdout:
         event = json.loads(line) if line.startswith("{") else {}
@@ -211,13 +247,27 @@ INTERRUPTS = [
     (signal.SIGTERM, "footprint", ("footprint", "mlflow")),
     (signal.SIGINT, "mlflow", ("mlflow",)),
 ]
+INTERRUPT_IDS = [f"{number.name}-{stage}" for number, stage, _ in INTERRUPTS]
 
 
-@pytest.mark.parametrize("number,stage,landed", INTERRUPTS, ids=[f"{s.name}-{st}" for s, st, _ in INTERRUPTS])
-def test_interrupt_at_any_stage(tmp_path, number, stage, landed):
+@pytest.fixture(scope="module")
+def interrupted_runs(tmp_path_factory) -> dict[str, tuple]:
+    """Every run of INTERRUPTS started at once (each waits on its own events), by test id: what _run_until returns."""
     pytest.importorskip("mlflow", reason="the mlflow stage needs the optional extra")
-    config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"))
-    code, stages, out, err, run_dir = _run_until(tmp_path, config, stage, number)
+
+    def interrupted(case: tuple) -> tuple:
+        number, stage, _ = case
+        tmp_path = tmp_path_factory.mktemp(f"interrupt_{stage}")
+        config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"))
+        return _run_until(tmp_path, config, stage, number)
+
+    with ThreadPoolExecutor(len(INTERRUPTS)) as pool:
+        return dict(zip(INTERRUPT_IDS, pool.map(interrupted, INTERRUPTS)))
+
+
+@pytest.mark.parametrize(("number", "stage", "landed"), INTERRUPTS, ids=INTERRUPT_IDS)
+def test_interrupt_at_any_stage(interrupted_runs, request, number, stage, landed):
+    code, stages, out, err, run_dir = interrupted_runs[request.node.callspec.id]
     assert stage in stages, stages
     assert code == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err
@@ -234,7 +284,7 @@ def test_interrupt_at_any_stage(tmp_path, number, stage, landed):
         Interpreter(model_path=str(model)).allocate_tensors()
 
 
-@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
 def test_files_follow_the_umask(tmp_path, capsys, umask, mode):
     previous = os.umask(umask)
     try:
@@ -243,14 +293,19 @@ def test_files_follow_the_umask(tmp_path, capsys, umask, mode):
         assert run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "none")[0] == 0
     finally:
         os.umask(previous)
-    written = [run_dir / "config.yaml", run_dir / "run_summary.json", run_dir / "stquant.log",
-               run_dir / "quantized_models" / "quantized_model.tflite", *run_dir.glob("*.png")]
+    written = [
+        run_dir / "config.yaml",
+        run_dir / "run_summary.json",
+        run_dir / "stquant.log",
+        run_dir / "quantized_models" / "quantized_model.tflite",
+        *run_dir.glob("*.png"),
+    ]
     assert len(written) == 6
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: oct(mode) for p in written}
 
 
 def test_overwriting_keeps_the_file_mode(tmp_path):
-    from engine.atomic import write_text_atomic
+    from engine.common.atomic import write_text_atomic
     from stquant_tui.draft import Draft
 
     target = tmp_path / "cfg.yaml"
@@ -275,8 +330,9 @@ def test_run_folder_config_runs_again_from_anywhere(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     sample = ROOT / "sample_configs" / "chain_eqeb_config.yaml"
     run_dir = tmp_path / "run"
-    code, _, err = run_cli(capsys, "run", sample, f"mlflow.uri={tmp_path / 'mlruns'}", "--output-dir", run_dir,
-                           "--progress", "none")
+    code, _, err = run_cli(
+        capsys, "run", sample, f"mlflow.uri={tmp_path / 'mlruns'}", "--output-dir", run_dir, "--progress", "none"
+    )
     assert code == 0, err
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     given = yaml.safe_load(sample.read_text())
@@ -288,5 +344,5 @@ def test_run_folder_config_runs_again_from_anywhere(tmp_path, capsys, monkeypatc
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    code, out, err = run_cli(capsys, "validate", run_dir / "config.yaml")
+    code, _, err = run_cli(capsys, "validate", run_dir / "config.yaml")
     assert code == 0, err

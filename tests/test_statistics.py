@@ -7,8 +7,9 @@ EfficientNet LC v1 (food-101, clip Lambdas and squeeze-excite), MobileNet v1 (VW
 import numpy as np
 import pytest
 
-from engine.calibration import ImageCalibrationData
-from engine.preprocess import ImageSpec
+from engine.config.schema import Quantization
+from engine.data.calibration import ImageCalibrationData
+from engine.data.preprocess import ImageSpec
 from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, PhotoCalibration, photo_files
 
@@ -17,12 +18,13 @@ FLT_MIN = float(np.finfo(np.float32).tiny)
 SPEC = ImageSpec(128, 128, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
 
 
-class Settings:
-    granularity = "per_channel"
-    quantization_input_type = "uint8"
-    quantization_output_type = "float"
-    optimize = False
-    bias_correction = False
+def settings(granularity: str = "per_channel") -> Quantization:
+    return Quantization(
+        quantizer="TFlite_converter",
+        granularity=granularity,
+        quantization_input_type="uint8",
+        quantization_output_type="float",
+    )
 
 
 def _squeeze_excite_clip():
@@ -55,18 +57,20 @@ def _square_root():
 
 
 def _recorded_ranges(blob: bytes) -> dict[int, tuple[float, float]]:
-    from engine.library_internals import litert_schema
+    from engine.models.library_internals import litert_schema
 
     model = litert_schema().ModelT.InitFromPackedBuf(blob, 0)
-    return {i: (float(t.quantization.min[0]), float(t.quantization.max[0]))
-            for i, t in enumerate(model.subgraphs[0].tensors)
-            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)}
+    return {
+        i: (float(t.quantization.min[0]), float(t.quantization.max[0]))
+        for i, t in enumerate(model.subgraphs[0].tensors)
+        if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min)
+    }
 
 
 def _float_converter(model):
     import tensorflow as tf
 
-    from engine.keras_trace import converter_for
+    from engine.models.trace import converter_for
 
     converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -76,7 +80,7 @@ def _float_converter(model):
 
 def _float_model(model) -> bytes:
     """The float .tflite the converter calibrates."""
-    from engine.library_internals import quantize_with_ranges
+    from engine.models.library_internals import quantize_with_ranges
 
     kept = {}
     converter = _float_converter(model)
@@ -93,7 +97,7 @@ def test_recorded_ranges_equal_the_calibrators(build, caplog):
     model = build()
     images = np.random.default_rng(0).uniform(-1, 1, (12, 16, 16, 3)).astype(np.float32)
     converter = _float_converter(model)
-    converter.representative_dataset = lambda: ([images[i:i + 4]] for i in range(0, len(images), 4))
+    converter.representative_dataset = lambda: ([images[i : i + 4]] for i in range(0, len(images), 4))
     converter._experimental_calibrate_only = True  # the calibrator's ranges, before quantizing
     theirs = _recorded_ranges(converter.convert())
     float_model = _float_model(model)
@@ -111,7 +115,7 @@ def test_a_tensor_of_nan_only_is_one_clear_error():
     import tensorflow as tf
     import tf_keras as keras
 
-    from engine.errors import EngineError
+    from engine.common.errors import EngineError
     from engine.quantize.statistics import tensor_ranges
 
     inputs = keras.Input((4, 4, 3))
@@ -124,8 +128,8 @@ def _converters_own(model, calibration, per_tensor: bool) -> bytes:
     """The TFLite converter with its own calibrator, fed the same images (the behaviour before stquant's statistics)."""
     import tensorflow as tf
 
-    from engine.keras_trace import converter_for
-    from engine.library_internals import set_per_tensor_weights
+    from engine.models.library_internals import set_per_tensor_weights
+    from engine.models.trace import converter_for
 
     converter = converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -138,7 +142,7 @@ def _converters_own(model, calibration, per_tensor: bool) -> bytes:
 
 def _tensors(blob: bytes) -> dict:
     """name -> (scales, zero points, type, constant data or None)."""
-    from engine.library_internals import litert_schema
+    from engine.models.library_internals import litert_schema
 
     model = litert_schema().ModelT.InitFromPackedBuf(blob, 0)
     found = {}
@@ -162,30 +166,45 @@ def _assert_same_quantization(blob: bytes, reference_blob: bytes) -> int:
         np.testing.assert_array_equal(my_zero_points, zero_points, err_msg=name)
         np.testing.assert_allclose(my_scales, scales, rtol=1e-5, err_msg=name)
         if dtype == INT32 and value is not None:  # biases: scale = input scale x weight scale, so within 1 LSB or 1e-5
-            np.testing.assert_allclose(np.frombuffer(my_value, np.int32), np.frombuffer(value, np.int32),
-                                       atol=1, rtol=1e-5, err_msg=name)
+            np.testing.assert_allclose(
+                np.frombuffer(my_value, np.int32), np.frombuffer(value, np.int32), atol=1, rtol=1e-5, err_msg=name
+            )
         else:
             assert my_value == value, f"constant {name} differs"
         quantized += bool(scales.size)
     return quantized
 
 
+@pytest.fixture(scope="module")
+def flowers_model():
+    """The tutorial model, loaded once for both granularities (neither quantization changes it)."""
+    from engine.models.load import load_keras_model
+    from tests.conftest import _asset
+
+    return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("granularity", ["per_channel", "per_tensor"])
-def test_scales_and_zero_points_equal_the_converters_calibration(flowers_h5, flower_photos, tmp_path, granularity):
-    from engine.models import load_keras_model
-    from engine.predictors import TFLitePredictor
+def test_scales_and_zero_points_equal_the_converters_calibration(
+    flowers_h5, flower_photos, tmp_path, granularity, flowers_model
+):
+    from engine.evaluation.predictors import TFLitePredictor
 
     files = sorted(flower_photos.glob("*/*.jpg"))[::5]  # 60 photos, every class
-    model = load_keras_model(flowers_h5)
-    settings = Settings()
-    settings.granularity = granularity
-    ours = quantize_tflite(flowers_h5, ImageCalibrationData(files, SPEC, "test"), settings, tmp_path / "ours.tflite",
-                           model=model)
+    model = flowers_model
+    ours = quantize_tflite(
+        flowers_h5,
+        ImageCalibrationData(files, SPEC, "test"),
+        settings(granularity),
+        tmp_path / "ours.tflite",
+        model=model,
+    )
     theirs = _converters_own(model, PhotoCalibration(files), granularity == "per_tensor")
     assert _assert_same_quantization(ours.model_path.read_bytes(), theirs) > 100
-    pixels = np.stack([np.asarray(__import__("PIL.Image").Image.open(f).convert("RGB").resize((128, 128), 0))
-                       for f in files[:32]])
+    pixels = np.stack(
+        [np.asarray(__import__("PIL.Image").Image.open(f).convert("RGB").resize((128, 128), 0)) for f in files[:32]]
+    )
     path = tmp_path / "theirs.tflite"
     path.write_bytes(theirs)
     top = [TFLitePredictor(p).predict_pixels(pixels, SPEC).argmax(1) for p in (ours.model_path, path)]
@@ -212,14 +231,14 @@ MODEL_ZOO = {  # model, photos, input size, rescaling of the float model
 def test_model_zoo_quantization_equals_the_converters_calibration(assets, tmp_path, name):
     """60 real photos, per-channel: the model zoo's EfficientNet LC (clip Lambdas, squeeze-excite), MobileNet v1,
     ResNet-8. Ranges differ from the calibrator's by float rounding only (at most 1.8e-6 relative)."""
-    from engine.models import load_keras_model
+    from engine.models.load import load_keras_model
 
     model_file, photos, size, scale = MODEL_ZOO[name]
     path = assets / "models" / model_file
     files = photo_files(assets / "datasets" / photos)
-    files = files[::len(files) // 60][:60]  # every class
+    files = files[:: len(files) // 60][:60]  # every class
     images = np.stack([_pixels(f, size) * np.float32(scale) for f in files])
     model = load_keras_model(path)
-    ours = quantize_tflite(path, ArrayCalibration(images), Settings(), tmp_path / "ours.tflite", model=model)
+    ours = quantize_tflite(path, ArrayCalibration(images), settings(), tmp_path / "ours.tflite", model=model)
     theirs = _converters_own(model, ArrayCalibration(images), per_tensor=False)
     assert _assert_same_quantization(ours.model_path.read_bytes(), theirs) >= 30

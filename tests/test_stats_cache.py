@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.calibration import ImageCalibrationData
 from engine.cli import main
-from engine.preprocess import ImageSpec
+from engine.data.calibration import ImageCalibrationData
+from engine.data.preprocess import ImageSpec
 from engine.quantize.cache import Entry, StatsCache, cache_folder
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
@@ -100,16 +100,18 @@ def test_tflite_hits_for_granularity_and_io_types_and_gives_the_same_model(model
     fresh = _tflite(model, [*photos, broken], tmp_path, None, granularity="per_tensor")
     assert fresh.model_path.read_bytes() == first.model_path.read_bytes()
     assert _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_channel").statistics_cached
-    assert _tflite(model, [*photos, broken], tmp_path, cache, quantization_input_type="uint8",
-                   quantization_output_type="float").statistics_cached
+    assert _tflite(
+        model, [*photos, broken], tmp_path, cache, quantization_input_type="uint8", quantization_output_type="float"
+    ).statistics_cached
 
 
 def test_tflite_misses_for_every_cause(model, photos, tmp_path):
     cache = StatsCache(tmp_path / "cache")
     assert not _tflite(model, photos, tmp_path, cache).statistics_cached
     assert not _tflite(model, photos[:-1], tmp_path, cache).statistics_cached, "one file less"
-    assert not _tflite(model, photos, tmp_path, cache, spec=ImageSpec(32, 32, 3, "bilinear", scale=1 / 127.5,
-                                                                      offset=-1.0)).statistics_cached, "preprocessing"
+    assert not _tflite(
+        model, photos, tmp_path, cache, spec=ImageSpec(32, 32, 3, "bilinear", scale=1 / 127.5, offset=-1.0)
+    ).statistics_cached, "preprocessing"
     assert not _tflite(model, photos, tmp_path, cache, selection={"seed": 1, "split": 1.0}).statistics_cached, "seed"
     assert not _tflite(model, photos, tmp_path, cache, selection={"seed": 0, "split": 0.5}).statistics_cached, "split"
     info = photos[3].stat()
@@ -118,8 +120,9 @@ def test_tflite_misses_for_every_cause(model, photos, tmp_path):
     photos[5].write_bytes(photos[5].read_bytes() + b"\0")
     assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "size"
     assert _tflite(model, photos, tmp_path, cache).statistics_cached
-    assert not _tflite(model, photos, tmp_path, cache, optimize=True,
-                       granularity="per_tensor").statistics_cached, "optimize changes the graph"
+    assert not _tflite(model, photos, tmp_path, cache, optimize=True, granularity="per_tensor").statistics_cached, (
+        "optimize changes the graph"
+    )
     with open(model, "ab") as stream:  # same weights, another file: the model file's hash is part of the key
         stream.write(b"\0")
     assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "model file"
@@ -130,8 +133,14 @@ def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, 
 
     def quantize(**changes):
         calibration = ImageCalibrationData(photos, SPEC, "test", {"seed": 0, "split": 1.0})
-        return quantize_onnx(model, calibration, settings(quantizer="Onnx_quantizer", **changes), tmp_path / "out",
-                             tmp_path / "work", cache=cache)
+        return quantize_onnx(
+            model,
+            calibration,
+            settings(quantizer="Onnx_quantizer", **changes),
+            tmp_path / "out",
+            tmp_path / "work",
+            cache=cache,
+        )
 
     first = quantize()
     assert not first.statistics_cached and (first.calibration_images, first.calibration_skipped) == (40, 0)
@@ -150,8 +159,11 @@ def _qdq_params(path: Path) -> list:
 
     graph = onnx.load(str(path)).graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    found = [tuple(np.ravel(constants[name]).tolist() for name in node.input[1:3])
-             for node in graph.node if node.op_type == "QuantizeLinear"]
+    found = [
+        tuple(np.ravel(constants[name]).tolist() for name in node.input[1:3])
+        for node in graph.node
+        if node.op_type == "QuantizeLinear"
+    ]
     assert len(found) > 5
     return sorted(found)
 

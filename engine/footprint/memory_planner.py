@@ -1,47 +1,43 @@
-"""Activation-buffer planning modelled on STM32Cube.AI's code generator (inputs and outputs inside
-the activation buffer, its default).
+"""Activation-buffer planning after STM32Cube.AI 8.1's generated code (inputs and outputs inside the
+activation buffer, its default), read off the activation offsets of 8.1-generated network.c files in public
+repositories (e.g. Flora233333/STM32-Infer-MobileNetV2, `<layer>_output_array.data = ... + offset`).
 
-1. Padding folding: a PAD whose consumers are all convolutions/poolings (`Op.absorbs_padding`)
-   costs no buffer; the consumers read the unpadded input and apply the zeros themselves (the
-   PAD's top rows are added to the consumer's top padding).
+1. Padding: a PAD whose consumers are all standard convolutions/poolings (`Op.absorbs_padding`)
+   costs no buffer (the consumers apply the zeros themselves, its top rows added to their top
+   padding). A depthwise convolution reads a padded copy instead (8.1's `*_pad_before` layers): an
+   explicit PAD keeps its buffer, and a depthwise convolution that pads its input itself gets one
+   (`_with_pad_copies`). The copy may be written over its input when the input dies there: it starts
+   or ends with the input (the pair costs the copy's size).
 2. Aliasing: reshape-like ops (`Role.VIEW`) reuse their input buffer.
-3. In place: an element-wise op (`Role.ELEMENTWISE`) writes over its first input whose buffer dies
-   at that op, when the output has the same size as that buffer.
-4. Row overlap: a standard convolution (kernel > 1) or a pooling whose output is smaller than
-   its input, and whose input dies there, writes its output row by row over input rows it no
-   longer needs (TinyEngine/MCUNet in-place kernels, vMCU's segment overlap). While output row r
-   is written, input rows from r*stride - pad_top on are still to be read, so the output may
-   start `shift` bytes before the input, where
+3. In place: an element-wise op (`Role.ELEMENTWISE`, the int8 input's QUANTIZE included) writes over
+   its first input whose buffer dies at that op, when the output has the same size.
+4. Row overlap: a sliding-window op (convolution, depthwise convolution over its padded copy,
+   pooling) whose only input dies there writes its output row by row over input rows it no longer
+   needs, widening or not. While output row r is written, input rows from r*stride - pad_top on are
+   still to be read, so the output may start `shift` bytes before the input, where
    shift = max over r of (r+1)*out_row_bytes - clamp(r*stride - pad_top)*in_row_bytes;
-   the pair then takes max(shift + input, output) bytes instead of input + output. The kernel may
-   as well run bottom-up (output ending `shift` bytes after the input, computed with the bottom
-   padding); the planner takes whichever placement fits. Depthwise, 1x1 and widening layers get
-   their own output buffer: that is what STM32Cube.AI 10's published figures show (letting them
-   overlap too undershoots every one of them by 13 to 42 %).
+   the pair then takes max(shift + input, output) bytes instead of input + output (or bottom-up,
+   with the bottom padding, whichever the placement needs). Exception: a stride-1 pointwise
+   convolution whose output is more than `WIDENING_OVERLAP_MAX` times its input keeps its own
+   buffer (8.1's code gives an 8 -> 48 channel expansion its own bytes, while 8.1's published
+   MobileNet v1 figures, 8 -> 16 and 16 -> 32, are only reached with the overlap: where between 2
+   and 6 the line lies is not known).
 5. Fused pooling: a pooling that is the last reader of a standard convolution's output (through
-   in-place element-wise ops at most) runs fused with it, as STM32Cube.AI's generated code does
-   (`conv2d_nl_pool` layers): the convolution's output only ever holds the pooling window's rows
-   (kernel height x row bytes), and the convolution's input lives until the pooling step.
-6. Lifetimes: a buffer lives from the step that writes it (graph inputs: step 0) to the last step
-   that reads it (graph outputs: the last step), inclusive. A kernel's scratch buffer
-   (`Op.scratch_bytes`, int8 standard convolutions, see `graph.conv_scratch_bytes`) lives during
-   its op only and is placed after all tensors, in the first gap that holds it (transient work
-   memory does not move the tensors' layout).
-7. Greedy packing (TFLM GreedyMemoryPlanner): buffers sorted largest first; each goes to the lowest
-   `alignment`-aligned offset that does not collide with an already placed buffer alive at the
-   same time, where "collide" honours the row overlap allowed in 4. The arena is the highest end.
+   in-place element-wise ops at most) runs fused with it (`conv2d_nl_pool` layers): the
+   convolution's output only ever holds the pooling window's rows (kernel height x row bytes),
+   and the convolution's input lives until the pooling step.
+6. Scratch: each int8 convolution's work buffer (`Op.scratch_bytes`: `graph.conv_scratch_bytes`,
+   `graph.depthwise_scratch_bytes`) lives during its op only and is placed after all tensors, in
+   the first gap that holds it.
+7. Lifetimes and packing: a buffer lives from the step that writes it (graph inputs: step 0) to
+   the last step that reads it (graph outputs: the last step), inclusive. Buffers sorted largest
+   first each go to the lowest `alignment`-aligned offset that does not collide with an already
+   placed buffer alive at the same time, where "collide" honours the overlaps of 1 and 4 (TFLM's
+   greedy planner; 8.1's own placement is a solver that chains the overlaps, which this does not copy).
 
-Concatenations get their own output buffer: writing the branches straight into it (concat in
-place) puts SqueezeNet 1.1 at -48 % of its published figure.
-Not modelled: the scratch of stride-1 pointwise kernels (4 x in_channels + 10 x out_channels in
-code generated by STM32Cube.AI 8.1 and ST Edge AI Core 4.0.1; it moves no published comparison by
-0.1 %) and of depthwise kernels (37 bytes per channel + 1 for 3x3 in older generated code, 34 in
-4.0.1; adding it moved both the reference and the held-out sets slightly away from the published
-figures); the padded copy of each depthwise input ("pad_before" layers, generated since 8.1, made
-in place over the input: reference set unchanged, held-out set 14.4 -> 14.0 %, so not adopted);
-and STM32Cube.AI's own placement, a solver that chains top-down overlaps of most layers (8.1)
-or of none (4.0.1), which makes its figure non-monotonic in a model's width: for
-MobileNet v1 at 224 it is 0.93, 0.76 and 1.13 times the no-overlap figure at alpha 0.25, 0.5, 1.0.
+Concatenations get their own output buffer. `overlap=False` drops the overlaps of 1 and 4, 3 and 5:
+every tensor has its own bytes, whole, what ST Edge AI Core 4.0.1's generated code was read to do (no output
+written over its input); that is the upper bound.
 """
 
 from __future__ import annotations
@@ -49,9 +45,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from engine.footprint.graph import Graph, Role, Tensor, Window
+from engine.footprint.graph import Graph, Op, Role, Tensor, Window
 
 DEFAULT_ALIGNMENT = 4
+ALLOCATOR = "STM32Cube.AI 8.1"  # whose rules `plan_activations` reproduces
+WIDENING_OVERLAP_MAX = 2  # a stride-1 pointwise output up to this many times its input is written over it
 
 Shifts = dict[tuple[str, str], tuple[int, int]]  # (output group, input group) -> (top-down, bottom-up)
 
@@ -79,6 +77,8 @@ class MemoryPlan:
     buffers: list[Buffer]
     arena_bytes: int
     live_bytes: list[int]
+    tensors: dict[str, Tensor]  # the planned graph's tensors, padded copies included
+    steps: list[int]  # per planned step (padded copies included), the op of the graph it belongs to
 
 
 class _Groups:
@@ -124,7 +124,7 @@ def _fold_padding(graph: Graph) -> _Folded:
             continue
         out, src = op.outputs[0], op.inputs[0]
         users = graph.consumers.get(out, [])
-        if out in graph.outputs or not users or not all(graph.ops[u].absorbs_padding for u in users):
+        if out in graph.outputs or not users or not all(_absorbs(graph.ops[u]) for u in users):
             continue
         folded.steps.add(index)
         folded.reads[index] = []
@@ -135,6 +135,52 @@ def _fold_padding(graph: Graph) -> _Folded:
             if window is not None:
                 folded.windows[user] = replace(window, pad_top=window.pad_top + max(top, 0) // 2)
     return folded
+
+
+def _absorbs(op: Op) -> bool:
+    """Whether `op` applies a PAD's zeros itself (depthwise kernels read a padded copy instead)."""
+    return op.absorbs_padding and not (op.window is not None and op.window.depthwise)
+
+
+def _with_pad_copies(graph: Graph) -> tuple[Graph, list[int]]:
+    """The graph with a padded copy (a PAD op) before each depthwise convolution that pads its input itself,
+    as STM32Cube.AI 8.1 generates (`*_pad_before` layers), and, per op, the index of the op it comes from."""
+    ops: list[Op] = []
+    origin: list[int] = []
+    tensors = dict(graph.tensors)
+    for index, op in enumerate(graph.ops):
+        padded = _padded_shape(graph, op)
+        if padded is not None:
+            copy = f"{op.inputs[0]} (padded copy for {op.name})"
+            tensors[copy] = replace(graph.tensors[op.inputs[0]], name=copy, shape=padded)
+            ops.append(Op("PAD", f"{op.name} (padded copy)", [op.inputs[0]], [copy], role=Role.PAD))
+            origin.append(index)
+            op = replace(op, inputs=[copy], window=replace(op.window, pad_top=0) if op.window else None)
+        ops.append(op)
+        origin.append(index)
+    return Graph(ops, tensors, graph.inputs, graph.outputs, graph.height_axis), origin
+
+
+def _padded_shape(graph: Graph, op: Op) -> tuple[int, ...] | None:
+    """Shape of the padded copy a depthwise convolution reads, None without padding."""
+    window = op.window
+    if window is None or not window.depthwise or len(op.inputs) != 1 or len(op.outputs) != 1:
+        return None
+    shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+    if len(shape) != 4 or len(out) != 4:
+        return None
+    sizes = {
+        graph.height_axis: (window.kernel, window.stride),
+        graph.height_axis + 1: (window.kernel_w or window.kernel, window.stride_w or window.stride),
+    }
+    axes = tuple(sizes)
+    extra = [max((out[a] - 1) * sizes[a][1] + sizes[a][0] - shape[a], 0) for a in axes]
+    if not any(extra):
+        return None
+    padded = list(shape)
+    for axis, more in zip(axes, extra, strict=True):
+        padded[axis] += more
+    return tuple(padded)
 
 
 def _rows(graph: Graph, name: str) -> int:
@@ -164,7 +210,7 @@ def _last_reads(graph: Graph, reads: list[list[str]]) -> dict[str, int]:
 
 
 def _first_writes(graph: Graph, folded: set[int]) -> dict[str, int]:
-    first = {name: 0 for name in graph.inputs}
+    first = dict.fromkeys(graph.inputs, 0)
     for index, op in enumerate(graph.ops):
         if index not in folded:
             for name in op.outputs:
@@ -172,7 +218,9 @@ def _first_writes(graph: Graph, folded: set[int]) -> dict[str, int]:
     return first
 
 
-def _group_tensors(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded) -> tuple[_Groups, dict[str, int]]:
+def _group_tensors(
+    graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, in_place: bool
+) -> tuple[_Groups, dict[str, int]]:
     """Alias views and in-place element-wise outputs; return the groups and first-write steps."""
     last = _last_reads(graph, folded.reads)
     first = _first_writes(graph, folded.steps)
@@ -187,7 +235,7 @@ def _group_tensors(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folde
         sources = [name for name in folded.reads[index] if name in groups.parent]
         if op.role is Role.VIEW and sources:
             groups.union(sources[0], out)
-        elif op.role is Role.ELEMENTWISE:
+        elif op.role is Role.ELEMENTWISE and in_place:
             for name in sources:
                 root = groups.find(name)
                 dies_here = groups.last[root] == index and name not in graph.outputs
@@ -235,11 +283,11 @@ def _only_in_place_readers(graph: Graph, folded: _Folded, groups: _Groups, pooli
 
 
 def _overlaps(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, groups: _Groups) -> Shifts:
-    """Shifts of the shrinking convolutions and poolings of rule 4 whose only input dies there."""
+    """Shifts of the ops of rule 4 (and of the padded copies) whose only input dies there."""
     shifts: Shifts = {}
     for index, op in enumerate(graph.ops):
         window, reads = folded.windows[index], folded.reads[index]
-        if window is None or window.depthwise or window.kernel == 1 or len(reads) != 1 or len(op.outputs) != 1:
+        if index in folded.steps or len(reads) != 1 or len(op.outputs) != 1:
             continue
         src, out = reads[0], op.outputs[0]
         if src in graph.outputs or src not in groups.parent or out not in groups.parent:
@@ -247,15 +295,25 @@ def _overlaps(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, gr
         src_root, out_root = groups.find(src), groups.find(out)
         in_bytes, out_bytes = nbytes(graph.tensors[src]), nbytes(graph.tensors[out])
         alone = groups.size[src_root] == in_bytes and groups.size[out_root] == out_bytes and src_root != out_root
-        if not alone or groups.last[src_root] != index or out_bytes >= in_bytes:
+        if not alone or groups.last[src_root] != index:
             continue
-        in_rows, out_rows = _rows(graph, src), _rows(graph, out)
-        pad_bottom = (out_rows - 1) * window.stride + window.kernel - in_rows - window.pad_top
-        shifts[(out_root, src_root)] = (
-            overlap_shift(in_rows, in_bytes, out_rows, out_bytes, window),
-            overlap_shift(in_rows, in_bytes, out_rows, out_bytes, replace(window, pad_top=pad_bottom)),
-        )
+        if op.role is Role.PAD and out_bytes >= in_bytes:  # the copy ends with the input or starts with it
+            shifts[(out_root, src_root)] = (out_bytes - in_bytes, out_bytes - in_bytes)
+        elif window is not None and _overlaps_input(op, window, in_bytes, out_bytes):
+            in_rows, out_rows = _rows(graph, src), _rows(graph, out)
+            pad_bottom = max((out_rows - 1) * window.stride + window.kernel - in_rows - window.pad_top, 0)
+            shifts[(out_root, src_root)] = (
+                overlap_shift(in_rows, in_bytes, out_rows, out_bytes, window),
+                overlap_shift(in_rows, in_bytes, out_rows, out_bytes, replace(window, pad_top=pad_bottom)),
+            )
     return shifts
+
+
+def _overlaps_input(op: Op, window: Window, in_bytes: int, out_bytes: int) -> bool:
+    """Whether STM32Cube.AI 8.1 writes this sliding-window op's output over its input (rule 4): every one
+    but a stride-1 pointwise convolution that more than doubles its input."""
+    widening_pointwise = window.kernel == 1 and window.stride == 1 and op.weight_bytes > 0
+    return not (widening_pointwise and out_bytes > WIDENING_OVERLAP_MAX * in_bytes)
 
 
 def _forbidden(buf: Buffer, other: Buffer, shifts: Shifts) -> tuple[int, int]:
@@ -272,13 +330,13 @@ def _forbidden(buf: Buffer, other: Buffer, shifts: Shifts) -> tuple[int, int]:
 
 def _place(buffers: list[Buffer], shifts: Shifts, alignment: int, placed: tuple[Buffer, ...] = ()) -> list[Buffer]:
     """Greedy first-fit by decreasing size among buffers whose lifetimes overlap, around `placed`."""
-    placed = list(placed)
+    result = list(placed)
     for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.tensors)):
-        blocked = [_forbidden(buf, p, shifts) for p in placed if p.first <= buf.last and buf.first <= p.last]
+        blocked = [_forbidden(buf, p, shifts) for p in result if p.first <= buf.last and buf.first <= p.last]
         candidates = sorted({0, *(-(-end // alignment) * alignment for _, end in blocked)})
         offset = next(c for c in candidates if c >= 0 and not any(lo < c < hi for lo, hi in blocked))
-        placed.append(replace(buf, offset=offset))
-    return placed
+        result.append(replace(buf, offset=offset))
+    return result
 
 
 def _extent(placed: list[Buffer], step: int) -> int:
@@ -287,27 +345,46 @@ def _extent(placed: list[Buffer], step: int) -> int:
 
 
 def plan_activations(
-    graph: Graph, nbytes: Callable[[Tensor], int], alignment: int = DEFAULT_ALIGNMENT, scratch: bool = True
+    graph: Graph,
+    nbytes: Callable[[Tensor], int],
+    alignment: int = DEFAULT_ALIGNMENT,
+    scratch: bool = True,
+    overlap: bool = True,
 ) -> MemoryPlan:
     """Plan the activation arena of `graph`, sizing every tensor with `nbytes`; `scratch` adds the
-    int8 kernels' scratch buffers."""
+    int8 kernels' scratch buffers; `overlap=False` gives every tensor whole its own bytes (no row overlap,
+    no padded copy over its input, nothing in place, no fused pooling: the upper bound)."""
+    original = len(graph.ops)
+    graph, origin = _with_pad_copies(graph)
     folded = _fold_padding(graph)
-    groups, first = _group_tensors(graph, nbytes, folded)
-    _fuse_pooling(graph, folded, groups, first)
-    shifts = _overlaps(graph, nbytes, folded, groups)
+    groups, first = _group_tensors(graph, nbytes, folded, in_place=overlap)
+    shifts: Shifts = {}
+    if overlap:
+        _fuse_pooling(graph, folded, groups, first)
+        shifts = _overlaps(graph, nbytes, folded, groups)
     members: dict[str, list[str]] = {}
     for name in groups.parent:
         members.setdefault(groups.find(name), []).append(name)
     buffers = [
-        Buffer((root, *sorted(n for n in names if n != root)), groups.size[root],
-               min(first[n] for n in names), groups.last[root])
+        Buffer(
+            (root, *sorted(n for n in names if n != root)),
+            groups.size[root],
+            min(first[n] for n in names),
+            groups.last[root],
+        )
         for root, names in members.items()
         if groups.size[root] > 0
     ]
     placed = _place(buffers, shifts, alignment)
     if scratch:
-        scratches = [Buffer((f"<scratch of op {index}>",), op.scratch_bytes, index, index)
-                     for index, op in enumerate(graph.ops) if op.scratch_bytes > 0]
+        scratches = [
+            Buffer((f"<scratch of op {index}>",), op.scratch_bytes, index, index)
+            for index, op in enumerate(graph.ops)
+            if op.scratch_bytes > 0
+        ]
         placed = _place(scratches, shifts, alignment, tuple(placed))
     arena = max((b.end for b in placed), default=0)
-    return MemoryPlan(placed, arena, [_extent(placed, step) for step in range(len(graph.ops))])
+    live = [0] * original
+    for step, source in enumerate(origin):
+        live[source] = max(live[source], _extent(placed, step))
+    return MemoryPlan(placed, arena, live, graph.tensors, origin)

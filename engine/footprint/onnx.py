@@ -10,11 +10,12 @@ QUANTIZE/DEQUANTIZE). int64 constants (shapes, axes, pads) are code parameters, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
 
-from engine.errors import EngineError, InputError, first_line
+from engine.common.errors import EngineError, InputError, first_line
 from engine.footprint.graph import (
     Graph,
     Op,
@@ -22,6 +23,7 @@ from engine.footprint.graph import (
     Tensor,
     Window,
     conv_scratch_bytes,
+    depthwise_scratch_bytes,
     elements,
     same_pad_top,
 )
@@ -30,8 +32,23 @@ WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "PR
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 PADS = {"Pad"}
 ELEMENTWISE = {
-    "Add", "Sub", "Mul", "Div", "Max", "Min", "Relu", "Clip", "Sigmoid", "Tanh", "HardSwish",
-    "HardSigmoid", "LeakyRelu", "PRelu", "BatchNormalization", "QuantizeLinear", "DequantizeLinear",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Max",
+    "Min",
+    "Relu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "HardSwish",
+    "HardSigmoid",
+    "LeakyRelu",
+    "PRelu",
+    "BatchNormalization",
+    "QuantizeLinear",
+    "DequantizeLinear",
 }
 ABSORB_PADDING = {"Conv", "AveragePool", "MaxPool"}
 GLOBAL_REDUCTIONS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum"}
@@ -61,7 +78,7 @@ def _itemsize(elem_type: int) -> int:
     return helper.tensor_dtype_to_np_dtype(elem_type).itemsize
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for attribute in node.attribute:
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
@@ -146,7 +163,7 @@ class _Reader:
                 weight_bytes += elements(dims) * _itemsize(dtype)
         return params, weight_bytes, const_shapes
 
-    def _macc(self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list) -> int:
+    def _macc(self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list[tuple[int, ...]]) -> int:
         kind, out_n = node.op_type, elements(out)
         if kind == "Conv" and consts:
             return out_n * elements(consts[0][1:])
@@ -161,29 +178,36 @@ class _Reader:
             return elements(self.tensors[ins[0]].shape)
         return 0 if kind in VIEWS or kind in PADS else out_n
 
-    def _window(self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list) -> Window | None:
+    def _window(
+        self, node: onnx.NodeProto, ins: list[str], out: tuple[int, ...], consts: list[tuple[int, ...]]
+    ) -> Window | None:
         """Kernel height, stride and top padding of a 2-D Conv or pooling (NCHW)."""
         if node.op_type not in ABSORB_PADDING or not ins or len(out) != 4:
             return None
         kernel_shape = _attr(node, "kernel_shape") or (consts[0][2:] if consts else None)
         if not kernel_shape or len(kernel_shape) != 2:
             return None
-        kernel = (kernel_shape[0] - 1) * (_attr(node, "dilations") or [1])[0] + 1
-        stride = (_attr(node, "strides") or [1])[0]
+        dilations, strides = _attr(node, "dilations") or [1, 1], _attr(node, "strides") or [1, 1]
+        kernel = (kernel_shape[0] - 1) * dilations[0] + 1
+        kernel_w = (kernel_shape[1] - 1) * dilations[-1] + 1
+        stride = strides[0]
         auto_pad = _attr(node, "auto_pad", b"NOTSET")
         if auto_pad in (b"SAME_UPPER", b"SAME_LOWER"):
             pad = same_pad_top(self.tensors[ins[0]].shape[2], out[2], kernel, stride)
         else:
             pad = (_attr(node, "pads") or [0])[0]
-        return Window(kernel, stride, pad, depthwise=(_attr(node, "group") or 1) > 1)
+        return Window(kernel, stride, pad, (_attr(node, "group") or 1) > 1, kernel_w, strides[-1])
 
-    def _scratch(self, node: onnx.NodeProto, ins: list[str], consts: list) -> int:
-        """Int8 kernel scratch of an ungrouped 2-D Conv on 8-bit input (`conv_scratch_bytes`), else 0."""
-        if node.op_type != "Conv" or (_attr(node, "group") or 1) > 1 or not consts or len(consts[0]) != 4:
+    def _scratch(self, node: onnx.NodeProto, ins: list[str], consts: list[tuple[int, ...]]) -> int:
+        """Int8 kernel scratch of a 2-D Conv on 8-bit input (`conv_scratch_bytes`; grouped:
+        `depthwise_scratch_bytes`), else 0."""
+        if node.op_type != "Conv" or not consts or len(consts[0]) != 4:
             return 0
         if not ins or self.tensors[ins[0]].itemsize != 1:
             return 0
         out_c, in_c, kh, kw = consts[0]
+        if (_attr(node, "group") or 1) > 1:
+            return depthwise_scratch_bytes(out_c)
         pointwise = kh == kw == 1 and all(s == 1 for s in (_attr(node, "strides") or [1]))
         return conv_scratch_bytes(in_c, kh * kw, out_c, pointwise)
 
@@ -197,15 +221,28 @@ class _Reader:
             params, weight_bytes, consts = self._weights(node)
             out_shape = self.tensors[outs[0]].shape if outs else ()
             kind = node.op_type
-            role = Role.VIEW if kind in VIEWS else Role.PAD if kind in PADS else (
-                Role.ELEMENTWISE if kind in ELEMENTWISE else Role.COMPUTE)
-            self.ops.append(Op(
-                kind=kind, name=node.name or (node.output[0] if node.output else kind), inputs=act_in,
-                outputs=outs, role=role, absorbs_padding=kind in ABSORB_PADDING,
-                window=self._window(node, act_in, out_shape, consts),
-                macc=self._macc(node, act_in, out_shape, consts), params=params, weight_bytes=weight_bytes,
-                scratch_bytes=self._scratch(node, act_in, consts),
-            ))
+            role = (
+                Role.VIEW
+                if kind in VIEWS
+                else Role.PAD
+                if kind in PADS
+                else (Role.ELEMENTWISE if kind in ELEMENTWISE else Role.COMPUTE)
+            )
+            self.ops.append(
+                Op(
+                    kind=kind,
+                    name=node.name or (node.output[0] if node.output else kind),
+                    inputs=act_in,
+                    outputs=outs,
+                    role=role,
+                    absorbs_padding=kind in ABSORB_PADDING,
+                    window=self._window(node, act_in, out_shape, consts),
+                    macc=self._macc(node, act_in, out_shape, consts),
+                    params=params,
+                    weight_bytes=weight_bytes,
+                    scratch_bytes=self._scratch(node, act_in, consts),
+                )
+            )
         outputs = [self.resolve(name) for name in self.graph_outputs]
         return Graph(self.ops, self.tensors, inputs, outputs, height_axis=2)
 

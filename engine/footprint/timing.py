@@ -14,13 +14,12 @@ The coefficients were fitted (least squares on relative error, `benchmarks/fit_i
 on the published STM32H747I-DISCO times (400 MHz) of the six shared model-zoo files and of
 MobileNet v2 0.35 128 ImageNet (the one published model whose dense head is large enough to
 identify the dense cost). Element-wise costs could not be told apart from the others on that
-set: they are inside the per-MACC figures. Fit error on those seven: 0 to 13.5 %, mean 8.9 %.
+set: they are inside the per-MACC figures. The fit error is printed by that script (docs/benchmarks.md).
 
 A board runs `cycles * CORE_FACTOR[core] / MHz`. The core factors are the cycle ratios of
 STM32Cube.AI's own MLPerf Tiny v1.0 submissions (ResNet-8 and MobileNet v1 0.25 96 on
-NUCLEO-H7A3ZI-Q, NUCLEO-U575ZI-Q and NUCLEO-L4R5ZI, X-CUBE-AI 7.1): Cortex-M33 1.47 and 1.50,
-Cortex-M4 1.79 and 1.95 times the Cortex-M7 cycles. Cortex-M55 (STM32N6) is not modelled: its
-model-zoo figures run on the Neural-ART NPU.
+NUCLEO-H7A3ZI-Q, NUCLEO-U575ZI-Q and NUCLEO-L4R5ZI, X-CUBE-AI 7.1), averaged over the two models
+(`CORE_FACTOR`). Cortex-M55 (STM32N6) is not modelled: its model-zoo figures run on the Neural-ART NPU.
 """
 
 from __future__ import annotations
@@ -33,8 +32,20 @@ CORE_FACTOR = {"Cortex-M7": 1.0, "Cortex-M33": 1.49, "Cortex-M4": 1.87}
 CONVOLUTIONS = {"CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "Conv", "ConvTranspose"}
 DENSE = {"FULLY_CONNECTED", "BATCH_MATMUL", "Gemm", "MatMul"}
 REDUCTIONS = {
-    "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
-    "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "MEAN",
+    "SUM",
+    "REDUCE_MAX",
+    "REDUCE_MIN",
+    "REDUCE_PROD",
+    "AveragePool",
+    "MaxPool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceSum",
 }
 
 

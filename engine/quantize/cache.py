@@ -4,30 +4,103 @@ A key is a JSON-able dict (model file hash, the float graph's hash, each calibra
 and mtime, preprocessing, seed, split, method, library versions); its SHA-256 names the entry, a JSON
 file in `$XDG_CACHE_HOME/stquant/statistics/` (default `~/.cache/stquant/statistics/`). Entries are
 written atomically; a read refreshes the entry's mtime, and the least recently used entries are removed
-once the folder exceeds `STQUANT_CACHE_MAX_MB` (default 200). An unreadable or corrupt entry is ignored
-with a warning (and removed): the statistics are then computed again; an entry of an older format is
-computed again silently. Each entry also records how many images the statistics were measured on and how
-many calibration files could not be decoded then, so that a run served from the cache reports them.
+once the folder exceeds `STQUANT_CACHE_MAX_MB` (default 200). Every entry is checked when read: its
+layout (`StoredEntry`), a SHA-256 digest of its content (any edit, truncation or flipped byte is caught),
+and, given by the caller, the shape of its value (`TFLITE_RANGES`, `ORT_RANGES`: finite bounds, min <= max).
+An unreadable or bad entry is ignored with one warning and removed: the statistics are then computed again
+and stored anew (atomically); an entry of an older format is computed again silently. Each entry also
+records how many images the statistics were measured on and how many calibration files could not be
+decoded then, so that a run served from the cache reports them.
 `persist=False` keeps entries in memory only (`stquant compare --no-cache`: one statistics pass for all
 variants, nothing on disk).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from engine.atomic import write_text_atomic
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from engine.common.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MB = 200
-FORMAT = 2
+FORMAT = 3  # 3: a digest of the content
+Bound = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError("min > max")
+    return pair
+
+
+class StoredEntry(BaseModel):
+    """The layout of an entry file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: int
+    key: dict[str, Any]
+    value: Any
+    images: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    digest: str
+
+
+class _Values(BaseModel):
+    """One bound of an ONNX Runtime tensor range (ORT adds its own fields beside `data`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: list[Bound] = Field(min_length=1)
+
+
+class _OrtTensor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    lowest: _Values
+    highest: _Values
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _OrtTensor:
+        low, high = self.lowest.data, self.highest.data
+        if len(low) != len(high) or any(a > b for a, b in zip(low, high)):
+            raise ValueError("lowest > highest")
+        return self
+
+
+class _OrtRanges(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    data: dict[str, _OrtTensor] = Field(min_length=1)
+
+
+TFLITE_RANGES = TypeAdapter(
+    dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[tuple[Bound, Bound], AfterValidator(_ordered)]]
+)
+"""Ranges of the TFLite converter's float model: tensor index -> (min, max)."""
+ORT_RANGES = TypeAdapter(Json[_OrtRanges])
+"""ONNX Runtime's calibration cache, as JSON text (`save_tensors_data`)."""
 
 
 @dataclass(frozen=True)
@@ -68,49 +141,54 @@ class StatsCache:
         self.persist = persist
         self._memory: dict[Path, Entry] = {}
 
-    def entry(self, key: dict) -> Path:
+    def entry(self, key: dict[str, Any]) -> Path:
         name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
         return self.folder / f"{name}.json"
 
-    def get(self, key: dict) -> Entry | None:
-        """The entry stored under `key`, or None (absent, unreadable or corrupt: a warning, never an error)."""
+    def get(self, key: dict[str, Any], shape: TypeAdapter[Any] | None = None) -> Entry | None:
+        """The entry stored under `key`, or None (absent, unreadable or bad: a warning, never an error).
+
+        `shape`: what the value must be (else the entry is bad)."""
         path = self.entry(key)
         if not self.persist:
             return self._memory.get(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             log.warning("statistics cache entry %s unreadable (%s); computing the statistics again", path, exc.strerror)
             return None
         try:
-            stored = json.loads(text)
-            if stored["format"] != FORMAT:
+            stored = json.loads(raw)
+            if isinstance(stored, dict) and stored.get("format") != FORMAT:
                 log.info("statistics cache entry %s has an older format; computing the statistics again", path)
                 return None
-            if stored["key"] != json.loads(json.dumps(key, default=str)):
-                raise ValueError("key mismatch")
-            entry = Entry(stored["value"], int(stored["images"]), int(stored["skipped"]))
-        except (ValueError, KeyError, TypeError):
+            entry = StoredEntry.model_validate(stored)
+            content = stored.copy()
+            del content["digest"]
+            if entry.digest != _digest(content) or entry.key != _plain(key):
+                raise ValueError("digest or key mismatch")
+            if shape is not None:
+                shape.validate_python(entry.value)
+        except (ValueError, ValidationError, RecursionError):  # JSONDecodeError and ValidationError are ValueErrors
             log.warning("statistics cache entry %s is corrupt; ignored (computing the statistics again)", path)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
-        try:
+        with contextlib.suppress(OSError):
             os.utime(path)  # least recently *used* goes first
-        except OSError:
-            pass
-        return entry
+        return Entry(entry.value, entry.images, entry.skipped)
 
-    def put(self, key: dict, value: Any, images: int, skipped: int) -> None:
+    def put(self, key: dict[str, Any], value: Any, images: int, skipped: int) -> None:
         """Store `value` (measured on `images` images; `skipped` files undecodable) under `key`, atomically,
         then evict the least recently used entries over the cap. A cache that cannot be written is a
         warning: the run does not need it."""
         if not self.persist:
             self._memory[self.entry(key)] = Entry(value, images, skipped)
             return
-        text = json.dumps({"format": FORMAT, "key": key, "value": value, "images": images, "skipped": skipped},
-                          default=str)
+        content = _plain({"format": FORMAT, "key": key, "value": value, "images": images, "skipped": skipped})
+        text = json.dumps({**content, "digest": _digest(content)})
         try:
             write_text_atomic(self.entry(key), text)
             self._evict()
@@ -131,3 +209,12 @@ class StatsCache:
                 break
             path.unlink(missing_ok=True)
             total -= size
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON gives it back (tuples as lists, other objects as their text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _digest(content: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

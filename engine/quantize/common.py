@@ -1,4 +1,5 @@
-"""What both quantizers share: the progress callback, the result, and helpers over calibration data."""
+"""What both quantizers share: the progress callback, the result, the memo of a caller that quantizes one model
+several ways, and helpers over calibration data."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -7,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.calibration import CalibrationData
+from engine.data.calibration import CalibrationData
+from engine.models.load import KerasModel
+from engine.optimize import LastOptimized
 
 ProgressCallback = Callable[[int, int], None]
-KERAS_METADATA = "stquant.keras_version"  # ONNX metadata of a converted Keras model: "3" (Keras 3) or "2" (tf_keras)
 
 
 @dataclass
@@ -18,7 +20,7 @@ class QuantResult:
     """The quantized model written (or the input returned unchanged) and notes for the run log.
 
     `optimization`: what `quantization.optimize`/`bias_correction` did (None when off).
-    `float_model`: the float model the quantized one was made from, for `engine.layer_report`:
+    `float_model`: the float model the quantized one was made from, for `engine.evaluation.layer_report`:
     the Keras model converted to TFLite (in memory, optimized if asked) or the float ONNX file
     that was quantized; None when nothing was quantized.
     `float_tflite`: the float32 .tflite the TFLite converter calibrated, when that is the user's model
@@ -33,11 +35,20 @@ class QuantResult:
     notes: list[str] = field(default_factory=list)
     calibration_images: int = 0
     seconds: float = 0.0
-    optimization: dict | None = None
-    float_model: Any = None
+    optimization: dict[str, Any] | None = None
+    float_model: KerasModel | Path | None = None
     float_tflite: bytes | None = None
     statistics_cached: bool = False
     calibration_skipped: int = 0
+
+
+@dataclass
+class ModelMemo:
+    """What quantizing one loaded Keras model several ways reuses (`stquant compare`): the last optimized model
+    and the last traced serving function. Held and passed by the caller, so no model outlives the caller's use."""
+
+    optimized: LastOptimized = field(default_factory=LastOptimized)
+    trace: tuple[KerasModel, Any, Any] | None = None  # (model, serving tf.function, its concrete function)
 
 
 def versions(*distributions: str) -> dict[str, str]:
@@ -53,8 +64,9 @@ def versions(*distributions: str) -> dict[str, str]:
     return found
 
 
-def counted_batches(calibration: CalibrationData, batch_size: int,
-                    on_progress: ProgressCallback | None) -> Iterator[np.ndarray]:
+def counted_batches(
+    calibration: CalibrationData, batch_size: int, on_progress: ProgressCallback | None
+) -> Iterator[np.ndarray]:
     """Yield calibration batches, reporting (images_done, total) after each one."""
     done = 0
     for batch in calibration.batches(batch_size):
@@ -62,15 +74,3 @@ def counted_batches(calibration: CalibrationData, batch_size: int,
         done += len(batch)
         if on_progress is not None:
             on_progress(done, calibration.total)
-
-
-def first_images(calibration: CalibrationData, limit: int, batch_size: int = 16) -> list[np.ndarray]:
-    """The first `limit` calibration images (fewer if there are fewer), as a list of batches."""
-    batches: list[np.ndarray] = []
-    count = 0
-    for batch in calibration.batches(batch_size):
-        batches.append(batch[:limit - count])
-        count += len(batches[-1])
-        if count >= limit:
-            break
-    return batches

@@ -29,15 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from engine.atomic import atomic_path
-from engine.calibration import CalibrationData
-from engine.errors import ConfigError, EngineError, first_line
-from engine.model_info import guess_layout, model_format, onnx_is_quantized, onnx_opset
-from engine.models import check_model_file, load_keras_model
+from engine.common.atomic import atomic_path, write_text_atomic
+from engine.common.errors import ConfigError, EngineError, first_line
+from engine.config.schema import Quantization
+from engine.data.calibration import CalibrationData
+from engine.models.files import check_model_file, model_format
+from engine.models.info import guess_layout, onnx_is_quantized, onnx_opset
+from engine.models.library_internals import KERAS_METADATA
+from engine.models.load import KerasModel, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
-from engine.quantize.cache import StatsCache, file_hash
+from engine.quantize.cache import ORT_RANGES, StatsCache, file_hash
 from engine.quantize.common import (
-    KERAS_METADATA,
+    ModelMemo,
     ProgressCallback,
     QuantResult,
     counted_batches,
@@ -48,33 +51,44 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_BATCH = 16
 HISTOGRAM_CHUNK_IMAGES = 32
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
-def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any, export_dir: Path, work_dir: Path,
-                  on_progress: ProgressCallback | None = None, model: Any = None,
-                  cache: StatsCache | None = None) -> QuantResult:
+def quantize_onnx(
+    model_path: Path,
+    calibration: CalibrationData,
+    settings: Quantization,
+    export_dir: Path,
+    work_dir: Path,
+    on_progress: ProgressCallback | None = None,
+    model: KerasModel = None,
+    cache: StatsCache | None = None,
+    memo: ModelMemo | None = None,
+) -> QuantResult:
     """Quantize a .onnx/.h5/.keras model to `export_dir/<stem>_quant_qdq_{pc|pt}.onnx` (written atomically).
 
     `model`: the Keras model of `model_path` when the caller has it loaded already (else it is loaded here).
     `cache`: where calibration ranges are looked up and stored (None: always measured).
+    `memo`: what the caller keeps between quantizations of the same Keras `model` (None: nothing is reused).
     """
     started = time.monotonic()
     model_path = check_model_file(model_path)
-    method = getattr(settings, "calibration_method", None) or "minmax"
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"quantization.calibration_method: {method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
-    opset = int(getattr(settings, "target_opset", None) or 17)
+    method, opset = settings.calibration_method, settings.target_opset
     work_dir = Path(work_dir)
     notes: list[str] = []
-    optimization = None
+    optimization: dict[str, Any] | None = None
     fmt = model_format(model_path)
     if fmt == "tflite":
         raise ConfigError(f"quantization.quantizer: Onnx_quantizer cannot quantize a TFLite model ({model_path})")
     if fmt in ("h5", "keras"):
         _need_calibration(calibration)
-        keras_model, optimization = optimize_keras(model if model is not None else load_keras_model(model_path),
-                                                   model_path, settings, calibration, notes)
+        keras_model, optimization = optimize_keras(
+            model if model is not None else load_keras_model(model_path),
+            model_path,
+            settings,
+            calibration,
+            notes,
+            memo.optimized if memo is not None else None,
+        )
         source = keras_to_onnx(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path)
     else:
         model = _load_onnx(model_path)
@@ -83,52 +97,72 @@ def quantize_onnx(model_path: Path, calibration: CalibrationData, settings: Any,
             log.warning(note)
             return QuantResult(model_path, [note], 0, time.monotonic() - started)
         source = _at_least_opset(model, model_path, opset, work_dir, notes)
-        if getattr(settings, "optimize", False):
+        if settings.optimize:
             source, optimization = fold_onnx_batchnorms(source, work_dir / f"{model_path.stem}_bn_folded.onnx", notes)
-        if getattr(settings, "bias_correction", False):
-            notes.append("quantization.bias_correction is only implemented for Keras models; ignored for this ONNX model")
+        if settings.bias_correction:
+            notes.append(
+                "quantization.bias_correction is only implemented for Keras models; ignored for this ONNX model"
+            )
             log.warning(notes[-1])
     _need_calibration(calibration)
-    granularity = getattr(settings, "granularity", "per_channel")
-    suffix = "pc" if granularity == "per_channel" else "pt"
+    suffix = "pc" if settings.granularity == "per_channel" else "pt"
     stem = source.stem if fmt in ("h5", "keras") else model_path.stem
     out_path = Path(export_dir) / f"{stem}_quant_qdq_{suffix}.onnx"
     prepared = work_dir / f"{stem}_infer.onnx"
     _pre_process(source, prepared)
-    moving_average = getattr(settings, "extra_options", None) == "calib_moving_average"
+    moving_average = settings.extra_options == "calib_moving_average"
     ranges = work_dir / f"{stem}_calibration_{method}.json"
     key = _cache_key(model_path, settings, calibration, method, moving_average) if cache is not None else None
-    stored = cache.get(key) if key else None
+    stored = cache.get(key, ORT_RANGES) if cache is not None and key else None
     text = _renamed_ranges(stored.value, prepared) if stored is not None else None
     if stored is not None and text is None:
         log.info("cached calibration ranges do not name this conversion's tensors; calibrating again")
-    if text is not None:
+    if cache is not None and stored is not None and text is not None:
         ranges.write_text(text, encoding="utf-8")
         images, skipped = stored.images, stored.skipped
         log.info("calibration statistics from the cache (%s)", cache.folder)
     else:
         _calibrate(prepared, calibration, method, moving_average, ranges, work_dir, on_progress)
         images, skipped = calibration.used, calibration.skipped
-        if key:
+        if cache is not None and key:
             cache.put(key, ranges.read_text(encoding="utf-8"), images, skipped)
-    _quantize(prepared, out_path, ranges, method, granularity == "per_channel", moving_average)
+    _quantize(prepared, out_path, ranges, method, settings.granularity == "per_channel", moving_average)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, images, method, seconds)
-    return QuantResult(out_path, notes, images, seconds, optimization, prepared,
-                       statistics_cached=text is not None, calibration_skipped=skipped)
+    return QuantResult(
+        out_path,
+        notes,
+        images,
+        seconds,
+        optimization,
+        prepared,
+        statistics_cached=text is not None,
+        calibration_skipped=skipped,
+    )
 
 
-def _cache_key(model_path: Path, settings: Any, calibration: CalibrationData, method: str,
-               moving_average: bool) -> dict | None:
+def _cache_key(
+    model_path: Path, settings: Quantization, calibration: CalibrationData, method: str, moving_average: bool
+) -> dict[str, Any] | None:
     """What the ranges depend on: the model file, what changes its float graph, the images, the method.
     (Not the prepared graph's bytes: tf2onnx names constants differently at every conversion.)"""
     identity = getattr(calibration, "identity", None)
     if identity is None:
         return None
-    route = {key: getattr(settings, key, None) for key in ("target_opset", "optimize", "bias_correction")}
-    return {"quantizer": "Onnx_quantizer", "method": method, "moving_average": moving_average,
-            "model": file_hash(model_path), "float_graph": route, "calibration": identity(),
-            "versions": versions("onnxruntime", "onnx", "tf2onnx", "tensorflow")}
+    route = {
+        "target_opset": settings.target_opset,
+        "optimize": settings.optimize,
+        "bias_correction": settings.bias_correction,
+    }
+    return {
+        "quantizer": "Onnx_quantizer",
+        "method": method,
+        "moving_average": moving_average,
+        "model": file_hash(model_path),
+        "float_graph": route,
+        "calibration": identity(),
+        "versions": versions("onnxruntime", "onnx", "tf2onnx", "tensorflow"),
+    }
 
 
 def _renamed_ranges(stored: str, prepared: Path) -> str | None:
@@ -138,13 +172,17 @@ def _renamed_ranges(stored: str, prepared: Path) -> str | None:
 
     import onnx
 
-    from engine.library_internals import tf2onnx_stable_name
+    from engine.models.library_internals import tf2onnx_stable_name
 
     graph = onnx.load(str(prepared), load_external_data=False).graph
     constants = {t.name for t in graph.initializer}
     types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
-    tensors = {name for node in graph.node for name in [*node.input, *node.output]
-               if name and name not in constants and types.get(name) == onnx.TensorProto.FLOAT}
+    tensors = {
+        name
+        for node in graph.node
+        for name in [*node.input, *node.output]
+        if name and name not in constants and types.get(name) == onnx.TensorProto.FLOAT
+    }
     current = {tf2onnx_stable_name(name): name for name in tensors}
     try:
         ranges = json.loads(stored)
@@ -171,7 +209,7 @@ def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> P
     import tensorflow as tf
     import tf2onnx
 
-    from engine.library_internals import is_keras3
+    from engine.models.library_internals import is_keras3
 
     if len(model.inputs) != 1:
         raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
@@ -179,8 +217,9 @@ def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> P
     spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
     serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
     try:
-        converted, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset,
-                                                     inputs_as_nchw=[f"{name}:0"])
+        converted, _ = tf2onnx.convert.from_function(
+            serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"]
+        )
     except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
         raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
     converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
@@ -209,7 +248,7 @@ def _at_least_opset(model: Any, path: Path, opset: int, work_dir: Path, notes: l
         return path
     try:
         converted = version_converter.convert_version(model, opset)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - the converter raises many types: one line naming the model
         raise EngineError(f"{path}: cannot convert opset {current} to {opset}: {first_line(error)}") from None
     out = work_dir / f"{path.stem}_opset{opset}.onnx"
     _save_onnx(converted, out)
@@ -230,7 +269,9 @@ def _pre_process(source: Path, prepared: Path) -> None:
     with atomic_path(prepared) as tmp:
         try:
             quant_pre_process(str(source), str(tmp), skip_symbolic_shape=True)
-        except Exception as error:  # noqa: BLE001
+        except OSError:
+            raise  # disk full...: atomic_path names `prepared` (exit 3)
+        except Exception as error:  # noqa: BLE001 - any pre-processing failure: one line naming the model
             raise EngineError(f"{source}: ONNX pre-processing failed: {first_line(error)}") from None
 
 
@@ -267,8 +308,7 @@ class _ChunkReader:
         self._size: int | None = None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._limit is not None and (self._fed >= self._limit or
-                                        self._size not in (None, self._feed.next_size())):
+        if self._limit is not None and (self._fed >= self._limit or self._size not in (None, self._feed.next_size())):
             return None
         batch = self._feed.take()
         if batch is None:
@@ -278,13 +318,20 @@ class _ChunkReader:
         return {self._input_name: batch}
 
 
-def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving_average: bool, cache: Path,
-               work_dir: Path, on_progress: ProgressCallback | None) -> None:
+def _calibrate(
+    prepared: Path,
+    calibration: CalibrationData,
+    method: str,
+    moving_average: bool,
+    cache: Path,
+    work_dir: Path,
+    on_progress: ProgressCallback | None,
+) -> None:
     """Collect activation ranges with ORT's calibrator, streaming the images; save them as an ORT cache."""
     import onnx
     from onnxruntime.quantization import create_calibrator
 
-    from engine.library_internals import calibration_cache_io
+    from engine.models.library_internals import calibration_cache_io
 
     save_ranges, _ = calibration_cache_io()  # before calibrating: fails at once on an ONNX Runtime without it
     graph = onnx.load(str(prepared), load_external_data=False).graph
@@ -293,8 +340,12 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
     dims = [d.dim_value if d.HasField("dim_value") else None for d in model_input.type.tensor_type.shape.dim]
     nchw = len(dims) == 4 and guess_layout(dims) == "NCHW"
     feed = _BatchFeed(_model_batches(calibration, nchw, moving_average or dims[0] == 1, on_progress))
-    calibrator = create_calibrator(prepared, augmented_model_path=str(work_dir / f"{prepared.stem}_augmented.onnx"),
-                                   calibrate_method=_ort_method(method), extra_options={"moving_average": moving_average})
+    calibrator = create_calibrator(
+        prepared,
+        augmented_model_path=str(work_dir / f"{prepared.stem}_augmented.onnx"),
+        calibrate_method=_ort_method(method),
+        extra_options={"moving_average": moving_average},
+    )
     chunk = None if method == "minmax" else HISTOGRAM_CHUNK_IMAGES
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram collector prints a line per chunk
@@ -303,42 +354,68 @@ def _calibrate(prepared: Path, calibration: CalibrationData, method: str, moving
             ranges = calibrator.compute_data()
     finally:
         Path(calibrator.augmented_model_path).unlink(missing_ok=True)
-    save_ranges(ranges, cache)
+    scratch = cache.with_name(f".{cache.name}.ort")  # ORT writes it 0600 (mkstemp): copied to follow the umask
+    try:
+        save_ranges(ranges, scratch)
+        write_text_atomic(cache, scratch.read_text(encoding="utf-8"))
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _ort_method(method: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[method]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
 
 
-def _model_batches(calibration: CalibrationData, nchw: bool, one_per_run: bool,
-                   on_progress: ProgressCallback | None) -> Iterator[np.ndarray]:
+def _model_batches(
+    calibration: CalibrationData, nchw: bool, one_per_run: bool, on_progress: ProgressCallback | None
+) -> Iterator[np.ndarray]:
     for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress):
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if nchw else batch
         if one_per_run:
-            yield from (batch[i:i + 1] for i in range(len(batch)))
+            yield from (batch[i : i + 1] for i in range(len(batch)))
         else:
             yield batch
 
 
-def _quantize(prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool) -> None:
+def _quantize(
+    prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool
+) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     overrides = _all_zero_overrides(cache)
     if overrides:
-        log.info("%d tensors are 0 on every calibration image: scale 1, zero point -128 (%s)",
-                 len(overrides), ", ".join(sorted(overrides)))
+        log.info(
+            "%d tensors are 0 on every calibration image: scale 1, zero point -128 (%s)",
+            len(overrides),
+            ", ".join(sorted(overrides)),
+        )
     with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(str(prepared), str(tmp), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=_ort_method(method), calibration_cache_path=str(cache),
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibMovingAverage": moving_average, "TensorQuantOverrides": overrides})
+        quantize_static(
+            str(prepared),
+            str(tmp),
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=_ort_method(method),
+            calibration_cache_path=str(cache),
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                "CalibMovingAverage": moving_average,
+                "TensorQuantOverrides": overrides,
+            },
+        )
 
 
-def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
+def _all_zero_overrides(cache: Path) -> dict[str, list[dict[str, Any]]]:
     """`TensorQuantOverrides` giving each activation whose calibrated range is [0, 0] scale 1 and zero point -128.
 
     ONNX Runtime gives such a tensor scale 1 and zero point 0. It also removes each Relu/Clip whose input is
@@ -348,9 +425,11 @@ def _all_zero_overrides(cache: Path) -> dict[str, list[dict]]:
     and negatives clamp to 0; scale 1 is TensorFlow's choice for all-zero tensors and keeps the int32 bias
     of the next layer (scaled by this scale) far from overflow.
     """
-    from engine.library_internals import calibration_cache_io
+    from engine.models.library_internals import calibration_cache_io
 
     _, load_ranges = calibration_cache_io()
     zero = [name for name, data in load_ranges(cache).items() if not np.any(np.asarray(data.range_value))]
-    return {name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(np.iinfo(np.int8).min, np.int8)}]
-            for name in zero}
+    return {
+        name: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(np.iinfo(np.int8).min, np.int8)}]
+        for name in zero
+    }

@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import flatbuffers
 import numpy as np
 
-from engine.calibration import CalibrationData
-from engine.errors import EngineError
-from engine.library_internals import calibrator_inplace_inputs, litert_schema
+from engine.common.errors import EngineError
+from engine.data.calibration import CalibrationData
+from engine.models.library_internals import (
+    TfliteModel,
+    TfliteSubGraph,
+    TfliteTensor,
+    calibrator_inplace_inputs,
+    litert_schema,
+)
 from engine.quantize.common import ProgressCallback, counted_batches
 
 log = logging.getLogger(__name__)
@@ -30,19 +37,21 @@ log = logging.getLogger(__name__)
 RULES = 2  # what is recorded (part of the statistics cache key): 2 = float32 only, NaN skipped, FLT_MIN floor
 FLOAT32 = 0  # schema TensorType
 FLT_MAX, FLT_MIN = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
-STATISTICS_BATCH = 8  # every activation is a graph output (~4 MiB per image for MobileNet v2 0.35 at 128)
+STATISTICS_BATCH = 8  # small: every activation is a graph output, so memory grows with the batch
 Ranges = dict[int, tuple[float, float]]  # tensor index -> (min, max)
 
 
-def tensor_ranges(float_model: bytes, calibration: CalibrationData,
-                  on_progress: ProgressCallback | None = None) -> Ranges:
+def tensor_ranges(
+    float_model: bytes, calibration: CalibrationData, on_progress: ProgressCallback | None = None
+) -> Ranges:
     """Min/max of every activation tensor (inputs included) of a float .tflite over the calibration images."""
     from ai_edge_litert.interpreter import Interpreter
 
     model = _unpack(float_model)
     tensors = activation_tensors(model)
-    interpreter = Interpreter(model_content=_pack(_all_outputs(_unpack(float_model), tensors)),
-                              num_threads=os.cpu_count())
+    interpreter = Interpreter(
+        model_content=_pack(_all_outputs(_unpack(float_model), tensors)), num_threads=os.cpu_count()
+    )
     index = interpreter.get_input_details()[0]["index"]
     low = np.full(len(tensors), FLT_MAX)  # the calibrator's initial min and max
     high = np.full(len(tensors), FLT_MIN)
@@ -61,7 +70,7 @@ def tensor_ranges(float_model: bytes, calibration: CalibrationData,
     return _merge_inplace(model, _checked(model.subgraphs[0], tensors, low, high, with_nan))
 
 
-def _update(interpreter, tensors: list[int], low: np.ndarray, high: np.ndarray, with_nan: set[int]) -> None:
+def _update(interpreter: Any, tensors: list[int], low: np.ndarray, high: np.ndarray, with_nan: set[int]) -> None:
     """Widen the ranges with the last invocation's tensors (read as views, all dropped on return);
     NaN values are skipped, and the tensors that had some are added to `with_nan`."""
     for position, tensor in enumerate(tensors):
@@ -74,20 +83,27 @@ def _update(interpreter, tensors: list[int], low: np.ndarray, high: np.ndarray, 
         high[position] = np.fmax(high[position], hi)
 
 
-def _checked(graph, tensors: list[int], low: np.ndarray, high: np.ndarray, with_nan: set[int]) -> Ranges:
+def _checked(
+    graph: TfliteSubGraph, tensors: list[int], low: np.ndarray, high: np.ndarray, with_nan: set[int]
+) -> Ranges:
     """The ranges; a warning names the tensors that had NaN values, a tensor of NaN only is an error."""
     if with_nan:
-        log.warning("the float model computed NaN values on the calibration images (tensors %s); "
-                    "they are left out of the ranges", ", ".join(_name(graph, t) for t in sorted(with_nan)))
+        log.warning(
+            "the float model computed NaN values on the calibration images (tensors %s); "
+            "they are left out of the ranges",
+            ", ".join(_name(graph, t) for t in sorted(with_nan)),
+        )
     for tensor, lo, hi in zip(tensors, low, high):  # execution order: the first one is named
         if lo > hi:
-            raise EngineError(f"the float model computes only NaN in tensor {_name(graph, tensor)} "
-                              "on the calibration images: it cannot be calibrated")
+            raise EngineError(
+                f"the float model computes only NaN in tensor {_name(graph, tensor)} "
+                "on the calibration images: it cannot be calibrated"
+            )
     return {tensor: (float(lo), float(hi)) for tensor, lo, hi in zip(tensors, low, high)}
 
 
-def _name(graph, tensor: int) -> str:
-    return graph.tensors[tensor].name.decode(errors="replace")
+def _name(graph: TfliteSubGraph, tensor: int) -> str:
+    return str(graph.tensors[tensor].name.decode(errors="replace"))
 
 
 def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
@@ -102,7 +118,7 @@ def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
     return _pack(model)
 
 
-def activation_tensors(model) -> list[int]:
+def activation_tensors(model: TfliteModel) -> list[int]:
     """Indices of the float32 tensors an op of the (single) graph reads or writes that hold no constant
     data, in execution order: what the calibrator logs (not the int32 shapes a Reshape of the dynamic
     batch computes)."""
@@ -111,22 +127,29 @@ def activation_tensors(model) -> list[int]:
     return [i for i in used if graph.tensors[i].type == FLOAT32 and not _is_constant(model, graph.tensors[i])]
 
 
-def _is_constant(model, tensor) -> bool:
+def _is_constant(model: TfliteModel, tensor: TfliteTensor) -> bool:
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     return data is not None and len(data) > 0
 
 
-def _merge_inplace(model, ranges: Ranges) -> Ranges:
+def _merge_inplace(model: TfliteModel, ranges: Ranges) -> Ranges:
     schema = litert_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.subgraphs[0]
     operators = []
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
-        operators.append((names.get(max(code.builtinCode, code.deprecatedBuiltinCode), ""),
-                          [int(i) for i in op.inputs], [int(i) for i in op.outputs]))
-    shapes = {i: (tuple(graph.tensors[i].shape if graph.tensors[i].shape is not None else ()), graph.tensors[i].type)
-              for i in ranges}  # a scalar's shape is None
+        operators.append(
+            (
+                names.get(max(code.builtinCode, code.deprecatedBuiltinCode), ""),
+                [int(i) for i in op.inputs],
+                [int(i) for i in op.outputs],
+            )
+        )
+    shapes = {
+        i: (tuple(graph.tensors[i].shape if graph.tensors[i].shape is not None else ()), graph.tensors[i].type)
+        for i in ranges
+    }  # a scalar's shape is None
     graph_io = {int(i) for i in [*graph.inputs, *graph.outputs]}
     merged = dict(ranges)
     for tensor, output in calibrator_inplace_inputs(operators, shapes, graph_io).items():
@@ -134,23 +157,25 @@ def _merge_inplace(model, ranges: Ranges) -> Ranges:
     return merged
 
 
-def _all_outputs(model, tensors: list[int]):
+def _all_outputs(model: TfliteModel, tensors: list[int]) -> TfliteModel:
     graph = model.subgraphs[0]
     inputs = {int(i) for i in graph.inputs}
     graph.outputs = np.array(sorted(set(tensors) - inputs | {int(i) for i in graph.outputs}), dtype=np.int32)
     return model
 
 
-def _unpack(blob: bytes):
+def _unpack(blob: bytes) -> TfliteModel:
     schema = litert_schema()
     model = schema.ModelT.InitFromPackedBuf(blob, 0)
     if len(model.subgraphs) != 1:
-        raise EngineError(f"the float model has {len(model.subgraphs)} subgraphs (control flow): "
-                          "stquant calibrates single-graph image classifiers only")
+        raise EngineError(
+            f"the float model has {len(model.subgraphs)} subgraphs (control flow): "
+            "stquant calibrates single-graph image classifiers only"
+        )
     return model
 
 
-def _pack(model) -> bytes:
+def _pack(model: TfliteModel) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -1,14 +1,14 @@
 """Full-integer post-training quantization of a Keras model to TFLite (quantizer `TFlite_converter`).
 
 The model is traced once as a `tf.function` with a dynamic batch dimension and converted from that
-(`engine.keras_trace`): no SavedModel export of every Keras layer, which is about 75 % of the time of
+(`engine.models.trace`): no SavedModel export of every Keras layer, which is most of the time of
 `from_keras_model` (and of `from_concrete_functions(..., model)`).
 Calibration does not use the converter's own calibrator (which runs the float model one invocation at
 a time in a logging interpreter): `engine.quantize.statistics` measures every activation range in batches
 on all cores, or takes them from the statistics cache (`engine.quantize.cache`), and the converter's
 quantization step reads them from the calibrated float model (`library_internals.quantize_with_ranges`).
-Scales and zero points equal those of the converter's own calibration within 2e-6 relative (float rounding
-of XNNPACK's kernels; tested on the model zoo's EfficientNet LC, MobileNet v1/v2 and ResNet-8).
+Scales and zero points equal those of the converter's own calibration up to the float rounding of XNNPACK's
+kernels (tests/test_statistics.py; checked on the model zoo's EfficientNet LC, MobileNet v1/v2 and ResNet-8).
 `quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
 The converter builds a float32 .tflite of the model before calibrating it; that flatbuffer is kept
 (`QuantResult.float_tflite`) so that a chain can evaluate the float model without converting it again.
@@ -20,20 +20,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import write_bytes_atomic
-from engine.calibration import CalibrationData
-from engine.errors import ConfigError, EngineError, StquantError, first_line
-from engine.keras_trace import serving_function
-from engine.library_internals import (
+from engine.common.atomic import write_bytes_atomic
+from engine.common.errors import ConfigError, EngineError, StquantError, first_line
+from engine.config.schema import Quantization
+from engine.data.calibration import CalibrationData
+from engine.models.files import check_model_file, model_format
+from engine.models.library_internals import (
     quantize_with_ranges,
     set_per_tensor_weights,
     tflite_ops,
 )
-from engine.model_info import model_format
-from engine.models import check_model_file, load_keras_model
+from engine.models.load import KerasModel, load_keras_model
+from engine.models.trace import serving_function
 from engine.optimize import optimize_keras
-from engine.quantize.cache import StatsCache, bytes_hash, file_hash
-from engine.quantize.common import ProgressCallback, QuantResult, versions
+from engine.quantize.cache import TFLITE_RANGES, StatsCache, bytes_hash, file_hash
+from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, versions
 from engine.quantize.statistics import RULES, calibrated_model, tensor_ranges
 
 log = logging.getLogger(__name__)
@@ -42,46 +43,71 @@ IO_TYPES = {"int8": "int8", "uint8": "uint8", "float": "float32"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def quantize_tflite(model_path: Path, calibration: CalibrationData, settings: Any, out_path: Path,
-                    on_progress: ProgressCallback | None = None, model: Any = None,
-                    cache: StatsCache | None = None) -> QuantResult:
+def quantize_tflite(
+    model_path: Path,
+    calibration: CalibrationData,
+    settings: Quantization,
+    out_path: Path,
+    on_progress: ProgressCallback | None = None,
+    model: KerasModel = None,
+    cache: StatsCache | None = None,
+    memo: ModelMemo | None = None,
+) -> QuantResult:
     """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically).
 
     `model`: the model of `model_path` when the caller has it loaded already (else it is loaded here).
     `cache`: where calibration statistics are looked up and stored (None: always measured).
+    `memo`: what the caller keeps between quantizations of the same `model` (None: nothing is reused).
     """
     started = time.monotonic()
     model_path = check_model_file(model_path)
     fmt = model_format(model_path)
     if fmt == "onnx":
-        raise ConfigError(f"quantization.quantizer: TFlite_converter cannot quantize an ONNX model ({model_path}); "
-                          "use Onnx_quantizer")
+        raise ConfigError(
+            f"quantization.quantizer: TFlite_converter cannot quantize an ONNX model ({model_path}); use Onnx_quantizer"
+        )
     if fmt != "h5" and fmt != "keras":
         raise ConfigError(f"quantization.quantizer: TFlite_converter needs a Keras .h5/.keras model, not {model_path}")
     if calibration.total <= 0:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
     notes: list[str] = []
     original = model if model is not None else load_keras_model(model_path)
-    model, optimization = optimize_keras(original, model_path, settings, calibration, notes)
+    model, optimization = optimize_keras(
+        original, model_path, settings, calibration, notes, memo.optimized if memo is not None else None
+    )
     statistics = _Statistics(model_path, calibration, cache, on_progress)
-    blob = _convert(model, settings, statistics)
+    blob = _convert(_converter_for(model, memo), settings, statistics)
     float_ops = float_ops_in(blob)
     if float_ops:
-        raise EngineError(f"{model_path}: these ops cannot be quantized to int8 and would stay float: "
-                          f"{', '.join(float_ops)}")
+        raise EngineError(
+            f"{model_path}: these ops cannot be quantized to int8 and would stay float: {', '.join(float_ops)}"
+        )
     write_bytes_atomic(Path(out_path), blob)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
-    return QuantResult(Path(out_path), notes, statistics.images, seconds, optimization, model,
-                       float_tflite=statistics.float_model if model is original else None,  # optimized: not the user's
-                       statistics_cached=statistics.cached, calibration_skipped=statistics.skipped)
+    return QuantResult(
+        Path(out_path),
+        notes,
+        statistics.images,
+        seconds,
+        optimization,
+        model,
+        float_tflite=statistics.float_model if model is original else None,  # optimized: not the user's
+        statistics_cached=statistics.cached,
+        calibration_skipped=statistics.skipped,
+    )
 
 
 class _Statistics:
     """The converter's calibration step: ranges of the float model from the cache, else measured (and stored)."""
 
-    def __init__(self, model_path: Path, calibration: CalibrationData, cache: StatsCache | None,
-                 on_progress: ProgressCallback | None):
+    def __init__(
+        self,
+        model_path: Path,
+        calibration: CalibrationData,
+        cache: StatsCache | None,
+        on_progress: ProgressCallback | None,
+    ):
         self.model_path, self.calibration, self.cache, self.on_progress = model_path, calibration, cache, on_progress
         self.float_model: bytes | None = None
         self.cached = False
@@ -89,69 +115,67 @@ class _Statistics:
 
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
-        key = self._key(float_model)
-        stored = self.cache.get(key) if key else None
-        if stored is not None:
+        cache, key = self.cache, self._key(float_model)
+        stored = cache.get(key, TFLITE_RANGES) if cache is not None and key else None
+        if cache is not None and stored is not None:
             ranges = {int(tensor): (low, high) for tensor, (low, high) in stored.value.items()}
             self.cached, self.images, self.skipped = True, stored.images, stored.skipped
-            log.info("calibration statistics from the cache (%s)", self.cache.folder)
+            log.info("calibration statistics from the cache (%s)", cache.folder)
         else:
             ranges = tensor_ranges(float_model, self.calibration, self.on_progress)
             self.images, self.skipped = self.calibration.used, self.calibration.skipped
-            if key:
-                self.cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()}, self.images, self.skipped)
+            if cache is not None and key:
+                cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()}, self.images, self.skipped)
         return calibrated_model(float_model, ranges)
 
-    def _key(self, float_model: bytes) -> dict | None:
+    def _key(self, float_model: bytes) -> dict[str, Any] | None:
         identity = getattr(self.calibration, "identity", None)
         if self.cache is None or identity is None:
             return None
-        return {"quantizer": "TFlite_converter", "method": "minmax", "rules": RULES,
-                "model": file_hash(self.model_path), "float_graph": bytes_hash(float_model), "calibration": identity(),
-                "versions": versions("tensorflow", "ai-edge-litert")}
+        return {
+            "quantizer": "TFlite_converter",
+            "method": "minmax",
+            "rules": RULES,
+            "model": file_hash(self.model_path),
+            "float_graph": bytes_hash(float_model),
+            "calibration": identity(),
+            "versions": versions("tensorflow", "ai-edge-litert"),
+        }
 
 
-def _convert(model: Any, settings: Any, statistics: _Statistics) -> bytes:
-    """The int8 model, calibrated by `statistics`."""
+def _convert(converter: Any, settings: Quantization, statistics: _Statistics) -> bytes:
+    """The int8 model `converter` makes, calibrated by `statistics`."""
     import tensorflow as tf
 
-    converter = _converter_for(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = _io_type(tf, settings, "quantization_input_type")
-    converter.inference_output_type = _io_type(tf, settings, "quantization_output_type")
-    set_per_tensor_weights(converter, getattr(settings, "granularity", "per_channel") == "per_tensor")
+    converter.inference_input_type = getattr(tf, IO_TYPES[settings.quantization_input_type])
+    converter.inference_output_type = getattr(tf, IO_TYPES[settings.quantization_output_type])
+    set_per_tensor_weights(converter, settings.granularity == "per_tensor")
     quantize_with_ranges(converter, statistics)
     try:
-        return converter.convert()
+        int8_model: bytes = converter.convert()
     except StquantError:
         raise  # from the calibration data: already one clear line
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
         ops = _ops_named_in(str(error))
-        detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else \
-            first_line(error)
+        detail = f"ops that cannot be converted to int8 TFLite builtins: {', '.join(ops)}" if ops else first_line(error)
         raise EngineError(f"TFLite conversion failed: {detail}") from None
+    return int8_model
 
 
-_last_trace: list = []  # [(model, serving function, concrete function)]: `stquant compare` quantizes one model often
-
-
-def _converter_for(model: Any) -> Any:
-    """A TFLiteConverter of the traced model; the last model's trace is reused (tracing takes ~0.4 s)."""
+def _converter_for(model: KerasModel, memo: ModelMemo | None) -> Any:
+    """A TFLiteConverter of the traced model; the memo's trace is reused when it is of this very model."""
     import tensorflow as tf
 
-    if not _last_trace or _last_trace[0][0] is not model:
+    trace = memo.trace if memo is not None else None
+    if trace is None or trace[0] is not model:
         serve = serving_function(model)
-        _last_trace[:] = [(model, serve, serve.get_concrete_function())]
-    _, serve, concrete = _last_trace[0]
+        trace = (model, serve, serve.get_concrete_function())
+        if memo is not None:
+            memo.trace = trace
+    _, serve, concrete = trace
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
-
-
-def _io_type(tf: Any, settings: Any, key: str) -> Any:
-    value = getattr(settings, key, "float") or "float"
-    if value not in IO_TYPES:
-        raise ConfigError(f"quantization.{key}: {value!r} is not one of {', '.join(IO_TYPES)}")
-    return getattr(tf, IO_TYPES[value])
 
 
 def _ops_named_in(message: str) -> list[str]:
@@ -160,7 +184,7 @@ def _ops_named_in(message: str) -> list[str]:
     names = [n.strip() for group in found for n in group.split(",")]
     names += re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)
     names += re.findall(r"not (?:yet )?supported for op:? '?(\w+)", message)
-    return sorted(set(n for n in names if n))
+    return sorted({n for n in names if n})
 
 
 def float_ops_in(blob: bytes) -> list[str]:
@@ -177,4 +201,3 @@ def float_ops_in(blob: bytes) -> list[str]:
         if any(dtypes.get(i, "").startswith("float") for i in tensors):
             float_ops.add(op["op_name"])
     return sorted(float_ops)
-

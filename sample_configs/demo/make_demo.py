@@ -16,6 +16,7 @@ This is a dev tool only; stquant itself does not need scikit-learn. To rerun:
   source .venv/bin/activate && pip install scikit-learn
   python sample_configs/demo/make_demo.py
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -54,10 +55,10 @@ def build_model():
         return L.ReLU(6.0)(L.BatchNormalization()(x))
 
     inp = keras.Input((32, 32, 3))
-    x = conv_bn(inp, 16, 3, 2)                # 16x16x16  (3x3 conv)
-    x = conv_bn(dw_bn(x, 1), 32)             # 16x16x32  (depthwise + pointwise)
-    x = conv_bn(dw_bn(x, 2), 64)             # 8x8x64
-    x = conv_bn(dw_bn(x, 2), 64)             # 4x4x64
+    x = conv_bn(inp, 16, 3, 2)  # 16x16x16  (3x3 conv)
+    x = conv_bn(dw_bn(x, 1), 32)  # 16x16x32  (depthwise + pointwise)
+    x = conv_bn(dw_bn(x, 2), 64)  # 8x8x64
+    x = conv_bn(dw_bn(x, 2), 64)  # 4x4x64
     x = L.GlobalAveragePooling2D()(x)
     out = L.Dense(10, activation="softmax")(x)
     return keras.Model(inp, out, name="digits_cnn")
@@ -90,21 +91,19 @@ def main():
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[i]).save(d / f"{i:04d}.png", optimize=True)
     (IMG_DIR / "digit_0" / "notes.txt").write_text(
-        "Not an image: left here on purpose to show that stray files in class folders are skipped.\n")
+        "Not an image: left here on purpose to show that stray files in class folders are skipped.\n"
+    )
 
     model = build_model()
     epochs, steps = 15, int(np.ceil(len(train) / 32))
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps)
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images[train] / 127.5 - 1.0, labels[train], epochs=epochs, batch_size=32,
-              shuffle=True, verbose=2)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images[train] / 127.5 - 1.0, labels[train], epochs=epochs, batch_size=32, shuffle=True, verbose=2)
     model.save(MODEL_PATH, include_optimizer=False)
 
     x, y = load_pngs()  # measure on the PNGs as written to disk
     acc = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
-    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes), "
-          f"{len(y)} images in {IMG_DIR}")
+    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes), {len(y)} images in {IMG_DIR}")
     print(f"accuracy on the {len(y)} bundled images: {acc:.4f} ({round(acc * len(y))}/{len(y)})")
 
 

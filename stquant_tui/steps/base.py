@@ -22,7 +22,8 @@ class Step(VerticalScroll):
         return self.app.draft  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
-        self.load()
+        if self.is_attached:  # not when mounted as the app quits: its rows may be gone already
+            self.load()
 
     def rows(self) -> list[FieldRow]:
         return list(self.query(FieldRow))

@@ -7,12 +7,15 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
-from engine.config import EVALUATION_MODES
+from engine.common.errors import first_line
+from engine.config.schema import EVALUATION_MODES
 from stquant_tui.engine_client import scan_class_folders
 from stquant_tui.messages import DatasetScanned
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.workers import when_attached
 
 PATH_KEYS = ("dataset.quantization_path", "dataset.training_path", "dataset.validation_path", "dataset.test_path")
 
@@ -60,10 +63,10 @@ class DatasetStep(Step):
     @work(thread=True, group="dataset-scan", exit_on_error=False)
     def scan(self, key: str, value: str, names: list[str] | None) -> None:
         """Count classes and images, then ask the engine's own dataset scan what it thinks (its words)."""
-        from engine.dataset import (
+        from engine.common.errors import StquantError
+        from engine.data.dataset import (
             scan as engine_scan,  # numpy: imported in this thread, after the first screen
         )
-        from engine.errors import StquantError
 
         folder: Path = self.draft.resolve(str(value))
         try:
@@ -76,10 +79,21 @@ class DatasetStep(Step):
             engine_says = engine_scan(folder, list(names) if names else None, key).warnings
         except StquantError as exc:
             engine_says = [str(exc)]
-        self.post_message(DatasetScanned(key, str(value), classes, images, others, names=names,
-                                         engine_says=engine_says))
+        self.post_message(
+            DatasetScanned(key, str(value), classes, images, others, names=names, engine_says=engine_says)
+        )
+
+    @when_attached
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A scan that raised: say so instead of "Scanning…" forever."""
+        error = event.worker.error
+        if event.state is WorkerState.ERROR and event.worker.group == "dataset-scan" and error is not None:
+            self.detected = None
+            reason = f"{type(error).__name__}: {first_line(error)}".replace("[", r"\[")
+            self.feedback(f"⚠ the folder scan failed: {reason}", warn=True)
 
     @on(DatasetScanned)
+    @when_attached
     def scanned(self, event: DatasetScanned) -> None:
         if event.path != str(self.draft.get(event.key) or "") or event.names != self.draft.get("dataset.class_names"):
             return  # an older scan

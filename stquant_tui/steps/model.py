@@ -10,11 +10,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.timer import Timer
 from textual.widgets import Checkbox, Static
+from textual.worker import Worker, WorkerState
 
 from stquant_tui.engine_client import inspect_model
 from stquant_tui.messages import InspectDone
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.workers import failure_line, when_attached
 
 MODEL_KEYS = ("general.model_path", "preprocessing.color_mode", "quantization.target_opset")
 
@@ -51,8 +53,9 @@ class ModelStep(Step):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Keras .h5/.keras or ONNX model. → accepts a completion, ctrl+f opens a picker.",
-                     classes="step-help")
+        yield Static(
+            "Keras .h5/.keras or ONNX model. → accepts a completion, ctrl+f opens a picker.", classes="step-help"
+        )
         yield FieldRow("general.model_path", "Model file", path=True, placeholder="path/to/model.h5")
         yield Checkbox("Trust code stored in this model file (Lambda layers)", id="trust-model")
         yield Static("", id="model-info", classes="feedback")
@@ -80,11 +83,21 @@ class ModelStep(Step):
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def inspect(self, path: str) -> None:
         resolved = str(self.draft.resolve(path))
-        info, error = inspect_model(self.app.engine_cmd, resolved,  # type: ignore[attr-defined]
-                                    trust_model=self.trust_model)
+        engine_cmd = self.app.engine_cmd  # type: ignore[attr-defined]
+        info, error = inspect_model(engine_cmd, resolved, trust_model=self.trust_model)
         self.post_message(InspectDone(path, info, error))
 
+    @when_attached
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An inspect that raised: say so instead of "Inspecting…" forever (a newer inspect cancels an older one)."""
+        if event.state is WorkerState.ERROR and event.worker.group == "inspect":
+            engine_cmd = self.app.engine_cmd  # type: ignore[attr-defined]
+            info = self.query_one("#model-info", Static)
+            info.update(f"⚠ inspect failed ({failure_line(event.worker, engine_cmd)})".replace("[", r"\["))
+            info.add_class("-warn")
+
     @on(InspectDone)
+    @when_attached
     def inspected(self, event: InspectDone) -> None:
         if event.path != str(self.draft.get("general.model_path") or ""):
             return
@@ -99,7 +112,9 @@ class ModelStep(Step):
         info_widget.update(
             f"Format {info.get('format')} · input {info.get('input_name')} {shape} {info.get('layout')} "
             f"{info.get('dtype') or info.get('input_dtype', '')}\nOutput width {info.get('output_width')}"
-            + (" · already quantized" if info.get("quantized") else "") + lambda_summary(info))
+            + (" · already quantized" if info.get("quantized") else "")
+            + lambda_summary(info)
+        )
         self.show_warnings()
 
     def show_warnings(self) -> None:
@@ -118,7 +133,11 @@ class ModelStep(Step):
             return
         path = self.draft.get("general.model_path")
         model = str(self.draft.resolve(str(path))) if path else "\0"
-        mine = [p for p in verdict.problems
-                if p.key in MODEL_KEYS or "model outputs" in p.message or (not p.key and model in p.message)]
+        mine = [
+            p
+            for p in verdict.problems
+            if p.key in MODEL_KEYS or "model outputs" in p.message or (not p.key and model in p.message)
+        ]
         shown.first(Static).update(
-            "\n".join(f"⚠ {p.key}: {p.message}" if p.key else f"⚠ {p.message}" for p in mine).replace("[", r"\["))
+            "\n".join(f"⚠ {p.key}: {p.message}" if p.key else f"⚠ {p.message}" for p in mine).replace("[", r"\[")
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from engine.boards import BOARDS
-from engine.config import EVALUATION_MODES, RUNNABLE_MODES
+from engine.config.schema import EVALUATION_MODES, RUNNABLE_MODES
+from engine.footprint.boards import BOARDS
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
@@ -17,8 +17,9 @@ class QuantizationStep(Step):
     step = "quantization"
 
     def compose(self) -> ComposeResult:
-        yield FieldRow("operation_mode", "Operation mode", "select", choices=RUNNABLE_MODES,
-                       off_choice="not run by stquant")
+        yield FieldRow(
+            "operation_mode", "Operation mode", "select", choices=RUNNABLE_MODES, off_choice="not run by stquant"
+        )
         yield Static("", id="quantization-hint", classes="feedback")
         yield FieldRow("benchmarking.board", "Board", "select", choices=list(BOARDS), off_choice="unknown board")
         yield FieldRow("quantization.quantizer", "Quantizer", "select")
@@ -41,7 +42,9 @@ class QuantizationStep(Step):
             return
         onnx = self.is_onnx()
         for name in ONNX_ONLY:
-            self.query_one(f"#row-{name.replace('.', '-')}", FieldRow).display = onnx or self.draft.get(name) is not None
+            self.query_one(f"#row-{name.replace('.', '-')}", FieldRow).display = (
+                onnx or self.draft.get(name) is not None
+            )
         mode = self.draft.get("operation_mode")
         notes = []
         if mode not in RUNNABLE_MODES:

@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
+from stquant_tui.workers import when_attached
 
 
 class RunStep(Vertical):
@@ -44,6 +45,7 @@ class RunStep(Vertical):
         log.write(Text(text, style=style))
 
     @on(RunStage)
+    @when_attached
     def stage_started(self, event: RunStage) -> None:
         self.stage = event.name
         self.query_one("#run-stage", Static).update(f"Stage: {event.name}")
@@ -52,12 +54,14 @@ class RunStep(Vertical):
         self.log_line(f"── {event.name}", "bold")
 
     @on(RunProgress)
+    @when_attached
     def progressed(self, event: RunProgress) -> None:
         bar = self.query_one("#run-progress", ProgressBar)
         bar.update(total=event.total or None, progress=event.done)
         self.query_one("#run-stage", Static).update(f"Stage: {event.stage}  {event.done}/{event.total}")
 
     @on(RunLog)
+    @when_attached
     def logged(self, event: RunLog) -> None:
         if event.level == "STDERR" and event.message.startswith("stquant: "):
             return  # the engine's own error line: the `error` event says it (once, when the run ends)
@@ -66,6 +70,7 @@ class RunStep(Vertical):
         self.log_line(prefix + event.message, style)
 
     @on(RunFinished)
+    @when_attached
     def finished(self, event: RunFinished) -> None:
         """One line says how it ended: done, cancelled (by the user), or failed with the engine's reason."""
         stage = self.query_one("#run-stage", Static)

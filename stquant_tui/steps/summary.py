@@ -1,4 +1,4 @@
-"""Summary step: what `run_summary.json` says (an `engine.run_summary.RunSummary`).
+"""Summary step: what `run_summary.json` says (an `engine.run.summary.RunSummary`).
 
 Key figures first, in one block that fits 80x24; then the per-layer tables, whose columns are
 abbreviated to fit 80 columns (`f` shows a table full-screen with every column).
@@ -6,13 +6,16 @@ abbreviated to fit 80 columns (`f` shows a table full-screen with every column).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from engine.run_summary import RunSummary
+from engine.run.summary import RunSummary
 
 NAME_WIDTH = 21  # layer names are cut to this at 80 columns (full names: the full-screen table)
 
@@ -35,15 +38,17 @@ def _ratio(before: float | None, after: float | None) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def key_figures(summary: RunSummary) -> list[str]:
     """The block shown first: status, accuracy, agreement, flash, RAM, board verdict, time, warnings, model."""
     status = {"ok": "✓ ok", "failed": "✗ failed", "interrupted": "cancelled"}.get(summary.status, summary.status)
     total = sum(summary.timings.values())
-    lines = [f"{status}{f' at {summary.failed_stage}' if summary.failed_stage else ''} · {summary.operation_mode}"
-             f" · {total:.1f} s"]
+    lines = [
+        f"{status}{f' at {summary.failed_stage}' if summary.failed_stage else ''} · {summary.operation_mode}"
+        f" · {total:.1f} s"
+    ]
     acc, foot = summary.accuracy, summary.footprint
     if acc:
         change = "" if acc.difference is None else f" ({acc.difference:+.1f} pt)"  # percentage points
@@ -51,17 +56,23 @@ def key_figures(summary: RunSummary) -> list[str]:
         if acc.agreement is not None:
             lines.append(f"Agreement       {_pct(acc.agreement)} same top-1 class as the float model")
     if foot:
-        lines.append(f"Weights flash   {_num(foot.float_weights_kib, 2)} → {_num(foot.weights_flash_kib, 2)} KiB"
-                     + _ratio(foot.float_weights_kib, foot.weights_flash_kib))
-        lines.append(f"Activation RAM  {_num(foot.float_activation_ram_kib, 2)} → "
-                     f"{_num(foot.activation_ram_kib, 2)} KiB"
-                     + _ratio(foot.float_activation_ram_kib, foot.activation_ram_kib))
+        lines.append(
+            f"Weights flash   {_num(foot.float_weights_kib, 2)} → {_num(foot.weights_flash_kib, 2)} KiB"
+            + _ratio(foot.float_weights_kib, foot.weights_flash_kib)
+        )
+        lines.append(
+            f"Activation RAM  {_num(foot.float_activation_ram_kib, 2)} → "
+            f"{_num(foot.activation_ram_kib, 2)} KiB"
+            + _ratio(foot.float_activation_ram_kib, foot.activation_ram_kib)
+            + ("" if foot.activation_ram_upper_kib is None else f" · upper {_num(foot.activation_ram_upper_kib, 2)}")
+        )
         fit = foot.board_fit
         if fit:
-            verdict = "fits" if fit.weights_fit and fit.activations_fit else "does NOT fit"
-            lines.append(f"Board           {fit.board} ({fit.mcu}): {verdict}")
-            lines.append(f"Headroom        flash {fit.flash_headroom_kib:+,.1f} KiB ({fit.flash_headroom_pct:+.1f}%)"
-                         f" · RAM {fit.ram_headroom_kib:+,.1f} KiB ({fit.ram_headroom_pct:+.1f}%)")
+            lines.append(f"Board           {fit.board}: {fit.verdict}")
+            lines.append(
+                f"Headroom        flash {fit.flash_headroom_kib:+,.1f} KiB ({fit.flash_headroom_pct:+.1f}%)"
+                f" · RAM {fit.ram_headroom_kib:+,.1f} KiB ({fit.ram_headroom_pct:+.1f}%)"
+            )
         time = fit.estimated_inference_ms if fit else foot.estimated_inference_ms
         if time is not None:
             where = f" on {fit.board} ({fit.core}, {fit.mhz} MHz)" if fit else ""
@@ -91,8 +102,14 @@ def fill_layers(table: DataTable, summary: RunSummary, full: bool) -> None:
     columns = ["Layer", "Op", "MACC", "Wgt B", "Act B", "Time%"] + (["Output"] if full else [])
     table.add_columns(*columns)
     for layer in summary.footprint.layers if summary.footprint else []:
-        row = [layer.name if full else _cut(layer.name, NAME_WIDTH), layer.op[:14], _num(layer.macc),
-               _num(layer.weight_bytes), _num(layer.live_activation_bytes), f"{layer.time_share_pct:.1f}"]
+        row = [
+            layer.name if full else _cut(layer.name, NAME_WIDTH),
+            layer.op[:14],
+            _num(layer.macc),
+            _num(layer.weight_bytes),
+            _num(layer.live_activation_bytes),
+            f"{layer.time_share_pct:.1f}",
+        ]
         table.add_row(*row, *(["x".join(map(str, layer.output_shape))] if full else []))
 
 
@@ -107,7 +124,7 @@ def fill_errors(table: DataTable, summary: RunSummary, full: bool) -> None:
 class TableScreen(ModalScreen[None]):
     """One summary table, full-screen, with every column and full names."""
 
-    BINDINGS = [Binding("escape,f,q", "dismiss(None)", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,f,q", "dismiss(None)", "Close")]
     DEFAULT_CSS = "TableScreen DataTable { height: 1fr; } TableScreen Label { text-style: bold; }"
 
     def __init__(self, title: str, fill, summary: RunSummary) -> None:
@@ -126,8 +143,10 @@ class TableScreen(ModalScreen[None]):
 class SummaryStep(VerticalScroll):
     step = "summary"
     can_focus = False
-    TABLES = {"summary-layers": ("Per-layer footprint", fill_layers),
-              "summary-errors": ("Layers with the largest quantization error (lowest SQNR first)", fill_errors)}
+    TABLES: ClassVar[dict[str, tuple[str, Callable[[DataTable, RunSummary, bool], None]]]] = {
+        "summary-layers": ("Per-layer footprint", fill_layers),
+        "summary-errors": ("Layers with the largest quantization error (lowest SQNR first)", fill_errors),
+    }
 
     def __init__(self) -> None:
         super().__init__(id="step-summary", classes="step")

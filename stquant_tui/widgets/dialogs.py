@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set as AbstractSet
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Footer, Label
 
-MODEL_SUFFIXES = {".h5", ".keras", ".onnx", ".tflite"}
+from engine.models.files import FORMATS
+
+MODEL_SUFFIXES = set(FORMATS)  # the engine's list of model file suffixes
 
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask a yes/no question; dismisses with True for yes."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical { width: 60; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
@@ -47,15 +53,17 @@ class ConfirmScreen(ModalScreen[bool]):
 class PathTree(DirectoryTree):
     """Folders, plus the files whose suffix is in `suffixes` (none: folders only); hidden entries left out."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Select"), Binding("space", "toggle_node", "Open folder")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Select"),
+        Binding("space", "toggle_node", "Open folder"),
+    ]
 
     def __init__(self, path: Path, suffixes: set[str], **kwargs) -> None:
         super().__init__(path, **kwargs)
         self.suffixes = suffixes
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in self.suffixes)]
+        return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in self.suffixes)]
 
 
 class PathPickerScreen(ModalScreen[str | None]):
@@ -65,7 +73,10 @@ class PathPickerScreen(ModalScreen[str | None]):
     current value; Backspace goes to the parent folder.
     """
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("backspace", "up", "Parent folder")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Close"),
+        Binding("backspace", "up", "Parent folder"),
+    ]
     DEFAULT_CSS = """
     PathPickerScreen { align: center middle; }
     PathPickerScreen > Vertical { width: 100%; height: 1fr; border: thick $accent; background: $surface; }
@@ -73,7 +84,7 @@ class PathPickerScreen(ModalScreen[str | None]):
     PathPickerScreen PathTree { height: 1fr; }
     """
 
-    def __init__(self, start: Path, suffixes: set[str] = frozenset(), what: str = "a folder") -> None:
+    def __init__(self, start: Path, suffixes: AbstractSet[str] = frozenset(), what: str = "a folder") -> None:
         super().__init__()
         self.start = start
         self.suffixes = set(suffixes)

@@ -1,7 +1,7 @@
 """One form row per config key: label, editor (id = key path joined with `-`) and an error line.
 
 The row only reports what was typed and what the engine's schema says about it
-(`engine.config.validate_field`); the app decides what to do with the draft.
+(`engine.config.schema.validate_field`); the app decides what to do with the draft.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Input, Label, Select, Static
 
-from engine import config as schema
-from engine.config_fields import default_of, is_required
+from engine.config import schema
+from engine.config.fields import default_of, is_required
 from stquant_tui.draft import from_text, to_text, widget_id
 
 
@@ -60,13 +60,22 @@ class FieldRow(Vertical):
     class Edited(Message):
         """The user (or a load) changed the field."""
 
-        row: "FieldRow"
+        row: FieldRow
         key: str
         value: Any
         error: str | None
 
-    def __init__(self, key: str, label: str, kind: str = "text", *, placeholder: str = "",
-                 path: bool = False, choices: list | tuple | None = None, off_choice: str = "not allowed") -> None:
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        kind: str = "text",
+        *,
+        placeholder: str = "",
+        path: bool = False,
+        choices: list | tuple | None = None,
+        off_choice: str = "not allowed",
+    ) -> None:
         """`choices`: what a select offers (default: the schema's values); a loaded value outside them is
         shown as "value (`off_choice`)" and flagged by the engine, not offered."""
         super().__init__(id=f"row-{widget_id(key)}")
@@ -76,8 +85,9 @@ class FieldRow(Vertical):
         self.choices = list(choices) if choices is not None else None
         self.off_choice = off_choice
         default = default_of(key)
-        self.placeholder = placeholder or ("" if is_required(key) else
-                                           "(not set)" if default is None else f"(default: {to_text(default)})")
+        self.placeholder = placeholder or (
+            "" if is_required(key) else "(not set)" if default is None else f"(default: {to_text(default)})"
+        )
         self.path = path
         self.error: str | None = None
 
@@ -91,8 +101,13 @@ class FieldRow(Vertical):
                 yield Select(self._options(), id=wid, compact=True, prompt=prompt)  # blank until loaded: a load
                 # never writes a key the file does not have (a missing required one is flagged)
             else:
-                yield Input(id=wid, compact=True, placeholder=self.placeholder, select_on_focus=False,
-                            suggester=PathSuggester() if self.path else None)
+                yield Input(
+                    id=wid,
+                    compact=True,
+                    placeholder=self.placeholder,
+                    select_on_focus=False,
+                    suggester=PathSuggester() if self.path else None,
+                )
         yield Static("", id=f"{wid}-error", classes="field-error")
 
     def _options(self, extra: Any = None) -> list[tuple[str, Any]]:
@@ -108,7 +123,7 @@ class FieldRow(Vertical):
 
     @property
     def help(self) -> str:
-        """One line on the field: the schema's description and its default (`engine.config` Field texts)."""
+        """One line on the field: the schema's description and its default (`engine.config.schema` Field texts)."""
         return help_text(self.key)
 
     def on_descendant_focus(self) -> None:
@@ -123,7 +138,7 @@ class FieldRow(Vertical):
         editor = self.editor
         if isinstance(editor, Select):
             if value is None:
-                if editor._allow_blank:
+                if editor._allow_blank:  # noqa: SLF001 - Select has no public "may be blank" flag
                     editor.clear()
                 self._report(None)
                 return
@@ -174,7 +189,7 @@ class FieldRow(Vertical):
     def _section_written(self) -> bool:
         """Whether the key's section is in the draft: a section itself is required by mode, not by its keys."""
         section = self.key.rpartition(".")[0]
-        return not section or self.app.draft.get(section) is not None
+        return not section or self.app.draft.get(section) is not None  # type: ignore[attr-defined]
 
     def set_error(self, message: str | None) -> None:
         """Show a message from a step or whole-config check."""

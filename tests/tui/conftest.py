@@ -11,6 +11,7 @@ def _quiet_terminal(monkeypatch):
     """Deterministic rendering: no animations, no cursor blink."""
     monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
     from textual.widgets import Input
+
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None, raising=False)
 
 

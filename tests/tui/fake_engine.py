@@ -24,7 +24,7 @@ RECORDED = HERE / "recorded_run_summary.json"
 
 def recorded_summary(run_dir: Path | str) -> dict:
     """The recorded summary, as if the run had written it in `run_dir`, checked by the engine's own model."""
-    from engine.run_summary import RunSummary
+    from engine.run.summary import RunSummary
 
     text = RECORDED.read_text().replace("RUN_DIR", str(run_dir)).replace("ROOT", str(HERE.parents[1]))
     return RunSummary.model_validate_json(text).model_dump(mode="json")
@@ -52,8 +52,15 @@ def run(argv):
     summary = recorded_summary(out)
     for done in range(0, total + 1, 30):
         if stop:
-            summary.update(status="interrupted", failed_stage="calibration", quantized_model=None, accuracy=None,
-                           footprint=None, layer_errors=None, error="interrupted: no partial model was kept")
+            summary.update(
+                status="interrupted",
+                failed_stage="calibration",
+                quantized_model=None,
+                accuracy=None,
+                footprint=None,
+                layer_errors=None,
+                error="interrupted: no partial model was kept",
+            )
             (out / "run_summary.json").write_text(json.dumps(summary))
             emit(event="result", summary=summary)
             emit(event="error", message="interrupted by the user", exit_code=130)
@@ -78,10 +85,22 @@ def main(argv):
         if not Path(rest[0]).exists():
             print(f"{rest[0]}: model file not found", file=sys.stderr)
             return 3
-        print(json.dumps({"format": "h5", "input_name": "input_1", "input_shape": [None, 32, 32, 3],
-                          "layout": "NHWC", "dtype": "float32", "height": 32, "width": 32, "channels": 3,
-                          "output_width": int(os.environ.get("FAKE_ENGINE_OUTPUTS", "10")),
-                          "quantized": False}))
+        print(
+            json.dumps(
+                {
+                    "format": "h5",
+                    "input_name": "input_1",
+                    "input_shape": [None, 32, 32, 3],
+                    "layout": "NHWC",
+                    "dtype": "float32",
+                    "height": 32,
+                    "width": 32,
+                    "channels": 3,
+                    "output_width": int(os.environ.get("FAKE_ENGINE_OUTPUTS", "10")),
+                    "quantized": False,
+                }
+            )
+        )
         return 0
     if command == "validate":
         from engine.cli import main as stquant

@@ -75,13 +75,20 @@ async def test_real_compare_of_the_demo_shows_what_comparison_json_says(sandbox)
         expected = []
         for variant in written["variants"]:
             star = "★" if variant["index"] == written["recommended"] else ""
-            expected.append([f"{variant['index']}{star}", SHOWN[variant["settings"]["quantization.granularity"]],
-                             *(cell(variant[name]) for name in FIGURES)])
+            expected.append(
+                [
+                    f"{variant['index']}{star}",
+                    SHOWN[variant["settings"]["quantization.granularity"]],
+                    *(cell(variant[name]) for name in FIGURES),
+                ]
+            )
         assert rows == expected
         assert all(v["estimated_inference_ms"] and v["agreement"] for v in written["variants"])
         info = str(screen.query_one("#compare-info", Static).render())
-        assert (f"{written['evaluation_images']} held-out images (float {written['float_accuracy']:.2f} %) · "
-                f"{written['calibration_images']} calibration · on {written['board']}") in info
+        assert (
+            f"{written['evaluation_images']} held-out images (float {written['float_accuracy']:.2f} %) · "
+            f"{written['calibration_images']} calibration · on {written['board']}"
+        ) in info
         assert written["recommended"] is not None and f"agreement ≥ {written['target_agreement']:g} %" in info
         assert not list((sandbox / "tmp").glob(".stquant-tui-compare-*"))
 

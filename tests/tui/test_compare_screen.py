@@ -17,8 +17,8 @@ from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
 from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
 
-from engine.comparison import Comparison, Variant
-from engine.config import load_config
+from engine.config.schema import load_config
+from engine.run.comparison import Comparison, Variant
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
 from stquant_tui.compare_screen import CompareScreen
@@ -94,23 +94,42 @@ async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path
         finished = await run_compare(pilot, screen)
         argv = json.loads((tmp_path / "argv.json").read_text())
         assert argv[0] == "compare" and Path(argv[1]).parent == tmp_path / "tmp"
-        assert argv[2:] == ["--vary", "quantization.granularity=per_channel,per_tensor",
-                            "--vary", "quantization.quantization_input_type=uint8,int8", "--progress", "jsonl",
-                            "--target-agreement", "99", "--board", "STM32H747I-DISCO"]
+        assert argv[2:] == [
+            "--vary",
+            "quantization.granularity=per_channel,per_tensor",
+            "--vary",
+            "quantization.quantization_input_type=uint8,int8",
+            "--progress",
+            "jsonl",
+            "--target-agreement",
+            "99",
+            "--board",
+            "STM32H747I-DISCO",
+        ]
         assert not temp_configs(tmp_path)  # the draft's temp copy is removed
         assert finished.exit_code == 0 and finished.comparison.status == "ok"
         unique = {id(m): m for m in seen}.values()  # each message once (it bubbles from the screen to the app)
         order = [type(m).__name__ for m in unique if isinstance(m, (CompareVariant, CompareFinished))]
         assert order == ["CompareVariant"] * 4 + ["CompareFinished"]
         table = screen.query_one("#compare-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()] == ["#", "gran.", "input", "acc %", "agr %",
-                                                                  "flash", "RAM", "ms"]
+        assert [str(c.label) for c in table.columns.values()] == [
+            "#",
+            "gran.",
+            "input",
+            "acc %",
+            "agr %",
+            "flash",
+            "RAM",
+            "ms",
+        ]
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
         recorded = recorded_comparison(RUN_DIR)
         assert rows[0][:3] == ["0★", "channel", "uint8"] and rows[3][:3] == ["3", "tensor", "int8"]
         for row, variant in zip(rows, recorded["variants"], strict=True):
-            assert [float(cell) for cell in row[3:]] == [variant[k] for k in (
-                "accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "estimated_inference_ms")]
+            assert [float(cell) for cell in row[3:]] == [
+                variant[k]
+                for k in ("accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "estimated_inference_ms")
+            ]
         assert table.cursor_row == recorded["recommended"] == 0 and app.focused is table
         info = str(screen.query_one("#compare-info", Static).render())
         assert "agreement ≥ 98 %" in info
@@ -171,11 +190,14 @@ async def test_enter_adopts_from_the_summary_and_returns_to_review(tutorial):
         assert app.draft.get("quantization.granularity") == "per_channel"
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda s: [setattr(box, "value", False) for box in s.query(Checkbox)], "Tick at least one value"),
-    (lambda s: setattr(s.query_one("#compare-target", Input), "value", "150"), "Target agreement: a number"),
-    (lambda s: s.app.draft.set("dataset.quantization_split", 2), "dataset.quantization_split"),
-])
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda s: [setattr(box, "value", False) for box in s.query(Checkbox)], "Tick at least one value"),
+        (lambda s: setattr(s.query_one("#compare-target", Input), "value", "150"), "Target agreement: a number"),
+        (lambda s: s.app.draft.set("dataset.quantization_split", 2), "dataset.quantization_split"),
+    ],
+)
 async def test_bad_choices_are_refused_naming_what_to_fix(tutorial, tmp_path, setup, message):
     app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -241,11 +263,22 @@ async def test_every_key_varied_fits_80_columns(tutorial):
         await pilot.pause()
         assert "24 variant(s)" in str(screen.query_one("#compare-title", Static).render())
         screen.reset(list(CHOICES), 24)
-        widest = dict(index=0, name="", status="ok", accuracy=100.0, agreement=100.0, weights_flash_kib=4096.25,
-                      activation_ram_kib=1234.5, estimated_inference_ms=1234.56,
-                      settings={"quantization.granularity": "per_channel", "quantization.optimize": True,
-                                "quantization.quantization_input_type": "uint8",
-                                "quantization.quantizer": "TFlite_converter"})
+        widest = {
+            "index": 0,
+            "name": "",
+            "status": "ok",
+            "accuracy": 100.0,
+            "agreement": 100.0,
+            "weights_flash_kib": 4096.25,
+            "activation_ram_kib": 1234.5,
+            "estimated_inference_ms": 1234.56,
+            "settings": {
+                "quantization.granularity": "per_channel",
+                "quantization.optimize": True,
+                "quantization.quantization_input_type": "uint8",
+                "quantization.quantizer": "TFlite_converter",
+            },
+        }
         for index in range(24):
             screen.post_message(CompareVariant(Variant(**{**widest, "index": index})))
         await pilot.pause()

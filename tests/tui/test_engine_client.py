@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
 
-from engine.run_summary import RunSummary
+from engine.run.summary import RunSummary
 from stquant_tui.engine_client import RunProcess, inspect_model, scan_class_folders
 from stquant_tui.messages import RunFinished, RunLog, RunProgress, RunStage
 
@@ -59,7 +59,9 @@ def test_cancel_sends_sigint_and_leaves_no_model(fake_engine, tmp_path, monkeypa
 
 def test_engine_failure_reports_the_last_stderr_line(tmp_path):
     script = tmp_path / "broken.py"
-    script.write_text("import sys\nprint('Traceback ...', file=sys.stderr)\nprint('boom', file=sys.stderr)\nsys.exit(1)\n")
+    script.write_text(
+        "import sys\nprint('Traceback ...', file=sys.stderr)\nprint('boom', file=sys.stderr)\nsys.exit(1)\n"
+    )
     seen: list = []
     run = RunProcess([os.sys.executable, str(script)], DEMO_CONFIG)
     run.start()
@@ -74,3 +76,65 @@ def test_inspect_and_folder_scan():
     assert info is None and "not found" in error
     classes, images, others = scan_class_folders(ROOT / "sample_configs/demo/digits")
     assert len(classes) == 10 and images == 300 and others == 1
+
+
+def _child(tmp_path: Path, lines: list[str], code: int = 0) -> list[str]:
+    """A child that prints `lines` on stdout and exits with `code`."""
+    script = tmp_path / "child.py"
+    script.write_text(f"import sys\nfor line in {lines!r}:\n    print(line, flush=True)\nsys.exit({code})\n")
+    return [os.sys.executable, str(script)]
+
+
+def test_a_malformed_line_is_said_and_the_reading_goes_on(tmp_path):
+    seen: list = []
+    run = RunProcess(
+        _child(
+            tmp_path,
+            [
+                '{"event": "stage", "name": "prepare"}',
+                '{"event": "progress", "stage": "c"',
+                '{"event": "progress", "stage": "c", "done": "many", "total": 3}',
+                '{"event": "stage", "name": "calibration"}',
+                "/runs/x",
+            ],
+            code=1,
+        ),
+        DEMO_CONFIG,
+    )
+    run.start()
+    run.read(seen.append)
+    assert [m.name for m in seen if isinstance(m, RunStage)] == ["prepare", "calibration"]
+    warnings = [m.message for m in seen if isinstance(m, RunLog) and m.level == "WARNING"]
+    assert warnings == [
+        "unreadable engine event (Invalid JSON: EOF while parsing an object at line 1 column 34): "
+        '{"event": "progress", "stage": "c"',
+        "unreadable engine event (progress.done: Input should be a valid integer, unable to parse "
+        'string as an integer): {"event": "progress", "stage": "c", "done": "many", "total": 3}',
+    ]
+    assert seen[-1] == RunFinished(1, None, warnings[0], "/runs/x")  # no result: the first unreadable line says why
+
+
+def test_a_compare_reads_the_same_events_once(tmp_path):
+    from replay_engine import recorded_lines
+
+    from stquant_tui.compare_client import CompareFinished, CompareProcess, CompareVariant
+
+    lines = recorded_lines("/runs/r")
+    lines.insert(5, '{"event": "variant", "variant": {"index": 0}}')  # a malformed variant: said, then ignored
+    seen: list = []
+    compare = CompareProcess(_child(tmp_path, lines), DEMO_CONFIG, [])
+    compare.start()
+    compare.read(seen.append)
+    variants = [m.variant.index for m in seen if isinstance(m, CompareVariant)]
+    assert variants == [0, 1, 2, 3]
+    assert (
+        sum(
+            isinstance(m, RunLog)
+            and m.message.startswith("unreadable engine event (variant.variant.name: Field required")
+            for m in seen
+        )
+        == 1
+    )
+    finished = seen[-1]
+    assert isinstance(finished, CompareFinished) and finished.exit_code == 0 and finished.error is None
+    assert finished.comparison.run_dir == "/runs/r" and len(finished.comparison.variants) == 4

@@ -7,9 +7,9 @@ import html
 from textual.widgets import Input, Select, Static
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle
 
-from engine import config as schema
-from engine.boards import BOARDS
-from engine.config import RUNNABLE_MODES
+from engine.config import schema
+from engine.config.schema import RUNNABLE_MODES
+from engine.footprint.boards import BOARDS
 from stquant_tui.app import StquantApp, default_save_path
 from stquant_tui.widgets.dialogs import PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
@@ -22,8 +22,10 @@ async def test_form_keeps_its_80_column_width_and_the_yaml_pane_takes_the_rest()
         async with app.run_test(size=size) as pilot:
             await settle(pilot)
             side = app.query_one("#side")
-            widths[size[0]] = (app.query_one("#dataset-quantization_path", Input).region.width,
-                               side.region.width if side.display else 0)
+            widths[size[0]] = (
+                app.query_one("#dataset-quantization_path", Input).region.width,
+                side.region.width if side.display else 0,
+            )
     assert widths[80][1] == 0 and widths[80][0] >= 50
     assert widths[120][0] == widths[80][0] and 30 <= widths[120][1] <= 40  # the pane: what is left
     assert widths[200][0] > widths[80][0] and widths[200][1] <= 72
@@ -35,8 +37,13 @@ async def test_focused_field_shows_its_schema_help_and_is_marked():
         await settle(pilot)
         app.step = "quantization"
         await settle(pilot)
-        for key in ("quantization.granularity", "quantization.optimize", "quantization.bias_correction",
-                    "quantization.quantization_input_type", "quantization.quantization_output_type"):
+        for key in (
+            "quantization.granularity",
+            "quantization.optimize",
+            "quantization.bias_correction",
+            "quantization.quantization_input_type",
+            "quantization.quantization_output_type",
+        ):
             row = app.query_one(f"#row-{key.replace('.', '-')}", FieldRow)
             row.editor.focus()
             await pilot.pause()

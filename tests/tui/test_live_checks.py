@@ -29,12 +29,17 @@ async def test_dataset_step_flags_an_empty_class_folder_and_a_class_without_fold
         app.query_one("#dataset-quantization_path", Input).value = str(data)
         await wait_until(pilot, lambda: "no images in the folder of class 'digit_1'" in shown(app, "#dataset-feedback"))
         app.query_one("#dataset-class_names", Input).value = "digit_0, digit_1, sunflower"
-        await wait_until(pilot, lambda: f"dataset.class_names: no folder for class 'sunflower' in {data}"
-                         in shown(app, "#dataset-feedback"))
+        await wait_until(
+            pilot,
+            lambda: (
+                f"dataset.class_names: no folder for class 'sunflower' in {data}" in shown(app, "#dataset-feedback")
+            ),
+        )
 
 
 async def test_model_step_flags_a_file_that_is_not_a_model_and_a_colour_mode_the_model_does_not_take(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.chdir(ROOT)
     fake = tmp_path / "model.h5"
     fake.write_text("not HDF5")
@@ -51,8 +56,14 @@ async def test_model_step_flags_a_file_that_is_not_a_model_and_a_colour_mode_the
         await pilot.pause()
         app.query_one("#preprocessing-color_mode", Select).value = "grayscale"
         app.step = "model"
-        await wait_until(pilot, lambda: "preprocessing.color_mode: grayscale gives 1 channel(s) but the model "
-                         "digits_cnn.h5 expects 3" in shown(app, "#model-verdict"), timeout=60)
+        await wait_until(
+            pilot,
+            lambda: (
+                "preprocessing.color_mode: grayscale gives 1 channel(s) but the model "
+                "digits_cnn.h5 expects 3" in shown(app, "#model-verdict")
+            ),
+            timeout=60,
+        )
         app.step = "preprocessing"
         await pilot.pause()
         app.query_one("#preprocessing-color_mode", Select).value = "rgb"

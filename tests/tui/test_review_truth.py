@@ -27,8 +27,9 @@ BROKEN = {  # name -> (text to replace, replacement) in the demo config
 
 
 def validate(path) -> tuple[int, list[str]]:
-    done = subprocess.run([sys.executable, "-m", "engine", "validate", str(path)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "validate", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
 
 

@@ -10,10 +10,10 @@ import yaml
 from textual.widgets import Input
 from tui_helpers import FAKE_ENGINE, ROOT, ZOO_CONFIG, field_values, settle, wait_until
 
-from engine.config import load_config
+from engine.config.schema import load_config
 from stquant_tui.app import StquantApp
 
-CONFIGS = sorted((ROOT / "sample_configs").glob("*.yaml")) + [ZOO_CONFIG]
+CONFIGS = [*sorted((ROOT / "sample_configs").glob("*.yaml")), ZOO_CONFIG]
 
 
 @pytest.mark.parametrize("source", CONFIGS, ids=lambda p: p.name)
@@ -40,8 +40,9 @@ async def test_load_save_reload_round_trip(source: Path, tmp_path):
     assert shown["general.model_path"] == (app.draft.get("general.model_path") or "")
 
 
-@pytest.mark.parametrize("source", [ROOT / "sample_configs" / "quantization_config.yaml", ZOO_CONFIG],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "source", [ROOT / "sample_configs" / "quantization_config.yaml", ZOO_CONFIG], ids=lambda p: p.name
+)
 async def test_save_unchanged_is_byte_identical_and_one_edit_is_one_line(source: Path, tmp_path):
     """Comments, blank lines, mixed indentation, flow lists and `null`s survive; an edit changes one line."""
     if not source.exists():
@@ -72,6 +73,8 @@ async def test_save_unchanged_is_byte_identical_and_one_edit_is_one_line(source:
     assert len(before) == len(after) and len(changed) == 1, changed
     assert changed[0][1].strip() == "quantization_split: 0.5"
     assert changed[0][0].strip() in ("quantization_split: 0.4", "quantization_split: null")
-    assert changed[0][1][:len(changed[0][1]) - len(changed[0][1].lstrip())] == \
-        changed[0][0][:len(changed[0][0]) - len(changed[0][0].lstrip())]  # same indentation
+    assert (
+        changed[0][1][: len(changed[0][1]) - len(changed[0][1].lstrip())]
+        == changed[0][0][: len(changed[0][0]) - len(changed[0][0].lstrip())]
+    )  # same indentation
     assert original.stat().st_mode & 0o777 == 0o640

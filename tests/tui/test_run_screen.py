@@ -29,10 +29,10 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         assert_summary_shows(app, written)
         block = str(app.query_one("#summary-status", Static).render())
         assert "Accuracy        96.3% → 97.0% (+0.7 pt) on 300 images" in block
-        assert "NUCLEO-F401RE (STM32F401RET6): fits" in block
-        assert "Headroom        flash +502.3 KiB (+98.1%) · RAM +84.0 KiB (+87.5%)" in block
+        assert "Board           NUCLEO-F401RE: fits" in block
+        assert "Headroom        flash +502.3 KiB (+98.1%) · RAM +85.6 KiB (+89.1%)" in block
         assert "Inference time  ~22.32 ms on NUCLEO-F401RE (Cortex-M4, 84 MHz)" in block
-        assert app.query_one("#summary-layers", DataTable).get_row_at(1)[4] == "7,168"  # live activation bytes
+        assert app.query_one("#summary-layers", DataTable).get_row_at(1)[4] == "5,484"  # live activation bytes
         config = Path(app.process.argv[len(fake_engine) + 1])
         assert config.name.startswith(".stquant-tui-run-") and not config.exists()  # temp config removed
         assert not list(DEMO_CONFIG.parent.glob(".stquant-tui-*"))  # nothing beside the user's config

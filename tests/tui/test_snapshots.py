@@ -13,7 +13,7 @@ from textual.clock import MockClock
 from textual.widgets import Input, Static
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
 
-from engine.run_summary import RunSummary
+from engine.run.summary import RunSummary
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunLog, RunProgress, RunStage, VerdictReady
 from stquant_tui.verdict import Verdict
@@ -42,6 +42,7 @@ async def ready_form(pilot, step: str) -> None:
 def test_form_step(snap_compare, step, size):
     async def ready(pilot):
         await ready_form(pilot, step)
+
     assert snap_compare(make_app(), terminal_size=SIZES[size], run_before=ready)
 
 
@@ -52,6 +53,7 @@ def test_review_step(snap_compare, size):
         app = pilot.app
         app.on_verdict_ready(VerdictReady(app._checked, Verdict(0, [], [WARNING])))
         await pilot.pause()
+
     assert snap_compare(make_app(), terminal_size=SIZES[size], run_before=ready)
 
 
@@ -63,6 +65,7 @@ def test_dataset_step_with_inline_errors(snap_compare):
         await pilot.press("ctrl+n")  # refused: focus goes to the first bad field, the nav line names it
         await wait_until(pilot, lambda: "images" in str(pilot.app.query_one("#dataset-feedback", Static).render()))
         await pilot.pause()
+
     assert snap_compare(make_app(), terminal_size=SIZES["80x24"], run_before=ready)
 
 
@@ -77,13 +80,18 @@ def test_run_step_mid_calibration(snap_compare, size):
         run = app.query_one("#step-run")
         run.reset("Starting quantization…")
         app.running = True
-        for message in (RunStage("load_model"), RunLog("INFO", "loaded demo/digits_cnn.h5"),
-                        RunStage("calibration"), RunProgress("calibration", 0, 300)):
+        for message in (
+            RunStage("load_model"),
+            RunLog("INFO", "loaded demo/digits_cnn.h5"),
+            RunStage("calibration"),
+            RunProgress("calibration", 0, 300),
+        ):
             run.post_message(message)
             await pilot.pause()
         clock.set_time(10.0)
         run.post_message(RunProgress("calibration", 120, 300))
         await pilot.pause()
+
     assert snap_compare(make_app(clock), terminal_size=SIZES[size], run_before=ready)
 
 
@@ -97,4 +105,5 @@ def test_summary_step(snap_compare, size):
         pilot.app.step = "summary"
         await pilot.pause()
         await pilot.pause()
+
     assert snap_compare(make_app(), terminal_size=SIZES[size], run_before=ready)

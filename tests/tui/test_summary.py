@@ -9,7 +9,7 @@ from summary_figures import assert_summary_shows
 from textual.widgets import DataTable, Static
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle
 
-from engine.run_summary import RunSummary
+from engine.run.summary import RunSummary
 from stquant_tui.app import StquantApp
 from stquant_tui.steps.summary import TableScreen
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT
 
-from engine.config import load_config
+from engine.config.schema import load_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]
 
@@ -35,8 +35,11 @@ class Tmux:
 
     def wait_for_line(self, pattern: str, timeout: float = 30.0) -> str:
         """Wait until a screen line matches the regular expression `pattern`."""
-        return self._wait(lambda screen: any(re.search(pattern, line) for line in screen.splitlines()),
-                          f"a line matching {pattern!r}", timeout)
+        return self._wait(
+            lambda screen: any(re.search(pattern, line) for line in screen.splitlines()),
+            f"a line matching {pattern!r}",
+            timeout,
+        )
 
     def _wait(self, found, what: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -58,12 +61,28 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
     out = tmp_path / "e2e.yaml"
     installed = shutil.which("stquant-tui", path=os.path.dirname(sys.executable))
     command = [installed] if installed else [sys.executable, "-m", "stquant_tui"]
-    shell = (f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} "
-             f"{shlex.join(command)} --out {shlex.quote(str(out))}; echo EXIT=$?; sleep 60")
+    shell = (
+        f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} "
+        f"{shlex.join(command)} --out {shlex.quote(str(out))}; echo EXIT=$?; sleep 60"
+    )
     tmux = Tmux(f"stquant-e2e-{os.getpid()}")
-    tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24",
-         "-e", "TEXTUAL_ANIMATIONS=none", "-e", f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
-         "-e", f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}", shell)
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "-e",
+        "TEXTUAL_ANIMATIONS=none",
+        "-e",
+        f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
+        "-e",
+        f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}",
+        shell,
+    )
     try:
         tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
         time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
@@ -109,16 +128,35 @@ def test_sighup_mid_run_stops_the_engine_and_leaves_no_temp_file(tmp_path):
     config.write_text(DEMO_CONFIG.read_text().replace("demo/", f"{DEMO_CONFIG.parent / 'demo'}/"))
     temp = tmp_path / "tmp"
     temp.mkdir()
-    shell = (f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} TMPDIR={temp} "
-             f"{shlex.quote(sys.executable)} -m stquant_tui {config}; echo EXIT=$?; sleep 60")
+    shell = (
+        f"cd {shlex.quote(str(tmp_path))} && PYTHONPATH={shlex.quote(str(ROOT))} TMPDIR={temp} "
+        f"{shlex.quote(sys.executable)} -m stquant_tui {config}; echo EXIT=$?; sleep 60"
+    )
     tmux = Tmux(f"stquant-hup-{os.getpid()}")
-    tmux("new-session", "-d", "-s", "e2e", "-x", "120", "-y", "40",
-         "-e", "TEXTUAL_ANIMATIONS=none", "-e", f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
-         "-e", "FAKE_ENGINE_SLOW=1", "-e", f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}", shell)
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-e",
+        "TEXTUAL_ANIMATIONS=none",
+        "-e",
+        f"STQUANT_TUI_ENGINE={shlex.join(FAKE_ENGINE)}",
+        "-e",
+        "FAKE_ENGINE_SLOW=1",
+        "-e",
+        f"FAKE_ENGINE_RUN_DIR={tmp_path / 'run'}",
+        shell,
+    )
     try:
         tmux.wait_for("300 images")
-        found = subprocess.run(["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True,
-                               text=True)
+        found = subprocess.run(
+            ["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True, text=True
+        )
         pid = int(found.stdout.split()[0])
         time.sleep(1.0)
         for _ in range(4):

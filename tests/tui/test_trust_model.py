@@ -16,18 +16,36 @@ from stquant_tui.engine_client import default_engine_cmd
 
 def lambda_model(path):
     """A Keras 2 .h5 holding only a config: Input 16x16x3 → Lambda `t ** 2` (not recognised) → Dense(10)."""
-    code = base64.b64encode(marshal.dumps((lambda t: t ** 2).__code__)).decode()
+    code = base64.b64encode(marshal.dumps((lambda t: t**2).__code__)).decode()
     layers = [
-        {"class_name": "InputLayer", "name": "image",
-         "config": {"name": "image", "batch_input_shape": [None, 16, 16, 3], "dtype": "float32"}, "inbound_nodes": []},
-        {"class_name": "Lambda", "name": "square",
-         "config": {"name": "square", "function": [code, None, None], "function_type": "lambda", "arguments": {}},
-         "inbound_nodes": [[["image", 0, 0, {}]]]},
-        {"class_name": "Dense", "name": "scores", "config": {"name": "scores", "units": 10},
-         "inbound_nodes": [[["square", 0, 0, {}]]]},
+        {
+            "class_name": "InputLayer",
+            "name": "image",
+            "config": {"name": "image", "batch_input_shape": [None, 16, 16, 3], "dtype": "float32"},
+            "inbound_nodes": [],
+        },
+        {
+            "class_name": "Lambda",
+            "name": "square",
+            "config": {"name": "square", "function": [code, None, None], "function_type": "lambda", "arguments": {}},
+            "inbound_nodes": [[["image", 0, 0, {}]]],
+        },
+        {
+            "class_name": "Dense",
+            "name": "scores",
+            "config": {"name": "scores", "units": 10},
+            "inbound_nodes": [[["square", 0, 0, {}]]],
+        },
     ]
-    config = {"class_name": "Functional", "config": {"name": "m", "layers": layers, "input_layers": [["image", 0, 0]],
-                                                     "output_layers": [["scores", 0, 0]]}}
+    config = {
+        "class_name": "Functional",
+        "config": {
+            "name": "m",
+            "layers": layers,
+            "input_layers": [["image", 0, 0]],
+            "output_layers": [["scores", 0, 0]],
+        },
+    }
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = json.dumps(config)
         f.attrs["keras_version"] = "2.8.0"
@@ -62,5 +80,5 @@ async def test_tick_reaches_the_run_but_not_the_yaml(tmp_path, fake_engine):
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.process is not None)
-        assert app.process.argv[-1] == "--trust-model" and app.process.argv[:len(FAKE_ENGINE)] == FAKE_ENGINE
+        assert app.process.argv[-1] == "--trust-model" and app.process.argv[: len(FAKE_ENGINE)] == FAKE_ENGINE
         await wait_until(pilot, lambda: not app.running)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.widgets import Input, Select, Static
 from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, field_values, settle, wait_until
 
-from engine.config import load_config
+from engine.config.schema import load_config
 from stquant_tui.app import StquantApp
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.fields import FieldRow
@@ -51,8 +51,13 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
         await type_into(pilot, "#dataset-quantization_split", "0.5")
         assert not invalid(app, "dataset-seed") and not invalid(app, "dataset-quantization_split")
         await type_into(pilot, "#dataset-class_names", "a, b")
-        await wait_until(pilot, lambda: "dataset.class_names: no folder for class 'a', 'b'" in
-                         str(app.query_one("#dataset-feedback", Static).render()))  # the engine's own words
+        await wait_until(
+            pilot,
+            lambda: (
+                "dataset.class_names: no folder for class 'a', 'b'"
+                in str(app.query_one("#dataset-feedback", Static).render())
+            ),
+        )  # the engine's own words
         await pilot.press("ctrl+t")  # use the folder names
         await pilot.pause()
         assert app.draft.get("dataset.class_names") == [f"digit_{k}" for k in range(10)]

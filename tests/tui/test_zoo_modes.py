@@ -8,7 +8,10 @@ from tui_helpers import FAKE_ENGINE, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
 
-DEPLOYMENT = ROOT.parent / "shared/st_configs/services@46924c0/image_classification/src/config_file_examples/deployment_config.yaml"
+DEPLOYMENT = (
+    ROOT.parent
+    / "shared/st_configs/services@46924c0/image_classification/src/config_file_examples/deployment_config.yaml"
+)
 
 
 async def test_deployment_config_opens_and_only_its_mode_is_flagged():

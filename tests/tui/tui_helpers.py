@@ -9,7 +9,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FAKE_ENGINE = [sys.executable, str(HERE / "fake_engine.py")]
 DEMO_CONFIG = ROOT / "sample_configs" / "quantization_config.yaml"
-ZOO_CONFIG = ROOT.parent / "shared/assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_config.yaml"
+ZOO_CONFIG = (
+    ROOT.parent / "shared/assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft_config.yaml"
+)
 
 
 async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
@@ -31,4 +33,5 @@ async def settle(pilot) -> None:
 def field_values(app) -> dict[str, object]:
     """What every config field shows, by key."""
     from stquant_tui.widgets.fields import FieldRow
+
     return {row.key: row.editor.value for row in app.query(FieldRow)}

@@ -1,0 +1,384 @@
+"""Per-layer signal-to-quantization-noise ratio (SQNR) of an int8 model against its float original.
+
+The figures are local: each quantized layer output (dequantized) is compared with the float layer
+applied to that layer's own dequantized quantized input, so a layer that collapses stands out rather
+than everything after it. A few batches suffice. `engine.evaluation.layer_report` is the entry point.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.models.library_internals import KERAS_METADATA
+from engine.models.load import KerasModel
+
+if TYPE_CHECKING:  # onnx is imported when a report is made
+    from onnx import GraphProto, NodeProto, TensorProto
+
+TensorDetail = dict[str, Any]  # one entry of LiteRT's Interpreter.get_tensor_details()
+FloatLayers = Callable[..., Any]  # Keras layers called as one function: (inputs, training=False) -> outputs
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """SQNR in dB of one layer output (higher is better; +inf when exact)."""
+
+    layer: str
+    op: str
+    sqnr_db: float
+
+
+class _Sqnr:
+    """Accumulates signal and noise energy over batches."""
+
+    def __init__(self) -> None:
+        self.signal = 0.0
+        self.noise = 0.0
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
+        reference = reference.astype(np.float64).reshape(-1)
+        self.signal += float(np.sum(reference**2))
+        self.noise += float(np.sum((reference - quantized.astype(np.float64).reshape(-1)) ** 2))
+
+    def db(self) -> float:
+        if self.noise == 0.0:
+            return math.inf
+        return 10.0 * math.log10(max(self.signal, 1e-30) / self.noise)
+
+
+CHUNK = 4
+
+
+def _single_images(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    for batch in batches:
+        for image in np.asarray(batch, dtype=np.float32):
+            yield image[None]
+
+
+def _worst_first(errors: list[LayerError]) -> list[LayerError]:
+    return sorted(errors, key=lambda e: e.sqnr_db)
+
+
+def tflite_layer_errors(
+    keras_model: KerasModel, tflite_path: str | Path, batches: Iterable[np.ndarray]
+) -> list[LayerError]:
+    """Local SQNR of every int8 op of a TFLite model that maps to layers of *keras_model*, worst first.
+
+    Each op's int8 output (dequantized) is compared with the float Keras layers it implements,
+    run on the op's own dequantized int8 input: the figure is the error the layer itself adds
+    (weight and output rounding), so a collapsing layer stands out instead of everything after it.
+    TFLite names a fused op's output after all the Keras layers fused into it ("…/re_lu/Relu6;
+    …/conv2d/Conv2D"; Keras 3 scopes carry a suffix, see `keras_layer_of_scope`); the op is
+    reported under the first of them. *keras_model*: Keras 3 or tf_keras; *batches* are float
+    inputs of the model (NHWC).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(tflite_path),
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    probes = _tflite_probes(interpreter, tensors, keras_model)
+    inp = interpreter.get_input_details()[0]
+    totals = [_Sqnr() for _ in probes]
+    images = list(_single_images(batches))
+    for start in range(0, len(images), CHUNK):  # a few images at a time: memory stays small
+        inputs: list[list[list[np.ndarray]]] = [[[] for _ in probe.inputs] for probe in probes]
+        outputs: list[list[np.ndarray]] = [[] for _ in probes]
+        for image in images[start : start + CHUNK]:
+            interpreter.set_tensor(inp["index"], _quantize_input(image, inp))
+            interpreter.invoke()
+            for probe, probe_inputs, probe_outputs in zip(probes, inputs, outputs):  # int8 copies: 1/4 of float
+                for index, collected in zip(probe.inputs, probe_inputs):
+                    collected.append(interpreter.get_tensor(index))
+                probe_outputs.append(interpreter.get_tensor(probe.output))
+        for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
+            stacked = [_dequantized(collected, tensors[index]) for index, collected in zip(probe.inputs, probe_inputs)]
+            reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
+            value = _dequantized(probe_outputs, tensors[probe.output])
+            if reference.size == value.size:
+                total.add(reference, value)
+    return _worst_first(
+        [LayerError(probe.layer, probe.op, total.db()) for probe, total in zip(probes, totals) if total.signal > 0]
+    )
+
+
+@dataclass
+class _Probe:
+    layer: str
+    op: str
+    inputs: list[int]
+    output: int
+    float_layers: FloatLayers
+
+
+def _tflite_probes(interpreter: Any, tensors: dict[int, TensorDetail], keras_model: KerasModel) -> list[_Probe]:
+    """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
+    from engine.models.library_internals import (
+        is_keras3,
+        keras_layer_of_scope,
+        keras_of,
+        tflite_ops,
+    )
+
+    keras = keras_of(keras_model)
+    keras3 = is_keras3(keras_model)
+    order = {
+        layer.name: i
+        for i, layer in enumerate(keras_model.layers)
+        if layer.get_config().get("activation", "linear") in ("linear", "relu", "relu6")
+    }
+    ops = tflite_ops(interpreter)
+    produced = {int(index) for op in ops for index in op["outputs"]}
+    probes: dict[tuple[str, str], _Probe] = {}
+    for op in ops:
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or len(op["outputs"]) != 1:
+            continue
+        index = int(op["outputs"][0])
+        detail = tensors.get(index)
+        if detail is None or detail["dtype"] not in (np.int8, np.uint8) or not detail["quantization"][0]:
+            continue
+        scopes = {
+            keras_layer_of_scope(part, keras3) for piece in detail["name"].split(";") for part in piece.split("/")[:-1]
+        }
+        layers = sorted(scopes & order.keys(), key=lambda name: order[name])
+        inputs = [int(i) for i in op["inputs"] if int(i) in produced]
+        if not layers:
+            continue
+        originals = [keras_model.get_layer(name) for name in layers]
+        first, last = originals[0], originals[-1]
+        first_inputs = first.input if isinstance(first.input, (list, tuple)) else [first.input]
+        if len(first_inputs) != len(inputs):
+            continue
+        chain = list(originals)
+        if type(last).__name__ == "PerChannelClip" and first is not last and op["op_name"] != "MINIMUM":
+            chain[-1] = keras.layers.ReLU()  # the clip's ReLU is fused here, its MINIMUM is the next op
+        float_layers = _in_sequence(originals, chain) or _sub_model(keras, first, last, chain[-1])
+        if float_layers is not None:
+            probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, float_layers)
+    return list(probes.values())
+
+
+def _in_sequence(originals: list[Any], chain: list[Any]) -> FloatLayers | None:
+    """`chain` as one function when each of the model's layers `originals` reads the output of the one
+    before (a fused op's usual shape): calling the layers directly is much cheaper than a sub-model per op."""
+    try:
+        if any(layer.input is not before.output for before, layer in itertools.pairwise(originals)):
+            return None
+    except (AttributeError, ValueError):  # a layer used more than once has no single input
+        return None
+
+    def run(inputs: Any, training: bool = False) -> Any:
+        for layer in chain:
+            inputs = layer(inputs, training=training)
+        return inputs
+
+    return run
+
+
+def _sub_model(keras: Any, first: Any, last: Any, final: Any) -> FloatLayers | None:
+    """The part of the model from `first`'s input to `last`'s output (to `final` applied to `last`'s input
+    when `final` replaces `last`), or None when that is not a closed part of the graph."""
+    try:
+        model: FloatLayers = keras.Model(first.input, last.output if final is last else final(last.input))
+        return model
+    except ValueError:
+        return None
+
+
+def _dequantized(values: list[np.ndarray], detail: TensorDetail) -> np.ndarray:
+    """The quantized tensor values of several images, concatenated and dequantized to float32."""
+    scale, zero_point = detail["quantization"]
+    dequantized: np.ndarray = (np.concatenate(values).astype(np.float32) - zero_point) * scale
+    return dequantized
+
+
+def _quantize_input(image: np.ndarray, detail: TensorDetail) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return image
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    quantized: np.ndarray = np.clip(np.round(image / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+    return quantized
+
+
+def onnx_layer_errors(
+    float_onnx_path: str | Path, qdq_onnx_path: str | Path, batches: Iterable[np.ndarray]
+) -> list[LayerError]:
+    """Local SQNR of every quantized activation of a QDQ model, worst first.
+
+    For each op output the QDQ model quantizes (the input of a QuantizeLinear), the dequantized
+    value is compared with the float model's own ops applied to the dequantized inputs of that
+    op in the QDQ model, with float weights: the error the op itself adds (weight and output
+    rounding), as for TFLite. The float ops are taken from *float_onnx_path* (the model the QDQ
+    one was made from; tensor names match), which also restores activations the quantizer folded
+    into the op's output range (Relu/Clip). Everything runs in one ONNX Runtime session, with
+    graph optimizations that could fuse QDQ nodes turned off (the same fake-quantized float
+    arithmetic on any CPU).
+    *batches* are in the models' input layout.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    float_model = onnx.load(str(float_onnx_path))
+    keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in float_model.metadata_props)
+    probe_model = onnx.load(str(qdq_onnx_path))
+    probes = _add_float_references(probe_model.graph, float_model.graph, keras3)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+    names = [name for probe in probes for name in (probe.quantized, probe.reference)]
+    totals = [_Sqnr() for _ in probes]
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        step = fixed_batch or len(batch)
+        for chunk in (batch[i : i + step] for i in range(0, len(batch) - step + 1, step)):  # whole chunks only
+            values = session.run(names, {model_input.name: chunk})
+            for i, total in enumerate(totals):
+                total.add(values[2 * i + 1], values[2 * i])
+    return _worst_first(
+        [LayerError(probe.layer, probe.op, total.db()) for probe, total in zip(probes, totals) if total.signal > 0]
+    )
+
+
+@dataclass
+class _OnnxProbe:
+    layer: str
+    op: str
+    quantized: str
+    reference: str
+
+
+_REF = "__stquant_float"
+_MAX_FLOAT_NODES = 64
+
+
+def _add_float_references(graph: GraphProto, float_graph: GraphProto, keras3: bool) -> list[_OnnxProbe]:
+    """Add to the QDQ *graph* a float copy of each quantized op, fed with its dequantized inputs; expose both."""
+    from onnx import ValueInfoProto, helper
+
+    from engine.models.library_internals import qdq_source_tensor
+
+    producers = {out: node for node in graph.node for out in node.output}
+    float_producers = {out: node for node in float_graph.node for out in node.output}
+    float_inits = {init.name: init for init in float_graph.initializer}
+    dequantized: dict[str, str] = {}  # float tensor name -> the QDQ model's dequantized copy of it
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in producers:
+            quantize = producers[node.input[0]]
+            if quantize.op_type == "QuantizeLinear":
+                dequantized[qdq_source_tensor(quantize.input[0])] = node.output[0]
+    probes: list[_OnnxProbe] = []
+    added_nodes: list[NodeProto] = []
+    added_inits: set[str] = set()
+    for node in list(graph.node):
+        if node.op_type != "QuantizeLinear" or node.input[0] not in producers:
+            continue
+        op = producers[node.input[0]]
+        tensor = qdq_source_tensor(node.input[0])
+        if op.op_type in ("QuantizeLinear", "DequantizeLinear") or tensor not in float_producers:
+            continue
+        nodes = _float_nodes_for(tensor, float_producers, float_inits, dequantized)
+        if nodes is None:
+            continue
+        for float_node in nodes:
+            copy = helper.make_node(
+                float_node.op_type,
+                [_ref_input(name, dequantized, float_inits, added_inits, graph) for name in float_node.input],
+                [f"{name}{_REF}" for name in float_node.output],
+                domain=float_node.domain,
+            )
+            copy.attribute.extend(float_node.attribute)
+            added_nodes.append(copy)
+        quantized_output = dequantized.get(tensor)
+        if quantized_output is None:
+            continue
+        graph.output.extend([ValueInfoProto(name=quantized_output), ValueInfoProto(name=f"{tensor}{_REF}")])
+        probes.append(
+            _OnnxProbe(_layer_name(op.name or tensor, keras3), _op_label(op), quantized_output, f"{tensor}{_REF}")
+        )
+    graph.node.extend(_unique(added_nodes))
+    return probes
+
+
+def _float_nodes_for(
+    tensor: str, float_producers: dict[str, NodeProto], float_inits: dict[str, TensorProto], dequantized: dict[str, str]
+) -> list[NodeProto] | None:
+    """The float nodes computing *tensor* from dequantized tensors and initializers, in order (None if
+    that needs more than `_MAX_FLOAT_NODES` nodes or a tensor the QDQ model lacks)."""
+    order: list[NodeProto] = []
+    done: set[str] = set()
+    stack = [(tensor, False)]
+    while stack:
+        name, expanded = stack.pop()
+        node = float_producers[name]
+        if expanded:
+            if name not in done:
+                done.update(node.output)
+                order.append(node)
+            continue
+        stack.append((name, True))
+        for inp in node.input:
+            if not inp or inp in dequantized or inp in float_inits or inp in done:
+                continue
+            if inp not in float_producers:
+                return None
+            stack.append((inp, False))
+        if len(stack) > _MAX_FLOAT_NODES:
+            return None
+    return order
+
+
+def _ref_input(
+    name: str, dequantized: dict[str, str], float_inits: dict[str, TensorProto], added: set[str], graph: GraphProto
+) -> str:
+    """Where the float copy reads *name*: the dequantized tensor, a copied float initializer, or another copy."""
+    if not name:
+        return name
+    if name in dequantized:
+        return dequantized[name]
+    if name in float_inits and name not in added:
+        from onnx import TensorProto
+
+        init = TensorProto()
+        init.CopyFrom(float_inits[name])
+        init.name = f"{name}{_REF}"
+        graph.initializer.append(init)
+        added.add(name)
+    return f"{name}{_REF}"
+
+
+def _unique(nodes: list[NodeProto]) -> list[NodeProto]:
+    """Nodes in order, each output computed once (probes may share upstream float nodes)."""
+    kept: list[NodeProto] = []
+    outputs: set[str] = set()
+    for node in nodes:
+        if node.output[0] not in outputs:
+            outputs.update(node.output)
+            kept.append(node)
+    return kept
+
+
+def _layer_name(node_name: str, keras3: bool) -> str:
+    """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name."""
+    from engine.models.library_internals import keras_layer_of_scope
+
+    parts = node_name.split("/")
+    return keras_layer_of_scope(parts[-2], keras3) if len(parts) >= 3 else node_name
+
+
+def _op_label(node: NodeProto) -> str:
+    group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+    return f"{node.op_type} (depthwise)" if node.op_type == "Conv" and group > 1 else node.op_type

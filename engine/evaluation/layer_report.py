@@ -1,0 +1,98 @@
+"""Per-layer error report of a quantized model: local SQNR of each quantized layer, worst first.
+
+One call after any quantization (`engine.evaluation.layer_errors` does the measuring):
+
+    result = quantize_tflite(...)   # or quantize_onnx(...)
+    rows = layer_report(result.float_model, result.model_path, calibration, top=10)
+
+`source` is the float model the quantized one was made from: for a .tflite, the Keras model that
+was converted (`QuantResult.float_model`, optimized if `optimize` was on) or a .h5/.keras path; for
+a QDQ .onnx, the float ONNX that was quantized (`QuantResult.float_model`; from a path given by
+hand, e.g. `work_dir/converted_model/converted_model.onnx`, layers whose tensors were renamed by
+pre-processing are left out).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from engine.common.errors import EngineError
+from engine.data.calibration import CalibrationData, first_images
+from engine.models.load import KerasModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGES = 16
+
+
+class LayerRow(TypedDict):
+    """One row of the report: `sqnr_db` is None when the layer is exact."""
+
+    layer: str
+    op: str
+    sqnr_db: float | None
+
+
+def layer_report(
+    source: KerasModel | Path | str,
+    quantized_path: Path,
+    calibration: CalibrationData,
+    images: int = DEFAULT_IMAGES,
+    top: int | None = None,
+) -> list[LayerRow]:
+    """`[{"layer", "op", "sqnr_db"}]`, worst first (`sqnr_db` None when the layer is exact).
+
+    `source`: a Keras model or .h5/.keras path (for a .tflite), or a float .onnx path (for a QDQ .onnx).
+    The first `images` calibration images are used.
+    """
+    from engine.evaluation.layer_errors import onnx_layer_errors, tflite_layer_errors
+
+    quantized_path = Path(quantized_path)
+    batches = first_images(calibration, images)
+    if not batches:
+        raise EngineError("the per-layer report needs at least one calibration image")
+    suffix = quantized_path.suffix.lower()
+    if suffix == ".tflite":
+        errors = tflite_layer_errors(_keras_model(source), quantized_path, batches)
+    elif suffix == ".onnx":
+        errors = onnx_layer_errors(source, quantized_path, [_onnx_layout(b, quantized_path) for b in batches])
+    else:
+        raise EngineError(f"no per-layer report for {quantized_path.name}: expected a .tflite or .onnx model")
+    rows: list[LayerRow] = [
+        {"layer": e.layer, "op": e.op, "sqnr_db": None if math.isinf(e.sqnr_db) else round(e.sqnr_db, 2)}
+        for e in errors
+    ]
+    return rows if top is None else rows[:top]
+
+
+def format_report(rows: list[LayerRow]) -> str:
+    """The rows as a small text table for the log."""
+    width = max([len(r["layer"]) for r in rows] + [5])
+    lines = [f"{'layer':{width}}  {'op':22}  SQNR dB"]
+    lines += [
+        f"{r['layer']:{width}}  {r['op']:22}  {'exact' if r['sqnr_db'] is None else format(r['sqnr_db'], '7.2f')}"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def _keras_model(source: Any) -> Any:
+    if isinstance(source, (str, Path)):
+        from engine.models.load import load_keras_model
+
+        return load_keras_model(Path(source))
+    return source
+
+
+def _onnx_layout(batch: np.ndarray, model_path: Path) -> np.ndarray:
+    """An NHWC calibration batch in the ONNX model's input layout."""
+    from engine.models.info import describe_model
+
+    if describe_model(model_path).layout == "NCHW":
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return batch

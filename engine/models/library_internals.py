@@ -1,0 +1,248 @@
+"""Every private or unstable API of TensorFlow, Keras, LiteRT and ONNX Runtime the engine relies on.
+
+Nothing else in the engine touches a private name of these libraries: it calls the functions here.
+`tests/test_library_internals.py` checks each entry against the installed releases and names the API
+when a release changed it. Where a library change would silently change results (per-tensor becoming
+per-channel), the function raises instead of falling back. Libraries are imported inside the
+functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from engine.common.errors import EngineError
+
+PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
+QUANTIZE_STEP = "_quantize"
+OPS_DETAILS = "_get_ops_details"
+CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
+QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
+_KERAS3_SCOPE_SUFFIX = re.compile(r"_\d+$")
+_TF2ONNX_COUNTER = re.compile(r"__\d+(?=:\d+$|$)")
+
+
+def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
+    """Per-tensor (True) or per-channel weights in a TFLiteConverter: its private
+    `_experimental_disable_per_channel` switch. Without the switch per-channel is all the converter
+    does, so asking for per-tensor then fails rather than silently quantizing per channel."""
+    if not hasattr(converter, PER_CHANNEL_SWITCH):
+        if per_tensor:
+            raise EngineError(
+                f"quantization.granularity: per_tensor needs TFLiteConverter.{PER_CHANNEL_SWITCH}, "
+                f"which this TensorFlow {_version('tensorflow')} lacks; use per_channel"
+            )
+        return
+    setattr(converter, PER_CHANNEL_SWITCH, per_tensor)
+
+
+def quantize_with_ranges(converter: Any, calibrate: Callable[[bytes], bytes]) -> None:
+    """Make a TFLiteConverter quantize with ranges recorded by `calibrate(float_model) -> calibrated_model`
+    instead of its own calibrator: its private `_quantize` step is replaced by what that step does after
+    calibrating (`calibrator.add_intermediate_tensors`, then `convert.mlir_quantize` with the converter's
+    settings). The converter's representative dataset is then never read. No fallback: fails naming the API."""
+    from tensorflow.lite.python import convert, lite
+    from tensorflow.lite.python.optimize import calibrator
+
+    needed = [
+        callable(getattr(converter, QUANTIZE_STEP, None)),
+        hasattr(calibrator, "add_intermediate_tensors"),
+        hasattr(convert, "mlir_quantize"),
+        getattr(converter, "experimental_new_quantizer", False),
+    ]
+    if not all(needed):
+        raise EngineError(
+            f"TensorFlow {_version('tensorflow')} changed TFLiteConverter.{QUANTIZE_STEP} or "
+            "convert.mlir_quantize: stquant cannot hand its calibration ranges to the converter"
+        )
+
+    def quantize(
+        model: Any,
+        input_type: Any,
+        output_type: Any,
+        activations_type: Any,
+        bias_type: Any,
+        allow_float: Any,
+        enable_variable_quantization: Any,
+        debug_options: Any,
+    ) -> Any:
+        """TFLiteConverter's private quantize step (its arguments are TensorFlow's own types)."""
+        if activations_type != lite._dtypes.int8:  # noqa: SLF001 - int16 activations are not a stquant setting
+            raise EngineError(f"TFLite quantization with {activations_type} activations is not supported")
+        calibrated = calibrate(bytes(calibrator.add_intermediate_tensors(model)))
+        return convert.mlir_quantize(
+            calibrated,
+            converter._experimental_disable_per_channel,  # noqa: SLF001 - the converter keeps its flags private
+            input_data_type=input_type,
+            output_data_type=output_type,
+            enable_variable_quantization=enable_variable_quantization,
+            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,  # noqa: SLF001 - same
+            debug_options_str=debug_options.SerializeToString(),
+        )
+
+    converter.representative_dataset = lambda: iter(())  # selects full-integer quantization; never read
+    setattr(converter, QUANTIZE_STEP, quantize)
+
+
+def calibrator_inplace_inputs(
+    operators: list[tuple[str, list[int], list[int]]],
+    shapes: dict[int, tuple[tuple[int, ...], Any]],
+    graph_io: set[int],
+) -> dict[int, int]:
+    """{input tensor: output tensor} whose ranges TFLite's calibrator merges.
+
+    Its interpreter runs ADD/SUB/MUL/DIV in place (the output overwrites an input used by nothing else)
+    and logs each op's inputs *after* the op ran, so such an input's recorded range also covers the
+    op's output. `operators`: (op name, inputs, outputs) in execution order; `shapes`: tensor -> (shape,
+    dtype); `graph_io`: the graph's inputs and outputs. The first eligible input is shared, as in
+    TFLite's ArenaPlanner (an internal behaviour: the test compares with the calibrator)."""
+    uses: dict[int, int] = {}
+    for _, inputs, _ in operators:
+        for tensor in inputs:
+            uses[tensor] = uses.get(tensor, 0) + 1
+    shared: dict[int, int] = {}
+    for name, inputs, outputs in operators:
+        if name not in CALIBRATOR_INPLACE_OPS or not outputs:
+            continue
+        for tensor in inputs:
+            if (
+                tensor >= 0
+                and uses.get(tensor) == 1
+                and tensor not in graph_io
+                and tensor in shapes
+                and shapes[tensor] == shapes.get(outputs[0])
+            ):
+                shared[tensor] = outputs[0]
+                break
+    return shared
+
+
+def tflite_ops(interpreter: Any) -> list[dict[str, Any]]:
+    """Each op of a LiteRT interpreter's graph ("op_name", "inputs", "outputs"): the private
+    `Interpreter._get_ops_details()` (LiteRT has no public op listing). No fallback: fails naming it."""
+    details = getattr(interpreter, OPS_DETAILS, None)
+    if not callable(details):
+        raise EngineError(
+            f"LiteRT's Interpreter.{OPS_DETAILS} is gone in ai-edge-litert "
+            f"{_version('ai-edge-litert')}: stquant cannot list the ops of a .tflite model"
+        )
+    ops: list[dict[str, Any]] = details()
+    return ops
+
+
+# LiteRT's generated flatbuffer object classes (`litert_schema()`) are untyped: their objects are Any here.
+TfliteModel: TypeAlias = Any  # schema.ModelT
+TfliteSubGraph: TypeAlias = Any  # schema.SubGraphT
+TfliteTensor: TypeAlias = Any  # schema.TensorT
+TfliteOperator: TypeAlias = Any  # schema.OperatorT
+
+
+def litert_schema() -> Any:
+    """LiteRT's generated flatbuffer schema module (`ai_edge_litert.schema_py_generated`, not a documented API)."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        raise EngineError(
+            f"ai-edge-litert {_version('ai-edge-litert')} has no schema_py_generated module: "
+            "stquant cannot read .tflite files without it"
+        ) from None
+    return schema_py_generated
+
+
+def qdq_source_tensor(name: str) -> str:
+    """The float tensor a QuantizeLinear of ONNX Runtime's QDQ quantizer reads. ORT renames a tensor it
+    quantizes that is also a graph output to `<name>_QuantizeLinear_Input` (an internal naming rule);
+    should it change, those tensors lose their per-layer figure (the test says so)."""
+    return name.removesuffix(QDQ_INPUT_SUFFIX)
+
+
+def tf2onnx_stable_name(name: str) -> str:
+    """A tensor name of a tf2onnx conversion without the `__<n>` counter tf2onnx appends to the names it
+    makes (`utils.make_name`, a process-wide counter whose order varies between conversions of the same
+    model), so that ranges cached from one conversion can be matched to the tensors of another."""
+    return _TF2ONNX_COUNTER.sub("", name)
+
+
+def calibration_cache_io() -> tuple[Any, Any]:
+    """ONNX Runtime's `save_tensors_data(ranges, path)` and `load_tensors_data(path)`: the calibration cache
+    that `quantize_static(calibration_cache_path=)` reads.
+
+    All three are recent in ONNX Runtime (microsoft/onnxruntime#28221, 1.27); with an older release the run
+    fails naming them (no fallback: the calibration is streamed outside `quantize_static` so that memory stays
+    bounded, and this is how its ranges get in)."""
+    import inspect
+
+    from onnxruntime import quantization
+
+    if (
+        not (hasattr(quantization, "save_tensors_data") and hasattr(quantization, "load_tensors_data"))
+        or "calibration_cache_path" not in inspect.signature(quantization.quantize_static).parameters
+    ):
+        raise EngineError(
+            f"onnxruntime {_version('onnxruntime')} lacks save_tensors_data/load_tensors_data and "
+            "quantize_static(calibration_cache_path=...), which the ONNX quantizer needs; "
+            "upgrade onnxruntime"
+        )
+    return quantization.save_tensors_data, quantization.load_tensors_data
+
+
+def keras_layer_of_scope(scope: str, keras3: bool) -> str:
+    """The Keras layer name behind a name scope of a traced `tf.function` of the model.
+
+    tf_keras scopes are the layer names. Keras 3 enters each layer's scope twice per call (once to
+    build, once to call), so TensorFlow makes the scope unique with a `_<n>` suffix: layer `conv2d`
+    becomes `conv2d_1`, layer `conv2d_1` becomes `conv2d_1_1` or `conv2d_1_3`. That suffix is removed
+    when `keras3_scopes_suffixed()` finds Keras doing so (an internal behaviour of Keras 3).
+    """
+    if keras3 and keras3_scopes_suffixed():
+        return _KERAS3_SCOPE_SUFFIX.sub("", scope)
+    return scope
+
+
+@functools.cache
+def keras3_scopes_suffixed() -> bool:
+    """Whether Keras 3 layer scopes get TensorFlow's `_<n>` uniqueness suffix in a traced function."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="probe")(inputs))
+    graph = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec([None, 2], tf.float32)).graph
+    scopes = {part for op in graph.get_operations() for part in op.name.split("/")[:-1]}
+    if "probe" in scopes:
+        return False
+    if "probe_1" in scopes:
+        return True
+    raise EngineError(
+        f"Keras {keras.__version__} names layer scopes in a traced function neither 'probe' nor "
+        f"'probe_1' (found {sorted(scopes)}): per-layer errors cannot name Keras 3 layers"
+    )
+
+
+KERAS_METADATA = "stquant.keras_version"  # ONNX metadata of a converted Keras model: "3" (Keras 3) or "2" (tf_keras)
+
+
+def is_keras3(model: Any) -> bool:
+    """True for a Keras 3 model, False for a tf_keras (Keras 2) one."""
+    return not type(model).__module__.startswith("tf_keras")
+
+
+def keras_of(model: Any) -> Any:
+    """The Keras package of `model`: `keras` (Keras 3) or `tf_keras`."""
+    if is_keras3(model):
+        import keras
+    else:
+        import tf_keras as keras
+    return keras
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "(not installed)"

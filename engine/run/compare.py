@@ -1,0 +1,416 @@
+"""`stquant compare`: quantize one model several ways from one model load, one decode and one statistics pass.
+
+Every combination of the `--vary KEY=V1,V2` values is a variant (a config validated by the one schema).
+The calibration images are decoded once and kept as pixels; the activation ranges of each float graph
+are measured once (`engine.quantize.cache`, in memory with `--no-cache`), so variants that differ only in
+granularity, input/output types or the quantizer's output format share them. Accuracy and agreement are
+measured on `test_path`, else on the quantization images not used for calibration (said so in the
+comparison). The recommended variant meets the agreement target with the smallest activation RAM, then
+flash, then estimated time. Writes `comparison.json` (an `engine.run.comparison.Comparison`) and
+`comparison.md` in the comparison folder, each variant's model under `variant_<n>/`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.common.atomic import write_text_atomic
+from engine.common.errors import (
+    ConfigError,
+    InputError,
+    Interrupted,
+    OutputError,
+    StquantError,
+    first_line,
+    shorten,
+)
+from engine.config.schema import Config, dump_config, load_config
+from engine.data import dataset
+from engine.data.calibration import CalibrationData, ImageCalibrationData, PixelCalibrationData
+from engine.data.images import decode_all, decoding_processes
+from engine.data.preprocess import ImageSpec
+from engine.quantize.cache import StatsCache
+from engine.quantize.common import ModelMemo
+from engine.run.comparison import Comparison, Variant
+from engine.run.events import Reporter
+from engine.run.folder import VARIANTS, claimed_run_dir
+from engine.run.job import Job
+from engine.run.orchestrator import calibration_files, portable_config, quantize
+from engine.run.preflight import Plan, prepare
+
+if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
+    from engine.evaluation.accuracy import EvalResult
+    from engine.evaluation.predictors import Predictor
+    from engine.models.load import KerasModel
+
+log = logging.getLogger(__name__)
+
+VARIABLE_KEYS = (
+    "quantization.granularity",
+    "quantization.optimize",
+    "quantization.quantization_input_type",
+    "quantization.quantization_output_type",
+    "quantization.quantizer",
+    "quantization.calibration_method",
+)
+DEFAULT_TARGET = 99.0
+
+
+def parse_vary(items: list[str]) -> dict[str, list[str]]:
+    """`["quantization.granularity=per_channel,per_tensor", ...]` -> {key: values}; exit 2 naming a bad key."""
+    varied: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not values.strip():
+            raise ConfigError(
+                f"--vary {item}: expected KEY=V1,V2 (e.g. quantization.granularity=per_channel,per_tensor)"
+            )
+        if key not in VARIABLE_KEYS:
+            raise ConfigError(f"--vary {key}: not a key a variant may vary; one of {', '.join(VARIABLE_KEYS)}")
+        if key in varied:
+            raise ConfigError(f"--vary {key}: given twice; list all its values once, comma-separated")
+        listed = [value.strip() for value in values.split(",")]
+        if not all(listed):
+            raise ConfigError(f"--vary {key}: an empty value in {shorten(values)!r}; expected V1,V2")
+        repeated = sorted({value for value in listed if listed.count(value) > 1})
+        if repeated:
+            raise ConfigError(f"--vary {key}: {shorten(', '.join(repeated))} given twice; each value once")
+        varied[key] = listed
+    if not varied:
+        raise ConfigError("usage: stquant compare CONFIG --vary KEY=V1,V2 [--vary ...] (at least one --vary)")
+    return varied
+
+
+def check_target(target: float | None) -> float:
+    """The agreement target in percent (default DEFAULT_TARGET); ConfigError (exit 2) unless a number in [0, 100]."""
+    if target is None:
+        return DEFAULT_TARGET
+    if not 0.0 <= target <= 100.0:  # also refuses nan
+        raise ConfigError(f"--target-agreement {target}: a percentage from 0 to 100")
+    return target
+
+
+def variant_configs(
+    config_path: Path, overrides: list[str], varied: dict[str, list[str]]
+) -> list[tuple[dict[str, Any], Config]]:
+    """Each combination of the varied values as (its settings, its validated config)."""
+    found: list[tuple[dict[str, Any], Config]] = []
+    for values in itertools.product(*varied.values()):
+        config = load_config(config_path, [*overrides, *(f"{key}={value}" for key, value in zip(varied, values))])
+        settings = {key: getattr(config.quantization, key.split(".", 1)[1]) for key in varied}
+        found.append((settings, config))
+    return found
+
+
+def compare(
+    config_path: Path,
+    overrides: list[str],
+    vary: list[str],
+    reporter: Reporter,
+    output_dir: Path | None = None,
+    target: float | None = None,
+    board: str | None = None,
+    use_cache: bool = True,
+    overwrite: bool = False,
+) -> Comparison:
+    """Run the comparison; always write `comparison.json` (re-raising what stopped it).
+
+    `overwrite`: `output_dir` may hold an earlier run or comparison (its `variant_*` folders are removed first)."""
+    from engine.footprint.boards import find_board, unknown_board
+
+    varied = parse_vary(vary)
+    target = check_target(target)
+    configs = variant_configs(config_path, overrides, varied)
+    base = configs[0][1]
+    board = board or base.benchmarking.board
+    if board and find_board(board) is None:
+        raise unknown_board(board, "--board")
+    with claimed_run_dir(base, output_dir, overwrite, (VARIANTS,)) as run_dir:
+        comparison = Comparison(run_dir=str(run_dir), model="", varied=varied, board=board, target_agreement=target)
+        job = CompareJob(configs, reporter, run_dir, comparison, StatsCache(persist=use_cache))
+        job.perform(job.execute)
+    return comparison
+
+
+class CompareJob(Job):
+    """The stages of one comparison: prepare, decode while the model loads, then each variant."""
+
+    def __init__(
+        self,
+        configs: list[tuple[dict[str, Any], Config]],
+        reporter: Reporter,
+        run_dir: Path,
+        comparison: Comparison,
+        cache: StatsCache,
+    ) -> None:
+        super().__init__(reporter, run_dir, comparison)
+        self.configs, self.comparison, self.cache = configs, comparison, cache
+        self.memo = ModelMemo()  # the variants quantize one loaded model: its optimized copy and trace are reused
+        self.float_result: EvalResult | None = None
+        self.float_tflite: bytes | None = None
+
+    def save(self) -> None:
+        """Write `comparison.json` and `comparison.md`."""
+        write_text_atomic(self.run_dir / "comparison.json", self.comparison.model_dump_json(indent=2))
+        write_text_atomic(self.run_dir / "comparison.md", format_markdown(self.comparison))
+
+    def announce(self) -> None:
+        self.reporter.comparison(self.comparison)
+
+    def execute(self) -> None:
+        base = self.configs[0][1]
+        write_text_atomic(self.run_dir / "config.yaml", dump_config(portable_config(base)))
+        with self.stage("prepare"):
+            plan = prepare(base)
+        for warning in dict.fromkeys(plan.warnings):
+            log.warning("%s", warning)
+            self.comparison.warn("prepare", warning)
+        self.comparison.model = str(plan.model_path)
+        class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
+        files, evaluation_files, evaluation_labels, set_name = self._images(plan)
+        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+            decoding = waiter.submit(self._decode, plan, files, evaluation_files, processes)
+            with self.stage("load_model"):
+                from engine.evaluation.predictors import load_predictor
+
+                predictor = load_predictor(plan.model_path)
+            calibration, evaluation, kept = decoding.result()
+        self.comparison.calibration_images = calibration.used
+        labels = [evaluation_labels[i] for i in kept] if evaluation is not None else []
+        self.comparison.evaluation_set = set_name if labels else None
+        self.comparison.evaluation_images = len(labels)
+        keras_model = getattr(predictor, "model", None)
+        for index, (settings, config) in enumerate(self.configs):
+            variant = self._variant(index, settings, config, plan, calibration, keras_model)
+            if variant.status == "ok" and labels and evaluation is not None:
+                self._measure_accuracy(variant, predictor, evaluation, labels, class_names, plan.image_spec())
+            self.comparison.variants.append(variant)
+            self.reporter.variant(variant)
+        recommend(self.comparison)
+        log.info("%s", self.comparison.recommendation)
+        self.comparison.status = "ok"
+
+    def _images(self, plan: Plan) -> tuple[list[Path], list[Path], list[int], str]:
+        """(calibration files, evaluation files, their labels, evaluation set name)."""
+        ds = self.configs[0][1].dataset
+        source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
+        if source is None:
+            raise ConfigError(
+                "dataset.quantization_path: stquant compare needs calibration images "
+                "(dataset.quantization_path or dataset.training_path)"
+            )
+        files = calibration_files(source, ds.seed, ds.quantization_split)
+        if ds.test_path:
+            test = plan.datasets.get("test_path") or dataset.scan(
+                self.configs[0][1].resolve_path(ds.test_path), plan.class_names, "dataset.test_path"
+            )
+            return files, test.files, test.labels, "test_set"
+        shuffled, labels = dataset.shuffled(source, ds.seed)
+        held_out = shuffled[len(files) :]
+        if held_out:
+            log.warning(
+                "no dataset.test_path: accuracy and agreement are measured on the %d quantization images "
+                "not used for calibration",
+                len(held_out),
+            )
+        else:
+            message = (
+                "no dataset.test_path and every quantization image calibrates: no accuracy or agreement "
+                "(lower dataset.quantization_split or add a test_path)"
+            )
+            log.warning("%s", message)
+            self.comparison.warn("prepare", message)
+        return files, held_out, labels[len(files) :], "held_out_quantization_images"
+
+    def _decode(
+        self, plan: Plan, files: list[Path], evaluation_files: list[Path], processes: Executor | None
+    ) -> tuple[PixelCalibrationData, np.ndarray | None, list[int]]:
+        ds, spec = self.configs[0][1].dataset, plan.image_spec()
+        key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
+        streamed = ImageCalibrationData(files, spec, key, {"seed": ds.seed, "split": ds.quantization_split})
+        with self.stage("decode_images"):
+            pixels, kept = decode_all(files, spec, processes=processes, as_pixels=True)
+            if not kept:
+                raise InputError(f"{key}: none of the {len(files)} calibration images could be decoded")
+            calibration = PixelCalibrationData(pixels, spec, key, streamed.identity(), len(files) - len(kept))
+            evaluation: np.ndarray | None = None
+            evaluation_kept: list[int] = []
+            if evaluation_files:
+                evaluation, evaluation_kept = decode_all(evaluation_files, spec, processes=processes, as_pixels=True)
+        return calibration, evaluation, evaluation_kept
+
+    def _variant(
+        self,
+        index: int,
+        settings: dict[str, Any],
+        config: Config,
+        plan: Plan,
+        calibration: CalibrationData,
+        keras_model: KerasModel,
+    ) -> Variant:
+        from engine.footprint import estimate_footprint
+
+        name = ", ".join(f"{key.split('.', 1)[1]}={value}" for key, value in settings.items())
+        variant = Variant(index=index, name=name, settings=settings, status="ok")
+        if config.quantization is None:  # parse_vary varies quantization keys: each config has the section
+            raise ConfigError("quantization: section required by stquant compare")
+        started = time.perf_counter()
+        try:
+            with self.stage(f"variant_{index}"):
+                result = quantize(
+                    plan.model_path,
+                    calibration,
+                    config.quantization,
+                    self.run_dir / f"variant_{index}",
+                    self.progress(f"variant_{index}"),
+                    keras_model,
+                    self.cache,
+                    self.memo,
+                )
+                self.float_tflite = self.float_tflite or result.float_tflite
+                footprint = estimate_footprint(result.model_path, board=self.comparison.board)
+        except (Interrupted, OutputError):
+            raise  # stops the comparison, not only this variant
+        except StquantError as exc:
+            variant.status, variant.error = "failed", str(exc)
+            log.warning("variant %d (%s) failed: %s", index, name, exc)
+        else:
+            variant.quantized_model = str(Path(result.model_path).resolve())
+            variant.statistics = "cache" if result.statistics_cached else "computed"
+            variant.weights_flash_kib = footprint.weights_flash_kib
+            variant.activation_ram_kib = footprint.activation_ram_kib
+            variant.estimated_inference_ms = footprint.estimated_inference_ms
+        variant.seconds = round(time.perf_counter() - started, 3)
+        return variant
+
+    def _measure_accuracy(
+        self,
+        variant: Variant,
+        predictor: Predictor,
+        images: np.ndarray,
+        labels: list[int],
+        class_names: list[str],
+        spec: ImageSpec,
+    ) -> None:
+        from engine.evaluation.accuracy import agreement, evaluate
+        from engine.evaluation.predictors import load_predictor
+
+        if self.float_result is None:
+            with self.stage("evaluate_float"):
+                if hasattr(predictor, "run_as_tflite"):  # Keras: its float32 TFLite graph (the converter's, if any)
+                    predictor.run_as_tflite(self.float_tflite)
+                self.float_result = evaluate(predictor, images, labels, class_names, spec=spec)
+                self.comparison.float_accuracy = round(self.float_result.accuracy, 2)
+        assert variant.quantized_model is not None  # an "ok" variant
+        with self.stage(f"evaluate_variant_{variant.index}"):
+            result = evaluate(load_predictor(variant.quantized_model), images, labels, class_names, spec=spec)
+        variant.accuracy = round(result.accuracy, 2)
+        variant.agreement = round(agreement(self.float_result, result), 2)
+        variant.meets_target = variant.agreement >= self.comparison.target_agreement
+
+
+def recommend(comparison: Comparison) -> None:
+    """Set the recommended variant: meeting the agreement target, smallest activation RAM, then flash, then time."""
+    comparison.recommended = None
+    ok = [v for v in comparison.variants if v.status == "ok"]
+    meeting = [v for v in ok if v.meets_target]
+    if not meeting:
+        measured = [v for v in ok if v.agreement is not None]
+        if measured:
+            best = max(measured, key=lambda v: v.agreement or 0.0)  # all measured: not None
+            comparison.recommendation = (
+                f"no variant reaches {comparison.target_agreement} % agreement; the best is "
+                f"variant {best.index} ({best.name}) at {best.agreement} %"
+            )
+        else:
+            comparison.recommendation = "no variant could be measured for agreement: none recommended"
+        return
+    chosen = min(
+        meeting,
+        key=lambda v: (
+            v.activation_ram_kib,
+            v.weights_flash_kib,
+            math.inf if v.estimated_inference_ms is None else v.estimated_inference_ms,
+        ),
+    )
+    comparison.recommended = chosen.index
+    comparison.recommendation = (
+        f"recommended: variant {chosen.index} ({chosen.name}): {chosen.agreement} % agreement "
+        f"(target {comparison.target_agreement} %), {chosen.activation_ram_kib} KiB RAM, "
+        f"{chosen.weights_flash_kib} KiB flash"
+    )
+
+
+def _rows(comparison: Comparison) -> list[list[str]]:
+    def fmt(value: float | None, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    rows = [["#", "variant", "agreement %", "accuracy %", "flash KiB", "RAM KiB", "time ms", "statistics"]]
+    for v in comparison.variants:
+        mark = "*" if v.index == comparison.recommended else ""
+        if v.status != "ok":
+            rows.append([f"{v.index}{mark}", v.name, "failed", "", "", "", "", first_line(v.error or "")])
+            continue
+        rows.append(
+            [
+                f"{v.index}{mark}",
+                v.name,
+                fmt(v.agreement),
+                fmt(v.accuracy),
+                fmt(v.weights_flash_kib),
+                fmt(v.activation_ram_kib),
+                fmt(v.estimated_inference_ms),
+                v.statistics,
+            ]
+        )
+    return rows
+
+
+def format_table(comparison: Comparison) -> str:
+    """The plain-text table `stquant compare` prints, with the evaluation set and the recommendation."""
+    rows = _rows(comparison)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))
+        ).rstrip()
+        for row in rows
+    ]
+    return "\n".join([*lines, _evaluation_line(comparison), comparison.recommendation])
+
+
+def format_markdown(comparison: Comparison) -> str:
+    """`comparison.md`: the same table in Markdown."""
+    rows = _rows(comparison)
+    lines = [
+        f"# stquant compare: {Path(comparison.model).name or comparison.model}",
+        "",
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "---|" * len(rows[0]),
+    ]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
+    return "\n".join([*lines, "", _evaluation_line(comparison), "", comparison.recommendation or comparison.status, ""])
+
+
+def _evaluation_line(comparison: Comparison) -> str:
+    if not comparison.evaluation_set:
+        return "accuracy and agreement: not measured (no test_path and no quantization image left)"
+    where = (
+        "test_path"
+        if comparison.evaluation_set == "test_set"
+        else "quantization images not used for calibration (no test_path)"
+    )
+    floats = f"; float model {comparison.float_accuracy:.2f} %" if comparison.float_accuracy is not None else ""
+    return (
+        f"accuracy and agreement on {comparison.evaluation_images} images of {where}{floats}; "
+        f"{comparison.calibration_images} calibration images"
+    )

@@ -1,0 +1,420 @@
+"""One run of an operation mode: run folder, stages, events, `run_summary.json` (an `engine.run.summary.RunSummary`).
+
+quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
+chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
+images (decoded once; a Keras model quantized by the TFLite converter is evaluated after quantizing, on
+the float graph the converter built).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
+footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
+
+The quantized model is the product: the per-layer report, its footprint and MLflow logging are diagnostics
+whose failure is a warning in the summary. Nothing written before a failure or an interrupt is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.common.atomic import write_text_atomic
+from engine.common.errors import ConfigError, StquantError
+from engine.config.schema import (
+    BENCHMARK_MODES,
+    EVALUATION_MODES,
+    QUANTIZATION_MODES,
+    Config,
+    Quantization,
+    dump_config,
+    to_data,
+)
+from engine.config.yaml_source import YamlMap
+from engine.data import dataset
+from engine.data.calibration import CalibrationData, ImageCalibrationData, RandomCalibrationData
+from engine.data.images import decode_all, decoding_processes
+from engine.data.preprocess import ImageSpec
+from engine.run.events import Reporter
+from engine.run.folder import claimed_run_dir
+from engine.run.job import Job
+from engine.run.mlflow_log import is_uri
+from engine.run.preflight import DATASET_KEYS, Plan, prepare
+from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, RunSummary
+
+if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
+    from engine.evaluation.accuracy import EvalResult
+    from engine.evaluation.predictors import Predictor
+    from engine.models.load import KerasModel
+    from engine.quantize.cache import StatsCache
+    from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
+
+# The decoded evaluation set: images (uint8 pixels or float inputs), labels, set name, the spec that rescales them.
+EvaluationSet = tuple[np.ndarray, list[int], str, ImageSpec]
+
+log = logging.getLogger(__name__)
+LAYER_ERRORS_KEPT = 30
+INTERMEDIATES = "intermediates"  # the ONNX quantizer's work files, inside the run folder
+PATH_KEYS = (
+    ("general", "model_path"),
+    ("dataset", "classes_file_path"),
+    ("dataset", "prediction_path"),
+    *(("dataset", key) for key in DATASET_KEYS),
+)
+
+
+class Run(Job):
+    """State of one run; `execute()` performs the stages of the configured operation mode."""
+
+    def __init__(self, config: Config, reporter: Reporter, run_dir: Path, use_cache: bool = True) -> None:
+        self.summary = RunSummary(operation_mode=config.operation_mode, run_dir=str(run_dir))
+        super().__init__(reporter, run_dir, self.summary)
+        self.config = config
+        self.use_cache = use_cache
+        self.class_names: list[str] = []
+        self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
+
+    def save(self) -> None:
+        """Write `run_summary.json`."""
+        write_text_atomic(self.run_dir / "run_summary.json", self.summary.to_json())
+
+    def announce(self) -> None:
+        self.reporter.result(self.summary)
+
+    def start(self) -> None:
+        """Write the run's config.yaml, then run the stages."""
+        write_text_atomic(self.run_dir / "config.yaml", dump_config(portable_config(self.config)))
+        log.info("operation_mode: %s, run folder: %s", self.config.operation_mode, self.run_dir)
+        self.execute()
+
+    def log_to_mlflow(self) -> None:
+        """Log the finished run (its folder, with the summary written first) to MLflow: a diagnostic."""
+        self.save()
+        with self.diagnostic("mlflow"):
+            _log_mlflow(self.config, self.summary, self.run_dir)
+
+    def execute(self) -> RunSummary:
+        mode = self.config.operation_mode
+        with self.stage("prepare"):
+            plan = prepare(self.config)
+        for warning in dict.fromkeys(plan.warnings):
+            log.warning("%s", warning)
+            self.summary.warn("prepare", warning)
+        self.summary.model = str(plan.model_path)
+        self.class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
+        log.info(
+            "model %s: %s input %s, %s outputs",
+            plan.model_path.name,
+            plan.model.format,
+            "x".join(map(str, plan.model.input_shape[1:])),
+            plan.model.output_width,
+        )
+        evaluation: EvaluationSet | None = None
+        predictor: Predictor | None = None
+        # A chain loads a Keras model once, for both evaluating and quantizing it. Through the TFLite converter
+        # the float model is evaluated after quantizing, on the float graph the converter builds anyway.
+        shared = (
+            mode in EVALUATION_MODES
+            and mode in QUANTIZATION_MODES
+            and plan.model.format in ("h5", "keras")
+            and self.config.quantization is not None
+            and self.config.quantization.quantizer == "TFlite_converter"
+        )
+        if mode in EVALUATION_MODES:
+            # Decode the images in worker processes while TensorFlow loads the model.
+            with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+                decoding = waiter.submit(self._evaluation_images, plan, processes)
+                predictor = self._load_predictor(plan.model_path, fast_float=not shared)
+                evaluation = decoding.result()
+            if not shared:
+                self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
+        if mode in QUANTIZATION_MODES:
+            try:
+                quantized, float_tflite = self._quantize(plan, getattr(predictor, "model", None))
+            except StquantError:
+                if shared:  # still report the float accuracy, as when it is evaluated first
+                    self._evaluate_float(predictor, evaluation, None)
+                raise
+            if shared:
+                self._evaluate_float(predictor, evaluation, float_tflite)
+            if evaluation is not None:
+                self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
+            with self.diagnostic("footprint"):  # the quantized model is the product; its footprint a diagnostic
+                self._footprint(quantized)
+        elif mode in BENCHMARK_MODES:
+            with self.stage("footprint"):
+                self._footprint(plan.model_path)
+        self.summary.status = "ok"
+        return self.summary
+
+    # ------------------------------------------------------------ stages
+
+    def _calibration(self, plan: Plan) -> CalibrationData:
+        ds = self.config.dataset
+        source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
+        if source is None:
+            data = RandomCalibrationData(plan.image_spec(), ds.seed)
+            log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
+            return data
+        key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
+        files = calibration_files(source, ds.seed, ds.quantization_split)
+        log.info("calibration: %d of %d images from %s", len(files), len(source), source.root)
+        return ImageCalibrationData(files, plan.image_spec(), key, {"seed": ds.seed, "split": ds.quantization_split})
+
+    def _quantize(self, plan: Plan, keras_model: KerasModel = None) -> tuple[Path, bytes | None]:
+        """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
+
+        `keras_model`: the model of `plan.model_path`, already loaded.
+        """
+        from engine.quantize.cache import StatsCache
+
+        settings = self.config.quantization
+        if settings is None:  # load_config requires the section for every quantization mode
+            raise ConfigError(f"quantization: section required for operation_mode {self.config.operation_mode}")
+        calibration = self._calibration(plan)
+        cache = StatsCache() if self.use_cache else None
+        with self.stage("calibration"):
+            result = quantize(
+                plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
+            )
+        for note in result.notes:
+            log.info("%s", note)
+        self.summary.quantized_model = str(Path(result.model_path).resolve())
+        self.summary.calibration = Calibration(
+            source=calibration.source,
+            images=result.calibration_images,
+            skipped=result.calibration_skipped,
+            statistics="cache" if result.statistics_cached else "computed",
+        )
+        self.summary.optimization = result.optimization
+        if result.float_model is not None:
+            with self.diagnostic("layer_errors"):
+                self._layer_errors(result, calibration)
+        return Path(result.model_path), result.float_tflite
+
+    def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
+        from engine.evaluation.layer_report import format_report, layer_report
+
+        release_memory()  # the converter's garbage first, so that this stage does not raise the peak
+        rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
+        self.summary.layer_errors = [LayerError(**row) for row in rows]
+        log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
+
+    def _evaluation_images(self, plan: Plan, processes: Executor | None = None) -> EvaluationSet:
+        ds = self.config.dataset
+        for key in ("test_path", "validation_path"):
+            if key in plan.datasets:
+                data = plan.datasets[key]
+                files, labels, name = data.files, data.labels, key.removesuffix("_path") + "_set"
+                break
+        else:
+            files, labels = dataset.validation_tail(plan.datasets["training_path"], ds.validation_split, ds.seed)
+            name = "validation_set"
+        with self.stage("decode_evaluation_images"):
+            images, kept = decode_all(
+                files,
+                plan.image_spec(),
+                on_progress=self.progress("decode_evaluation_images"),
+                processes=processes,
+                as_pixels=True,
+            )
+        log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
+        return images, [labels[i] for i in kept], name, plan.image_spec()
+
+    def _load_predictor(self, model_path: Path, fast_float: bool = True) -> Predictor:
+        from engine.evaluation.predictors import load_predictor
+
+        with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
+            return load_predictor(model_path, fast_float=fast_float)
+
+    def _evaluate_float(
+        self, predictor: Predictor | None, evaluation: EvaluationSet | None, float_tflite: bytes | None
+    ) -> None:
+        from engine.evaluation.predictors import KerasPredictor
+
+        assert isinstance(predictor, KerasPredictor) and evaluation is not None  # shared: a Keras model, evaluated
+        with self.stage("float_model"):  # a conversion only if the converter's float model was not kept
+            predictor.run_as_tflite(float_tflite)
+        self._evaluate(predictor, evaluation, "float")
+
+    def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
+        from engine.evaluation.accuracy import (
+            agreement,
+            confusion_table,
+            evaluate,
+            save_confusion_png,
+        )
+
+        images, labels, set_name, spec = evaluation
+        class_names = self.class_names
+        model_path = Path(predictor.path)
+        with self.stage(f"evaluate_{label}"):
+            result = evaluate(
+                predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"), spec=spec
+            )
+        if self.summary.accuracy is None:
+            self.summary.accuracy = Accuracy(set=set_name, images=result.n)
+        accuracy = self.summary.accuracy
+        setattr(accuracy, label, round(result.accuracy, 2))
+        accuracy.runtime[label] = result.runtime
+        accuracy.per_class[label] = result.to_dict()["per_class"]
+        log.info(
+            "accuracy of %s model (%s, %d images, %s): %.2f %%",
+            label,
+            set_name,
+            result.n,
+            result.runtime,
+            result.accuracy,
+        )
+        log.info("confusion matrix of the %s model:\n%s", label, confusion_table(result))
+        save_confusion_png(
+            result, self.run_dir / f"{label}_model_confusion_matrix_{set_name}.png", f"{model_path.name} ({label})"
+        )
+        self._results[label] = result
+        if "float" in self._results and "quantized" in self._results:
+            accuracy.agreement = round(agreement(self._results["float"], self._results["quantized"]), 2)
+            if accuracy.quantized is not None and accuracy.float is not None:  # both set above
+                accuracy.difference = round(accuracy.quantized - accuracy.float, 2)
+            log.info("top-1 agreement float vs quantized: %.2f %%", accuracy.agreement)
+
+    def _footprint(self, model_path: Path) -> None:
+        from engine.footprint import estimate_footprint
+        from engine.footprint.boards import board_fit, find_board, unknown_board
+
+        board = self.config.benchmarking.board
+        known = board if board and find_board(board) else None
+        footprint = estimate_footprint(model_path, board=known)
+        fit = board_fit(known, footprint) if known else None
+        if board and not known:
+            message = str(unknown_board(board, "benchmarking.board"))
+            log.warning("%s", message)
+            self.summary.warn("footprint", message)
+        self.summary.footprint = Footprint(**footprint.to_dict(), board_fit=fit)
+        log.info(
+            "footprint of %s: %s KiB weights flash, %s KiB activation RAM, %.3f M MACC (per layer: stquant footprint)",
+            model_path.name,
+            footprint.weights_flash_kib,
+            footprint.activation_ram_kib,
+            footprint.macc / 1e6,
+        )
+
+
+def quantize(
+    model_path: Path,
+    calibration: CalibrationData,
+    settings: Quantization,
+    run_dir: Path,
+    on_progress: ProgressCallback | None = None,
+    keras_model: KerasModel = None,
+    cache: StatsCache | None = None,
+    memo: ModelMemo | None = None,
+) -> QuantResult:
+    """Quantize with `settings.quantizer` into `run_dir/settings.export_dir`; return the `QuantResult`.
+
+    The ONNX quantizer's intermediate models and calibration ranges go to `run_dir/intermediates/`.
+
+    `memo`: a `ModelMemo` kept by a caller that quantizes the same `keras_model` several ways (None: no reuse)."""
+    export_dir = run_dir / settings.export_dir
+    if settings.quantizer == "TFlite_converter":
+        from engine.quantize.tflite import quantize_tflite
+
+        return quantize_tflite(
+            model_path,
+            calibration,
+            settings,
+            export_dir / "quantized_model.tflite",
+            on_progress=on_progress,
+            model=keras_model,
+            cache=cache,
+            memo=memo,
+        )
+    from engine.quantize.onnx import quantize_onnx
+
+    return quantize_onnx(
+        model_path,
+        calibration,
+        settings,
+        export_dir,
+        run_dir / INTERMEDIATES,
+        on_progress=on_progress,
+        model=keras_model,
+        cache=cache,
+        memo=memo,
+    )
+
+
+def calibration_files(source: dataset.ClassFolders, seed: int, split: float | None) -> list[Path]:
+    """The calibration images of a class-folder dataset: shuffled with `seed`, the first `split` of them."""
+    files, _ = dataset.shuffled(source, seed)
+    return dataset.take_split(files, split, "dataset.quantization_split")
+
+
+def run(
+    config: Config, reporter: Reporter, output_dir: Path | None = None, overwrite: bool = False, use_cache: bool = True
+) -> RunSummary:
+    """Run the configured operation mode, then log it to MLflow; always write `run_summary.json`.
+
+    Re-raises what stopped the run (a KeyboardInterrupt becomes `Interrupted`). `overwrite`: `output_dir`
+    may hold an earlier run. `use_cache`: look up and store calibration statistics in the statistics cache.
+    The run folder is locked while the run lasts and never holds an input (see `engine.run.folder`).
+    """
+    settings = config.quantization
+    writes = (settings.export_dir, INTERMEDIATES) if settings and config.operation_mode in QUANTIZATION_MODES else ()
+    with claimed_run_dir(config, output_dir, overwrite, writes) as run_dir:
+        job = Run(config, reporter, run_dir, use_cache)
+        job.perform(job.start, job.log_to_mlflow)  # a failed run is logged to MLflow too, an interrupted one not
+    return job.summary
+
+
+def release_memory() -> None:
+    """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
+
+
+def portable_config(config: Config) -> YamlMap:
+    """The config as given, with every path key absolute (resolved as the run resolved it), so that the
+    run folder's config.yaml runs again from any working directory."""
+    data = to_data(config)
+    for section, key in PATH_KEYS:
+        value = data.get(section, {}).get(key)
+        if value:
+            data[section][key] = str(config.resolve_path(value))
+    uri = data.get("mlflow", {}).get("uri")
+    if uri and not is_uri(uri):
+        data["mlflow"]["uri"] = str(config.resolve_path(uri))
+    run = data.get("hydra", {}).get("run", {})
+    if run.get("dir"):
+        run["dir"] = os.path.abspath(os.path.expanduser(run["dir"]))
+    return data
+
+
+def _log_mlflow(config: Config, summary: RunSummary, run_dir: Path) -> None:
+    from engine.run.mlflow_log import log_run
+
+    accuracy = summary.accuracy.model_dump() if summary.accuracy else {}
+    metrics = {f"accuracy_{k}": v for k, v in accuracy.items() if isinstance(v, (int, float))}
+    if summary.footprint:
+        metrics.update(
+            weights_flash_kib=summary.footprint.weights_flash_kib,
+            macc=summary.footprint.macc,
+            activation_ram_kib=summary.footprint.activation_ram_kib,
+            params=summary.footprint.params,
+        )
+    params = {
+        "operation_mode": config.operation_mode,
+        "model_path": config.general.model_path,
+        "config": str(run_dir / "config.yaml"),
+    }
+    log_run(mlflow_uri(config), config.general.project_name, run_dir.name, params, metrics, run_dir)
+
+
+def mlflow_uri(config: Config) -> str:
+    """`mlflow.uri` as given when it is a URI (http://, file:, databricks...), else the resolved folder."""
+    uri = config.mlflow.uri
+    return uri if is_uri(uri) else str(config.resolve_path(uri))

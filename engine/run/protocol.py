@@ -1,0 +1,97 @@
+"""The JSON-lines progress protocol of `stquant run|compare --progress jsonl`: one pydantic model per event.
+
+Pydantic only (no TensorFlow), so the wizard parses with it. Fields and exit codes: docs/protocol.md;
+`stquant schema events` prints the JSON Schema of `Event`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from engine.run.comparison import Comparison, Variant
+from engine.run.summary import RunSummary
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)  # `event` required
+
+
+class StageEvent(_Event):
+    """A stage started."""
+
+    event: Literal["stage"] = "stage"
+    name: str = Field(description="stage name, e.g. prepare, calibration, evaluate_float, variant_0")
+
+
+class ProgressEvent(_Event):
+    """Items done within a stage (at most about 10 per second; the last, done == total, always sent)."""
+
+    event: Literal["progress"] = "progress"
+    stage: str = Field(description="the stage these items belong to")
+    done: int = Field(description="items processed so far")
+    total: int = Field(description="items in the stage")
+
+
+class LogEvent(_Event):
+    """A log message for the user (also in the run folder's stquant.log)."""
+
+    event: Literal["log"] = "log"
+    level: str = Field(description="INFO, WARNING or ERROR")
+    message: str
+
+
+class ResultEvent(_Event):
+    """`stquant run` is over (ok, failed or interrupted); `summary` is what run_summary.json holds."""
+
+    event: Literal["result"] = "result"
+    summary: RunSummary
+
+
+class ErrorEvent(_Event):
+    """The command did not succeed: the last event, the same line as on stderr (without `stquant: `)."""
+
+    event: Literal["error"] = "error"
+    message: str = Field(description="one-line reason (several lines for an invalid config: one per problem)")
+    exit_code: int = Field(
+        description="the process exit code: 1 engine failure, 2 invalid config or usage, "
+        "3 missing or unwritable input/output, 130 interrupted"
+    )
+
+
+class VariantEvent(_Event):
+    """`stquant compare`: one variant was quantized and measured (or failed)."""
+
+    event: Literal["variant"] = "variant"
+    variant: Variant
+
+
+class ComparisonEvent(_Event):
+    """`stquant compare` is over (ok, failed or interrupted); `comparison` is what comparison.json holds."""
+
+    event: Literal["comparison"] = "comparison"
+    comparison: Comparison
+
+
+Event = Annotated[
+    StageEvent | ProgressEvent | LogEvent | ResultEvent | ErrorEvent | VariantEvent | ComparisonEvent,
+    Field(discriminator="event"),
+]
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(line: str) -> Event:
+    """The event of one JSON line; raises pydantic.ValidationError when it is not one."""
+    return EVENTS.validate_json(line)
+
+
+def wire(event: Event) -> str:
+    """One event as its JSON line (without the newline), spaced as `json.dumps` spaces it."""
+    return json.dumps(event.model_dump(mode="json"))
+
+
+def events_schema() -> dict[str, object]:
+    """The JSON Schema of every event as the engine writes it (`stquant schema events`)."""
+    return EVENTS.json_schema(mode="serialization")
