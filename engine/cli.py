@@ -46,8 +46,9 @@ FOOTPRINT_DESCRIPTION = (
 COMPARE_DESCRIPTION = (
     "Every combination of the --vary values is a variant, quantized from one model load, one decode of the "
     "images and one statistics pass. Keys: quantization.granularity, optimize, quantization_input_type, "
-    "quantization_output_type, quantizer, calibration_method. Accuracy and agreement on dataset.test_path, "
-    "else on the quantization images not used for calibration. Prints a table (also comparison.md and "
+    "quantization_output_type, quantizer, calibration_method. Accuracy and agreement on the images stquant run "
+    "evaluates on (dataset.test_path, else validation_path, else the validation split of training_path; none: "
+    "not measured). Prints a table (also comparison.md and "
     "comparison.json in the comparison folder) and the recommended variant: meeting --target-agreement with "
     "the smallest activation RAM, then flash, then estimated time. The last line is the comparison folder."
 )
@@ -261,9 +262,19 @@ def _load(config_path: Path, overrides: list[str]) -> Config:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from engine.run.preflight import prepare
+    from engine.config.schema import check_file
+    from engine.run.preflight import input_problems, prepare
 
-    config = _load(args.config, args.overrides)
+    config, problems = check_file(args.config, args.overrides)
+    if problems:  # with the files it names, when the rest of the config can be read
+        keys = {problem.key for problem in problems}
+        later = [
+            exc
+            for exc in (input_problems(config) if config is not None else [])
+            if str(exc).partition(":")[0] not in keys
+        ]
+        raise ConfigError([*problems, *later])
+    assert config is not None  # check_file gives a config when it finds no problem
     plan = prepare(config)
     for warning in dict.fromkeys(plan.warnings):
         print(f"stquant: warning: {warning}", file=sys.stderr)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,10 +16,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
-from textual.widgets import Button, ContentSwitcher, Footer, OptionList, Static
+from textual.widgets import Button, ContentSwitcher, Footer, Input, OptionList, Static
 from textual.worker import Worker
 
-from engine.config.fields import accepts_none
+from engine.common.errors import ConfigError
 from stquant_tui.draft import (
     STEP_TITLES,
     STEPS,
@@ -36,7 +37,14 @@ from stquant_tui.steps.model import ModelStep
 from stquant_tui.steps.preprocessing import PreprocessingStep
 from stquant_tui.steps.quantization import QuantizationStep
 from stquant_tui.verdict import VALIDATE_TIMEOUT, Verdict, check_draft
-from stquant_tui.widgets.dialogs import MODEL_SUFFIXES, ConfirmScreen, PathPickerScreen
+from stquant_tui.widgets.dialogs import (
+    MODEL_SUFFIXES,
+    ConfirmScreen,
+    KeysScreen,
+    PathPickerScreen,
+    StartScreen,
+    UnsavedScreen,
+)
 from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.step_yaml import StepYaml
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
@@ -92,6 +100,8 @@ class StquantApp(RunActions, App[int]):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("ctrl+k", "compare", "Compare", priority=True),
+        Binding("f1", "keys", "Keys", priority=True),
+        Binding("question_mark", "keys", "Keys", show=False),  # outside a text field (where ? is typed)
     ]
 
     step: reactive[str] = reactive("dataset", bindings=True)
@@ -104,10 +114,15 @@ class StquantApp(RunActions, App[int]):
         out_path: str | Path | None = None,
         engine_cmd: list[str] | None = None,
         clock=None,
+        new: bool = False,
+        ask_start: bool = False,
     ) -> None:
+        """`new`: start from a clean draft (no file); `ask_start` (no `config_path`): ask whether to start a new
+        config or from the demo (shown meanwhile)."""
         super().__init__()
-        source = Path(config_path) if config_path else find_demo_config()
-        self.draft = Draft.load(source) if source else Draft()
+        source = Path(config_path) if config_path else None if new else find_demo_config()
+        self.draft = Draft.load(source) if source else Draft({}) if new else Draft()
+        self.ask_start = ask_start and not config_path and not new
         self.out_path, self.save_note = default_save_path(config_path, out_path)
         self.engine_cmd = engine_cmd or default_engine_cmd()
         self.clock = clock
@@ -121,6 +136,7 @@ class StquantApp(RunActions, App[int]):
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
         self._later_steps_mounted = False
+        self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -176,6 +192,8 @@ class StquantApp(RunActions, App[int]):
             step.display = False  # the switcher hides only the children it has when mounted
         await self.query_one("#steps", ContentSwitcher).mount_all(later)
         self.request_check(delay=0)
+        if self.ask_start:  # once every step is there to load the draft it chooses
+            self.push_screen(StartScreen("Start a new config, or open the demo (a digits classifier)?"), self._start)
 
     def step_widget(self, name: str) -> Any:
         """The step named `name` (an instance of its step class, e.g. ReviewStep for "review")."""
@@ -188,9 +206,9 @@ class StquantApp(RunActions, App[int]):
     def watch_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
         self.query_one("#nav-message", Static).update("")
+        self._blocked_step = None
         self.query_one("#field-help", Static).display = step in FORM_STEPS
-        parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == step else STEP_TITLES[s] for s in STEPS]
-        self.query_one("#crumbs", Static).update(" stquant  " + " › ".join(parts))
+        self.refresh_crumbs()
         for button in self.query("#nav Button"):
             button.display = button.id in NAV_BUTTONS[step]
         self.query_one("#back", Button).disabled = step == "run" and self.running
@@ -198,6 +216,12 @@ class StquantApp(RunActions, App[int]):
             self.refresh_review()
         self.refresh_side()
         self.call_after_refresh(self._focus_step, step)
+
+    def refresh_crumbs(self) -> None:
+        """The step bar: the steps, the current one reversed, and `[+]` while the draft has unsaved edits."""
+        parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == self.step else STEP_TITLES[s] for s in STEPS]
+        marker = r" \[+] " if self.draft.modified else "  "
+        self.query_one("#crumbs", Static).update(" stquant" + marker + " › ".join(parts))
 
     def _focus_step(self, step: str) -> None:
         widget = self.step_widget(step)
@@ -225,19 +249,15 @@ class StquantApp(RunActions, App[int]):
 
     def apply_edit(self, key: str, value) -> None:
         """Put a field's value in the draft (empty = not written) and tell the steps."""
-        old = self.draft.get(key, KeyError)
-        if old is KeyError and value is None:
+        if not self.draft.edit(key, value):
             return
-        if old == value and type(old) is type(value):
-            return
-        if value is None and not accepts_none(key):
-            self.draft.delete(key)
-        else:
-            self.draft.set(key, value)
         for step in self.query(Step):
             step.draft_changed(key)
         self.refresh_side()
+        self.refresh_crumbs()
         self.request_check()
+        if self._blocked_step == self.step:
+            self.call_later(self.recheck_blocked)
 
     # ------------------------------------------------------------ the engine's verdict
     def check_key(self) -> str:
@@ -263,7 +283,7 @@ class StquantApp(RunActions, App[int]):
         self._checked = self.check_key()
         self.verdict = self.check_error = None
         self.refresh_review()
-        self._check_worker = self._check(self._checked, self.draft.copy(), self.trust_model)
+        self._check_worker = self._check(self._checked, self.draft.copy(), self.trust_model, str(self.save_target()))
 
     def retry_check(self) -> None:
         """Run `stquant validate` again on the same text (after it failed to run)."""
@@ -271,8 +291,8 @@ class StquantApp(RunActions, App[int]):
         self.request_check(delay=0)
 
     @work(thread=True, group="validate", exit_on_error=False)
-    def _check(self, key: str, draft: Draft, trusted: bool) -> None:
-        verdict = check_draft(self.engine_cmd, draft, trusted, timeout=self.validate_timeout)
+    def _check(self, key: str, draft: Draft, trusted: bool, shown: str) -> None:
+        verdict = check_draft(self.engine_cmd, draft, trusted, timeout=self.validate_timeout, shown=shown)
         self.post_message(VerdictReady(key, verdict))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -320,6 +340,11 @@ class StquantApp(RunActions, App[int]):
             value = row.sync()
             if row.error is None:
                 self.apply_edit(row.key, value)
+        return self._errors_now(step)
+
+    def _errors_now(self, step: str) -> list[tuple[FieldRow | None, str]]:
+        """What the rows say, else the engine's problems for the step's keys (shown on the row of each key)."""
+        widget = self.step_widget(step)
         found: list[tuple[FieldRow | None, str]] = [
             (row, row.error) for row in widget.rows() if row.error and row.display
         ]
@@ -337,15 +362,31 @@ class StquantApp(RunActions, App[int]):
             return
         await self.mount_later_steps()
         errors = self.step_errors(self.step)
-        if errors:  # said on the nav line (no toast: pressing again does not stack anything)
-            row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
-            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-            where = f"{row.label}: {row.error or message}" if row is not None else message
-            self.query_one("#nav-message", Static).update(f"✗ Fix {where}{more}".replace("[", r"\["))
-            if row is not None:
-                row.editor.focus()
+        row = self.show_blocked(errors)
+        if row is not None:
+            row.editor.focus()
+        if not errors:
+            self.step = STEPS[STEPS.index(self.step) + 1]
+
+    def show_blocked(self, errors: list[tuple[FieldRow | None, str]]) -> FieldRow | None:
+        """Say on the nav line (wrapped; no toast) what blocks Next, naming the field; return its row."""
+        self._blocked_step = self.step if errors else None
+        if not errors:
+            self.query_one("#nav-message", Static).update("")
+            return None
+        row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        where = f"{row.label}: {row.error or message}" if row is not None else message
+        self.query_one("#nav-message", Static).update(f"✗ Fix {where}{more}".replace("[", r"\["))
+        return row
+
+    def recheck_blocked(self) -> None:
+        """After a blocked Next, on each edit: what still blocks the step, or nothing once it is fixed."""
+        if self._blocked_step != self.step or not self.is_running:
             return
-        self.step = STEPS[STEPS.index(self.step) + 1]
+        for row in self.step_widget(self.step).rows():  # the engine's messages on rows go; their own stay
+            row.set_error(row.validate(row.current()))
+        self.show_blocked(self._errors_now(self.step))
 
     async def action_back(self) -> None:  # replaces App.action_back (screen history): the wizard's Back
         if self.step == "run" and self.running:
@@ -380,35 +421,86 @@ class StquantApp(RunActions, App[int]):
 
     # ------------------------------------------------------------ save
     def action_save(self) -> None:
+        self.save_draft()
+
+    def save_draft(self, then: Callable[[], object] | None = None) -> None:
+        """Save to the Review's file (asking before overwriting one); `then` runs once it is written."""
         if self.step != "review":
             self.step = "review"
-        review = self.step_widget("review")
         if self.refresh_review():
             self.notify("Fix the problems listed before saving.", severity="error")
             return
-        target = Path(os.path.expanduser(review.target or self.out_path))
+        target = self.save_target()
         if target.is_dir():
             self.notify(f"{target} is a folder; give a file name", severity="error")
             return
         if target.exists():
             self.push_screen(
-                ConfirmScreen(f"{target} exists. Overwrite it?"), lambda yes: self._save(target) if yes else None
+                ConfirmScreen(f"{target} exists. Overwrite it?"), lambda yes: self._save(target, then) if yes else None
             )
         else:
-            self._save(target)
+            self._save(target, then)
 
-    def _save(self, target: Path) -> None:
+    def save_target(self) -> Path:
+        """The file Save writes: Review's "Save to" field, else the default."""
+        reviews = self.query("#review-save_path")
+        typed = reviews.first(Input).value.strip() if reviews else ""
+        return Path(os.path.expanduser(typed or self.out_path))
+
+    def _save(self, target: Path, then: Callable[[], object] | None = None) -> None:
         before = self.draft.yaml_text()
         try:
             written = self.draft.save(target)
         except OSError as exc:
             self.notify(f"Cannot write {target}: {exc.strerror}", severity="error")
             return
+        except ConfigError as exc:  # the text would not read back as the draft: nothing written
+            self.notify(str(exc), severity="error", timeout=15)
+            return
         if self.draft.yaml_text() != before:  # relative paths were rebased onto the new folder
             for step in self.query(Step):
                 step.load()
             self.refresh_review()
+        self.refresh_crumbs()
         self.notify(f"Saved {written}", title="Saved")
+        if then is not None:
+            then()
+
+    def leave(self) -> None:
+        """Quit; with unsaved edits, ask first: save them, discard them, or stay."""
+        if not self.draft.modified:
+            self.exit()
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "save":
+                self.save_draft(then=self.exit)
+            elif answer == "discard":
+                self.exit()
+
+        self.push_screen(UnsavedScreen(f"The config has unsaved edits (Save writes {self.save_target()})."), answered)
+
+    def _start(self, answer: str | None) -> None:
+        """The start question: a new config starts from a clean draft (no demo comment or value)."""
+        if answer != "new":
+            return
+        self.draft = Draft({})
+        for step in self.query(Step):
+            step.load()
+        self.step = "dataset"
+        self.refresh_crumbs()
+        self.refresh_side()
+        self.request_check(delay=0)
+
+    def action_keys(self) -> None:
+        """`?`/F1: every key of the current screen, from its active bindings (so the list cannot drift)."""
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(
+                KeysScreen(
+                    self.screen.active_bindings,
+                    (r"\[+] in the step bar: unsaved edits; ctrl+q then asks to save them.",),
+                )
+            )
 
     # ------------------------------------------------------------ other keys
     def action_browse(self) -> None:
@@ -429,7 +521,9 @@ class StquantApp(RunActions, App[int]):
                 relative = os.path.relpath(path, self.draft.base_dir)
                 self.query_one(f"#row-{widget_id(key)}", FieldRow).show(path if relative.startswith("..") else relative)
 
-        self.push_screen(picker(start), picked)
+        screen = picker(start)
+        screen.current = str(self.draft.resolve(str(current))) if current else screen.current
+        self.push_screen(screen, picked)
 
     def action_use_classes(self) -> None:
         self.step_widget("dataset").use_detected()

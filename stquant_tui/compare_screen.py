@@ -9,6 +9,7 @@ dismisses with a list of the changes. Esc stops a running comparison (asks first
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,7 +54,10 @@ from stquant_tui.messages import RunLog, RunProgress, RunStage
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.tick import Tick
 from stquant_tui.workers import failure_line, when_attached
+
+QUESTION_WIDTH = 54  # inside ConfirmScreen's 60 columns, less its border and padding
 
 
 class CompareScreen(Screen[list[str] | None]):
@@ -67,15 +71,15 @@ class CompareScreen(Screen[list[str] | None]):
     ]
     DEFAULT_CSS = """
     CompareScreen { layout: vertical; }
-    CompareScreen #compare-title { height: 1; background: $panel; }
+    CompareScreen #compare-title { height: auto; background: $panel; }
     CompareScreen #compare-options { height: auto; }
     CompareScreen .vary-row { height: 1; padding: 0 1; }
     CompareScreen .vary-label { width: 13; color: $text-muted; }
     CompareScreen Checkbox { margin-right: 2; }
     CompareScreen #compare-target { width: 8; }
     CompareScreen #compare-board { width: 24; }
-    CompareScreen #compare-status { height: 1; padding: 0 1; }
-    CompareScreen #compare-stage { width: 1fr; }
+    CompareScreen #compare-status { height: auto; padding: 0 1; }
+    CompareScreen #compare-stage { width: 1fr; height: auto; }
     CompareScreen #compare-progress { width: 22; }
     CompareScreen #compare-table { height: 1fr; }
     CompareScreen #compare-detail { height: 1; padding: 0 1; }
@@ -105,7 +109,7 @@ class CompareScreen(Screen[list[str] | None]):
                     for index, (value, shown) in enumerate(values):
                         box_id = f"vary-{key.split('.')[-1]}-{index}"
                         self.choice_of[box_id] = (key, value)
-                        yield Checkbox(shown, (key, value) in DEFAULT_TICKS, id=box_id, compact=True)
+                        yield Tick(shown, (key, value) in DEFAULT_TICKS, id=box_id, compact=True)
             with Horizontal(classes="vary-row"):
                 yield Label("Target", classes="vary-label")
                 yield Input("99", id="compare-target", compact=True, type="number")
@@ -120,7 +124,9 @@ class CompareScreen(Screen[list[str] | None]):
                 )
         with Horizontal(id="compare-status"):
             yield Static("Tick what to vary; ctrl+r compares.", id="compare-stage")
-            yield ProgressBar(id="compare-progress", show_eta=False)
+            progress = ProgressBar(id="compare-progress", show_eta=False)
+            progress.display = False  # shown from the first comparison on: idle, its bar would animate
+            yield progress
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="compare-detail")
         yield Static("", id="compare-info")
@@ -141,7 +147,7 @@ class CompareScreen(Screen[list[str] | None]):
     def update_title(self) -> None:
         model = Path(str(self.app.draft.get("general.model_path") or "?")).name  # type: ignore[attr-defined]
         self.query_one("#compare-title", Static).update(
-            f" Compare variants of {model} · {variant_count(self.choices())} variant(s) · flash, RAM in KiB"
+            f" Compare {variant_count(self.choices())} variant(s) of {model} · flash, RAM in KiB"
         )
 
     @on(Checkbox.Changed)
@@ -219,7 +225,9 @@ class CompareScreen(Screen[list[str] | None]):
         table.clear(columns=True)
         table.add_column("#", key="index")
         table.add_columns(*(CHOICES[key][1] for key in keys), *(title for title, _ in FIGURES))
-        self.query_one("#compare-progress", ProgressBar).update(total=count, progress=0)
+        progress = self.query_one("#compare-progress", ProgressBar)
+        progress.update(total=count, progress=0)
+        progress.display = True
         self.query_one("#compare-stage", Static).update("Starting the engine…")
         self.query_one("#compare-detail", Static).update("")
         self.query_one("#compare-info", Static).update("")
@@ -292,6 +300,7 @@ class CompareScreen(Screen[list[str] | None]):
             )
         else:
             stage.update(f"Done: {comparison.run_dir if comparison else ''}")
+            self.query_one("#compare-progress", ProgressBar).display = False  # the line's width for the folder
         if comparison is None:
             return
         if comparison.recommended is not None and str(comparison.recommended) in table.rows:
@@ -337,13 +346,26 @@ class CompareScreen(Screen[list[str] | None]):
         self.action_adopt()
 
     def action_adopt(self) -> None:
-        """Write the highlighted variant's settings into the draft, then go back with what changed."""
+        """Adopt the highlighted variant; one whose agreement was not measured only once the user confirms."""
         variant = self.highlighted_variant()
         if self.running or variant is None:
             return
         if variant.status != "ok":
             self.notify(f"Variant {variant.index} failed; pick another.", severity="warning")
             return
+        if variant.agreement is None:
+            question = (
+                f"Variant {variant.index} ({settings_text(variant)}) was not measured: no evaluation images "
+                "(dataset.test_path, validation_path or training_path), so its accuracy is unknown. "
+                "Adopt it anyway?"
+            )
+            wrapped = textwrap.fill(question, QUESTION_WIDTH)  # the dialog's label does not wrap
+            self.app.push_screen(ConfirmScreen(wrapped), lambda yes: self.adopt(variant) if yes else None)
+            return
+        self.adopt(variant)
+
+    def adopt(self, variant: Variant) -> None:
+        """Write the variant's settings into the draft, then go back with what changed."""
         app = self.app
         changes = []
         for key, value in variant.settings.items():

@@ -89,8 +89,11 @@ def recommendation_text(comparison: Comparison) -> str:
 def evaluation_text(comparison: Comparison) -> str:
     """Where accuracy and agreement were measured, the float model's accuracy, the board."""
     if not comparison.evaluation_set:
-        return "accuracy and agreement not measured (no test_path and no quantization image left)"
-    where = "test_path" if comparison.evaluation_set == "test_set" else "held-out"
+        return (
+            "accuracy and agreement not measured: no evaluation images (test_path, validation_path, "
+            "training_path, or quantization images left by quantization_split)"
+        )
+    where = {"test_set": "test_path", "validation_set": "validation"}.get(comparison.evaluation_set, "held-out")
     floats = "" if comparison.float_accuracy is None else f" (float {comparison.float_accuracy:.2f} %)"
     board = f" · on {comparison.board}" if comparison.board else ""
     return f"{comparison.evaluation_images} {where} images{floats} · {comparison.calibration_images} calibration{board}"

@@ -19,6 +19,7 @@ import yaml
 
 from engine.common.atomic import write_text_atomic
 from engine.config import schema
+from engine.config.fields import accepts_none
 from engine.config.keys import delete_key, get_key, set_key
 from engine.config.yaml_source import read_yaml
 from engine.demo import QUICK_START, SAMPLES
@@ -115,7 +116,7 @@ class Draft:
         self.data: dict = copy.deepcopy(data if data is not None else BUILTIN)
         self.path = Path(path).resolve() if path else None
         self._text = text  # the file as the user wrote it (None: a new config)
-        self._text_dump = yaml_roundtrip.dump(self.data) if text is not None else ""
+        self._saved = copy.deepcopy(self.data)  # the data as last loaded or saved
 
     @classmethod
     def load(cls, path: str | Path) -> Draft:
@@ -128,7 +129,7 @@ class Draft:
     def copy(self) -> Draft:
         """An independent draft with the same data, file and original text."""
         twin = Draft(self.data, self.path)
-        twin._text, twin._text_dump = self._text, self._text_dump
+        twin._text, twin._saved = self._text, self._saved
         return twin
 
     # -- keys
@@ -143,6 +144,18 @@ class Draft:
         """Remove a key (so the schema default applies); empty sections stay."""
         delete_key(self.data, key)
 
+    def edit(self, key: str, value: Any) -> bool:
+        """What a form field does: put its value in the draft, where empty (None) removes the key unless the
+        schema gives null a meaning; return whether the draft changed."""
+        old = self.get(key, KeyError)
+        if (old is KeyError and value is None) or (old == value and type(old) is type(value)):
+            return False
+        if value is None and not accepts_none(key):
+            self.delete(key)
+        else:
+            self.set(key, value)
+        return True
+
     # -- whole config
     def problems(self) -> list[schema.Problem]:
         """Every problem the engine's schema finds in the draft."""
@@ -155,7 +168,7 @@ class Draft:
         """The text Save writes: the loaded file with only the edited lines changed."""
         if self._text is None:
             return yaml_roundtrip.dump(self.data)
-        return yaml_roundtrip.render(self.data, self._text, self._text_dump)
+        return yaml_roundtrip.render(self.data, self._text)
 
     def step_yaml(self, step: str) -> str:
         """The YAML of the top-level entries that `step` edits (shown beside the form on wide terminals)."""
@@ -164,13 +177,20 @@ class Draft:
 
     def save(self, path: str | Path) -> Path:
         """Write the YAML atomically (temp file + rename; the file's mode is kept); the draft then
-        belongs to that file."""
+        belongs to that file. Raises ConfigError, writing nothing, if the text would not read back as the
+        draft's data."""
         target = Path(path).expanduser().resolve()
         self.rebase(target.parent)
         text = self.yaml_text()
+        yaml_roundtrip.check(text, self.data, self._text, str(target))
         write_text_atomic(target, text)
-        self.path, self._text, self._text_dump = target, text, yaml_roundtrip.dump(self.data)
+        self.path, self._text, self._saved = target, text, copy.deepcopy(self.data)
         return target
+
+    @property
+    def modified(self) -> bool:
+        """Whether the data differs from the file it was loaded from or last saved to (a new draft: from its start)."""
+        return not yaml_roundtrip.same(self.data, self._saved)
 
     def rebase(self, folder: Path) -> None:
         """Keep relative paths pointing at the same files when the config moves to `folder`.

@@ -52,6 +52,7 @@ class RunActions(_AppBase):
         def refresh_review(self) -> int: ...
         def check_key(self) -> str: ...
         def step_widget(self, name: str) -> Any: ...
+        def leave(self) -> None: ...
 
     def action_run(self) -> None:
         if self.running:
@@ -126,15 +127,15 @@ class RunActions(_AppBase):
             self.process.cancel()
 
     async def action_quit(self) -> None:
-        """Quit; during a run, ask first (the run would be stopped)."""
+        """Quit; during a run, ask first (the run would be stopped), and with unsaved edits (`leave`)."""
         if not self.running:
-            self.exit()
+            self.leave()
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.stop_engine()
-                self.exit()
+                self.leave()
 
         self.push_screen(ConfirmScreen("A run is in progress. Stop it and quit?"), answered)
 

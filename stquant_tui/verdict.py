@@ -47,9 +47,14 @@ def write_temp_config(draft: Draft, prefix: str) -> Path:
 
 
 def check_draft(
-    engine_cmd: Sequence[str], draft: Draft, trust_model: bool = False, timeout: float = VALIDATE_TIMEOUT
+    engine_cmd: Sequence[str],
+    draft: Draft,
+    trust_model: bool = False,
+    timeout: float = VALIDATE_TIMEOUT,
+    shown: str | None = None,
 ) -> Verdict:
-    """Run `stquant validate` on the draft's text; its file name is shown as the draft's own.
+    """Run `stquant validate` on the draft's text; its file is named `shown` (the file Save writes; default
+    the draft's own).
 
     Raises OSError if the engine command cannot start, subprocess.TimeoutExpired after `timeout` seconds."""
     temp = write_temp_config(draft, ".stquant-tui-check-")
@@ -57,7 +62,7 @@ def check_draft(
         code, lines = validate_file(engine_cmd, temp, timeout=timeout, trust_model=trust_model)
     finally:
         temp.unlink(missing_ok=True)
-    shown = str(draft.path or "<new config>")
+    shown = shown or str(draft.path or "<new config>")
     return parse_lines(code, [line.replace(str(temp), shown) for line in lines], shown)
 
 

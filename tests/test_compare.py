@@ -74,11 +74,12 @@ def test_table_equals_separate_runs_of_each_variant(tmp_path, capsys):
     assert markdown.count("\n| ") == 5 and "granularity=per_tensor, quantization_input_type=int8" in markdown
 
 
-def test_without_test_path_measures_on_held_out_quantization_images(tmp_path, capsys):
-    comparison, out, _ = _compare(capsys, write(tmp_path, demo_config(tmp_path)), "--target-agreement", "100")
-    assert comparison["evaluation_set"] == "held_out_quantization_images"
-    assert comparison["evaluation_images"] == 300 - 120
-    assert "not used for calibration" in out
+def test_without_test_path_measures_on_the_validation_split_of_training_path(tmp_path, capsys):
+    config = demo_config(tmp_path, dataset__training_path=str(DEMO / "digits"))  # as stquant run would (chain_eqe)
+    comparison, out, _ = _compare(capsys, write(tmp_path, config), "--target-agreement", "100")
+    assert comparison["evaluation_set"] == "validation_set"
+    assert comparison["evaluation_images"] == 60  # the default validation_split, 0.2
+    assert "60 images of the validation split of dataset.training_path" in out
     assert all(v["meets_target"] is (v["agreement"] >= 100) for v in comparison["variants"])
 
 

@@ -172,7 +172,7 @@ def test_mode_requirements():
         )
     ]
     assert any("quantization.quantizer: TFlite_converter cannot quantize an .onnx model" in p for p in problems)
-    assert any("dataset: operation_mode chain_eqe needs one of test_path" in p for p in problems)
+    assert any("dataset.test_path: operation_mode chain_eqe needs one of test_path" in p for p in problems)
 
 
 def test_field_helpers_for_the_wizard():

@@ -115,11 +115,14 @@ def test_every_services_config_validates_or_names_its_mode(path, capsys):
 def test_v4_w4w8a8_config_refuses_the_mixed_precision_search(capsys):
     code, err = cli(capsys, ZOO_CONFIGS / "efficientnetv2b0_224_w4w8a8_config.yaml")
     assert code == 2
-    assert err.splitlines() == [
+    first, *missing = err.splitlines()
+    assert first == (
         f"stquant: {ZOO_CONFIGS / 'efficientnetv2b0_224_w4w8a8_config.yaml'}:28: quantization.operating_mode: "
         "full_auto (the reference's mixed-precision search of which weights can go to 4 bits) is not supported; "
         "stquant quantizes every weight to int8: remove operating_mode for a plain W8A8 quantization"
-    ]
+    )
+    assert [line.split(": ")[1] for line in missing] == ["general.model_path", "dataset.quantization_path"]
+    assert all(" not found: " in line for line in missing)  # the reference's own files, in the same pass
 
 
 def test_v4_w4w8a8_config_without_the_search_is_a_plain_int8_quantization():
@@ -146,7 +149,9 @@ def test_pytorch_config_is_one_message(capsys):
 def test_v4_model_name_without_model_file_says_what_is_missing(capsys):
     code, err = cli(capsys, ZOO_CONFIGS / "efficientnetv2b0_224_config_onnx.yaml")
     assert code == 2
-    (line,) = err.splitlines()
+    line, *missing = err.splitlines()
+    assert [line.split(": ")[1] for line in missing] == ["dataset.quantization_path", "dataset.test_path"]
+    assert all(": dataset folder not found: " in line for line in missing)  # the reference's own folders
     assert line.endswith(
         ":12: model.model_path: required for operation_mode chain_eqeb: model.model_name "
         "'efficientnetv2b0' names a model the reference builds (and downloads weights for); "
@@ -284,7 +289,10 @@ def test_quantization_and_chain_qb_need_no_dataset(mode):
 @pytest.mark.parametrize("mode", ["evaluation", "chain_eqe", "chain_eqeb"])
 def test_evaluation_group_needs_a_test_validation_or_training_folder(mode):
     (problem,) = check(config_with({"operation_mode": mode}))  # quantization_path does not count
-    assert problem.key == "dataset" and "needs one of test_path, validation_path, training_path" in problem.message
+    assert (
+        problem.key == "dataset.test_path"
+        and "needs one of test_path, validation_path, training_path" in problem.message
+    )
 
 
 @pytest.mark.parametrize("mode", ["quantization", "chain_eqe", "chain_qb", "chain_eqeb"])

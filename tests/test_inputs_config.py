@@ -311,6 +311,8 @@ def test_same_folder_for_calibration_and_test_warns_once(tmp_path):
     assert plan.warnings == [
         f"dataset.quantization_path: no images in the folder of class 'digit_9' in {root}",
         f"dataset.quantization_path: skipped 1 non-image file(s) in {root}, e.g. {root / 'digit_0' / 'notes.txt'}",
+        "dataset.test_path: 9 of its 9 images are also calibration images "
+        "(dataset.quantization_path); accuracy on them is optimistic",
     ]
 
 

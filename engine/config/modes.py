@@ -99,5 +99,10 @@ def _section_requirements(config: Config, mode: str) -> Found:
         found.append(("preprocessing.rescaling", f"required for operation_mode {mode} (scale and offset)"))
     ds = config.dataset
     if mode in EVALUATION_MODES and not (ds.test_path or ds.validation_path or ds.training_path):
-        found.append(("dataset", f"operation_mode {mode} needs one of test_path, validation_path, training_path"))
+        found.append(
+            (
+                "dataset.test_path",  # the field to fill first: the one the wizard points at
+                f"operation_mode {mode} needs one of test_path, validation_path, training_path",
+            )
+        )
     return found

@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -34,7 +34,7 @@ from pydantic_core import ErrorDetails, PydanticUseDefault
 
 from engine.common.errors import ConfigError, shorten
 from engine.config import dialects as config_dialects, expressions
-from engine.config.keys import set_key
+from engine.config.keys import delete_key, set_key
 from engine.config.modes import (  # re-exported (`X as X`): the modes are part of the schema's API
     BENCHMARK_MODES as BENCHMARK_MODES,
     EVALUATION_MODES as EVALUATION_MODES,
@@ -447,6 +447,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def load_config_text(text: str, name: str = "<config>", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Like load_config, from YAML text."""
     return validate_source(parse_yaml(text, name), overrides)
+
+
+def check_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config | None, list[Problem]]:
+    """Every problem `load_config` finds, and the config read without the keys they name (None when that is not
+    valid either), so that the checks of the files it names still run in the same pass."""
+    source = read_yaml(Path(path))
+    config, problems = _build(source, overrides)
+    if config is None:
+        data = _deep_copy(source.data)
+        for problem in problems:
+            if problem.key:
+                delete_key(data, problem.key)
+        config, _ = _build(replace(source, data=data), overrides)
+    if config is not None:
+        config.located_at(Path(path))
+    return config, problems
 
 
 def validate_source(source: YamlSource, overrides: list[str] | tuple[str, ...] = ()) -> Config:

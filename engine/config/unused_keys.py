@@ -8,6 +8,7 @@ options with the TFLite converter, a dataset folder the mode does not read, ...)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -83,13 +84,17 @@ def _mode_specific(config: Config) -> list[tuple[str, str]]:
 
 def used_dataset_keys(config: Config) -> set[str]:
     """The dataset folders the operation mode reads: calibration, then evaluation (the reference's order)."""
-    ds, mode = config.dataset, config.operation_mode
+    return dataset_keys_read(config.operation_mode, lambda key: getattr(config.dataset, key))
+
+
+def dataset_keys_read(mode: str, given: Callable[[str], Any]) -> set[str]:
+    """`used_dataset_keys` from the mode and the dataset's values (`given("test_path")`), e.g. of an editor's draft."""
     used = set()
     if mode in QUANTIZATION_MODES:
-        used.add("quantization_path" if ds.quantization_path else "training_path")
+        used.add("quantization_path" if given("quantization_path") else "training_path")
     if mode in EVALUATION_MODES:
-        used.add(next((key for key in ("test_path", "validation_path") if getattr(ds, key)), "training_path"))
-    return {key for key in used if getattr(ds, key)}
+        used.add(next((key for key in ("test_path", "validation_path") if given(key)), "training_path"))
+    return {key for key in used if given(key)}
 
 
 def _is_set(config: Config, key: str) -> bool:

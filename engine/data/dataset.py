@@ -44,13 +44,20 @@ def list_class_folders(root: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
 
 
+def check_root(root: Path, key: str) -> list[str]:
+    """The class folders of `root`; InputError naming `key` if it is missing, not a folder, unreadable or has none
+    (the check the wizard runs as the user leaves a dataset field)."""
+    folders = _read_folder(root, key, list_class_folders)
+    if not folders:
+        raise InputError(f"{key}: no class sub-folders in {root} (expected {root}/<class>/<image>)")
+    return folders
+
+
 def scan(root: Path, class_names: list[str] | None, key: str) -> ClassFolders:
     """Scan `root/<class>/<image>`; `key` names the config key in error messages (InputError if the
     folder is missing, not a folder or unreadable; ConfigError if a listed class has no folder)."""
     root = Path(root)
-    folders = _read_folder(root, key, list_class_folders)
-    if not folders:
-        raise InputError(f"{key}: no class sub-folders in {root} (expected {root}/<class>/<image>)")
+    folders = check_root(root, key)
     if class_names:
         missing = [name for name in class_names if name not in folders]
         if missing:

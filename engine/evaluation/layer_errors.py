@@ -372,11 +372,11 @@ def _unique(nodes: list[NodeProto]) -> list[NodeProto]:
 
 
 def _layer_name(node_name: str, keras3: bool) -> str:
-    """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name."""
-    from engine.models.library_internals import keras_layer_of_scope
+    """The Keras layer name in a tf2onnx node name ("model/block_1_depthwise/depthwise"), else the node name
+    (the footprint names its layers the same way)."""
+    from engine.models.library_internals import layer_of_node
 
-    parts = node_name.split("/")
-    return keras_layer_of_scope(parts[-2], keras3) if len(parts) >= 3 else node_name
+    return layer_of_node(node_name, keras3)
 
 
 def _op_label(node: NodeProto) -> str:

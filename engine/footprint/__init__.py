@@ -39,6 +39,7 @@ from engine.footprint.memory_planner import ALLOCATOR, MemoryPlan, plan_activati
 from engine.footprint.timing import inference_ms, layer_cycles
 from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import describe_model, require_image_classifier
+from engine.models.library_internals import layer_of_node
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +266,10 @@ def _peak_hint(graph: Graph, plan: MemoryPlan) -> PeakHint | None:
     return PeakHint(layer, buffers, sizes[0], sizes[1], _kib(plan.arena_bytes - smaller))
 
 
-def estimate_footprint(model_path: Path, board: str | None = None) -> Footprint:
+def estimate_footprint(model_path: Path, board: str | None = None, keras3: bool = False) -> Footprint:
     """Estimate weights flash, activation RAM (with its upper bound), MACC and (with a known `board`)
-    the inference time of a .tflite or .onnx model."""
+    the inference time of a .tflite or .onnx model. Each layer is named after the model layer it implements
+    (`engine.models.library_internals.layer_of_node`; `keras3`: converted from a Keras 3 model)."""
     model_path = Path(model_path)
     graph = _read_graph(model_path)
     plan = plan_activations(graph, lambda t: t.nbytes)
@@ -280,7 +282,7 @@ def estimate_footprint(model_path: Path, board: str | None = None) -> Footprint:
     layers = [
         LayerFootprint(
             op=op.kind,
-            name=op.name,
+            name=layer_of_node(op.name, keras3),
             output_shape=graph.tensors.get(op.outputs[0] if op.outputs else "", empty).shape,
             macc=op.macc,
             weight_bytes=op.weight_bytes,

@@ -202,6 +202,21 @@ def keras_layer_of_scope(scope: str, keras3: bool) -> str:
     return scope
 
 
+def layer_of_node(name: str, keras3: bool = False) -> str:
+    """The model layer a converted graph node belongs to, as the model names it, else the name unchanged.
+
+    TensorFlow names (TFLite, tf2onnx) are `model/layer/op...`: the layer is the scope after the model's
+    (`model/dense/MatMul/MatMulAddFusion` -> `dense`); TFLite lists the ops fused into one with `;`, the last
+    being the op's own. torch.onnx names are `/module/.../op`: the module just above the op
+    (`/features/features.0/Conv` -> `features.0`). `keras3`: the scopes are a Keras 3 model's
+    (`keras_layer_of_scope`)."""
+    parts = name.split(";")[-1].split("/")
+    if len(parts) < 3:
+        return name
+    scope = parts[-2] if parts[0] == "" else parts[1]
+    return keras_layer_of_scope(scope, keras3) if scope else name
+
+
 @functools.cache
 def keras3_scopes_suffixed() -> bool:
     """Whether Keras 3 layer scopes get TensorFlow's `_<n>` uniqueness suffix in a traced function."""

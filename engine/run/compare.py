@@ -4,8 +4,9 @@ Every combination of the `--vary KEY=V1,V2` values is a variant (a config valida
 The calibration images are decoded once and kept as pixels; the activation ranges of each float graph
 are measured once (`engine.quantize.cache`, in memory with `--no-cache`), so variants that differ only in
 granularity, input/output types or the quantizer's output format share them. Accuracy and agreement are
-measured on `test_path`, else on the quantization images not used for calibration (said so in the
-comparison). The recommended variant meets the agreement target with the smallest activation RAM, then
+measured on the images `stquant run` evaluates on (`engine.run.preflight.evaluation_set`: test_path, else
+validation_path, else the validation split of training_path); without any of them nothing is measured and
+the comparison says so. The recommended variant meets the agreement target with the smallest activation RAM, then
 flash, then estimated time. Writes `comparison.json` (an `engine.run.comparison.Comparison`) and
 `comparison.md` in the comparison folder, each variant's model under `variant_<n>/`.
 """
@@ -32,8 +33,7 @@ from engine.common.errors import (
     first_line,
     shorten,
 )
-from engine.config.schema import Config, dump_config, load_config
-from engine.data import dataset
+from engine.config.schema import RUNNABLE_MODES, Config, dump_config, load_config
 from engine.data.calibration import CalibrationData, ImageCalibrationData, PixelCalibrationData
 from engine.data.images import decode_all, decoding_processes
 from engine.data.preprocess import ImageSpec
@@ -43,8 +43,8 @@ from engine.run.comparison import Comparison, Variant
 from engine.run.events import Reporter
 from engine.run.folder import VARIANTS, claimed_run_dir
 from engine.run.job import Job
-from engine.run.orchestrator import calibration_files, portable_config, quantize
-from engine.run.preflight import Plan, prepare
+from engine.run.orchestrator import portable_config, quantize
+from engine.run.preflight import ImageSet, Plan, calibration_set, evaluation_set, prepare
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
@@ -62,6 +62,10 @@ VARIABLE_KEYS = (
     "quantization.calibration_method",
 )
 DEFAULT_TARGET = 99.0
+NOT_MEASURED = (
+    "accuracy and agreement not measured: no evaluation images (no dataset.test_path, validation_path "
+    "or training_path, and every quantization image calibrates)"
+)
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:
@@ -97,6 +101,14 @@ def check_target(target: float | None) -> float:
     if not 0.0 <= target <= 100.0:  # also refuses nan
         raise ConfigError(f"--target-agreement {target}: a percentage from 0 to 100")
     return target
+
+
+def as_chain(config: Config) -> Config:
+    """`config` as compare reads it: quantized, then evaluated as chain_eqe would (a mode it cannot run stays,
+    for `prepare` to refuse)."""
+    if config.operation_mode not in RUNNABLE_MODES:
+        return config
+    return config.model_copy(update={"operation_mode": "chain_eqe"})
 
 
 def variant_configs(
@@ -169,24 +181,28 @@ class CompareJob(Job):
     def execute(self) -> None:
         base = self.configs[0][1]
         write_text_atomic(self.run_dir / "config.yaml", dump_config(portable_config(base)))
+        chain = as_chain(base)
         with self.stage("prepare"):
-            plan = prepare(base)
+            plan = prepare(chain)
         for warning in dict.fromkeys(plan.warnings):
             log.warning("%s", warning)
             self.comparison.warn("prepare", warning)
         self.comparison.model = str(plan.model_path)
         class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
-        files, evaluation_files, evaluation_labels, set_name = self._images(plan)
+        calibration_images, evaluation_images = self._images(chain, plan)
+        evaluation_files = evaluation_images.files if evaluation_images else []
         with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
-            decoding = waiter.submit(self._decode, plan, files, evaluation_files, processes)
+            decoding = waiter.submit(self._decode, plan, calibration_images, evaluation_files, processes)
             with self.stage("load_model"):
                 from engine.evaluation.predictors import load_predictor
 
                 predictor = load_predictor(plan.model_path)
             calibration, evaluation, kept = decoding.result()
         self.comparison.calibration_images = calibration.used
-        labels = [evaluation_labels[i] for i in kept] if evaluation is not None else []
-        self.comparison.evaluation_set = set_name if labels else None
+        labels = [evaluation_images.labels[i] for i in kept] if evaluation_images else []
+        if evaluation_images and labels:
+            self.comparison.evaluation_set = evaluation_images.name
+            self.comparison.evaluation_source = evaluation_images.key
         self.comparison.evaluation_images = len(labels)
         keras_model = getattr(predictor, "model", None)
         for index, (settings, config) in enumerate(self.configs):
@@ -199,43 +215,27 @@ class CompareJob(Job):
         log.info("%s", self.comparison.recommendation)
         self.comparison.status = "ok"
 
-    def _images(self, plan: Plan) -> tuple[list[Path], list[Path], list[int], str]:
-        """(calibration files, evaluation files, their labels, evaluation set name)."""
-        ds = self.configs[0][1].dataset
-        source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
-        if source is None:
+    def _images(self, chain: Config, plan: Plan) -> tuple[ImageSet, ImageSet | None]:
+        """The calibration images and the evaluation images (None: nothing to measure on, said in a warning)."""
+        calibration = calibration_set(chain, plan)
+        if calibration is None:
             raise ConfigError(
                 "dataset.quantization_path: stquant compare needs calibration images "
                 "(dataset.quantization_path or dataset.training_path)"
             )
-        files = calibration_files(source, ds.seed, ds.quantization_split)
-        if ds.test_path:
-            test = plan.datasets.get("test_path") or dataset.scan(
-                self.configs[0][1].resolve_path(ds.test_path), plan.class_names, "dataset.test_path"
-            )
-            return files, test.files, test.labels, "test_set"
-        shuffled, labels = dataset.shuffled(source, ds.seed)
-        held_out = shuffled[len(files) :]
-        if held_out:
-            log.warning(
-                "no dataset.test_path: accuracy and agreement are measured on the %d quantization images "
-                "not used for calibration",
-                len(held_out),
-            )
+        evaluation = evaluation_set(chain, plan)
+        if evaluation is None:
+            self.comparison.warn("prepare", NOT_MEASURED)
+            log.warning("%s", NOT_MEASURED)
         else:
-            message = (
-                "no dataset.test_path and every quantization image calibrates: no accuracy or agreement "
-                "(lower dataset.quantization_split or add a test_path)"
-            )
-            log.warning("%s", message)
-            self.comparison.warn("prepare", message)
-        return files, held_out, labels[len(files) :], "held_out_quantization_images"
+            log.info("accuracy and agreement on %d images of %s", len(evaluation.files), evaluation.key)
+        return calibration, evaluation
 
     def _decode(
-        self, plan: Plan, files: list[Path], evaluation_files: list[Path], processes: Executor | None
+        self, plan: Plan, calibration_images: ImageSet, evaluation_files: list[Path], processes: Executor | None
     ) -> tuple[PixelCalibrationData, np.ndarray | None, list[int]]:
         ds, spec = self.configs[0][1].dataset, plan.image_spec()
-        key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
+        files, key = calibration_images.files, calibration_images.key
         streamed = ImageCalibrationData(files, spec, key, {"seed": ds.seed, "split": ds.quantization_split})
         with self.stage("decode_images"):
             pixels, kept = decode_all(files, spec, processes=processes, as_pixels=True)
@@ -403,12 +403,11 @@ def format_markdown(comparison: Comparison) -> str:
 
 def _evaluation_line(comparison: Comparison) -> str:
     if not comparison.evaluation_set:
-        return "accuracy and agreement: not measured (no test_path and no quantization image left)"
-    where = (
-        "test_path"
-        if comparison.evaluation_set == "test_set"
-        else "quantization images not used for calibration (no test_path)"
-    )
+        return NOT_MEASURED
+    where = {
+        "dataset.validation_split": "the validation split of dataset.training_path",
+        "dataset.quantization_split": "the quantization images not used for calibration",
+    }.get(comparison.evaluation_source or "", comparison.evaluation_source)
     floats = f"; float model {comparison.float_accuracy:.2f} %" if comparison.float_accuracy is not None else ""
     return (
         f"accuracy and agreement on {comparison.evaluation_images} images of {where}{floats}; "

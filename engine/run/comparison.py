@@ -61,8 +61,16 @@ class Comparison(_Part):
     target_agreement: float = Field(description="agreement a variant must reach to be recommended, percent")
     evaluation_set: str | None = Field(
         None,
-        description="test_set, or held_out_quantization_images (quantization "
-        "images not used for calibration); None: no image left",
+        description="test_set or validation_set: the images `stquant run` "
+        "evaluates the same config on; None: not measured (no "
+        "evaluation images)",
+    )
+    evaluation_source: str | None = Field(
+        None,
+        description="the config key of the evaluation images: "
+        "dataset.test_path, dataset.validation_path or "
+        "dataset.validation_split (the validation split of "
+        "dataset.training_path)",
     )
     evaluation_images: int = Field(0, description="number of images accuracy and agreement are measured on")
     calibration_images: int = Field(0, description="number of calibration images")

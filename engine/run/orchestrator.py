@@ -35,15 +35,15 @@ from engine.config.schema import (
     to_data,
 )
 from engine.config.yaml_source import YamlMap
-from engine.data import dataset
 from engine.data.calibration import CalibrationData, ImageCalibrationData, RandomCalibrationData
 from engine.data.images import decode_all, decoding_processes
 from engine.data.preprocess import ImageSpec
+from engine.models.library_internals import KERAS_METADATA, is_keras3
 from engine.run.events import Reporter
 from engine.run.folder import claimed_run_dir
 from engine.run.job import Job
 from engine.run.mlflow_log import is_uri
-from engine.run.preflight import DATASET_KEYS, Plan, prepare
+from engine.run.preflight import DATASET_KEYS, Plan, calibration_set, evaluation_set, prepare
 from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, RunSummary
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
@@ -77,6 +77,7 @@ class Run(Job):
         self.use_cache = use_cache
         self.class_names: list[str] = []
         self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
+        self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -155,15 +156,15 @@ class Run(Job):
 
     def _calibration(self, plan: Plan) -> CalibrationData:
         ds = self.config.dataset
-        source = plan.datasets.get("quantization_path") or plan.datasets.get("training_path")
-        if source is None:
+        images = calibration_set(self.config, plan)
+        if images is None:
             data = RandomCalibrationData(plan.image_spec(), ds.seed)
             log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
             return data
-        key = "dataset.quantization_path" if "quantization_path" in plan.datasets else "dataset.training_path"
-        files = calibration_files(source, ds.seed, ds.quantization_split)
-        log.info("calibration: %d of %d images from %s", len(files), len(source), source.root)
-        return ImageCalibrationData(files, plan.image_spec(), key, {"seed": ds.seed, "split": ds.quantization_split})
+        log.info("calibration: %d images of %s", len(images.files), images.key)
+        return ImageCalibrationData(
+            images.files, plan.image_spec(), images.key, {"seed": ds.seed, "split": ds.quantization_split}
+        )
 
     def _quantize(self, plan: Plan, keras_model: KerasModel = None) -> tuple[Path, bytes | None]:
         """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
@@ -191,6 +192,7 @@ class Run(Job):
             statistics="cache" if result.statistics_cached else "computed",
         )
         self.summary.optimization = result.optimization
+        self._keras3 = _keras3_scopes(result.float_model)
         if result.float_model is not None:
             with self.diagnostic("layer_errors"):
                 self._layer_errors(result, calibration)
@@ -205,15 +207,13 @@ class Run(Job):
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
     def _evaluation_images(self, plan: Plan, processes: Executor | None = None) -> EvaluationSet:
-        ds = self.config.dataset
-        for key in ("test_path", "validation_path"):
-            if key in plan.datasets:
-                data = plan.datasets[key]
-                files, labels, name = data.files, data.labels, key.removesuffix("_path") + "_set"
-                break
-        else:
-            files, labels = dataset.validation_tail(plan.datasets["training_path"], ds.validation_split, ds.seed)
-            name = "validation_set"
+        found = evaluation_set(self.config, plan)
+        if found is None:  # load_config requires one for every evaluation mode (engine.config.modes)
+            raise ConfigError(
+                f"dataset: operation_mode {self.config.operation_mode} needs one of test_path, "
+                "validation_path, training_path"
+            )
+        files, labels, name = found.files, found.labels, found.name
         with self.stage("decode_evaluation_images"):
             images, kept = decode_all(
                 files,
@@ -287,7 +287,7 @@ class Run(Job):
 
         board = self.config.benchmarking.board
         known = board if board and find_board(board) else None
-        footprint = estimate_footprint(model_path, board=known)
+        footprint = estimate_footprint(model_path, board=known, keras3=self._keras3)
         fit = board_fit(known, footprint) if known else None
         if board and not known:
             message = str(unknown_board(board, "benchmarking.board"))
@@ -347,12 +347,6 @@ def quantize(
     )
 
 
-def calibration_files(source: dataset.ClassFolders, seed: int, split: float | None) -> list[Path]:
-    """The calibration images of a class-folder dataset: shuffled with `seed`, the first `split` of them."""
-    files, _ = dataset.shuffled(source, seed)
-    return dataset.take_split(files, split, "dataset.quantization_split")
-
-
 def run(
     config: Config, reporter: Reporter, output_dir: Path | None = None, overwrite: bool = False, use_cache: bool = True
 ) -> RunSummary:
@@ -368,6 +362,19 @@ def run(
         job = Run(config, reporter, run_dir, use_cache)
         job.perform(job.start, job.log_to_mlflow)  # a failed run is logged to MLflow too, an interrupted one not
     return job.summary
+
+
+def _keras3_scopes(float_model: KerasModel | Path | None) -> bool:
+    """Whether the quantized model's node names are a Keras 3 model's scopes: `float_model` is the Keras model
+    converted, or the float ONNX file quantized (a Keras 3 conversion when its metadata says so)."""
+    if float_model is None:
+        return False
+    if not isinstance(float_model, Path):
+        return is_keras3(float_model)
+    import onnx
+
+    properties = onnx.load(str(float_model), load_external_data=False).metadata_props
+    return any(p.key == KERAS_METADATA and p.value == "3" for p in properties)
 
 
 def release_memory() -> None:

@@ -5,6 +5,8 @@ Nothing here imports TensorFlow: the model is described from its stored metadata
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from engine.data.preprocess import ImageSpec
 from engine.models.info import ModelInfo, describe_model, require_image_classifier
 
 DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")  # calibration first
+EVALUATION_KEYS = ("test_path", "validation_path", "training_path")  # the first one given is evaluated on
 
 
 @dataclass
@@ -45,18 +48,102 @@ class Plan:
         return self.spec
 
 
+@dataclass
+class ImageSet:
+    """Image files with their labels, from one config key: the calibration or the evaluation images."""
+
+    files: list[Path]
+    labels: list[int]
+    name: str  # evaluation: test_set or validation_set (as in run_summary.json); calibration: calibration
+    key: str  # the config key the files come from, for messages (dataset.validation_split: training_path's tail)
+
+
+def evaluation_set(config: Config, plan: Plan) -> ImageSet | None:
+    """The evaluation images, one rule for run, compare and recover: `dataset.test_path`, else
+    `dataset.validation_path`, else the last `validation_split` of `dataset.training_path` shuffled with
+    `dataset.seed` (the model zoo's rule), else the quantization images not used for calibration; None when
+    there are none. `plan` was prepared for a mode that evaluates."""
+    ds = config.dataset
+    key = next((key for key in EVALUATION_KEYS if getattr(ds, key)), None)
+    if key is None:
+        return _held_out(config, plan)
+    data = plan.datasets[key]
+    if key != "training_path":
+        return ImageSet(list(data.files), list(data.labels), key.removesuffix("_path") + "_set", f"dataset.{key}")
+    files, labels = dataset.validation_tail(data, ds.validation_split, ds.seed)
+    return ImageSet(files, labels, "validation_set", "dataset.validation_split")
+
+
+def calibration_set(config: Config, plan: Plan) -> ImageSet | None:
+    """The calibration images: `dataset.quantization_path` (else `training_path`) shuffled with `dataset.seed`,
+    the first `quantization_split` of them; None when neither is given (random calibration)."""
+    ds = config.dataset
+    key = next((key for key in ("quantization_path", "training_path") if key in plan.datasets), None)
+    if key is None:
+        return None
+    files, labels = dataset.shuffled(plan.datasets[key], ds.seed)
+    count = len(dataset.take_split(files, ds.quantization_split, "dataset.quantization_split"))
+    return ImageSet(files[:count], labels[:count], "calibration", f"dataset.{key}")
+
+
+def _held_out(config: Config, plan: Plan) -> ImageSet | None:
+    """The quantization images that do not calibrate (shuffled with `dataset.seed`); None when every one does."""
+    if "quantization_path" not in plan.datasets:
+        return None
+    files, labels = dataset.shuffled(plan.datasets["quantization_path"], config.dataset.seed)
+    used = len(dataset.take_split(files, config.dataset.quantization_split, "dataset.quantization_split"))
+    if used == len(files):
+        return None
+    return ImageSet(files[used:], labels[used:], "held_out_quantization_images", "dataset.quantization_split")
+
+
+def overlap_warning(calibration: ImageSet, evaluation: ImageSet) -> str | None:
+    """A line when evaluation images are also calibration images (same file once links are resolved)."""
+    folders: dict[str, str] = {}  # each class folder resolved once
+    calibrated = set(_resolved(calibration.files, folders))
+    shared = sum(path in calibrated for path in _resolved(evaluation.files, folders))
+    if not shared:
+        return None
+    total = len(evaluation.files)
+    which = (
+        f"the {total} validation images split from dataset.training_path"
+        if evaluation.key == "dataset.validation_split"
+        else f"its {total} images"
+    )
+    return (
+        f"{evaluation.key}: {shared} of {which} are also calibration images ({calibration.key}); "
+        f"accuracy on them is optimistic"
+    )
+
+
+def _resolved(files: list[Path], folders: dict[str, str]) -> list[str]:
+    """`os.path.realpath` of each file, its folder resolved once (kept in `folders`) unless the file is a link."""
+    found = []
+    for path in files:
+        folder, name = os.path.split(path)
+        if os.path.islink(path):
+            found.append(os.path.realpath(path))
+            continue
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        found.append(f"{folders[folder]}{os.sep}{name}")
+    return found
+
+
 def prepare(config: Config) -> Plan:
     """Resolve and check the model and datasets; raise ConfigError / InputError naming the key.
 
     `Plan.warnings` gets one line per thing the user should know before a run (ignored keys, skipped
-    files, extra or empty class folders), each once."""
+    files, extra or empty class folders, evaluation images that are also calibration images), each once."""
     mode = config.operation_mode
     if mode not in RUNNABLE_MODES:
         raise ConfigError(f"operation_mode: {mode_message(mode)}")
     if not config.general.model_path:  # load_config checks it (engine.config.modes)
         raise ConfigError(f"general.model_path: required for operation_mode {mode}")
+    problems = input_problems(config)
+    if problems:
+        raise one_error(problems)
     model_path = config.resolve_path(config.general.model_path)
-    _check_readable_file(model_path, "general.model_path", "model file")
     try:
         model = describe_model(model_path)
     except StquantError:
@@ -79,8 +166,40 @@ def prepare(config: Config) -> Plan:
     plan.warnings.extend(_output_warnings(model))
     plan.warnings.extend(unused_key_warnings(config))
     _scan_datasets(config, plan)
+    if mode in QUANTIZATION_MODES and mode in EVALUATION_MODES:
+        calibration, evaluation = calibration_set(config, plan), evaluation_set(config, plan)
+        overlap = overlap_warning(calibration, evaluation) if calibration and evaluation else None
+        if overlap:
+            plan.warnings.append(overlap)
     plan.warnings[:] = list(dict.fromkeys(plan.warnings))
     return plan
+
+
+def input_problems(config: Config) -> list[StquantError]:
+    """Every file and folder the config names that is missing, of the wrong kind or unreadable (each naming its
+    key), all in one pass."""
+    used = used_dataset_keys(config)
+    checks: list[tuple[str, str, Callable[[Path, str], object]]] = [
+        (f"dataset.{key}", getattr(config.dataset, key), dataset.check_root) for key in DATASET_KEYS if key in used
+    ]
+    if config.general.model_path:
+        checks.insert(0, ("general.model_path", config.general.model_path, _check_model_file))
+    problems: list[StquantError] = []
+    for key, value, check in checks:
+        try:
+            check(config.resolve_path(value), key)
+        except StquantError as exc:
+            problems.append(exc)
+    return problems
+
+
+def one_error(problems: list[StquantError]) -> StquantError:
+    """One error for several problems, one line each: exit 3 when all are missing or unreadable inputs, else 2."""
+    if len(problems) == 1:
+        return problems[0]
+    if all(isinstance(problem, InputError) for problem in problems):
+        return InputError("\n".join(map(str, problems)))
+    return ConfigError(problems)
 
 
 def _check_opset(settings: Quantization, model: ModelInfo) -> None:
@@ -109,6 +228,10 @@ def _output_warnings(model: ModelInfo) -> list[str]:
         f"{Path(model.path).name}: output {model.output_name!r} has shape {shape}, not (N, classes); "
         f"its values are read as flattened class scores"
     ]
+
+
+def _check_model_file(path: Path, key: str) -> None:
+    _check_readable_file(path, key, "model file")
 
 
 def _check_readable_file(path: Path, key: str, what: str) -> None:

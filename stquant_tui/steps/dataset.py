@@ -9,8 +9,9 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from engine.common.errors import first_line
+from engine.common.errors import StquantError, first_line
 from engine.config.schema import EVALUATION_MODES
+from engine.config.unused_keys import dataset_keys_read
 from stquant_tui.engine_client import scan_class_folders
 from stquant_tui.messages import DatasetScanned
 from stquant_tui.steps.base import Step
@@ -30,14 +31,36 @@ class DatasetStep(Step):
     def compose(self) -> ComposeResult:
         yield Static("Class folders: one sub-folder per class; ctrl+f browses.", classes="step-help")
         yield FieldRow("dataset.name", "Dataset name")
-        yield FieldRow("dataset.quantization_path", "Quantization folder", path=True, placeholder="path/to/classes/")
-        yield FieldRow("dataset.training_path", "Training folder", path=True)
-        yield FieldRow("dataset.validation_path", "Validation folder", path=True)
-        yield FieldRow("dataset.test_path", "Test folder", path=True)
-        yield FieldRow("dataset.quantization_split", "Quantization split", "number", placeholder="all (0..1]")
+        yield FieldRow(
+            "dataset.quantization_path",
+            "Quantization folder",
+            path=True,
+            placeholder="e.g. path/to/classes/",
+            check=self.check_folder,
+        )
+        yield FieldRow("dataset.training_path", "Training folder", path=True, check=self.check_folder)
+        yield FieldRow("dataset.validation_path", "Validation folder", path=True, check=self.check_folder)
+        yield FieldRow("dataset.test_path", "Test folder", path=True, check=self.check_folder)
+        yield FieldRow(
+            "dataset.quantization_split", "Quantization split", "number", placeholder="(all) or a fraction in (0..1]"
+        )
         yield FieldRow("dataset.seed", "Seed", "number")
-        yield FieldRow("dataset.class_names", "Class names", "list", placeholder="from the folders (ctrl+t)")
+        yield FieldRow("dataset.class_names", "Class names", "list", placeholder="(from the folders; ctrl+t)")
         yield Static("", id="dataset-feedback", classes="feedback")
+
+    def check_folder(self, key: str, value: object) -> str | None:
+        """The engine's check of a dataset root (exists, is a folder, has class folders), for a folder the
+        operation mode reads (`engine.config.unused_keys`); its message without the key."""
+        from engine.data.dataset import check_root  # numpy: not before the first screen
+
+        read = dataset_keys_read(str(self.draft.get("operation_mode")), lambda name: self.draft.get(f"dataset.{name}"))
+        if key.removeprefix("dataset.") not in read:
+            return None
+        try:
+            check_root(self.draft.resolve(str(value)), key)
+        except StquantError as exc:
+            return str(exc).removeprefix(f"{key}: ")
+        return None
 
     def scanned_key(self) -> str | None:
         for key in ("dataset.quantization_path", "dataset.training_path", "dataset.test_path"):
@@ -63,7 +86,6 @@ class DatasetStep(Step):
     @work(thread=True, group="dataset-scan", exit_on_error=False)
     def scan(self, key: str, value: str, names: list[str] | None) -> None:
         """Count classes and images, then ask the engine's own dataset scan what it thinks (its words)."""
-        from engine.common.errors import StquantError
         from engine.data.dataset import (
             scan as engine_scan,  # numpy: imported in this thread, after the first screen
         )

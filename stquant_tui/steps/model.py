@@ -16,6 +16,7 @@ from stquant_tui.engine_client import inspect_model
 from stquant_tui.messages import InspectDone
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.tick import Tick
 from stquant_tui.workers import failure_line, when_attached
 
 MODEL_KEYS = ("general.model_path", "preprocessing.color_mode", "quantization.target_opset")
@@ -56,8 +57,8 @@ class ModelStep(Step):
         yield Static(
             "Keras .h5/.keras or ONNX model. → accepts a completion, ctrl+f opens a picker.", classes="step-help"
         )
-        yield FieldRow("general.model_path", "Model file", path=True, placeholder="path/to/model.h5")
-        yield Checkbox("Trust code stored in this model file (Lambda layers)", id="trust-model")
+        yield FieldRow("general.model_path", "Model file", path=True, placeholder="e.g. path/to/model.h5")
+        yield Tick("Trust code stored in this model file (Lambda layers)", id="trust-model")
         yield Static("", id="model-info", classes="feedback")
         yield Static("", id="model-warnings", classes="feedback -warn")
         yield Static("", id="model-verdict", classes="feedback -warn")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.widgets import Static
 
@@ -9,18 +11,39 @@ from engine.config import expressions
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
+USUAL_RANGES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (-128.0, 127.0))  # what image models are trained on
 
-def input_range(scale, offset) -> str:
-    """One line: what pixels 0..255 become after `x * scale + offset`."""
+
+def input_span(scale: Any, offset: Any) -> tuple[float, float] | None:
+    """What pixels 0..255 become after `x * scale + offset` (low, high); None when either is not a number."""
     try:
         s = expressions.evaluate(scale) if isinstance(scale, str) else float(scale)
         o = expressions.evaluate(offset) if isinstance(offset, str) else float(offset)
         if isinstance(s, tuple) or isinstance(o, tuple):  # a shape, not a number
-            return "Input range: (fix scale and offset)"
+            return None
         low, high = sorted((0 * s + o, 255 * s + o))
     except Exception:  # noqa: BLE001 - any bad value: no preview, the field shows the error
+        return None
+    return low, high
+
+
+def usual(low: float, high: float) -> bool:
+    """Whether the inputs span one of the ranges image models are trained on (to a thousandth of the span)."""
+    return any(abs(low - a) + abs(high - b) <= 1e-3 * (b - a) for a, b in USUAL_RANGES)
+
+
+def input_range(scale: Any, offset: Any) -> str:
+    """What the inputs will span; a warning line when that is not a range image models usually take."""
+    span = input_span(scale, offset)
+    if span is None:
         return "Input range: (fix scale and offset)"
-    return f"Input range: pixels 0..255 → {low:.4g} .. {high:.4g}"
+    low, high = span
+    text = f"Input range: inputs span {low:,.5g} .. {high:,.5g} (pixels 0..255 × scale + offset)"
+    if not usual(low, high):
+        text += (
+            "\n⚠ unusual: image models take 0..1 (scale 1/255), -1..1 (scale 1/127.5, offset -1) or 0..255 (scale 1)"
+        )
+    return text
 
 
 class PreprocessingStep(Step):
@@ -42,4 +65,6 @@ class PreprocessingStep(Step):
             text = input_range(
                 self.draft.get("preprocessing.rescaling.scale"), self.draft.get("preprocessing.rescaling.offset")
             )
-            self.query_one("#preprocessing-preview", Static).update(text)
+            preview = self.query_one("#preprocessing-preview", Static)
+            preview.update(text)
+            preview.set_class("⚠" in text, "-warn")

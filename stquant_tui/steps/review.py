@@ -3,7 +3,11 @@ Enter jumps to its field), and where Save writes."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from textual import events
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
@@ -11,6 +15,7 @@ from textual.widgets.option_list import Option
 from engine.config.schema import Problem
 from stquant_tui.draft import Draft
 from stquant_tui.verdict import Verdict
+from stquant_tui.warning_list import TOGGLE, has_more, warning_lines
 from stquant_tui.workers import RETRY_CHECK
 
 EXIT_MEANING = {1: "engine failure", 2: "invalid config", 3: "missing or unreadable input"}
@@ -20,11 +25,15 @@ class ReviewStep(Vertical):
     """Not a form: shows the draft and the engine's verdict on it."""
 
     step = "review"
+    BINDINGS: ClassVar[list[BindingType]] = [TOGGLE]
 
     def __init__(self, save_path: str, save_note: str = "") -> None:
         super().__init__(id="step-review", classes="step")
         self.save_path = save_path
         self.save_note = save_note
+        self.status_lines: list[str] = []  # the verdict's own lines, above its warnings
+        self.warnings: list[str] = []
+        self.expanded = False
 
     def compose(self) -> ComposeResult:
         yield TextArea("", language="yaml", read_only=True, id="review-yaml", show_line_numbers=True, soft_wrap=False)
@@ -52,6 +61,8 @@ class ReviewStep(Vertical):
             area.load_text(text)
         schema_problems = draft.problems()
         status = self.query_one("#review-status", Static)
+        self.warnings = verdict.warnings if verdict else []
+        self.refresh_bindings()
         if verdict is None and check_error:
             self._list(schema_problems, retry=True)
             status.update(
@@ -76,10 +87,23 @@ class ReviewStep(Vertical):
                 f"✗ stquant validate: exit {verdict.exit_code} ({meaning}), {len(verdict.problems)} problem(s)"
                 " — select one, Enter goes to its field"
             ]
-        lines += [f"⚠ {warning}" for warning in verdict.warnings[:2]]
-        status.update("\n".join(lines).replace("[", r"\["))
+        self.status_lines = lines
+        self.show_status()
         status.set_class(not verdict.ok, "-error")
         return len(schema_problems)
+
+    def show_status(self) -> None:
+        """The verdict's lines, then its warnings (collapsed unless `w` expanded them)."""
+        lines = self.status_lines + warning_lines(self.warnings, self.expanded)
+        self.query_one("#review-status", Static).update("\n".join(lines).replace("[", r"\["))
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return has_more(self.warnings) if action == "toggle_warnings" else True
+
+    def action_toggle_warnings(self) -> None:
+        """`w`: every warning, or only the first few again."""
+        self.expanded = not self.expanded
+        self.show_status()
 
     def _list(self, problems: list[Problem], retry: bool = False) -> None:
         listing = self.query_one("#review-problems", OptionList)
@@ -93,6 +117,12 @@ class ReviewStep(Vertical):
         listing.display = bool(problems) or retry
         if listing.option_count and highlighted is not None:
             listing.highlighted = min(highlighted, listing.option_count - 1)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The problem list gets focus with its first row highlighted, so Enter acts at once."""
+        listing = event.widget
+        if isinstance(listing, OptionList) and listing.highlighted is None and listing.option_count:
+            listing.highlighted = 0
 
     @property
     def target(self) -> str:

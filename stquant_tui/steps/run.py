@@ -26,7 +26,8 @@ class RunStep(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Not started.", id="run-stage")
         yield ProgressBar(id="run-progress", show_eta=True, clock=self.clock)
-        yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
+        # wrapped at its own width beside its scrollbar (min_width 1: RichLog's default 78 cuts lines at 80 columns)
+        yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False, min_width=1)
 
     def reset(self, title: str) -> None:
         self.stage = ""

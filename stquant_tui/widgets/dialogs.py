@@ -1,16 +1,18 @@
-"""Modal dialogs: a yes/no confirmation and a file or folder picker."""
+"""Modal dialogs: a yes/no confirmation, the unsaved-edits question, how to start, the key overview and a file
+or folder picker."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Set as AbstractSet
 from pathlib import Path
 from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Footer, Label
+from textual.widgets import Button, DataTable, DirectoryTree, Footer, Input, Label
 
 from engine.models.files import FORMATS
 
@@ -50,6 +52,96 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class ChoiceScreen(ModalScreen[str]):
+    """A question with a few answers, each a button and a key; dismisses with the answer's id."""
+
+    ANSWERS: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (id, key, label)
+    DEFAULT_CSS = """
+    ChoiceScreen { align: center middle; }
+    ChoiceScreen > Vertical { width: 66; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
+    ChoiceScreen Horizontal { height: auto; margin-top: 1; }
+    ChoiceScreen Button { margin-right: 2; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            with Horizontal():
+                for answer, key, label in self.ANSWERS:
+                    yield Button(f"{label} ({key})", id=f"answer-{answer}", compact=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss((event.button.id or "").removeprefix("answer-"))
+
+    def action_answer(self, answer: str) -> None:
+        self.dismiss(answer)
+
+
+class UnsavedScreen(ChoiceScreen):
+    """Quitting with unsaved edits: save them, discard them, or stay."""
+
+    ANSWERS = (("save", "s", "Save and quit"), ("discard", "d", "Discard and quit"), ("cancel", "esc", "Cancel"))
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "answer('save')", "Save and quit"),
+        Binding("d", "answer('discard')", "Discard and quit"),
+        Binding("escape,c", "answer('cancel')", "Cancel"),
+    ]
+
+
+class StartScreen(ChoiceScreen):
+    """`stquant-tui` without a config: a new config from a clean draft, or the bundled demo."""
+
+    ANSWERS = (("new", "n", "A new config"), ("demo", "d", "The demo config"))
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "answer('new')", "New config"),
+        Binding("d", "answer('demo')", "Demo config"),
+    ]
+
+
+class KeysScreen(ModalScreen[None]):
+    """Every key of the screen it was opened from (its active bindings: the focused widget's, the screen's,
+    the app's), as `?` shows in k9s and lazygit."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,f1,q", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    KeysScreen { align: center middle; }
+    KeysScreen > Vertical { width: 70; max-height: 90%; height: auto; border: thick $accent; background: $surface; }
+    KeysScreen DataTable { height: auto; max-height: 30; }
+    """
+
+    def __init__(self, bindings: dict[str, ActiveBinding], notes: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.rows = key_rows(bindings)
+        self.notes = notes
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Keys on this screen (esc closes)", id="keys-title")
+            table: DataTable[str] = DataTable(id="keys-table", cursor_type="row", show_cursor=False)
+            table.add_columns("Key", "What it does")
+            table.add_rows(self.rows)
+            yield table
+            for note in self.notes:
+                yield Label(note)
+
+
+def key_rows(bindings: dict[str, ActiveBinding]) -> list[tuple[str, str]]:
+    """(key as shown, what it does) per action: the footer's keys first, then the others (a field's editing keys);
+    " (not now)" when disabled."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for key, active in sorted(bindings.items(), key=lambda item: not item[1].binding.show):
+        binding = active.binding
+        what = binding.description or binding.action.replace("_", " ")
+        what += "" if active.enabled else " (not now)"
+        rows.setdefault((active.node.__class__.__name__, what), []).append(binding.key_display or key)
+    return [(", ".join(dict.fromkeys(keys)), what) for (_, what), keys in rows.items()]
+
+
 class PathTree(DirectoryTree):
     """Folders, plus the files whose suffix is in `suffixes` (none: folders only); hidden entries left out."""
 
@@ -66,11 +158,25 @@ class PathTree(DirectoryTree):
         return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in self.suffixes)]
 
 
-class PathPickerScreen(ModalScreen[str | None]):
-    """Browse from a folder and pick a file with one of `suffixes`, or a folder when `suffixes` is empty.
+class PathInput(Input):
+    """The picker's path line: Down goes into the tree, to its first entry."""
 
-    Files: Enter picks. Folders: Enter picks the folder under the cursor, Space opens it. Esc keeps the
-    current value; Backspace goes to the parent folder.
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("down", "into_tree", "Into the list")]
+
+    def action_into_tree(self) -> None:
+        tree = self.screen.query_one(PathTree)
+        tree.focus()
+        if tree.cursor_line <= 0:
+            tree.cursor_line = 0
+            tree.action_cursor_down()
+
+
+class PathPickerScreen(ModalScreen[str | None]):
+    """Pick a file with one of `suffixes`, or a folder when `suffixes` is empty: type a path (Tab completes,
+    an existing folder shows in the tree, Enter takes it) or browse the tree from `start` (Down enters it).
+
+    Tree: files, Enter picks; folders, Enter picks the folder under the cursor, Space opens it; Backspace goes to
+    the parent folder. Esc keeps the current value.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -81,22 +187,65 @@ class PathPickerScreen(ModalScreen[str | None]):
     PathPickerScreen { align: center middle; }
     PathPickerScreen > Vertical { width: 100%; height: 1fr; border: thick $accent; background: $surface; }
     PathPickerScreen #picker-title { width: 1fr; }
+    PathPickerScreen #picker-path { margin-bottom: 1; }
     PathPickerScreen PathTree { height: 1fr; }
     """
 
-    def __init__(self, start: Path, suffixes: AbstractSet[str] = frozenset(), what: str = "a folder") -> None:
+    def __init__(
+        self, start: Path, suffixes: AbstractSet[str] = frozenset(), what: str = "a folder", current: str = ""
+    ) -> None:
+        """`current`: the field's value (an absolute path), shown in the path line."""
         super().__init__()
-        self.start = start
+        self.start = start.resolve()
         self.suffixes = set(suffixes)
         self.what = what
+        self.current = current or f"{self.start}{os.sep}"
 
     def compose(self) -> ComposeResult:
+        from stquant_tui.widgets.fields import PathSuggester
+
         with Vertical():
-            yield Label(f"Pick {self.what} (keys below)", id="picker-title")
+            yield Label(self._title(self.start), id="picker-title")
+            yield PathInput(
+                self.current,
+                id="picker-path",
+                compact=True,
+                suggester=PathSuggester(),
+                placeholder="type a path; Tab completes, Enter takes it",
+            )
             tree = PathTree(self.start, self.suffixes, id="picker-tree")
             tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
             yield tree
         yield Footer()
+
+    def _title(self, root: Path) -> str:
+        return f"Pick {self.what}: {root}".replace("[", r"\[")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A typed path naming an existing folder: the tree shows it."""
+        folder = Path(os.path.expanduser(event.value))
+        if event.value.endswith(os.sep) or folder.is_dir():
+            self._show(folder if folder.is_dir() else folder.parent)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter on a typed path: take it if it is what is asked for; a folder while a file is asked: show it."""
+        event.stop()
+        path = Path(os.path.expanduser(event.value.strip())).resolve()
+        fits = path.is_file() and path.suffix.lower() in self.suffixes if self.suffixes else path.is_dir()
+        if fits:
+            self.dismiss(str(path))
+        elif path.is_dir():
+            self._show(path)
+            self.query_one(PathTree).focus()
+        else:
+            wanted = "a file " + "/".join(sorted(self.suffixes)) if self.suffixes else "a folder"
+            self.notify(f"{path} is not {wanted}", severity="warning")
+
+    def _show(self, folder: Path) -> None:
+        tree = self.query_one(PathTree)
+        if folder.is_dir() and Path(tree.path).resolve() != folder.resolve():
+            tree.path = folder.resolve()
+            self.query_one("#picker-title", Label).update(self._title(folder.resolve()))
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
@@ -108,5 +257,4 @@ class PathPickerScreen(ModalScreen[str | None]):
             self.dismiss(str(event.path))
 
     def action_up(self) -> None:
-        tree = self.query_one(PathTree)
-        tree.path = Path(tree.path).resolve().parent
+        self._show(Path(self.query_one(PathTree).path).resolve().parent)

@@ -7,10 +7,12 @@ The row only reports what was typed and what the engine's schema says about it
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.suggester import Suggester
@@ -39,6 +41,15 @@ class PathSuggester(Suggester):
             return None
         names = [n for n in names if not n.startswith(".") or tail.startswith(".")]
         return os.path.join(head, names[0]) if names and names[0] != tail else None
+
+
+class FieldInput(Input):
+    """A one-line field: its text is selected when it gets focus (typing replaces it), ctrl+u clears it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+u", "clear_field", "Clear field")]
+
+    def action_clear_field(self) -> None:
+        self.value = ""
 
 
 class FieldRow(Vertical):
@@ -75,9 +86,12 @@ class FieldRow(Vertical):
         path: bool = False,
         choices: list | tuple | None = None,
         off_choice: str = "not allowed",
+        check: Callable[[str, Any], str | None] | None = None,
     ) -> None:
         """`choices`: what a select offers (default: the schema's values); a loaded value outside them is
-        shown as "value (`off_choice`)" and flagged by the engine, not offered."""
+        shown as "value (`off_choice`)" and flagged by the engine, not offered. `check(key, value)`: what is wrong
+        with a valid value that only the files can tell (a folder that does not exist), run as the user leaves
+        the field and on Next."""
         super().__init__(id=f"row-{widget_id(key)}")
         self.key = key
         self.kind = kind
@@ -89,6 +103,8 @@ class FieldRow(Vertical):
             "" if is_required(key) else "(not set)" if default is None else f"(default: {to_text(default)})"
         )
         self.path = path
+        self.check = check
+        self.left_error: str | None = None  # what `check` said when the user last left the field
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -101,12 +117,8 @@ class FieldRow(Vertical):
                 yield Select(self._options(), id=wid, compact=True, prompt=prompt)  # blank until loaded: a load
                 # never writes a key the file does not have (a missing required one is flagged)
             else:
-                yield Input(
-                    id=wid,
-                    compact=True,
-                    placeholder=self.placeholder,
-                    select_on_focus=False,
-                    suggester=PathSuggester() if self.path else None,
+                yield FieldInput(
+                    id=wid, compact=True, placeholder=self.placeholder, suggester=PathSuggester() if self.path else None
                 )
         yield Static("", id=f"{wid}-error", classes="field-error")
 
@@ -164,13 +176,25 @@ class FieldRow(Vertical):
         return from_text(self.kind, editor.value)
 
     def sync(self) -> Any:
-        """Re-check the editor's current value now; return it."""
+        """Re-check the editor's current value now (`check` included); return it."""
         value = self.current()
+        self._run_check(value)
         self.set_error(self.validate(value))
         return value
 
+    def on_descendant_blur(self) -> None:
+        if self.check is not None and self.is_attached:
+            self.sync()
+
+    def _run_check(self, value: Any) -> None:
+        if self.check is None:
+            return
+        valid = value is not None and schema.validate_field(self.key, value) is None
+        self.left_error = self.check(self.key, value) if valid else None
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self.left_error = None  # checked again when the user leaves the field
         self._report(from_text(self.kind, event.value))
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -184,7 +208,7 @@ class FieldRow(Vertical):
     def validate(self, value: Any) -> str | None:
         if value is None:  # empty: not written, so the schema default applies (unless it has none)
             return "required" if is_required(self.key) and self._section_written() else None
-        return schema.validate_field(self.key, value)
+        return schema.validate_field(self.key, value) or self.left_error
 
     def _section_written(self) -> bool:
         """Whether the key's section is in the draft: a section itself is required by mode, not by its keys."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from textual.widgets import DataTable, Static
@@ -60,10 +61,28 @@ def assert_key_figures(app, expected: dict) -> None:
     fit = foot["board_fit"]
     if fit:
         assert fit["verdict"] in ("fits", "fits only with in-place overlap (tight)", "does not fit")
-        assert _line(block, "Board") == f"Board           {fit['board']}: {fit['verdict']}"
-        numbers = _figures(_line(block, "Headroom"))
-        assert _close(numbers[0], fit["flash_headroom_kib"], 1) and _close(numbers[1], fit["flash_headroom_pct"], 1)
-        assert _close(numbers[2], fit["ram_headroom_kib"], 1) and _close(numbers[3], fit["ram_headroom_pct"], 1)
+        if not (fit["weights_fit"] and fit["activations_fit"]):
+            verdict = "✗ does NOT fit"
+        else:
+            verdict = ("✓ " if fit["verdict"] == "fits" else "⚠ ") + fit["verdict"]
+        assert _line(block, "Board  ") == f"Board           {fit['board']} ({fit['mcu']}): {verdict}"
+        flash, ram = _line(block, "Board flash     ")[16:], _line(block, "Board RAM       ")[16:]
+        assert_room(
+            flash,
+            fit["weights_fit"],
+            fit["flash_headroom_kib"],
+            fit["flash_headroom_pct"],
+            foot["weights_flash_kib"],
+            fit["flash_kib"],
+        )
+        assert_room(
+            ram,
+            fit["activations_fit"],
+            fit["ram_headroom_kib"],
+            fit["ram_headroom_pct"],
+            foot["activation_ram_kib"],
+            fit["ram_kib"],
+        )
     time = fit["estimated_inference_ms"] if fit else foot["estimated_inference_ms"]
     if time is not None:
         line = _line(block, "Inference time")
@@ -71,9 +90,53 @@ def assert_key_figures(app, expected: dict) -> None:
         if fit:
             assert f"on {fit['board']} ({fit['core']}, {fit['mhz']} MHz)" in line
     if expected["quantized_model"]:
-        assert _line(block, "Model").split(maxsplit=1)[1] == expected["quantized_model"]
-    for warning in expected["warnings"]:
-        assert f"⚠ {warning['stage']}: {warning['message']}" in block
+        lines = block.splitlines()  # the path may go on over indented lines, broken after a "/"
+        start = lines.index(_line(block, "Model"))
+        rest = [
+            line.strip() for line in itertools.takewhile(lambda line: line.startswith(" " * 16), lines[start + 1 :])
+        ]
+        assert "".join([lines[start].split(maxsplit=1)[1], *rest]) == expected["quantized_model"]
+    warnings = [f"⚠ {warning['stage']}: {warning['message']}" for warning in expected["warnings"]]
+    shown = [line for line in block.splitlines() if line.startswith("⚠")]
+    if len(warnings) <= 2:
+        assert shown == warnings
+    else:  # collapsed to their count (`w` shows them all)
+        assert shown == [f"⚠ {len(warnings)} warnings · w shows all {len(warnings)}"]
+
+
+def assert_room(
+    shown: str, fits: bool, headroom_kib: float, headroom_pct: float, needed_kib: float, capacity_kib: int
+) -> None:
+    """One memory on the board: "N KiB free of C (P%)", or "✗ needs N KiB, the board has C"."""
+    numbers = _figures(shown)
+    if fits:
+        assert shown.endswith("%)") and " KiB free of " in shown, shown
+        assert _close(numbers[0], headroom_kib, 1) and numbers[1] == capacity_kib, shown
+        assert _close(numbers[2], headroom_pct, 1), shown
+    else:
+        assert shown.startswith("✗ needs ") and ", the board has " in shown, shown
+        assert _close(numbers[0], needed_kib, 1) and numbers[1] == capacity_kib, shown
+
+
+def assert_per_class(app, accuracy: dict | None) -> None:
+    """The per-class table: one row per class, each model's accuracy and the change, largest drop first."""
+    per_class = (accuracy or {}).get("per_class") or {}
+    rows = _rows(app, "#summary-classes")
+    models = [model for model in ("float", "quantized") if per_class.get(model)]
+    names = {name for model in models for name in per_class[model]}
+    assert {row[0] for row in rows} == names and len(rows) == len(names)
+    for row in rows:
+        figures = [_number(cell) for cell in row[1 : 1 + len(models)]]
+        assert all(_close(shown, per_class[model][row[0]], 1) for shown, model in zip(figures, models)), row
+        if len(models) == 2:
+            change = _number(row[3].lstrip("▲▼= "))
+            before, after = per_class["float"][row[0]], per_class["quantized"][row[0]]
+            assert _close(change, None if before is None or after is None else after - before, 1), row
+            assert row[3].startswith("▼" if change and change < 0 else "▲" if change and change > 0 else "="), row
+    if len(models) == 2:
+        changes = [_number(row[3].lstrip("▲▼= ")) for row in rows]
+        known = [change for change in changes if change is not None]
+        assert known == sorted(known), changes
 
 
 def assert_summary_shows(app, expected: dict) -> None:
@@ -87,6 +150,7 @@ def assert_summary_shows(app, expected: dict) -> None:
     assert timings.keys() == expected["timings"].keys()
     assert all(_close(float(timings[k]), v, 1) for k, v in expected["timings"].items()), timings
 
+    assert_per_class(app, expected["accuracy"])
     foot = expected["footprint"]
     layers = _rows(app, "#summary-layers")
     assert len(layers) == len(foot["layers"])

@@ -48,7 +48,7 @@ def cell(value) -> str:
 
 async def test_real_compare_of_the_demo_shows_what_comparison_json_says(sandbox):
     seen: list = []
-    app = StquantApp(DEMO_CONFIG)
+    app = StquantApp(DEMO_CONFIG.with_name("chain_eqe_config.yaml"))  # measured on its test_path
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         screen = await open_compare(pilot)
         for box in screen.query(Checkbox):  # granularity only: 2 variants
@@ -85,12 +85,18 @@ async def test_real_compare_of_the_demo_shows_what_comparison_json_says(sandbox)
         assert rows == expected
         assert all(v["estimated_inference_ms"] and v["agreement"] for v in written["variants"])
         info = str(screen.query_one("#compare-info", Static).render())
+        assert written["evaluation_set"] == "test_set"
         assert (
-            f"{written['evaluation_images']} held-out images (float {written['float_accuracy']:.2f} %) · "
+            f"{written['evaluation_images']} test_path images (float {written['float_accuracy']:.2f} %) · "
             f"{written['calibration_images']} calibration · on {written['board']}"
         ) in info
         assert written["recommended"] is not None and f"agreement ≥ {written['target_agreement']:g} %" in info
         assert not list((sandbox / "tmp").glob(".stquant-tui-compare-*"))
+        await pilot.press("a")  # a measured variant is adopted without a question
+        await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        assert not isinstance(app.screen, ConfirmScreen)
+        recommended = written["variants"][written["recommended"]]["settings"]["quantization.granularity"]
+        assert app.draft.get("quantization.granularity") == recommended
 
 
 async def test_cancelling_a_real_compare_stops_the_child_and_leaves_no_temp_file(sandbox):

@@ -121,6 +121,9 @@ async def test_picker_opens_at_the_folder_of_the_value_and_shows_its_keys_in_the
         assert isinstance(app.screen, PathPickerScreen)
         assert app.screen.start == (DEMO_CONFIG.parent / "demo").resolve()
         shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "Into the list" in shot and "Close" in shot  # the typed path line has the focus
+        await pilot.press("down")
+        shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
         for key in ("Select", "Open folder", "Parent folder", "Close"):
             assert key in shot
         assert len(str(app.screen.query_one("#picker-title").render())) <= 78

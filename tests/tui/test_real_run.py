@@ -35,9 +35,10 @@ async def test_real_chain_eqeb_of_the_demo_reaches_the_summary(tmp_path, monkeyp
         assert str(tmp_path) in str(run_dir)
         written = json.loads((run_dir / "run_summary.json").read_text())
         assert Path(written["quantized_model"]).is_file() and written["accuracy"]["images"] == 300
-        stages = [w["stage"] for w in written["warnings"]]  # prepare: the demo's non-image file, skipped
-        assert stages == ["prepare"] + (["mlflow"] if find_spec("mlflow") else []), written["warnings"]
-        assert "notes.txt" in written["warnings"][0]["message"]
+        stages = [w["stage"] for w in written["warnings"]]  # prepare: the demo's non-image file, skipped, and
+        assert stages == ["prepare"] * 2 + (["mlflow"] if find_spec("mlflow") else []), written["warnings"]
+        assert "notes.txt" in written["warnings"][0]["message"]  # its test set is its calibration folder
+        assert written["warnings"][1]["message"].startswith("dataset.test_path: 120 of its 300 images are also")
         assert written["footprint"]["board_fit"]["estimated_inference_ms"] is not None  # benchmarking.board
         foot = written["footprint"]
         assert foot["estimated_inference_ms"] == foot["board_fit"]["estimated_inference_ms"]

@@ -11,7 +11,7 @@ import pytest
 from fake_engine import recorded_summary
 from textual.clock import MockClock
 from textual.widgets import Input, Static
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, HERE, settle, wait_until
 
 from engine.run.summary import RunSummary
 from stquant_tui.app import StquantApp
@@ -98,6 +98,22 @@ def test_run_step_mid_calibration(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_summary_step(snap_compare, size):
     summary = RunSummary.model_validate(recorded_summary("/runs/2026_01_01"))
+
+    async def ready(pilot):
+        await settle(pilot)
+        pilot.app.query_one("#step-summary").show(summary)
+        pilot.app.step = "summary"
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=SIZES[size], run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=str)
+def test_summary_step_that_goes_wrong(snap_compare, size):
+    """A recorded real run (recorded_run_summary_no_fit.json): a large drop, RAM that does not fit, 10 warnings."""
+    text = (HERE / "recorded_run_summary_no_fit.json").read_text().replace("RUN_DIR", "/runs/2026_01_01")
+    summary = RunSummary.model_validate_json(text)
 
     async def ready(pilot):
         await settle(pilot)

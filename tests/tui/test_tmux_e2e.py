@@ -84,8 +84,10 @@ def test_keyboard_only_session_saves_a_config_the_engine_accepts(tmp_path):
         shell,
     )
     try:
-        tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
+        tmux.wait_for("The demo config (d)")  # no config given: new, or the demo?
         time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
+        tmux.keys("d")
+        tmux.wait_for("300 images")  # the demo config, from beside the package (cwd has none)
         for _ in range(4):  # dataset name -> quantization folder -> training -> split -> seed
             tmux.keys("Tab")
             time.sleep(0.2)
