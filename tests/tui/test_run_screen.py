@@ -28,9 +28,10 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         assert written["quantized_model"] == str(tmp_path / "run" / "quantized_models" / "quantized_model.tflite")
         assert_summary_shows(app, written)
         block = str(app.query_one("#summary-status", Static).render())
-        assert "Accuracy        96.3% → 97.0% (+0.7 pt) on 300 images" in block
-        assert "Board           NUCLEO-F401RE: fits" in block
-        assert "Headroom        flash +502.3 KiB (+98.1%) · RAM +85.6 KiB (+89.1%)" in block
+        assert "Accuracy        96.3% → 97.0% (▲ +0.7 pt) on 300 images" in block
+        assert "Board           NUCLEO-F401RE (STM32F401RET6): ✓ fits" in block
+        assert "Board flash     502.3 KiB free of 512 (98.1%)" in block
+        assert "Board RAM       85.6 KiB free of 96 (89.1%)" in block
         assert "Inference time  ~22.32 ms on NUCLEO-F401RE (Cortex-M4, 84 MHz)" in block
         assert app.query_one("#summary-layers", DataTable).get_row_at(1)[4] == "5,484"  # live activation bytes
         config = Path(app.process.argv[len(fake_engine) + 1])
