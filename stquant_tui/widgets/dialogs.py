@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Set as AbstractSet
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding, BindingType
@@ -16,21 +16,20 @@ from textual.widgets import Button, DataTable, DirectoryTree, Footer, Input, Lab
 
 from engine.models.files import FORMATS
 
+AnswerT = TypeVar("AnswerT")
 MODEL_SUFFIXES = set(FORMATS)  # the engine's list of model file suffixes
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """Ask a yes/no question; dismisses with True for yes."""
+class Question(ModalScreen[AnswerT]):
+    """A question with a few answers, each a button and a key; `result` turns the answer's id into what it
+    dismisses with."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-    ]
+    ANSWERS: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (id, key, label); the first is the default button
     DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: 60; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
-    ConfirmScreen Horizontal { height: auto; margin-top: 1; }
-    ConfirmScreen Button { margin-right: 2; }
+    Question { align: center middle; }
+    Question > Vertical { width: 66; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
+    Question Horizontal { height: auto; margin-top: 1; }
+    Question Button { margin-right: 2; }
     """
 
     def __init__(self, question: str) -> None:
@@ -41,45 +40,42 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical():
             yield Label(self.question)
             with Horizontal():
-                yield Button("Yes (y)", id="confirm-yes", variant="warning", compact=True)
-                yield Button("No (n)", id="confirm-no", compact=True)
+                for index, (answer, key, label) in enumerate(self.ANSWERS):
+                    button = Button(f"{label} ({key})", id=f"answer-{answer}", compact=True)
+                    if index == 0:
+                        button.variant = "warning"
+                    yield button
+
+    def result(self, answer: str) -> AnswerT:
+        raise NotImplementedError
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(event.button.id == "confirm-yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-
-class ChoiceScreen(ModalScreen[str]):
-    """A question with a few answers, each a button and a key; dismisses with the answer's id."""
-
-    ANSWERS: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (id, key, label)
-    DEFAULT_CSS = """
-    ChoiceScreen { align: center middle; }
-    ChoiceScreen > Vertical { width: 66; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
-    ChoiceScreen Horizontal { height: auto; margin-top: 1; }
-    ChoiceScreen Button { margin-right: 2; }
-    """
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.question)
-            with Horizontal():
-                for answer, key, label in self.ANSWERS:
-                    yield Button(f"{label} ({key})", id=f"answer-{answer}", compact=True)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss((event.button.id or "").removeprefix("answer-"))
+        self.action_answer((event.button.id or "").removeprefix("answer-"))
 
     def action_answer(self, answer: str) -> None:
-        self.dismiss(answer)
+        self.dismiss(self.result(answer))
+
+
+class ConfirmScreen(Question[bool]):
+    """Ask a yes/no question; dismisses with True for yes."""
+
+    ANSWERS = (("yes", "y", "Yes"), ("no", "n", "No"))
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer('yes')", "Yes"),
+        Binding("n,escape", "answer('no')", "No"),
+    ]
+    DEFAULT_CSS = "ConfirmScreen > Vertical { width: 60; }"
+
+    def result(self, answer: str) -> bool:
+        return answer == "yes"
+
+
+class ChoiceScreen(Question[str]):
+    """A question whose answers are named: dismisses with the answer's id."""
+
+    def result(self, answer: str) -> str:
+        return answer
 
 
 class UnsavedScreen(ChoiceScreen):

@@ -60,7 +60,7 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert app.running
         await pilot.click("#cancel")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.click("#confirm-yes")
+        await pilot.click("#answer-yes")
         await wait_until(pilot, lambda: not app.running)
         assert app.last_run.exit_code == 130
         assert app.step == "run"  # no summary: stays on the log
