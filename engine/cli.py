@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine import __version__
 from engine.common.errors import ConfigError, ExitCode, StquantError
@@ -51,6 +51,17 @@ COMPARE_DESCRIPTION = (
     "not measured). Prints a table (also comparison.md and "
     "comparison.json in the comparison folder) and the recommended variant: meeting --target-agreement with "
     "the smallest activation RAM, then flash, then estimated time. The last line is the comparison folder."
+)
+
+
+RECOVER_DESCRIPTION = (
+    "Quantize as the config says and measure the drop on the images stquant run evaluates on; while the target is "
+    "missed, try the remedies that cost nothing on the board (every quantization.calibration_method, then "
+    "bias_correction), then keep the most harmful layers in float one at a time (ranked by how much each "
+    "helps alone), within the budget. The result is a normal run folder: the model (run_summary.json's "
+    "quantized_model), config.yaml that re-runs it (quantization.float_layers), recovery.json with every "
+    "step. Exit 1 when the target is not met: the line names the best reached, what stopped the search and "
+    "the best model. The last line is the run folder."
 )
 
 
@@ -115,6 +126,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     compare.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
     compare.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
+    _add_recover(sub)
+
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
     inspect.add_argument("--json", action="store_true")
@@ -147,10 +160,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument(
         "name",
-        choices=("config", "run-summary", "comparison", "events"),
+        choices=("config", "run-summary", "comparison", "recovery", "events"),
         help="config: the config file, with each key's description and default (what the wizard's "
         "help lines show); run-summary: run_summary.json and the result event; comparison: "
-        "comparison.json and the comparison event; events: every event of --progress jsonl "
+        "comparison.json and the comparison event; recovery: recovery.json and the recovery event; events: every event of --progress jsonl "
         "(docs/protocol.md)",
     )
 
@@ -158,6 +171,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     for command in commands.values():
         command.add_argument("--debug", action="store_true", help="show Python tracebacks")
     return parser, commands
+
+
+def _add_recover(sub: Any) -> None:
+    recover = sub.add_parser(
+        "recover",
+        help="when int8 loses accuracy, find the cheapest fix (range method, bias correction, float layers)",
+        description=RECOVER_DESCRIPTION,
+    )
+    recover.add_argument("config", type=Path)
+    recover.add_argument("overrides", nargs="*", help="key.path=value")
+    target = recover.add_mutually_exclusive_group(required=True)
+    target.add_argument("--max-drop", type=float, metavar="PT", help="float accuracy minus int8 accuracy, points")
+    target.add_argument(
+        "--target-agreement", type=float, metavar="PCT", help="top-1 agreement with the float model, percent"
+    )
+    recover.add_argument("--board", help="the model must fit this board; --max-ms is estimated on it")
+    recover.add_argument("--max-ram", type=float, metavar="KIB", help="activation RAM budget, KiB")
+    recover.add_argument("--max-flash", type=float, metavar="KIB", help="weights flash budget, KiB")
+    recover.add_argument("--max-ms", type=float, metavar="MS", help="estimated inference time budget on --board, ms")
+    recover.add_argument("--output-dir", type=_output_dir, help="run folder (default: hydra.run.dir)")
+    recover.add_argument("--overwrite", action="store_true", help="allow an --output-dir that holds an earlier run")
+    recover.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+    recover.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
+    recover.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
 def _output_dir(text: str) -> Path:
@@ -187,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": _validate,
         "run": _run,
         "compare": _compare,
+        "recover": _recover,
         "inspect": _inspect,
         "footprint": _footprint,
         "boards": _boards,
@@ -325,6 +363,30 @@ def _compare(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _recover(args: argparse.Namespace) -> int:
+    from engine.run.events import make_reporter
+    from engine.run.recover import recover, target_and_budget
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    target, budget = target_and_budget(
+        args.max_drop, args.target_agreement, args.board, args.max_ram, args.max_flash, args.max_ms
+    )
+    recovery = recover(
+        args.config,
+        args.overrides,
+        target,
+        budget,
+        make_reporter(args.progress),
+        args.output_dir,
+        use_cache=not args.no_cache,
+        overwrite=args.overwrite,
+    )
+    if args.progress != "jsonl":
+        print(recovery.outcome)
+    print(recovery.run_dir, flush=True)
+    return ExitCode.OK
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from engine.models.info import describe_model
 
@@ -378,12 +440,14 @@ def _schema(args: argparse.Namespace) -> int:
     from engine.config.schema import Config
     from engine.run.comparison import comparison_schema
     from engine.run.protocol import events_schema
+    from engine.run.recovery import recovery_schema
     from engine.run.summary import run_summary_schema
 
     schemas = {
         "config": Config.model_json_schema,
         "run-summary": run_summary_schema,
         "comparison": comparison_schema,
+        "recovery": recovery_schema,
         "events": events_schema,
     }
     print(json.dumps(schemas[args.name](), indent=2))

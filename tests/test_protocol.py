@@ -10,7 +10,7 @@ from engine.run.protocol import EVENTS, ComparisonEvent, ErrorEvent, ResultEvent
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, run_cli, write
 
-KINDS = {"stage", "progress", "log", "result", "error", "variant", "comparison"}
+KINDS = {"stage", "progress", "log", "result", "error", "variant", "comparison", "recovery_step", "recovery"}
 
 
 def events_of(out: str) -> list:

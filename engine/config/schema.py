@@ -109,12 +109,15 @@ def _inside_run_folder(value: str) -> str:
     return value
 
 
-def _distinct(names: list[str] | None) -> list[str] | None:
-    if names:
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"class {', '.join(map(repr, repeated))} listed more than once")
-    return names
+def _distinct(what: str) -> Callable[[list[str] | None], list[str] | None]:
+    def check(names: list[str] | None) -> list[str] | None:
+        if names:
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{what} {', '.join(map(repr, repeated))} listed more than once")
+        return names
+
+    return check
 
 
 def _boolean(value: Any) -> Any:
@@ -145,6 +148,7 @@ QUANTIZERS = ("TFlite_converter", "Onnx_quantizer")
 Quantizer = Annotated[Literal["TFlite_converter", "Onnx_quantizer"], BeforeValidator(_canonical(QUANTIZERS))]
 QuantType = Annotated[Literal["PTQ"], BeforeValidator(_canonical(("PTQ",)))]
 IOType = Literal["int8", "uint8", "float"]
+LayerName = Annotated[str, Field(min_length=1, max_length=1000)]
 Interpolation = Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"]
 
 
@@ -196,7 +200,7 @@ class Dataset(Section):
     name: Annotated[str, NULL_IS_DEFAULT] = Field(
         "<unnamed>", description="The dataset's name, for reports and MLflow only."
     )
-    class_names: Annotated[list[str] | None, AfterValidator(_distinct), BeforeValidator(_none_string)] = Field(
+    class_names: Annotated[list[str] | None, AfterValidator(_distinct("class")), BeforeValidator(_none_string)] = Field(
         None, description="Class names in the model's output order (sorted when read). Empty: the class folders."
     )
     classes_file_path: PathStr = None
@@ -291,6 +295,11 @@ class Quantization(Section):
         False,
         description="Subtract the output shift caused by weight rounding (64 "
         "calibration images); try it when int8 accuracy drops.",
+    )
+    float_layers: Annotated[list[LayerName], NULL_IS_DEFAULT, AfterValidator(_distinct("layer"))] = Field(
+        [],
+        description="Layers kept in float (stquant recover writes this list); their inputs are dequantized "
+        "and their outputs quantized again. Names as in the per-layer report.",
     )
 
 

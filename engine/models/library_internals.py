@@ -39,11 +39,15 @@ def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
     setattr(converter, PER_CHANNEL_SWITCH, per_tensor)
 
 
-def quantize_with_ranges(converter: Any, calibrate: Callable[[bytes], bytes]) -> None:
+def quantize_with_ranges(
+    converter: Any, calibrate: Callable[[bytes], bytes], float_nodes: Callable[[bytes], list[str]] | None = None
+) -> None:
     """Make a TFLiteConverter quantize with ranges recorded by `calibrate(float_model) -> calibrated_model`
     instead of its own calibrator: its private `_quantize` step is replaced by what that step does after
     calibrating (`calibrator.add_intermediate_tensors`, then `convert.mlir_quantize` with the converter's
-    settings). The converter's representative dataset is then never read. No fallback: fails naming the API."""
+    settings). The converter's representative dataset is then never read. No fallback: fails naming the API.
+    `float_nodes(calibrated_model)`: the output tensor names of the ops to keep in float (the quantizer's
+    `denylisted_nodes`: dequantized inputs, float op, quantized output)."""
     from tensorflow.lite.python import convert, lite
     from tensorflow.lite.python.optimize import calibrator
 
@@ -81,6 +85,7 @@ def quantize_with_ranges(converter: Any, calibrate: Callable[[bytes], bytes]) ->
             enable_variable_quantization=enable_variable_quantization,
             disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,  # noqa: SLF001 - same
             debug_options_str=debug_options.SerializeToString(),
+            denylisted_nodes=float_nodes(calibrated) if float_nodes is not None else None,
         )
 
     converter.representative_dataset = lambda: iter(())  # selects full-integer quantization; never read

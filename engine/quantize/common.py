@@ -44,11 +44,12 @@ class QuantResult:
 
 @dataclass
 class ModelMemo:
-    """What quantizing one loaded Keras model several ways reuses (`stquant compare`): the last optimized model
-    and the last traced serving function. Held and passed by the caller, so no model outlives the caller's use."""
+    """What quantizing one loaded Keras model several ways reuses (`stquant compare`, `recover`): the last optimized
+    model, the last traced serving function and the last ONNX conversion. Held and passed by the caller, so no model outlives the caller's use."""
 
     optimized: LastOptimized = field(default_factory=LastOptimized)
     trace: tuple[KerasModel, Any, Any] | None = None  # (model, serving tf.function, its concrete function)
+    onnx: tuple[KerasModel, int, bytes] | None = None  # (model, opset, its tf2onnx conversion)
 
 
 def versions(*distributions: str) -> dict[str, str]:

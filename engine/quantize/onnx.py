@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.common.atomic import atomic_path, write_text_atomic
-from engine.common.errors import ConfigError, EngineError, first_line
+from engine.common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from engine.common.errors import ConfigError, EngineError, first_line, shorten
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
 from engine.models.info import guess_layout, onnx_is_quantized, onnx_opset
-from engine.models.library_internals import KERAS_METADATA
+from engine.models.library_internals import KERAS_METADATA, layer_of_node
 from engine.models.load import KerasModel, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
 from engine.quantize.cache import ORT_RANGES, StatsCache, file_hash
@@ -89,7 +89,7 @@ def quantize_onnx(
             notes,
             memo.optimized if memo is not None else None,
         )
-        source = keras_to_onnx(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path)
+        source = _converted(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path, memo)
     else:
         model = _load_onnx(model_path)
         if onnx_is_quantized(model):
@@ -126,7 +126,8 @@ def quantize_onnx(
         images, skipped = calibration.used, calibration.skipped
         if cache is not None and key:
             cache.put(key, ranges.read_text(encoding="utf-8"), images, skipped)
-    _quantize(prepared, out_path, ranges, method, settings.granularity == "per_channel", moving_average)
+    excluded = _float_nodes(prepared, settings.float_layers, model_path.name)
+    _quantize(prepared, out_path, ranges, method, settings.granularity == "per_channel", moving_average, excluded)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %s, %.1f s)", model_path.name, out_path, images, method, seconds)
     return QuantResult(
@@ -198,6 +199,17 @@ def _renamed_ranges(stored: str, prepared: Path) -> str | None:
 def _need_calibration(calibration: CalibrationData) -> None:
     if calibration.total <= 0:
         raise EngineError("no calibration images: the ONNX quantizer needs at least one")
+
+
+def _converted(model: Any, opset: int, out_path: Path, model_path: Path, memo: ModelMemo | None) -> Path:
+    """`keras_to_onnx`, or the memo's conversion of this very model at this opset written to `out_path`."""
+    if memo is not None and memo.onnx is not None and memo.onnx[0] is model and memo.onnx[1] == opset:
+        write_bytes_atomic(out_path, memo.onnx[2])
+        return out_path
+    keras_to_onnx(model, opset, out_path, model_path)
+    if memo is not None:
+        memo.onnx = (model, opset, out_path.read_bytes())
+    return out_path
 
 
 def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
@@ -383,8 +395,35 @@ def _model_batches(
             yield batch
 
 
+def _float_nodes(prepared: Path, layers: list[str], model_name: str) -> list[str]:
+    """The nodes of `quantization.float_layers` (named as the per-layer report and the footprint name them,
+    `layer_of_node`), left out of quantization; ConfigError naming a layer that is not there."""
+    if not layers:
+        return []
+    import onnx
+
+    model = onnx.load(str(prepared), load_external_data=False)
+    keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in model.metadata_props)
+    by_layer: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        by_layer.setdefault(layer_of_node(node.name, keras3), []).append(node.name)
+    missing = [layer for layer in layers if layer not in by_layer]
+    if missing:
+        raise ConfigError(
+            f"quantization.float_layers: {shorten(missing[0])!r} is not a layer of {model_name} "
+            f"(its layers: {shorten(', '.join(by_layer), 200)})"
+        )
+    return [name for layer in layers for name in by_layer[layer]]
+
+
 def _quantize(
-    prepared: Path, out_path: Path, cache: Path, method: str, per_channel: bool, moving_average: bool
+    prepared: Path,
+    out_path: Path,
+    cache: Path,
+    method: str,
+    per_channel: bool,
+    moving_average: bool,
+    excluded: list[str],
 ) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -406,6 +445,7 @@ def _quantize(
             weight_type=QuantType.QInt8,
             calibrate_method=_ort_method(method),
             calibration_cache_path=str(cache),
+            nodes_to_exclude=excluded,
             extra_options={
                 "WeightSymmetric": True,
                 "ActivationSymmetric": False,

@@ -118,6 +118,12 @@ def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
     return _pack(model)
 
 
+def op_output_names(blob: bytes) -> list[str]:
+    """The name of each op's first output tensor in a .tflite, in execution order."""
+    graph = _unpack(blob).subgraphs[0]
+    return [_name(graph, int(op.outputs[0])) for op in graph.operators if len(op.outputs)]
+
+
 def activation_tensors(model: TfliteModel) -> list[int]:
     """Indices of the float32 tensors an op of the (single) graph reads or writes that hold no constant
     data, in execution order: what the calibrator logs (not the int32 shapes a Reshape of the dynamic

@@ -17,15 +17,18 @@ The converter builds a float32 .tflite of the model before calibrating it; that 
 import logging
 import re
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from engine.common.atomic import write_bytes_atomic
-from engine.common.errors import ConfigError, EngineError, StquantError, first_line
+from engine.common.errors import ConfigError, EngineError, StquantError, first_line, shorten
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
 from engine.models.library_internals import (
+    is_keras3,
+    layer_of_node,
     quantize_with_ranges,
     set_per_tensor_weights,
     tflite_ops,
@@ -35,7 +38,7 @@ from engine.models.trace import serving_function
 from engine.optimize import optimize_keras
 from engine.quantize.cache import TFLITE_RANGES, StatsCache, bytes_hash, file_hash
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, versions
-from engine.quantize.statistics import RULES, calibrated_model, tensor_ranges
+from engine.quantize.statistics import RULES, calibrated_model, op_output_names, tensor_ranges
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,10 @@ def quantize_tflite(
         original, model_path, settings, calibration, notes, memo.optimized if memo is not None else None
     )
     statistics = _Statistics(model_path, calibration, cache, on_progress)
-    blob = _convert(_converter_for(model, memo), settings, statistics)
-    float_ops = float_ops_in(blob)
+    keras3 = is_keras3(model)
+    float_nodes = _float_nodes(settings.float_layers, keras3, model_path.name) if settings.float_layers else None
+    blob = _convert(_converter_for(model, memo), settings, statistics, float_nodes)
+    float_ops = float_ops_in(blob, settings.float_layers, keras3)
     if float_ops:
         raise EngineError(
             f"{model_path}: these ops cannot be quantized to int8 and would stay float: {', '.join(float_ops)}"
@@ -143,8 +148,32 @@ class _Statistics:
         }
 
 
-def _convert(converter: Any, settings: Quantization, statistics: _Statistics) -> bytes:
-    """The int8 model `converter` makes, calibrated by `statistics`."""
+def _float_nodes(layers: list[str], keras3: bool, model_name: str) -> Callable[[bytes], list[str]]:
+    """The quantizer's denylist for `quantization.float_layers`: the output tensors of every op of those layers
+    (`layer_of_node`, the per-layer report's and the footprint's names); ConfigError naming a layer not there."""
+
+    def nodes(calibrated: bytes) -> list[str]:
+        by_layer: dict[str, list[str]] = {}
+        for name in op_output_names(calibrated):
+            by_layer.setdefault(layer_of_node(name, keras3), []).append(name)
+        missing = [layer for layer in layers if layer not in by_layer]
+        if missing:
+            raise ConfigError(
+                f"quantization.float_layers: {shorten(missing[0])!r} is not a layer of {model_name} "
+                f"(its layers: {shorten(', '.join(by_layer), 200)})"
+            )
+        return [name for layer in layers for name in by_layer[layer]]
+
+    return nodes
+
+
+def _convert(
+    converter: Any,
+    settings: Quantization,
+    statistics: _Statistics,
+    float_nodes: Callable[[bytes], list[str]] | None = None,
+) -> bytes:
+    """The int8 model `converter` makes, calibrated by `statistics`, with the ops `float_nodes` names kept float."""
     import tensorflow as tf
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -152,7 +181,7 @@ def _convert(converter: Any, settings: Quantization, statistics: _Statistics) ->
     converter.inference_input_type = getattr(tf, IO_TYPES[settings.quantization_input_type])
     converter.inference_output_type = getattr(tf, IO_TYPES[settings.quantization_output_type])
     set_per_tensor_weights(converter, settings.granularity == "per_tensor")
-    quantize_with_ranges(converter, statistics)
+    quantize_with_ranges(converter, statistics, float_nodes)
     try:
         int8_model: bytes = converter.convert()
     except StquantError:
@@ -187,15 +216,20 @@ def _ops_named_in(message: str) -> list[str]:
     return sorted({n for n in names if n})
 
 
-def float_ops_in(blob: bytes) -> list[str]:
-    """Names of the ops of a .tflite model that compute in float (input/output conversions excepted)."""
+def float_ops_in(blob: bytes, float_layers: Collection[str] = (), keras3: bool = False) -> list[str]:
+    """Names of the ops of a .tflite model that compute in float (input/output conversions and the ops of
+    `float_layers`, kept float on purpose, excepted)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=blob)
-    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    details = interpreter.get_tensor_details()
+    dtypes = {t["index"]: t["dtype"].__name__ for t in details}
+    names = {t["index"]: t["name"] for t in details}
     float_ops = set()
     for op in tflite_ops(interpreter):
         if op["op_name"] in BOUNDARY_OPS:
+            continue
+        if float_layers and any(layer_of_node(names[i], keras3) in float_layers for i in op["outputs"] if i >= 0):
             continue
         tensors = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0]
         if any(dtypes.get(i, "").startswith("float") for i in tensors):

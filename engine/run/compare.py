@@ -17,16 +17,12 @@ import itertools
 import logging
 import math
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from engine.common.atomic import write_text_atomic
 from engine.common.errors import (
     ConfigError,
-    InputError,
     Interrupted,
     OutputError,
     StquantError,
@@ -34,9 +30,6 @@ from engine.common.errors import (
     shorten,
 )
 from engine.config.schema import RUNNABLE_MODES, Config, dump_config, load_config
-from engine.data.calibration import CalibrationData, ImageCalibrationData, PixelCalibrationData
-from engine.data.images import decode_all, decoding_processes
-from engine.data.preprocess import ImageSpec
 from engine.quantize.cache import StatsCache
 from engine.quantize.common import ModelMemo
 from engine.run.comparison import Comparison, Variant
@@ -44,12 +37,7 @@ from engine.run.events import Reporter
 from engine.run.folder import VARIANTS, claimed_run_dir
 from engine.run.job import Job
 from engine.run.orchestrator import portable_config, quantize
-from engine.run.preflight import ImageSet, Plan, calibration_set, evaluation_set, prepare
-
-if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
-    from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor
-    from engine.models.load import KerasModel
+from engine.run.session import Session, open_session
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +155,6 @@ class CompareJob(Job):
         super().__init__(reporter, run_dir, comparison)
         self.configs, self.comparison, self.cache = configs, comparison, cache
         self.memo = ModelMemo()  # the variants quantize one loaded model: its optimized copy and trace are reused
-        self.float_result: EvalResult | None = None
-        self.float_tflite: bytes | None = None
 
     def save(self) -> None:
         """Write `comparison.json` and `comparison.md`."""
@@ -181,82 +167,24 @@ class CompareJob(Job):
     def execute(self) -> None:
         base = self.configs[0][1]
         write_text_atomic(self.run_dir / "config.yaml", dump_config(portable_config(base)))
-        chain = as_chain(base)
-        with self.stage("prepare"):
-            plan = prepare(chain)
-        for warning in dict.fromkeys(plan.warnings):
-            log.warning("%s", warning)
-            self.comparison.warn("prepare", warning)
-        self.comparison.model = str(plan.model_path)
-        class_names = plan.class_names or [str(i) for i in range(plan.model.output_width or 0)]
-        calibration_images, evaluation_images = self._images(chain, plan)
-        evaluation_files = evaluation_images.files if evaluation_images else []
-        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
-            decoding = waiter.submit(self._decode, plan, calibration_images, evaluation_files, processes)
-            with self.stage("load_model"):
-                from engine.evaluation.predictors import load_predictor
-
-                predictor = load_predictor(plan.model_path)
-            calibration, evaluation, kept = decoding.result()
-        self.comparison.calibration_images = calibration.used
-        labels = [evaluation_images.labels[i] for i in kept] if evaluation_images else []
-        if evaluation_images and labels:
-            self.comparison.evaluation_set = evaluation_images.name
-            self.comparison.evaluation_source = evaluation_images.key
-        self.comparison.evaluation_images = len(labels)
-        keras_model = getattr(predictor, "model", None)
+        session = open_session(self, as_chain(base), NOT_MEASURED)
+        self.comparison.model = str(session.plan.model_path)
+        self.comparison.calibration_images = session.calibration.used
+        if session.evaluation is not None:
+            self.comparison.evaluation_set = session.evaluation.name
+            self.comparison.evaluation_source = session.evaluation.key
+        self.comparison.evaluation_images = len(session.labels)
         for index, (settings, config) in enumerate(self.configs):
-            variant = self._variant(index, settings, config, plan, calibration, keras_model)
-            if variant.status == "ok" and labels and evaluation is not None:
-                self._measure_accuracy(variant, predictor, evaluation, labels, class_names, plan.image_spec())
+            variant = self._variant(index, settings, config, session)
+            if variant.status == "ok" and session.evaluation is not None:
+                self._measure_accuracy(variant, session)
             self.comparison.variants.append(variant)
             self.reporter.variant(variant)
         recommend(self.comparison)
         log.info("%s", self.comparison.recommendation)
         self.comparison.status = "ok"
 
-    def _images(self, chain: Config, plan: Plan) -> tuple[ImageSet, ImageSet | None]:
-        """The calibration images and the evaluation images (None: nothing to measure on, said in a warning)."""
-        calibration = calibration_set(chain, plan)
-        if calibration is None:
-            raise ConfigError(
-                "dataset.quantization_path: stquant compare needs calibration images "
-                "(dataset.quantization_path or dataset.training_path)"
-            )
-        evaluation = evaluation_set(chain, plan)
-        if evaluation is None:
-            self.comparison.warn("prepare", NOT_MEASURED)
-            log.warning("%s", NOT_MEASURED)
-        else:
-            log.info("accuracy and agreement on %d images of %s", len(evaluation.files), evaluation.key)
-        return calibration, evaluation
-
-    def _decode(
-        self, plan: Plan, calibration_images: ImageSet, evaluation_files: list[Path], processes: Executor | None
-    ) -> tuple[PixelCalibrationData, np.ndarray | None, list[int]]:
-        ds, spec = self.configs[0][1].dataset, plan.image_spec()
-        files, key = calibration_images.files, calibration_images.key
-        streamed = ImageCalibrationData(files, spec, key, {"seed": ds.seed, "split": ds.quantization_split})
-        with self.stage("decode_images"):
-            pixels, kept = decode_all(files, spec, processes=processes, as_pixels=True)
-            if not kept:
-                raise InputError(f"{key}: none of the {len(files)} calibration images could be decoded")
-            calibration = PixelCalibrationData(pixels, spec, key, streamed.identity(), len(files) - len(kept))
-            evaluation: np.ndarray | None = None
-            evaluation_kept: list[int] = []
-            if evaluation_files:
-                evaluation, evaluation_kept = decode_all(evaluation_files, spec, processes=processes, as_pixels=True)
-        return calibration, evaluation, evaluation_kept
-
-    def _variant(
-        self,
-        index: int,
-        settings: dict[str, Any],
-        config: Config,
-        plan: Plan,
-        calibration: CalibrationData,
-        keras_model: KerasModel,
-    ) -> Variant:
+    def _variant(self, index: int, settings: dict[str, Any], config: Config, session: Session) -> Variant:
         from engine.footprint import estimate_footprint
 
         name = ", ".join(f"{key.split('.', 1)[1]}={value}" for key, value in settings.items())
@@ -267,16 +195,16 @@ class CompareJob(Job):
         try:
             with self.stage(f"variant_{index}"):
                 result = quantize(
-                    plan.model_path,
-                    calibration,
+                    session.plan.model_path,
+                    session.calibration,
                     config.quantization,
                     self.run_dir / f"variant_{index}",
                     self.progress(f"variant_{index}"),
-                    keras_model,
+                    session.keras_model,
                     self.cache,
                     self.memo,
                 )
-                self.float_tflite = self.float_tflite or result.float_tflite
+                session.float_tflite = session.float_tflite or result.float_tflite
                 footprint = estimate_footprint(result.model_path, board=self.comparison.board)
         except (Interrupted, OutputError):
             raise  # stops the comparison, not only this variant
@@ -292,29 +220,15 @@ class CompareJob(Job):
         variant.seconds = round(time.perf_counter() - started, 3)
         return variant
 
-    def _measure_accuracy(
-        self,
-        variant: Variant,
-        predictor: Predictor,
-        images: np.ndarray,
-        labels: list[int],
-        class_names: list[str],
-        spec: ImageSpec,
-    ) -> None:
-        from engine.evaluation.accuracy import agreement, evaluate
-        from engine.evaluation.predictors import load_predictor
+    def _measure_accuracy(self, variant: Variant, session: Session) -> None:
+        from engine.evaluation.accuracy import agreement
 
-        if self.float_result is None:
-            with self.stage("evaluate_float"):
-                if hasattr(predictor, "run_as_tflite"):  # Keras: its float32 TFLite graph (the converter's, if any)
-                    predictor.run_as_tflite(self.float_tflite)
-                self.float_result = evaluate(predictor, images, labels, class_names, spec=spec)
-                self.comparison.float_accuracy = round(self.float_result.accuracy, 2)
+        float_result = session.evaluate_float(self)
+        self.comparison.float_accuracy = round(float_result.accuracy, 2)
         assert variant.quantized_model is not None  # an "ok" variant
-        with self.stage(f"evaluate_variant_{variant.index}"):
-            result = evaluate(load_predictor(variant.quantized_model), images, labels, class_names, spec=spec)
+        result = session.evaluate(variant.quantized_model, f"evaluate_variant_{variant.index}", self)
         variant.accuracy = round(result.accuracy, 2)
-        variant.agreement = round(agreement(self.float_result, result), 2)
+        variant.agreement = round(agreement(float_result, result), 2)
         variant.meets_target = variant.agreement >= self.comparison.target_agreement
 
 

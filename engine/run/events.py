@@ -19,11 +19,14 @@ from engine.run.protocol import (
     Event,
     LogEvent,
     ProgressEvent,
+    RecoveryEvent,
+    RecoveryStepEvent,
     ResultEvent,
     StageEvent,
     VariantEvent,
     wire,
 )
+from engine.run.recovery import Recovery, Step
 from engine.run.summary import RunSummary
 
 PROGRESS_INTERVAL = 0.1
@@ -68,6 +71,12 @@ class Reporter:
     def comparison(self, comparison: Comparison) -> None:
         """`stquant compare` finished (ok, failed or interrupted) with this comparison."""
 
+    def recovery_step(self, step: Step) -> None:
+        """A step of `stquant recover` was quantized and measured."""
+
+    def recovery(self, recovery: Recovery) -> None:
+        """`stquant recover` finished with this search (its run summary follows)."""
+
 
 class JsonLinesReporter(Reporter):
     """One JSON object per line: the events of `engine.run.protocol`."""
@@ -92,6 +101,12 @@ class JsonLinesReporter(Reporter):
 
     def comparison(self, comparison: Comparison) -> None:
         self.emit(ComparisonEvent(comparison=comparison))
+
+    def recovery_step(self, step: Step) -> None:
+        self.emit(RecoveryStepEvent(step=step))
+
+    def recovery(self, recovery: Recovery) -> None:
+        self.emit(RecoveryEvent(recovery=recovery))
 
 
 class PlainReporter(Reporter):

@@ -27,10 +27,12 @@ from engine.config.schema import Config
 from engine.config.unused_keys import used_dataset_keys
 
 LOCK_NAME = ".stquant.lock"
-RECORDS = ("run_summary.json", "comparison.json")
-EARLIER = (*RECORDS, "comparison.md", "stquant.log")  # removed (with VARIANTS) by --overwrite
+RECORDS = ("run_summary.json", "comparison.json", "recovery.json")
+EARLIER = (*RECORDS, "comparison.md", "stquant.log")  # removed (with the FOLDERS) by --overwrite
 WRITTEN = ("config.yaml", *EARLIER)  # the files every run or comparison may write at the top of its folder
-VARIANTS = "variant_*"
+VARIANTS = "variant_*"  # stquant compare's variants
+STEPS = "recovery_steps"  # stquant recover's steps
+FOLDERS = (VARIANTS, STEPS)
 DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")
 
 
@@ -141,7 +143,7 @@ def _remove_earlier(run_dir: Path, key: str) -> None:
     try:
         for name in EARLIER:
             (run_dir / name).unlink(missing_ok=True)
-        for path in run_dir.glob(VARIANTS):
+        for path in (path for pattern in FOLDERS for path in run_dir.glob(pattern)):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:

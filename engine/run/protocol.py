@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine.run.comparison import Comparison, Variant
+from engine.run.recovery import Recovery, Step
 from engine.run.summary import RunSummary
 
 
@@ -75,8 +76,30 @@ class ComparisonEvent(_Event):
     comparison: Comparison
 
 
+class RecoveryStepEvent(_Event):
+    """`stquant recover`: one step of the search was quantized and measured on the evaluation images."""
+
+    event: Literal["recovery_step"] = "recovery_step"
+    step: Step
+
+
+class RecoveryEvent(_Event):
+    """`stquant recover` is over; `recovery` is what recovery.json holds (the `result` event follows)."""
+
+    event: Literal["recovery"] = "recovery"
+    recovery: Recovery
+
+
 Event = Annotated[
-    StageEvent | ProgressEvent | LogEvent | ResultEvent | ErrorEvent | VariantEvent | ComparisonEvent,
+    StageEvent
+    | ProgressEvent
+    | LogEvent
+    | ResultEvent
+    | ErrorEvent
+    | VariantEvent
+    | ComparisonEvent
+    | RecoveryStepEvent
+    | RecoveryEvent,
     Field(discriminator="event"),
 ]
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
