@@ -3,7 +3,7 @@
 Part 1, the shared model-zoo files (`../shared/assets/models/cubeai_reference/`, both tables, and the
 tutorial model): our activation RAM (STM32Cube.AI 8.1's rules) and its upper bound (no overlap) next to
 every published release (8.1 and 10.0; ResNet v1 8: 7.3 only), the error against each in percent, and whether
-every release lies inside [ours x 0.95, upper x 1.05].
+every release lies inside [ours x 0.95, upper x 1.05]; this table also replaces its block in README.md.
 Part 2, STM32Cube.AI's MLPerf Tiny v1.0 times of the two MLCommons files on same-core boards (M7,
 M33, M4). Part 3, held out: model-zoo architectures at resolutions and widths whose .tflite files we do not
 have, rebuilt with Keras (random weights: int8 RAM and time do not depend on weight values),
@@ -40,6 +40,7 @@ from tests.cubeai_published import (  # noqa: E402 - after the sys.path entry th
 )
 
 ASSETS = ROOT.parent / "shared" / "assets" / "models"
+README = ROOT / "README.md"
 BOARD = "STM32H747I-DISCO"
 
 # Published by ST (reference_figures*.tsv): activation RAM KiB per release, H747 ms of the newest release.
@@ -180,8 +181,11 @@ def main() -> None:
         "--cache", type=Path, default=default_cache(), help="where the rebuilt held-out models are kept"
     )
     args = parser.parse_args()
-    print(f"Shared files ({BOARD}; time published: the newest release)\n\n{HEADER}")
-    _summary([Row(Path(rel).name, ASSETS / rel, RELEASES[rel], PUBLISHED[rel].h747_ms) for rel in RELEASES])
+    from docs_tables import section
+
+    with section("footprint_vs_cubeai", README):  # the README's table too
+        print(f"Shared files ({BOARD}; time published: the newest release)\n\n{HEADER}")
+        _summary([Row(Path(rel).name, ASSETS / rel, RELEASES[rel], PUBLISHED[rel].h747_ms) for rel in RELEASES])
     for rel, ms in ((rel, p.f769_ms) for rel, p in PUBLISHED.items() if p.f769_ms):
         print("STM32F769I-DISCO (216 MHz) check, time only:")
         fp = estimate_footprint(ASSETS / rel, board="STM32F769I-DISCO")

@@ -244,3 +244,18 @@ def test_the_peak_layer_and_what_a_smaller_input_saves(tmp_path):
     assert fp.peak is not None and fp.peak.layer == 0
     assert fp.peak.text() == "input 32x32x4 + output 16x16x8 + scratch 0.81 KiB: a 32 -> 30 input saves 0.49 KiB"
     assert "  0  CONV_2D" in fp.format_table() and "4.94* " in fp.format_table()
+
+
+def test_the_smaller_input_saving_is_the_plan_of_the_model_rebuilt_at_that_size(tmp_path):
+    def build(layers, x):
+        x = layers.Conv2D(8, 3, strides=2, padding="same")(x)
+        x = layers.DepthwiseConv2D(3, strides=2, padding="same")(x)
+        return layers.Conv2D(16, 1)(x)
+
+    at32, at28 = _int8(tmp_path, build, (32, 32, 4), "at32"), _int8(tmp_path, build, (28, 28, 4), "at28")
+    fp = estimate_footprint(at32)
+    # total stride 4: the next smaller input is 28, and the saving is what the same network converted at
+    # 28x28 needs less, planned from its own file
+    assert fp.peak is not None and (fp.peak.input_size, fp.peak.smaller_input) == (32, 28)
+    arenas = [plan_activations(read_tflite(path), lambda t: t.nbytes).arena_bytes for path in (at32, at28)]
+    assert fp.peak.saving_kib == round((arenas[0] - arenas[1]) / 1024, 2) > 0

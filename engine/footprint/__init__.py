@@ -21,7 +21,12 @@ pooling = output size * window size; global pooling/mean = input size; reshape a
 other op (element-wise, activation, softmax, (de)quantize) = its output size.
 
 Inference time: `engine.footprint.timing`'s per-op-kind cycle model (Cortex-M7 cycles per layer),
-scaled to a board's core and clock (`engine.footprint.boards`), for the int8 deployment of the graph.
+scaled to a board's core and clock (`engine.footprint.boards`); a layer that reads a float tensor (a float
+model, or a layer a mixed model keeps float) runs a float kernel, `timing.FLOAT_FACTOR` times the int8 one.
+
+Mixed float/int8 models: every tensor is planned at its own type's size (float32 4 bytes), QUANTIZE and
+DEQUANTIZE ops (TFLite's, or a QDQ ONNX's around nodes left float) get their own buffers, float kernels
+take no int8 scratch, and float weights count 4 bytes.
 """
 
 from __future__ import annotations
@@ -193,7 +198,8 @@ def _board_ms(board: str | None, cycles: int) -> float | None:
 
 
 def _dims(tensor: Tensor) -> str:
-    return "x".join(str(d) for d in tensor.shape[1:])
+    """The dimensions without the batch (64x64x8), then " float" for a floating-point tensor."""
+    return "x".join(str(d) for d in tensor.shape[1:]) + (" float" if tensor.floating else "")
 
 
 def _alive_at_peak(graph: Graph, plan: MemoryPlan) -> tuple[int, str]:

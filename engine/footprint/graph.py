@@ -30,6 +30,7 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     itemsize: int
+    floating: bool = False  # stored as floating point (a float kernel reads it)
 
     @property
     def elements(self) -> int:

@@ -1,10 +1,13 @@
 """Lower an ONNX model (float or QDQ) to a footprint `Graph`.
 
 QDQ conventions: a DequantizeLinear of an initializer is a stored weight (counted at its quantized
-size; scales and zero points are not counted). An activation QuantizeLinear/DequantizeLinear pair
-is not an op on target: the tensor before Q, after Q and after DQ is one int8 buffer. Only a Q fed
-by a graph input and a DQ producing a graph output stay as real converter ops (like TFLite's
-QUANTIZE/DEQUANTIZE). int64 constants (shapes, axes, pads) are code parameters, not weights.
+size; scales and zero points are not counted). A node runs int8 when every activation input comes out of a
+DequantizeLinear and every output goes only into QuantizeLinear (the QDQ node unit), its weights quantized;
+the Q after it and the DQ before it are then no ops on target: the tensor before Q, after Q and after DQ is
+one int8 buffer. Every other node runs float (a node left out of quantization, `nodes_to_exclude`): a DQ
+feeding it is a real DEQUANTIZE op with a float output buffer, and a Q of its output a real QUANTIZE op (like
+TFLite's QUANTIZE/DEQUANTIZE; so are a Q fed by a graph input and a DQ producing a graph output). int64
+constants (shapes, axes, pads) are code parameters, not weights.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ ELEMENTWISE = {
 ABSORB_PADDING = {"Conv", "AveragePool", "MaxPool"}
 GLOBAL_REDUCTIONS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum"}
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
+_MATRIX_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_FLOATS = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 
 
 def _load(path: Path) -> onnx.ModelProto:
@@ -86,7 +91,7 @@ def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
 
 
 class _Reader:
-    """Walks the nodes once, resolving QDQ pairs, constants and activation tensors."""
+    """Walks the nodes once, resolving QDQ node units, constants and activation tensors."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         g = model.graph
@@ -97,7 +102,12 @@ class _Reader:
         }
         self.graph_inputs = [v.name for v in g.input if v.name not in self.consts]
         self.graph_outputs = [v.name for v in g.output]
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in g.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
         self.alias: dict[str, str] = {}
+        self.dequantized: dict[str, tuple[str, str]] = {}  # activation DQ output -> (int8 tensor it reads, DQ name)
         self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
 
@@ -107,15 +117,16 @@ class _Reader:
         return name
 
     def activation(self, name: str, itemsize: int | None = None) -> str:
-        """Register (or narrow the stored item size of) an activation tensor; return its key."""
+        """Register an activation tensor (stored with `itemsize` bytes, default its own type); return its key."""
         key = self.resolve(name)
+        if key in self.tensors:
+            return key
         value = self.values.get(name) or self.values.get(key)
         if value is None:
             raise EngineError(f"ONNX tensor {name!r} has no inferred shape")
-        size = itemsize or _itemsize(value.type.tensor_type.elem_type)
-        known = self.tensors.get(key)
-        if known is None or size < known.itemsize:
-            self.tensors[key] = Tensor(key, known.shape if known else _dims(value), size)
+        elem_type = value.type.tensor_type.elem_type
+        floating = itemsize is None and elem_type in _FLOATS
+        self.tensors[key] = Tensor(key, _dims(value), itemsize or _itemsize(elem_type), floating)
         return key
 
     def _constant_node(self, node: onnx.NodeProto) -> bool:
@@ -134,19 +145,62 @@ class _Reader:
             return True
         return False
 
-    def _qdq_view(self, node: onnx.NodeProto) -> bool:
-        """Fold an activation Q/DQ into the tensor it (de)quantizes; keep graph-boundary converters."""
+    def _folded_qdq(self, node: onnx.NodeProto) -> bool:
+        """Fold an activation Q of an int8 tensor into it, and record an activation DQ (made a real op only
+        for a float reader, `_input`); a DQ producing a graph output and a Q of a float tensor stay ops."""
         src, out = node.input[0], node.output[0]
-        if node.op_type == "QuantizeLinear" and src not in self.graph_inputs:
-            itemsize = _itemsize(self.values[out].type.tensor_type.elem_type) if out in self.values else 1
-            self.activation(src, itemsize)
-            self.alias[out] = self.resolve(src)
-            return True
         if node.op_type == "DequantizeLinear" and out not in self.graph_outputs:
-            self.activation(src)
-            self.alias[out] = self.resolve(src)
+            source = self.dequantized[src][0] if src in self.dequantized else self.resolve(src)
+            self.dequantized[out] = (source, node.name or out)
             return True
+        if node.op_type == "QuantizeLinear":
+            if src in self.dequantized:  # DQ -> Q: the int8 tensor again
+                self.alias[out] = self.dequantized[src][0]
+                return True
+            if not self.tensors[self.activation(src)].floating:  # written int8 by a QDQ node unit
+                self.alias[out] = self.resolve(src)
+                return True
         return False
+
+    def _int8_node(self, node: onnx.NodeProto) -> bool:
+        """Whether `node` is a QDQ node unit: every activation input dequantized, every used output quantized,
+        and, for a convolution or matrix product, quantized weights (ONNX Runtime's quantizer wraps a node it
+        was told to leave out in the Q/DQ of its neighbours, but leaves its weights float)."""
+        inputs = [name for name in node.input if name and name not in self.consts]
+        used = [name for name in node.output if name and (name in self.consumers or name in self.graph_outputs)]
+        float_weights = node.op_type in _MATRIX_OPS and any(
+            self.consts[name][1] in _FLOATS for name in node.input if name in self.consts
+        )
+        return (
+            node.op_type not in _QDQ
+            and not float_weights
+            and bool(inputs)
+            and bool(used)
+            and all(name in self.dequantized for name in inputs)
+            and all(
+                name not in self.graph_outputs and all(c.op_type == "QuantizeLinear" for c in self.consumers[name])
+                for name in used
+            )
+        )
+
+    def _quantized_itemsize(self, name: str) -> int:
+        """Item size of the QuantizeLinear output that stores `name` (int8 unless it says otherwise)."""
+        out = next((c.output[0] for c in self.consumers.get(name, []) if c.op_type == "QuantizeLinear"), "")
+        return _itemsize(self.values[out].type.tensor_type.elem_type) if out in self.values else 1
+
+    def _input(self, name: str, int8: bool) -> str:
+        """The tensor a node reads: a dequantized tensor's int8 source for an int8 node; for a float node, the
+        output of a real DEQUANTIZE op (added once, before its first float reader)."""
+        if name not in self.dequantized:
+            return self.activation(name)
+        source, node_name = self.dequantized[name]
+        if int8:
+            return source
+        if name not in self.tensors:
+            key = self.activation(name)
+            macc = self.tensors[key].elements
+            self.ops.append(Op("DequantizeLinear", node_name, [source], [key], role=Role.ELEMENTWISE, macc=macc))
+        return name
 
     def _weights(self, node: onnx.NodeProto) -> tuple[int, int, list[tuple[int, ...]]]:
         params = weight_bytes = 0
@@ -214,10 +268,11 @@ class _Reader:
     def read(self) -> Graph:
         inputs = [self.activation(name) for name in self.graph_inputs]
         for node in self.graph.node:
-            if self._constant_node(node) or (node.op_type in _QDQ and self._qdq_view(node)):
+            if self._constant_node(node) or (node.op_type in _QDQ and self._folded_qdq(node)):
                 continue
-            act_in = [self.activation(n) for n in node.input if n and n not in self.consts]
-            outs = [self.activation(n) for n in node.output if n]
+            int8 = self._int8_node(node)
+            act_in = [self._input(n, int8) for n in node.input if n and n not in self.consts]
+            outs = [self.activation(n, self._quantized_itemsize(n) if int8 else None) for n in node.output if n]
             params, weight_bytes, consts = self._weights(node)
             out_shape = self.tensors[outs[0]].shape if outs else ()
             kind = node.op_type

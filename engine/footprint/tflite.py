@@ -43,6 +43,7 @@ _ITEMSIZE = {
     schema.TensorType.INT4: 1,
 }
 _INTEGER_PARAMS = {schema.TensorType.INT32, schema.TensorType.INT64}
+_FLOATS = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16, schema.TensorType.FLOAT64}
 
 WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
 VIEWS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
@@ -165,7 +166,7 @@ def read_tflite(path: Path) -> Graph:
     def activation(index: int) -> str:
         t = subgraph.tensors[index]
         key = f"{index}:{t.name.decode(errors='replace')}"
-        tensors.setdefault(key, Tensor(key, _shape(t), _ITEMSIZE.get(t.type, 4)))
+        tensors.setdefault(key, Tensor(key, _shape(t), _ITEMSIZE.get(t.type, 4), t.type in _FLOATS))
         return key
 
     for op in subgraph.operators:
