@@ -48,9 +48,9 @@ def tutorial_config(tmp_path, model, photos, **quantization) -> dict:
     }
 
 
-def per_image_accuracy(float_model_path, tflite_path, photos) -> tuple[float, float]:
+def photo_predictions(float_model_path, tflite_path, photos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An independent evaluation: Pillow decode, tf_keras (batches of 50) and the LiteRT interpreter (one image at a
-    time)."""
+    time). The float and the int8 top-1 class of every photo, and its label."""
     import tf_keras
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
@@ -66,17 +66,19 @@ def per_image_accuracy(float_model_path, tflite_path, photos) -> tuple[float, fl
             image = Image.open(path).convert("RGB").resize((128, 128), Image.Resampling.NEAREST)
             images.append(np.asarray(image, np.float32) / 127.5 - 1)
             labels.append(label)
-    hits_float = sum(
-        int(np.sum(np.argmax(model(np.stack(images[i : i + 50]), training=False), 1) == labels[i : i + 50]))
-        for i in range(0, len(images), 50)
-    )
-    hits_int8 = 0
-    for x, label in zip(images, labels):
+    floats = [np.argmax(model(np.stack(images[i : i + 50]), training=False), 1) for i in range(0, len(images), 50)]
+    int8 = []
+    for x in images:
         interpreter.set_tensor(inp["index"], np.clip(np.round(x[None] / scale + zero), 0, 255).astype(np.uint8))
         interpreter.invoke()
-        hits_int8 += int(np.argmax(interpreter.get_tensor(out["index"])) == label)
-    total = len(images)
-    return 100 * hits_float / total, 100 * hits_int8 / total
+        int8.append(int(np.argmax(interpreter.get_tensor(out["index"]))))
+    return np.concatenate(floats), np.array(int8), np.array(labels)
+
+
+def per_image_accuracy(float_model_path, tflite_path, photos) -> tuple[float, float]:
+    """Float and int8 accuracy of the independent evaluation, percent."""
+    floats, int8, labels = photo_predictions(float_model_path, tflite_path, photos)
+    return 100 * float(np.mean(floats == labels)), 100 * float(np.mean(int8 == labels))
 
 
 @pytest.fixture(scope="module")

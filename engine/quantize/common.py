@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.common.errors import ConfigError, shorten
 from engine.data.calibration import CalibrationData
+from engine.models.library_internals import layer_of_node
 from engine.models.load import KerasModel
 from engine.optimize import LastOptimized
 
@@ -75,3 +77,18 @@ def counted_batches(
         done += len(batch)
         if on_progress is not None:
             on_progress(done, calibration.total)
+
+
+def nodes_of_layers(nodes: list[str], layers: list[str], keras3: bool, model_name: str) -> list[str]:
+    """The `nodes` (graph node or op output names) of `layers` (`quantization.float_layers`), the layers named as the
+    per-layer report and the footprint name them (`layer_of_node`); ConfigError naming a layer that is not there."""
+    by_layer: dict[str, list[str]] = {}
+    for node in nodes:
+        by_layer.setdefault(layer_of_node(node, keras3), []).append(node)
+    missing = [layer for layer in layers if layer not in by_layer]
+    if missing:
+        raise ConfigError(
+            f"quantization.float_layers: {shorten(missing[0])!r} is not a layer of {model_name} "
+            f"(its layers: {shorten(', '.join(by_layer), 200)})"
+        )
+    return [node for layer in layers for node in by_layer[layer]]

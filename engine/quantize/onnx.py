@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from engine.common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
-from engine.common.errors import ConfigError, EngineError, first_line, shorten
+from engine.common.errors import ConfigError, EngineError, first_line
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
 from engine.models.info import guess_layout, onnx_is_quantized, onnx_opset
-from engine.models.library_internals import KERAS_METADATA, layer_of_node
+from engine.models.library_internals import KERAS_METADATA
 from engine.models.load import KerasModel, load_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
 from engine.quantize.cache import ORT_RANGES, StatsCache, file_hash
@@ -44,6 +44,7 @@ from engine.quantize.common import (
     ProgressCallback,
     QuantResult,
     counted_batches,
+    nodes_of_layers,
     versions,
 )
 
@@ -404,16 +405,7 @@ def _float_nodes(prepared: Path, layers: list[str], model_name: str) -> list[str
 
     model = onnx.load(str(prepared), load_external_data=False)
     keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in model.metadata_props)
-    by_layer: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        by_layer.setdefault(layer_of_node(node.name, keras3), []).append(node.name)
-    missing = [layer for layer in layers if layer not in by_layer]
-    if missing:
-        raise ConfigError(
-            f"quantization.float_layers: {shorten(missing[0])!r} is not a layer of {model_name} "
-            f"(its layers: {shorten(', '.join(by_layer), 200)})"
-        )
-    return [name for layer in layers for name in by_layer[layer]]
+    return nodes_of_layers([node.name for node in model.graph.node], layers, keras3, model_name)
 
 
 def _quantize(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.common.atomic import write_bytes_atomic
-from engine.common.errors import ConfigError, EngineError, StquantError, first_line, shorten
+from engine.common.errors import ConfigError, EngineError, StquantError, first_line
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
@@ -37,7 +37,7 @@ from engine.models.load import KerasModel, load_keras_model
 from engine.models.trace import serving_function
 from engine.optimize import optimize_keras
 from engine.quantize.cache import TFLITE_RANGES, StatsCache, bytes_hash, file_hash
-from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, versions
+from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
 from engine.quantize.statistics import RULES, calibrated_model, op_output_names, tensor_ranges
 
 log = logging.getLogger(__name__)
@@ -153,16 +153,7 @@ def _float_nodes(layers: list[str], keras3: bool, model_name: str) -> Callable[[
     (`layer_of_node`, the per-layer report's and the footprint's names); ConfigError naming a layer not there."""
 
     def nodes(calibrated: bytes) -> list[str]:
-        by_layer: dict[str, list[str]] = {}
-        for name in op_output_names(calibrated):
-            by_layer.setdefault(layer_of_node(name, keras3), []).append(name)
-        missing = [layer for layer in layers if layer not in by_layer]
-        if missing:
-            raise ConfigError(
-                f"quantization.float_layers: {shorten(missing[0])!r} is not a layer of {model_name} "
-                f"(its layers: {shorten(', '.join(by_layer), 200)})"
-            )
-        return [name for layer in layers for name in by_layer[layer]]
+        return nodes_of_layers(op_output_names(calibrated), layers, keras3, model_name)
 
     return nodes
 
