@@ -109,6 +109,19 @@ def test_variants_that_differ_only_in_input_type_share_the_optimized_model(tmp_p
     assert Path(variants[1]["quantized_model"]).read_bytes() == Path(summary["quantized_model"]).read_bytes()
 
 
+def test_calibration_methods_on_the_tflite_route_share_one_histogram_pass(tmp_path, capsys):
+    config = write(tmp_path, demo_config(tmp_path, dataset__test_path=str(DEMO / "digits")))
+    methods = "quantization.calibration_method=minmax,percentile,entropy,mse"
+    code, out, err = run_cli(capsys, "compare", config, "--vary", methods, "--progress", "none")
+    assert code == 0, err
+    variants = json.loads((Path(out.strip().splitlines()[-1]) / "comparison.json").read_text())["variants"]
+    names = [f"calibration_method={m}" for m in ("minmax", "percentile", "entropy", "mse")]
+    assert [v["name"] for v in variants] == names
+    assert [v["status"] for v in variants] == ["ok"] * 4 and all(v["agreement"] is not None for v in variants)
+    assert [v["statistics"] for v in variants] == ["computed", "computed", "cache", "cache"]  # histograms once
+    assert len({Path(v["quantized_model"]).read_bytes() for v in variants}) > 1
+
+
 def test_jsonl_events_per_variant(tmp_path, capsys):
     code, out, err = run_cli(
         capsys,

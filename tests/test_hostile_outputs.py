@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -423,17 +424,23 @@ def _rewrite(path: Path, change) -> None:
 
 
 def _swap(stored: dict) -> None:
-    tensor = next(iter(stored["value"]))
-    low, high = stored["value"][tensor]
-    stored["value"][tensor] = [high + 1.0, low]
+    ranges = stored["value"]["ranges"]
+    tensor = next(iter(ranges))
+    low, high = ranges[tensor]
+    ranges[tensor] = [high + 1.0, low]
+
+
+def _set_range(pair) -> Callable[[dict], None]:
+    return lambda stored: stored["value"]["ranges"].update({next(iter(stored["value"]["ranges"])): pair})
 
 
 TAMPERS = {
     "min_above_max": _swap,
-    "nan": lambda stored: stored["value"].update({next(iter(stored["value"])): [math.nan, 1.0]}),
-    "infinite": lambda stored: stored["value"].update({next(iter(stored["value"])): [-math.inf, 1.0]}),
-    "string_ranges": lambda stored: stored.update(value="ranges"),
-    "string_pair": lambda stored: stored["value"].update({next(iter(stored["value"])): "0,1"}),
+    "nan": _set_range([math.nan, 1.0]),
+    "infinite": _set_range([-math.inf, 1.0]),
+    "string_ranges": lambda stored: stored["value"].update(ranges="ranges"),
+    "string_pair": _set_range("0,1"),
+    "histograms_of_other_tensors": lambda stored: stored["value"].update(histograms={"999": None}),
 }
 
 

@@ -225,6 +225,29 @@ def test_ort_calibration_cache_round_trip(tmp_path):
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
 
 
+def test_ort_histogram_calibrator_hands_each_chunk_to_our_collector(tmp_path):
+    """ONNX Runtime's HistogramCalibrater runs every float activation as a graph output and gives a chunk's
+    outputs to the collector set in its `collector` attribute (calibration_method: mse)."""
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    seen: list[dict] = []
+
+    class Collector:
+        def collect(self, outputs: dict) -> None:
+            seen.append({name: [np.asarray(a).shape for a in arrays] for name, arrays in outputs.items()})
+
+    calibrator = internals.ort_histogram_calibrator(str(model), str(tmp_path / "augmented.onnx"), Collector())
+    batches = iter([np.ones((2, 3, 8, 8), np.float32), np.zeros((2, 3, 8, 8), np.float32)])
+
+    class Reader:
+        def get_next(self) -> dict | None:
+            batch = next(batches, None)
+            return None if batch is None else {"input": batch}
+
+    calibrator.collect_data(Reader())
+    shapes = {"input": (2, 3, 8, 8), "conv": (2, 10, 1, 1), "flat": (2, 10), "probs": (2, 10)}
+    assert seen == [{name: [shape] * 2 for name, shape in shapes.items()}]
+
+
 def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
     """Two conversions of one model name their activations alike once tf2onnx's counters are removed."""
     import onnx

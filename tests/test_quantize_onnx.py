@@ -61,7 +61,7 @@ def test_keras_model_is_converted_to_nchw_and_quantized(tmp_path):
     assert np.abs(run(result.model_path, nchw) - run(converted, nchw)).max() < 0.05
 
 
-@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile", "mse"])
 def test_onnx_model_is_upconverted_and_quantized(tmp_path, method):
     source = make_onnx(tmp_path / "tiny.onnx", opset=13)
     images = random_images(40, seed=4)
@@ -210,7 +210,7 @@ def test_relu_that_is_zero_on_every_calibration_image_stays_zero(tmp_path, granu
         assert error < tolerance, (str(level), error, tolerance)  # measured before the fix: 0.22 > 0.015
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
+@pytest.mark.parametrize("method", ["entropy", "percentile", "mse"])
 def test_histogram_chunk_never_mixes_batch_sizes(tmp_path, method):
     """20 images are a batch of 16 and one of 4: ORT stacks a chunk's runs into one array, so a chunk holding
     both failed ("inhomogeneous shape"); so did every image count whose remainder by 32 is 17 to 31 (60, 120)."""

@@ -128,6 +128,24 @@ def test_tflite_misses_for_every_cause(model, photos, tmp_path):
     assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "model file"
 
 
+def test_tflite_histograms_serve_every_calibration_method(model, photos, tmp_path):
+    """minmax measures no histograms; the first other method measures them, and that one entry then serves every
+    method, minmax included (its min/max are the same)."""
+    cache = StatsCache(tmp_path / "cache")
+    minmax = _tflite(model, photos, tmp_path, cache)
+    assert not minmax.statistics_cached
+    percentile = _tflite(model, photos, tmp_path, cache, calibration_method="percentile")
+    assert not percentile.statistics_cached, "the minmax entry holds no histograms"
+    assert percentile.model_path.read_bytes() != minmax.model_path.read_bytes()
+    for method in ("entropy", "mse", "percentile"):
+        assert _tflite(model, photos, tmp_path, cache, calibration_method=method).statistics_cached, method
+    fresh = StatsCache(tmp_path / "fresh")
+    assert not _tflite(model, photos, tmp_path, fresh, calibration_method="mse").statistics_cached
+    again = _tflite(model, photos, tmp_path, fresh)
+    assert again.statistics_cached and again.model_path.read_bytes() == minmax.model_path.read_bytes()
+    assert len(list(fresh.folder.glob("*.json"))) == 1
+
+
 def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, tmp_path):
     cache = StatsCache(tmp_path / "cache")
 
@@ -150,6 +168,9 @@ def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, 
     assert (again.calibration_images, again.calibration_skipped) == (40, 0)
     assert quantize(granularity="per_tensor").statistics_cached
     assert not quantize(calibration_method="percentile").statistics_cached, "calibration method"
+    assert quantize(calibration_method="percentile").statistics_cached  # its ranges are 0-d arrays: still valid
+    assert not quantize(calibration_method="mse").statistics_cached, "calibration method"
+    assert quantize(calibration_method="mse").statistics_cached
 
 
 def _qdq_params(path: Path) -> list:

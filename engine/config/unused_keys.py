@@ -35,7 +35,7 @@ IGNORED = {
     "evaluation.npy_out_name": NO_NPY,
     "evaluation.target": "stquant evaluates on this computer (host) only",
 }
-ONNX_ONLY = ("quantization.target_opset", "quantization.calibration_method", "quantization.extra_options")
+ONNX_ONLY = ("quantization.target_opset", "quantization.extra_options")
 OTHER_MODES = ("training", "prediction", "deployment", "data_augmentation", "custom_data_augmentation")
 
 

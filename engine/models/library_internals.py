@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from engine.common.errors import EngineError
@@ -192,6 +193,27 @@ def calibration_cache_io() -> tuple[Any, Any]:
             "upgrade onnxruntime"
         )
     return quantization.save_tensors_data, quantization.load_tensors_data
+
+
+def ort_histogram_calibrator(model_path: str, augmented_model_path: str, collector: Any) -> Any:
+    """ONNX Runtime's HistogramCalibrater of `model_path` (every float activation made a graph output; each
+    `collect_data(reader)` runs the reader's batches) with `collector` in place of its own HistogramCollector:
+    each chunk's outputs go to `collector.collect({tensor name: [arrays]})`. Relies on its `collector`
+    attribute, which it creates at the first chunk when unset; no fallback: fails naming it."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+    calibrator = create_calibrator(
+        model_path, augmented_model_path=augmented_model_path, calibrate_method=CalibrationMethod.Entropy
+    )
+    if not isinstance(calibrator, HistogramCalibrater) or getattr(calibrator, "collector", False) is not None:
+        Path(calibrator.augmented_model_path).unlink(missing_ok=True)
+        raise EngineError(
+            f"onnxruntime {_version('onnxruntime')} changed HistogramCalibrater.collector: "
+            "stquant cannot collect its own histograms (calibration_method: mse)"
+        )
+    calibrator.collector = collector
+    return calibrator
 
 
 def keras_layer_of_scope(scope: str, keras3: bool) -> str:

@@ -6,7 +6,8 @@ file in `$XDG_CACHE_HOME/stquant/statistics/` (default `~/.cache/stquant/statist
 written atomically; a read refreshes the entry's mtime, and the least recently used entries are removed
 once the folder exceeds `STQUANT_CACHE_MAX_MB` (default 200). Every entry is checked when read: its
 layout (`StoredEntry`), a SHA-256 digest of its content (any edit, truncation or flipped byte is caught),
-and, given by the caller, the shape of its value (`TFLITE_RANGES`, `ORT_RANGES`: finite bounds, min <= max).
+and, given by the caller, the shape of its value (`TFLITE_STATISTICS`, `ORT_RANGES`: finite bounds, min <= max,
+histogram counts that decode to non-negative integers).
 An unreadable or bad entry is ignored with one warning and removed: the statistics are then computed again
 and stored anew (atomically); an entry of an older format is computed again silently. Each entry also
 records how many images the statistics were measured on and how many calibration files could not be
@@ -40,11 +41,12 @@ from pydantic import (
 )
 
 from engine.common.atomic import write_text_atomic
+from engine.quantize.histograms import BINS, decode_counts
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MB = 200
-FORMAT = 3  # 3: a digest of the content
+FORMAT = 4  # 3: a digest of the content; 4: TFLite entries hold histograms (`TFLITE_STATISTICS`)
 Bound = Annotated[float, Strict(), AllowInfNan(False)]
 
 
@@ -68,22 +70,28 @@ class StoredEntry(BaseModel):
 
 
 class _Values(BaseModel):
-    """One bound of an ONNX Runtime tensor range (ORT adds its own fields beside `data`)."""
+    """One bound of an ONNX Runtime tensor range, as its `save_tensors_data` writes a numpy array (ORT adds its own
+    fields beside `data`): a list for MinMax, a scalar for 0-d arrays (its histogram calibrators)."""
 
     model_config = ConfigDict(extra="allow")
 
-    data: list[Bound] = Field(min_length=1)
+    data: Annotated[list[Bound], Field(min_length=1)] | Bound
+
+
+def _bounds(bound: _Values | float) -> list[float]:
+    data = bound.data if isinstance(bound, _Values) else bound
+    return data if isinstance(data, list) else [data]
 
 
 class _OrtTensor(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    lowest: _Values
-    highest: _Values
+    lowest: _Values | Bound  # Percentile writes a plain float for lowest
+    highest: _Values | Bound
 
     @model_validator(mode="after")
     def _ordered(self) -> _OrtTensor:
-        low, high = self.lowest.data, self.highest.data
+        low, high = _bounds(self.lowest), _bounds(self.highest)
         if len(low) != len(high) or any(a > b for a, b in zip(low, high)):
             raise ValueError("lowest > highest")
         return self
@@ -95,10 +103,44 @@ class _OrtRanges(BaseModel):
     data: dict[str, _OrtTensor] = Field(min_length=1)
 
 
-TFLITE_RANGES = TypeAdapter(
-    dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[tuple[Bound, Bound], AfterValidator(_ordered)]]
-)
+TfliteRanges = dict[
+    Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[tuple[Bound, Bound], AfterValidator(_ordered)]
+]
+TFLITE_RANGES = TypeAdapter(TfliteRanges)
 """Ranges of the TFLite converter's float model: tensor index -> (min, max)."""
+
+
+def _counts(packed: str) -> str:
+    decode_counts(packed)
+    return packed
+
+
+class _Histogram(BaseModel):
+    """One tensor's histogram (`engine.quantize.histograms.Histogram.to_json`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: Annotated[Bound, Field(ge=0)]
+    first: Annotated[int, Strict(), Field(gt=-BINS, le=0)]  # the window holds 0
+    counts: Annotated[str, Strict(), AfterValidator(_counts)]
+
+
+class _TfliteStatistics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bins: Annotated[int, Strict(), Field(ge=BINS, le=BINS)]
+    ranges: TfliteRanges
+    histograms: dict[str, _Histogram | None] | None  # None: measured without
+
+    @model_validator(mode="after")
+    def _same_tensors(self) -> _TfliteStatistics:
+        if self.histograms is not None and self.histograms.keys() != self.ranges.keys():
+            raise ValueError("histograms and ranges of different tensors")
+        return self
+
+
+TFLITE_STATISTICS = TypeAdapter(_TfliteStatistics)
+"""Statistics of the TFLite converter's float model (`engine.quantize.statistics.Statistics.to_json`)."""
 ORT_RANGES = TypeAdapter(Json[_OrtRanges])
 """ONNX Runtime's calibration cache, as JSON text (`save_tensors_data`)."""
 

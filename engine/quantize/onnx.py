@@ -15,6 +15,9 @@ calibration cache, so that images are streamed and memory stays bounded:
   one image to match the reference).
 - Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
   images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
+- MSE (ORT has no such calibrator): ORT's histogram calibrator runs the chunks as for entropy, with stquant's
+  histograms in place of ORT's (`engine.quantize.histograms`, the TFLite route's); their ranges are handed over
+  as MinMax ranges.
 The ranges are kept in the statistics cache (`engine.quantize.cache`), keyed by the prepared float model,
 the images and the method, so a run that changes only the granularity reuses them.
 """
@@ -47,6 +50,7 @@ from engine.quantize.common import (
     nodes_of_layers,
     versions,
 )
+from engine.quantize.histograms import Histogram, method_range
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +348,7 @@ def _calibrate(
     import onnx
     from onnxruntime.quantization import create_calibrator
 
-    from engine.models.library_internals import calibration_cache_io
+    from engine.models.library_internals import calibration_cache_io, ort_histogram_calibrator
 
     save_ranges, _ = calibration_cache_io()  # before calibrating: fails at once on an ONNX Runtime without it
     graph = onnx.load(str(prepared), load_external_data=False).graph
@@ -353,18 +357,23 @@ def _calibrate(
     dims = [d.dim_value if d.HasField("dim_value") else None for d in model_input.type.tensor_type.shape.dim]
     nchw = len(dims) == 4 and guess_layout(dims) == "NCHW"
     feed = _BatchFeed(_model_batches(calibration, nchw, moving_average or dims[0] == 1, on_progress))
-    calibrator = create_calibrator(
-        prepared,
-        augmented_model_path=str(work_dir / f"{prepared.stem}_augmented.onnx"),
-        calibrate_method=_ort_method(method),
-        extra_options={"moving_average": moving_average},
-    )
+    augmented = str(work_dir / f"{prepared.stem}_augmented.onnx")
+    collector = _MseCollector() if method == "mse" else None
+    if collector is not None:
+        calibrator = ort_histogram_calibrator(str(prepared), augmented, collector)
+    else:
+        calibrator = create_calibrator(
+            prepared,
+            augmented_model_path=augmented,
+            calibrate_method=_ort_method(method),
+            extra_options={"moving_average": moving_average},
+        )
     chunk = None if method == "minmax" else HISTOGRAM_CHUNK_IMAGES
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram collector prints a line per chunk
             while feed.has_more():
                 calibrator.collect_data(_ChunkReader(feed, model_input.name, chunk))
-            ranges = calibrator.compute_data()
+            ranges = calibrator.compute_data() if collector is None else collector.tensors_data()
     finally:
         Path(calibrator.augmented_model_path).unlink(missing_ok=True)
     scratch = cache.with_name(f".{cache.name}.ort")  # ORT writes it 0600 (mkstemp): copied to follow the umask
@@ -376,13 +385,50 @@ def _calibrate(
 
 
 def _ort_method(method: str) -> Any:
+    """ONNX Runtime's calibration method of `method` (mse: ranges that ORT reads as MinMax ranges)."""
     from onnxruntime.quantization import CalibrationMethod
 
     return {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
+        "mse": CalibrationMethod.MinMax,
     }[method]
+
+
+class _MseCollector:
+    """Takes the place of ONNX Runtime's HistogramCollector (`library_internals.ort_histogram_calibrator`):
+    stquant's histogram and min/max of each tensor (NaN left out), and their `mse` ranges
+    (`engine.quantize.histograms`, as on the TFLite route)."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[str, Histogram] = {}
+        self.bounds: dict[str, tuple[float, float]] = {}
+
+    def collect(self, outputs: dict[str, list[np.ndarray]]) -> None:
+        for name, runs in outputs.items():
+            histogram = self.histograms.setdefault(name, Histogram())
+            for run in runs:
+                values = np.asarray(run).ravel()
+                if values.size and np.isnan(values.min()):
+                    values = values[~np.isnan(values)]
+                if not values.size:
+                    continue
+                low, high = float(values.min()), float(values.max())
+                known = self.bounds.get(name, (low, high))
+                self.bounds[name] = (min(known[0], low), max(known[1], high))
+                histogram.add(values, low, high)
+
+    def tensors_data(self) -> Any:
+        """ORT's TensorsData of the mse ranges (0, 0 for a tensor that was NaN on every image)."""
+        from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+        data = {}
+        for name, histogram in self.histograms.items():
+            low, high = self.bounds.get(name, (0.0, 0.0))
+            bottom, top = method_range(histogram, low, high, "mse")
+            data[name] = TensorData(lowest=np.array([bottom], np.float32), highest=np.array([top], np.float32))
+        return TensorsData(CalibrationMethod.MinMax, data)
 
 
 def _model_batches(

@@ -10,12 +10,18 @@ activations only, NaN values skipped, a max never below FLT_MIN (its MinMax star
 tensor's QuantizationParameters min/max, which the converter's quantization step then reads.
 The values themselves differ from the calibrator's by float rounding only (XNNPACK's kernels are not its
 built-in ones): at most 1.8e-6 relative on the model zoo's models.
+The same pass can fill a histogram of every tensor (`engine.quantize.histograms`; it costs several times the
+min/max, so only when asked), from which the other calibration methods derive their ranges (`method_ranges`):
+each within the tensor's min/max, a max never below FLT_MIN, and the calibrator's in-place merge applied to the
+derived ranges (an in-place input's range covers its op's output's range, whatever the method), so that `minmax`
+stays the converter's own calibration.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import flatbuffers
@@ -31,20 +37,73 @@ from engine.models.library_internals import (
     litert_schema,
 )
 from engine.quantize.common import ProgressCallback, counted_batches
+from engine.quantize.histograms import BINS, Histogram, method_range
 
 log = logging.getLogger(__name__)
 
-RULES = 2  # what is recorded (part of the statistics cache key): 2 = float32 only, NaN skipped, FLT_MIN floor
+RULES = 3  # what is recorded (part of the cache key): float32 only, NaN skipped, FLT_MIN floor; 3: histograms
 FLOAT32 = 0  # schema TensorType
 FLT_MAX, FLT_MIN = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
 STATISTICS_BATCH = 8  # small: every activation is a graph output, so memory grows with the batch
 Ranges = dict[int, tuple[float, float]]  # tensor index -> (min, max)
 
 
+@dataclass(frozen=True)
+class Statistics:
+    """What the pass measures: each activation's min/max as the calibrator records them (before its in-place
+    merge) and its histogram."""
+
+    ranges: Ranges
+    histograms: dict[int, Histogram] | None  # None: measured without
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (the statistics cache's value; checked when read by `cache.TFLITE_STATISTICS`)."""
+        histograms = self.histograms
+        return {
+            "bins": BINS,
+            "ranges": {str(tensor): pair for tensor, pair in self.ranges.items()},
+            "histograms": None if histograms is None else {str(t): h.to_json() for t, h in histograms.items()},
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> Statistics:
+        histograms = stored["histograms"]
+        return cls(
+            {int(tensor): (low, high) for tensor, (low, high) in stored["ranges"].items()},
+            None if histograms is None else {int(t): Histogram.from_json(h) for t, h in histograms.items()},
+        )
+
+
 def tensor_ranges(
     float_model: bytes, calibration: CalibrationData, on_progress: ProgressCallback | None = None
 ) -> Ranges:
     """Min/max of every activation tensor (inputs included) of a float .tflite over the calibration images."""
+    return method_ranges(float_model, tensor_statistics(float_model, calibration, False, on_progress), "minmax")
+
+
+def method_ranges(float_model: bytes, statistics: Statistics, method: str) -> Ranges:
+    """The range of every activation tensor by calibration `method` (see the module docstring); the statistics
+    must hold histograms unless the method is `minmax`."""
+    histograms = statistics.histograms
+    if histograms is None:
+        if method != "minmax":
+            raise ValueError(f"calibration method {method} needs the histograms")
+        return _merge_inplace(_unpack(float_model), statistics.ranges)
+    ranges = {}
+    for tensor, (low, high) in statistics.ranges.items():
+        bottom, top = method_range(histograms[tensor], low, high, method)
+        ranges[tensor] = (bottom, max(top, FLT_MIN))
+    return _merge_inplace(_unpack(float_model), ranges)
+
+
+def tensor_statistics(
+    float_model: bytes,
+    calibration: CalibrationData,
+    with_histograms: bool,
+    on_progress: ProgressCallback | None = None,
+) -> Statistics:
+    """Min/max (and histogram, `with_histograms`) of every activation tensor (inputs included) over the
+    calibration images."""
     from ai_edge_litert.interpreter import Interpreter
 
     model = _unpack(float_model)
@@ -55,6 +114,7 @@ def tensor_ranges(
     index = interpreter.get_input_details()[0]["index"]
     low = np.full(len(tensors), FLT_MAX)  # the calibrator's initial min and max
     high = np.full(len(tensors), FLT_MIN)
+    histograms = [Histogram() for _ in tensors] if with_histograms else None
     with_nan: set[int] = set()
     size = None
     for batch in counted_batches(calibration, STATISTICS_BATCH, on_progress):
@@ -64,23 +124,36 @@ def tensor_ranges(
             size = len(batch)
         interpreter.set_tensor(index, np.ascontiguousarray(batch, np.float32))
         interpreter.invoke()
-        _update(interpreter, tensors, low, high, with_nan)
+        _update(interpreter, tensors, low, high, histograms, with_nan)
     if size is None:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
-    return _merge_inplace(model, _checked(model.subgraphs[0], tensors, low, high, with_nan))
+    ranges = _checked(model.subgraphs[0], tensors, low, high, with_nan)
+    return Statistics(ranges, None if histograms is None else dict(zip(tensors, histograms)))
 
 
-def _update(interpreter: Any, tensors: list[int], low: np.ndarray, high: np.ndarray, with_nan: set[int]) -> None:
-    """Widen the ranges with the last invocation's tensors (read as views, all dropped on return);
-    NaN values are skipped, and the tensors that had some are added to `with_nan`."""
+def _update(
+    interpreter: Any,
+    tensors: list[int],
+    low: np.ndarray,
+    high: np.ndarray,
+    histograms: list[Histogram] | None,
+    with_nan: set[int],
+) -> None:
+    """Widen the ranges and fill the histograms with the last invocation's tensors (read as views, all dropped
+    on return); NaN values are skipped, and the tensors that had some are added to `with_nan`."""
     for position, tensor in enumerate(tensors):
-        values = interpreter.tensor(tensor)()
+        values = interpreter.tensor(tensor)().ravel()
         lo, hi = values.min(), values.max()
         if np.isnan(lo):
             with_nan.add(tensor)
-            lo, hi = np.fmin.reduce(values, axis=None), np.fmax.reduce(values, axis=None)
+            values = values[~np.isnan(values)]
+            if not values.size:
+                continue
+            lo, hi = values.min(), values.max()
         low[position] = np.fmin(low[position], lo)
         high[position] = np.fmax(high[position], hi)
+        if histograms is not None:
+            histograms[position].add(values, float(lo), float(hi))
 
 
 def _checked(

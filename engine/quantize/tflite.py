@@ -4,9 +4,11 @@ The model is traced once as a `tf.function` with a dynamic batch dimension and c
 (`engine.models.trace`): no SavedModel export of every Keras layer, which is most of the time of
 `from_keras_model` (and of `from_concrete_functions(..., model)`).
 Calibration does not use the converter's own calibrator (which runs the float model one invocation at
-a time in a logging interpreter): `engine.quantize.statistics` measures every activation range in batches
-on all cores, or takes them from the statistics cache (`engine.quantize.cache`), and the converter's
-quantization step reads them from the calibrated float model (`library_internals.quantize_with_ranges`).
+a time in a logging interpreter): `engine.quantize.statistics` measures every activation range and histogram
+in batches on all cores, or takes them from the statistics cache (`engine.quantize.cache`), the ranges of
+`quantization.calibration_method` are derived from them (`minmax`: the calibrator's own; percentile, entropy,
+mse: `engine.quantize.histograms`), and the converter's quantization step reads them from the calibrated
+float model (`library_internals.quantize_with_ranges`).
 Scales and zero points equal those of the converter's own calibration up to the float rounding of XNNPACK's
 kernels (tests/test_statistics.py; checked on the model zoo's EfficientNet LC, MobileNet v1/v2 and ResNet-8).
 `quantization.optimize`/`bias_correction` transform the Keras model first (see `engine.optimize`).
@@ -36,9 +38,17 @@ from engine.models.library_internals import (
 from engine.models.load import KerasModel, load_keras_model
 from engine.models.trace import serving_function
 from engine.optimize import optimize_keras
-from engine.quantize.cache import TFLITE_RANGES, StatsCache, bytes_hash, file_hash
+from engine.quantize.cache import TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
-from engine.quantize.statistics import RULES, calibrated_model, op_output_names, tensor_ranges
+from engine.quantize.histograms import BINS
+from engine.quantize.statistics import (
+    RULES,
+    Statistics,
+    calibrated_model,
+    method_ranges,
+    op_output_names,
+    tensor_statistics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +88,7 @@ def quantize_tflite(
     model, optimization = optimize_keras(
         original, model_path, settings, calibration, notes, memo.optimized if memo is not None else None
     )
-    statistics = _Statistics(model_path, calibration, cache, on_progress)
+    statistics = _Statistics(model_path, calibration, settings.calibration_method, cache, on_progress)
     keras3 = is_keras3(model)
     float_nodes = _float_nodes(settings.float_layers, keras3, model_path.name) if settings.float_layers else None
     blob = _convert(_converter_for(model, memo), settings, statistics, float_nodes)
@@ -104,42 +114,57 @@ def quantize_tflite(
 
 
 class _Statistics:
-    """The converter's calibration step: ranges of the float model from the cache, else measured (and stored)."""
+    """The converter's calibration step: statistics of the float model from the cache, else measured (and
+    stored), and the ranges `method` derives from them.
+
+    Histograms cost several times the min/max, so `minmax` measures without them; an entry with histograms
+    serves every method (a run that changes only the method, or `stquant compare` over methods, measures them
+    once), and `minmax` also takes the min/max of such an entry."""
 
     def __init__(
         self,
         model_path: Path,
         calibration: CalibrationData,
+        method: str,
         cache: StatsCache | None,
         on_progress: ProgressCallback | None,
     ):
         self.model_path, self.calibration, self.cache, self.on_progress = model_path, calibration, cache, on_progress
+        self.method = method
         self.float_model: bytes | None = None
         self.cached = False
         self.images = self.skipped = 0
 
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
-        cache, key = self.cache, self._key(float_model)
-        stored = cache.get(key, TFLITE_RANGES) if cache is not None and key else None
-        if cache is not None and stored is not None:
-            ranges = {int(tensor): (low, high) for tensor, (low, high) in stored.value.items()}
-            self.cached, self.images, self.skipped = True, stored.images, stored.skipped
-            log.info("calibration statistics from the cache (%s)", cache.folder)
-        else:
-            ranges = tensor_ranges(float_model, self.calibration, self.on_progress)
+        histograms = self.method != "minmax"
+        statistics = self._stored(float_model, (histograms, True))
+        if statistics is None:
+            statistics = tensor_statistics(float_model, self.calibration, histograms, self.on_progress)
             self.images, self.skipped = self.calibration.used, self.calibration.skipped
-            if cache is not None and key:
-                cache.put(key, {str(tensor): pair for tensor, pair in ranges.items()}, self.images, self.skipped)
-        return calibrated_model(float_model, ranges)
+            key = self._key(float_model, histograms)
+            if self.cache is not None and key:
+                self.cache.put(key, statistics.to_json(), self.images, self.skipped)
+        return calibrated_model(float_model, method_ranges(float_model, statistics, self.method))
 
-    def _key(self, float_model: bytes) -> dict[str, Any] | None:
+    def _stored(self, float_model: bytes, kinds: tuple[bool, ...]) -> Statistics | None:
+        """The statistics of the first cache entry found among `kinds` (with histograms or not)."""
+        for histograms in dict.fromkeys(kinds):
+            key = self._key(float_model, histograms)
+            stored = self.cache.get(key, TFLITE_STATISTICS) if self.cache is not None and key else None
+            if self.cache is not None and stored is not None:
+                self.cached, self.images, self.skipped = True, stored.images, stored.skipped
+                log.info("calibration statistics from the cache (%s)", self.cache.folder)
+                return Statistics.from_json(stored.value)
+        return None
+
+    def _key(self, float_model: bytes, histograms: bool) -> dict[str, Any] | None:
         identity = getattr(self.calibration, "identity", None)
         if self.cache is None or identity is None:
             return None
         return {
             "quantizer": "TFlite_converter",
-            "method": "minmax",
+            "histogram_bins": BINS if histograms else 0,  # with histograms, every calibration method derives from it
             "rules": RULES,
             "model": file_hash(self.model_path),
             "float_graph": bytes_hash(float_model),
