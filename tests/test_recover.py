@@ -52,11 +52,13 @@ def test_recovery_meets_the_target_with_one_float_layer(recovered):
     assert recovered["code"] == 0 and recovery.status == "met"
     first, best = recovery.steps[0], recovery.steps[recovery.best]
     assert first.remedy == "as configured" and first.agreement < 60 and not first.meets_target
-    assert [s.remedy for s in recovery.steps[1:4]] == [
+    assert [s.remedy for s in recovery.steps[1:5]] == [
         "calibration_method=entropy",
         "calibration_method=percentile",
+        "calibration_method=mse",
         "bias_correction",
     ]
+    assert all(not s.kept for s in recovery.steps[1:5])  # none gains a point: the search goes on from step 0
     assert best.meets_target and best.agreement >= TARGET and best.settings["float_layers"] == ["depthwise_conv2d"]
     assert all(
         not s.meets_target for s in recovery.steps[: recovery.best]

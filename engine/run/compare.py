@@ -3,7 +3,8 @@
 Every combination of the `--vary KEY=V1,V2` values is a variant (a config validated by the one schema).
 The calibration images are decoded once and kept as pixels; the activation ranges of each float graph
 are measured once (`engine.quantize.cache`, in memory with `--no-cache`), so variants that differ only in
-granularity, input/output types or the quantizer's output format share them. Accuracy and agreement are
+granularity, input/output types or the quantizer's output format share them (with the TFLite converter, one
+histogram pass also serves every `calibration_method` but minmax). Accuracy and agreement are
 measured on the images `stquant run` evaluates on (`engine.run.preflight.evaluation_set`: test_path, else
 validation_path, else the validation split of training_path); without any of them nothing is measured and
 the comparison says so. The recommended variant meets the agreement target with the smallest activation RAM, then

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = 10  # layers ranked per round: the lowest SQNR of the per-layer report
 RANKING_IMAGES = 200  # evaluation images a candidate is ranked on (spread over the whole set)
+MIN_GAIN = 1.0  # points a free remedy must gain to be kept
 NOT_MEASURED = "stquant recover needs evaluation images (dataset.test_path, validation_path or training_path)"
 METHODS = typing.get_args(Quantization.model_fields["calibration_method"].annotation)
 
@@ -170,8 +171,9 @@ class RecoverJob(Job):
         return best
 
     def _better(self, step: Step, best: Step) -> Step:
-        """The better of two steps (marks which one the search goes on from)."""
-        if self._score(step) > self._score(best):
+        """The better of two free remedies (marks which one the search goes on from): `step` only when it gains at
+        least MIN_GAIN, so that a difference of an image or two does not steer the rest of the search."""
+        if self._score(step)[0] >= self._score(best)[0] + MIN_GAIN:
             best.kept, step.kept = False, True
             return self._decided(step)
         self._decided(step)
