@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from textual.widgets import Button, ContentSwitcher, Footer, Input, OptionList, 
 from textual.worker import Worker
 
 from engine.common.errors import ConfigError
+from engine.run.recovery import Budget, Target
 from stquant_tui.draft import (
     STEP_TITLES,
     STEPS,
@@ -50,6 +52,7 @@ from stquant_tui.widgets.step_yaml import StepYaml
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
 FORM_STEPS = STEPS[:4]
+DEFAULT_AGREEMENT = 99.0  # the recovery's target agreement first proposed, percent (as Compare's)
 NAV_BUTTONS = {  # which buttons each step shows
     "dataset": ("next",),
     "preprocessing": ("back", "next"),
@@ -73,6 +76,7 @@ STEP_KEYS = {  # action -> steps where its key is shown
     "full_table": ("summary",),
     "page": ("summary",),
     "compare": ("review", "summary"),
+    "recover": ("summary",),
 }
 
 
@@ -89,6 +93,7 @@ class StquantApp(RunActions, App[int]):
         Binding("ctrl+p", "back", "Back", priority=True),
         Binding("ctrl+o", "save", "Save", priority=True),
         Binding("ctrl+r", "run", "Run", priority=True),
+        Binding("ctrl+g", "recover", "Recover", priority=True),  # before the Summary's other keys: seen at 80 columns
         Binding("ctrl+f", "browse", "Browse", priority=True),
         Binding("ctrl+t", "use_classes", "Use folder classes", priority=True),
         Binding("escape", "cancel_run", "Cancel run"),
@@ -239,6 +244,10 @@ class StquantApp(RunActions, App[int]):
             return False  # not on this step, or a dialog is open
         if action == "cancel_run":
             return self.running
+        if action == "recover":  # after a run that measured its int8 model (the search measures on the same images)
+            summary = self.step_widget("summary").summary
+            measured = summary is not None and summary.accuracy is not None and summary.accuracy.quantized is not None
+            return True if measured else None
         if action == "back" and self.step == "run":
             return None if self.running else True
         return True
@@ -563,6 +572,66 @@ class StquantApp(RunActions, App[int]):
                 self.refresh_review()
 
         self.push_screen(CompareScreen(), adopted)
+
+    def adopt_settings(self, settings: dict[str, Any]) -> list[str]:
+        """Write config keys into the draft (the form fields follow); one line per key that changed."""
+        changes = []
+        for key, value in settings.items():
+            old = self.draft.get(key)
+            if old != value or type(old) is not type(value):
+                changes.append(f"{key.split('.')[-1]}: {'(not set)' if old is None else old} → {value}")
+            self.apply_edit(key, value)
+            for row in self.query(FieldRow):
+                if row.key == key:
+                    row.show(value)
+        return changes
+
+    def action_recover(self) -> None:
+        """Summary: recover the accuracy the run's int8 model lost. The first target proposed: an agreement of
+        DEFAULT_AGREEMENT % (100 once the run reaches it), else a drop of at most LARGE_DROP_PT points."""
+        from stquant_tui.steps.summary import LARGE_DROP_PT
+
+        summary = self.step_widget("summary").summary
+        accuracy = summary.accuracy if summary is not None else None
+        if accuracy is None or accuracy.quantized is None:
+            return
+        figures = []
+        if accuracy.agreement is not None:
+            figures.append(f"agreement with the float model {accuracy.agreement:.2f} %")
+            value = DEFAULT_AGREEMENT if accuracy.agreement < DEFAULT_AGREEMENT else 100.0
+            target = Target(kind="agreement", value=value)
+        else:
+            target = Target(kind="max_drop", value=LARGE_DROP_PT)
+        if accuracy.float is not None:
+            figures.append(f"accuracy {accuracy.float:.2f} % → {accuracy.quantized:.2f} %")
+        self.recover(f"This run: {', '.join(figures)} on {accuracy.images} images.", target)
+
+    def recover(self, now: str, target: Target, settings: dict[str, Any] | None = None) -> None:
+        """Ask the target and budget, then search with `stquant recover` (on the draft with `settings`); an adopted
+        step is written into the draft and saved."""
+        from stquant_tui.recover_screen import QUESTION_WIDTH, RecoverQuestion, RecoverScreen
+
+        question = textwrap.fill(f"{now} Search for the cheapest fix until:", QUESTION_WIDTH)
+
+        def asked(request: tuple[Target, Budget] | None) -> None:
+            if request is not None:
+                self.push_screen(RecoverScreen(*request, settings=settings), self.recovered)
+
+        self.push_screen(RecoverQuestion(question, target, self.draft.get("benchmarking.board")), asked)
+
+    def recovered(self, settings: dict[str, Any] | None) -> None:
+        """An adopted recovery: its keys into the draft, then Review and Save (which asks before overwriting)."""
+        from stquant_tui.compare_screen import CompareScreen
+
+        if settings is None:
+            return
+        if isinstance(self.screen, CompareScreen):
+            self.pop_screen()
+        changes = self.adopt_settings(settings)
+        self.step = "review"
+        self.refresh_review()
+        self.notify("\n".join(changes) or "The config already says this.", title="Adopted the recovery", timeout=10)
+        self.save_draft()
 
 
 def default_save_path(config_path: str | Path | None, out_path: str | Path | None) -> tuple[str, str]:

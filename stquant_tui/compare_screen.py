@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.footprint.boards import BOARDS, find_board
 from engine.run.comparison import Comparison, Variant
+from engine.run.recovery import Target
 from stquant_tui.compare_client import (
     CompareFinished,
     CompareProcess,
@@ -53,10 +54,10 @@ from stquant_tui.compare_table import (
 from stquant_tui.messages import RunLog, RunProgress, RunStage
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
-from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.tick import Tick
 from stquant_tui.workers import failure_line, when_attached
 
+DEFAULT_TARGET = 99.0  # percent agreement, the target field's first value
 QUESTION_WIDTH = 54  # inside ConfirmScreen's 60 columns, less its border and padding
 
 
@@ -66,6 +67,7 @@ class CompareScreen(Screen[list[str] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "compare", "Compare"),
         Binding("a", "adopt", "Adopt variant"),
+        Binding("ctrl+g", "recover", "Recover"),
         Binding("escape", "stop", "Stop"),
         Binding("escape", "close", "Back"),
     ]
@@ -112,7 +114,7 @@ class CompareScreen(Screen[list[str] | None]):
                         yield Tick(shown, (key, value) in DEFAULT_TICKS, id=box_id, compact=True)
             with Horizontal(classes="vary-row"):
                 yield Label("Target", classes="vary-label")
-                yield Input("99", id="compare-target", compact=True, type="number")
+                yield Input(f"{DEFAULT_TARGET:g}", id="compare-target", compact=True, type="number")
                 yield Label(" % agreement   Board ")
                 board = find_board(str(draft.get("benchmarking.board") or ""))
                 yield Select(
@@ -157,7 +159,7 @@ class CompareScreen(Screen[list[str] | None]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "compare":
             return None if self.running else True
-        if action == "adopt":
+        if action in ("adopt", "recover"):
             return not self.running and bool(self.variants)
         if action == "stop":
             return self.running
@@ -366,21 +368,26 @@ class CompareScreen(Screen[list[str] | None]):
 
     def adopt(self, variant: Variant) -> None:
         """Write the variant's settings into the draft, then go back with what changed."""
-        app = self.app
-        changes = []
-        for key, value in variant.settings.items():
-            old = app.draft.get(key)  # type: ignore[attr-defined]
-            if old != value or type(old) is not type(value):
-                changes.append(f"{key.split('.')[-1]}: {'(not set)' if old is None else old} → {value}")
-            app.apply_edit(key, value)  # type: ignore[attr-defined]
-            for row in app.query(FieldRow):
-                if row.key == key:
-                    row.show(value)
+        changes = self.app.adopt_settings(variant.settings)  # type: ignore[attr-defined]
         if changes:
             self.notify("\n".join(changes), title=f"Adopted variant {variant.index}", timeout=10)
         else:
             self.notify(f"Variant {variant.index} is what the config already says.", title="Nothing changed")
         self.dismiss(changes)
+
+    def action_recover(self) -> None:
+        """Recover the accuracy the highlighted variant lost (`stquant recover` with its settings)."""
+        variant = self.highlighted_variant()
+        if self.running or variant is None:
+            return
+        if variant.status != "ok" or variant.agreement is None:
+            self.notify(f"Variant {variant.index} was not measured; pick another.", severity="warning")
+            return
+        agreement = f"agrees with the float model on {variant.agreement:.2f} %"
+        now = f"Variant {variant.index} ({settings_text(variant)}) {agreement}."
+        typed = self.target()
+        target = Target(kind="agreement", value=DEFAULT_TARGET if typed is None else typed)
+        self.app.recover(now, target, variant.settings)  # type: ignore[attr-defined]
 
     def action_stop(self) -> None:
         if self.running:

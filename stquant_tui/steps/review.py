@@ -37,6 +37,9 @@ class ReviewStep(Vertical):
 
     def compose(self) -> ComposeResult:
         yield TextArea("", language="yaml", read_only=True, id="review-yaml", show_line_numbers=True, soft_wrap=False)
+        float_layers = Static("", id="review-float-layers")
+        float_layers.display = False  # shown when the draft keeps layers in float
+        yield float_layers
         yield Static("", id="review-status")
         yield OptionList(id="review-problems")
         with Horizontal(id="review-save-row"):
@@ -59,6 +62,7 @@ class ReviewStep(Vertical):
         text = draft.yaml_text()
         if area.text != text:
             area.load_text(text)
+        self.show_float_layers(draft.get("quantization.float_layers"))
         schema_problems = draft.problems()
         status = self.query_one("#review-status", Static)
         self.warnings = verdict.warnings if verdict else []
@@ -91,6 +95,14 @@ class ReviewStep(Vertical):
         self.show_status()
         status.set_class(not verdict.ok, "-error")
         return len(schema_problems)
+
+    def show_float_layers(self, layers: object) -> None:
+        """`quantization.float_layers` (written by an adopted recovery), when set: those layers stay float."""
+        line = self.query_one("#review-float-layers", Static)
+        line.display = isinstance(layers, list) and bool(layers)
+        if isinstance(layers, list) and layers:
+            names = ", ".join(str(name) for name in layers)
+            line.update(f"Float layers ({len(layers)}, kept in float by stquant run): {names}".replace("[", r"\["))
 
     def show_status(self) -> None:
         """The verdict's lines, then its warnings (collapsed unless `w` expanded them)."""

@@ -28,7 +28,7 @@ class Question(ModalScreen[AnswerT]):
     DEFAULT_CSS = """
     Question { align: center middle; }
     Question > Vertical { width: 66; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
-    Question Horizontal { height: auto; margin-top: 1; }
+    Question .answers { height: auto; margin-top: 1; }
     Question Button { margin-right: 2; }
     """
 
@@ -39,12 +39,17 @@ class Question(ModalScreen[AnswerT]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.question)
-            with Horizontal():
+            yield from self.body()
+            with Horizontal(classes="answers"):
                 for index, (answer, key, label) in enumerate(self.ANSWERS):
                     button = Button(f"{label} ({key})", id=f"answer-{answer}", compact=True)
                     if index == 0:
                         button.variant = "warning"
                     yield button
+
+    def body(self) -> ComposeResult:
+        """What comes between the question and its answers (none: a plain question)."""
+        yield from ()
 
     def result(self, answer: str) -> AnswerT:
         raise NotImplementedError

@@ -10,6 +10,13 @@
 
 with its folders replaced by RUN_DIR, CACHE_DIR and ASSETS. The replay puts `$REPLAY_RUN_DIR` for RUN_DIR
 and writes its own arguments to `$REPLAY_ARGV` (JSON), so tests can check what the screen asked for.
+
+`recover CONFIG ...` replays `recorded_recover.jsonl` instead, the stdout of a real run (2026-12-06) of
+
+    stquant recover sample_configs/chain_eqe_config.yaml quantization.granularity=per_tensor \
+        --target-agreement 100 --board STM32H747I-DISCO --progress jsonl
+
+(target not met: exit 1; the repository folder replaced by ROOT), and copies CONFIG to `$REPLAY_CONFIG`.
 """
 
 import json
@@ -19,6 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RECORDED = HERE / "recorded_compare.jsonl"
+RECORDED_RECOVERY = HERE / "recorded_recover.jsonl"
+RECOVER_EXIT = 1  # the recorded search did not meet its target
 REPLAY_ENGINE = [sys.executable, str(Path(__file__).resolve())]
 TUTORIAL_CONFIG = """\
 general:
@@ -54,9 +63,21 @@ def recorded_comparison(run_dir: str) -> dict:
     return next(e["comparison"] for e in events if e["event"] == "comparison")
 
 
+def recorded_recovery_lines(run_dir: str) -> list[str]:
+    """The recorded recovery's stdout lines, as if its run folder were `run_dir`."""
+    root = str(HERE.parents[1])
+    return RECORDED_RECOVERY.read_text().replace("RUN_DIR", run_dir).replace("ROOT", root).splitlines()
+
+
 def main(argv: list[str]) -> int:
     if os.environ.get("REPLAY_ARGV"):
         Path(os.environ["REPLAY_ARGV"]).write_text(json.dumps(argv))
+    if argv[0] == "recover":
+        if os.environ.get("REPLAY_CONFIG"):
+            Path(os.environ["REPLAY_CONFIG"]).write_text(Path(argv[1]).read_text())
+        for line in recorded_recovery_lines(os.environ.get("REPLAY_RUN_DIR", "/runs/recover")):
+            print(line, flush=True)
+        return RECOVER_EXIT
     for line in recorded_lines(os.environ.get("REPLAY_RUN_DIR", "/runs/compare")):
         print(line, flush=True)
     return 0
