@@ -289,8 +289,8 @@ class Quantization(Section):
     )
     calibration_method: Literal["minmax", "entropy", "percentile", "mse"] = Field(
         "minmax",
-        description="How activation ranges are chosen: minmax keeps every value; percentile, entropy and mse "
-        "clip outliers (try them when int8 accuracy drops).",
+        description="Activation ranges: minmax keeps every value; percentile, entropy, mse clip outliers "
+        "(try when int8 accuracy drops).",
     )
     bias_correction: Bool = Field(
         False,

@@ -6,11 +6,11 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from engine.config.schema import EVALUATION_MODES, RUNNABLE_MODES
+from engine.config.unused_keys import ONNX_ONLY
 from engine.footprint.boards import BOARDS
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
-ONNX_ONLY = ("quantization.target_opset", "quantization.extra_options", "quantization.calibration_method")
 
 
 class QuantizationStep(Step):
@@ -28,8 +28,8 @@ class QuantizationStep(Step):
         yield FieldRow("quantization.granularity", "Granularity", "select")
         yield FieldRow("quantization.optimize", "Optimize", "bool")
         yield FieldRow("quantization.bias_correction", "Bias correction", "bool")
+        yield FieldRow("quantization.calibration_method", "Calibration", "select")
         yield FieldRow("quantization.target_opset", "Target opset (ONNX)", "number")
-        yield FieldRow("quantization.calibration_method", "Calibration (ONNX)", "select")
         yield FieldRow("quantization.extra_options", "Extra options (ONNX)", "select")
         yield FieldRow("quantization.export_dir", "Export dir", path=True)
 
