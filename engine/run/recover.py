@@ -9,7 +9,9 @@ full evaluation set (the images `stquant run` evaluates on):
    per-layer report are ranked by how much reverting each one alone helps on a subset of the evaluation
    images (NNCF's accuracy-control approach), then added in that order, each checked on the full set;
    a layer that does not help is dropped and the rest ranked again; the search stops when the target is met,
-   when the next model would exceed the budget (RAM, flash, estimated time on the board), or when no layer helps.
+   when the next model would exceed the budget (RAM, flash, estimated time on the board), or when no layer helps;
+4. once the target is met with several float layers, each is tried back in int8 (the first kept first) and
+   stays int8 when the target is still met.
 
 The run folder is a normal one: the result is `quantized_model` of `run_summary.json` (copied into
 `quantization.export_dir`), `config.yaml` re-runs it with `stquant run`, `recovery.json` (an
@@ -47,7 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = 10  # layers ranked per round: the lowest SQNR of the per-layer report
+CANDIDATES = 10  # layers ranked at a time: the lowest SQNR of the per-layer report
+CHUNKS = 3  # at most this many times CANDIDATES per round, while none helps
 RANKING_IMAGES = 200  # evaluation images a candidate is ranked on (spread over the whole set)
 MIN_GAIN = 1.0  # points a free remedy must gain to be kept
 NOT_MEASURED = "stquant recover needs evaluation images (dataset.test_path, validation_path or training_path)"
@@ -152,6 +155,8 @@ class RecoverJob(Job):
         current = self._free_remedies(current)
         if not current.meets_target:
             current = self._float_layers(current)
+        if current.meets_target and len(current.settings["float_layers"]) > 1:
+            current = self._pruned(current)
         self._finish(current)
 
     def _free_remedies(self, current: Step) -> Step:
@@ -221,9 +226,22 @@ class RecoverJob(Job):
             if current.meets_target:
                 return current
 
+    def _pruned(self, current: Step) -> Step:
+        """Back to int8, one at a time (the first kept first), every float layer the target does not need: a layer
+        added early may be unneeded once later ones are float."""
+        for layer in list(current.settings["float_layers"]):
+            kept = [name for name in current.settings["float_layers"] if name != layer]
+            step = self._step(f"int8 again: {layer}", {**current.settings, "float_layers": kept})
+            if step.meets_target and step.within_budget:
+                current.kept, step.kept = False, True
+                current = step
+            self._decided(step)
+        return current
+
     def _ranked(self, current: Step, tried: set[str]) -> list[str]:
-        """Up to CANDIDATES untried layers (lowest SQNR first) sorted by how much keeping each alone in float helps
-        on the ranking images; only those that help."""
+        """Untried layers (lowest SQNR first, CANDIDATES at a time, the next ones only while none helps, at most
+        CHUNKS times) sorted by how much keeping each alone in float helps on the ranking images; only those that
+        help."""
         from engine.evaluation.layer_report import layer_report
 
         assert self.session is not None
@@ -236,7 +254,9 @@ class RecoverJob(Job):
             subset = self._ranking_subset()
             base = self._subset_score(self._on_subset(Path(current.quantized_model), subset), subset)
             gains: dict[str, float] = {}
-            for layer in candidates[:CANDIDATES]:
+            for position, layer in enumerate(candidates[: CANDIDATES * CHUNKS]):
+                if position and position % CANDIDATES == 0 and any(gain > 0 for gain in gains.values()):
+                    break  # the next chunk only when none of this one helps
                 settings = {**current.settings, "float_layers": [*current.settings["float_layers"], layer]}
                 try:
                     model = self._quantized(settings, self.run_dir / STEPS / "ranking")
