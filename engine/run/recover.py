@@ -95,7 +95,7 @@ def recover(
     not met (the best model is kept), and what stopped the search otherwise."""
     from engine.footprint.boards import find_board, unknown_board
 
-    config = as_chain(load_config(config_path, overrides))
+    config = load_config(config_path, overrides)
     if config.quantization is None:
         raise ConfigError("quantization: section required by stquant recover")
     board = budget.board or config.benchmarking.board
@@ -144,7 +144,7 @@ class RecoverJob(Job):
     # ------------------------------------------------------------ the search
 
     def execute(self) -> None:
-        session = self.session = open_session(self, self.config, NOT_MEASURED)
+        session = self.session = open_session(self, as_chain(self.config), NOT_MEASURED)
         if session.evaluation is None:
             raise ConfigError(NOT_MEASURED)
         self.recovery.model = self.summary.model = str(session.plan.model_path)
@@ -177,8 +177,10 @@ class RecoverJob(Job):
 
     def _better(self, step: Step, best: Step) -> Step:
         """The better of two free remedies (marks which one the search goes on from): `step` only when it gains at
-        least MIN_GAIN, so that a difference of an image or two does not steer the rest of the search."""
-        if self._score(step)[0] >= self._score(best)[0] + MIN_GAIN:
+        least MIN_GAIN (so that a difference of an image or two does not steer the rest of the search) or when it
+        meets the target and `best` does not."""
+        meets = step.meets_target and not best.meets_target
+        if meets or self._score(step)[0] >= self._score(best)[0] + MIN_GAIN:
             best.kept, step.kept = False, True
             return self._decided(step)
         self._decided(step)
