@@ -12,7 +12,6 @@ from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
 
 
-
 class QuantizationStep(Step):
     step = "quantization"
 
