@@ -154,6 +154,7 @@ def test_a_run_skips_the_image_too_long_to_resize_and_names_it(tmp_path):
                 "dataset.quantization_split=1.0",
                 "preprocessing.resizing.aspect_ratio=crop",
                 "preprocessing.resizing.interpolation=bilinear",
+                f"mlflow.uri={tmp_path / 'mlruns'}",  # not the sample's ./experiments_outputs in the working folder
                 "--output-dir",
                 str(tmp_path / "run"),
                 "--progress",

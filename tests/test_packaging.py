@@ -159,3 +159,11 @@ def test_snapshot_pins_match_the_installed_textual() -> None:
     pins = {Requirement(line).name: Requirement(line).specifier for line in dev}
     for name in ("textual", "pytest-textual-snapshot", "syrupy"):
         assert version(name) in pins[name], f"{name} {version(name)} is outside the dev pin {pins[name]}"
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """`.ci/run` ends with the README's test command, which shows the fifteen slowest tests."""
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("To run the tests", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert (ROOT / ".ci" / "run").read_text().splitlines()[-1] == command
+    assert command.endswith(" && pytest --durations=15")

@@ -1,5 +1,7 @@
 """`stquant run` end to end on the bundled demo: every mode, the JSON-lines protocol, interrupts."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -28,6 +30,22 @@ def run_ok(capsys, config_path, *extra) -> tuple[dict, str]:
     return summary, out
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[dict, str, Path]:
+    """One real `stquant run` of the demo config (quantization, TFLite, plain progress) read by the tests below:
+    its summary, its stdout and the folder of its config (its MLflow store is `mlruns` there)."""
+    tmp_path = tmp_path_factory.mktemp("demo_run")
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))  # an empty statistics cache, never the user's
+        code = main(["run", write(tmp_path, demo_config(tmp_path)), "--progress", "plain"])
+    assert code == 0, err.getvalue()
+    summary = json.loads((Path(out.getvalue().strip().splitlines()[-1]) / "run_summary.json").read_text())
+    assert summary["status"] == "ok" and summary["schema_version"] == 1
+    assert RunSummary.model_validate(summary).model_dump(mode="json") == summary  # every field is the schema's
+    return summary, out.getvalue(), tmp_path
+
+
 def tflite_ops(path) -> list[tuple[str, str]]:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -36,8 +54,8 @@ def tflite_ops(path) -> list[tuple[str, str]]:
     return [(op["op_name"], str(details[op["outputs"][0]]["dtype"].__name__)) for op in interpreter._get_ops_details()]
 
 
-def test_quantization_tflite(tmp_path, capsys):
-    summary, out = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+def test_quantization_tflite(demo_run):
+    summary, out, _ = demo_run
     model = Path(summary["quantized_model"])
     assert model.name == "quantized_model.tflite" and model.parent.name == "quantized_models"
     assert summary["calibration"] == {
@@ -158,8 +176,8 @@ def test_chain_eqe_and_chain_qb(tmp_path, capsys):
     assert f"STM32H747I-DISCO: {fit['verdict']}; weights fit" in out
 
 
-def test_benchmarking_mode_on_our_output(tmp_path, capsys):
-    first, _ = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+def test_benchmarking_mode_on_our_output(tmp_path, capsys, demo_run):
+    first = demo_run[0]
     config = {
         "operation_mode": "benchmarking",
         "general": {"model_path": first["quantized_model"]},
@@ -174,8 +192,8 @@ def test_benchmarking_mode_on_our_output(tmp_path, capsys):
     assert board_specific["estimated_inference_ms"] == board_specific["board_fit"]["estimated_inference_ms"] > 0
 
 
-def test_footprint_of_a_keras_model_is_the_float_footprint_of_the_run(tmp_path, capsys):
-    quantized, _ = run_ok(capsys, write(tmp_path, demo_config(tmp_path)))
+def test_footprint_of_a_keras_model_is_the_float_footprint_of_the_run(capsys, demo_run):
+    quantized = demo_run[0]
     assert main(["footprint", str(DEMO / "digits_cnn.h5"), "--json"]) == 0
     footprint = json.loads(capsys.readouterr().out)
     assert (
@@ -213,10 +231,9 @@ def test_reference_command_form(tmp_path, capsys):
     )
 
 
-def test_mlflow_logging(tmp_path, capsys):
+def test_mlflow_logging(demo_run):
     pytest.importorskip("mlflow", reason="mlflow is an optional extra")
-    run_ok(capsys, write(tmp_path, demo_config(tmp_path, quantization__quantizer="TFlite_converter")))
-    assert list((tmp_path / "mlruns").rglob("meta.yaml"))
+    assert list((demo_run[2] / "mlruns").rglob("meta.yaml"))  # the demo config's quantizer: TFlite_converter
 
 
 def test_inspect_every_format(tmp_path, capsys, flowers_onnx):
