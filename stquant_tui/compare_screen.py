@@ -17,8 +17,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import (
     Checkbox,
     DataTable,
@@ -29,7 +27,6 @@ from textual.widgets import (
     Select,
     Static,
 )
-from textual.worker import Worker, WorkerState
 
 from engine.footprint.boards import BOARDS, find_board
 from engine.run.comparison import Comparison, Variant
@@ -51,17 +48,18 @@ from stquant_tui.compare_table import (
     variant_cells,
     variant_count,
 )
-from stquant_tui.messages import RunLog, RunProgress, RunStage
+from stquant_tui.engine_screen import EngineJobScreen
+from stquant_tui.messages import RunProgress, RunStage
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
 from stquant_tui.widgets.tick import Tick
-from stquant_tui.workers import failure_line, when_attached
+from stquant_tui.workers import when_attached
 
 DEFAULT_TARGET = 99.0  # percent agreement, the target field's first value
 QUESTION_WIDTH = 54  # inside ConfirmScreen's 60 columns, less its border and padding
 
 
-class CompareScreen(Screen[list[str] | None]):
+class CompareScreen(EngineJobScreen[list[str] | None]):
     """Compare quantization variants of the app's draft; dismisses with the adopted changes (or None)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -88,12 +86,11 @@ class CompareScreen(Screen[list[str] | None]):
     CompareScreen #compare-info { height: auto; padding: 0 1; color: $text-muted; }
     """
 
-    running: reactive[bool] = reactive(False, bindings=True)
+    PREFIX = "compare"
+    STOP_QUESTION = "Stop the comparison? Variants measured so far stay in the table."
 
     def __init__(self) -> None:
         super().__init__()
-        self.process: CompareProcess | None = None
-        self.config_file: Path | None = None
         self.keys: list[str] = []
         self.variants: list[Variant] = []
         self.comparison: Comparison | None = None
@@ -203,15 +200,7 @@ class CompareScreen(Screen[list[str] | None]):
             self.notify(f"Cannot start the engine: {exc}", severity="error")
             return
         self.reset([key for key, values in choices.items() if values], variant_count(choices))
-        self.running = True
-        process = self.process
-        self.run_worker(
-            lambda: process.read(self.post_message),
-            thread=True,
-            group="compare",
-            exit_on_error=False,
-            description="engine compare",
-        )
+        self.read()
 
     def target(self) -> float | None:
         try:
@@ -240,15 +229,9 @@ class CompareScreen(Screen[list[str] | None]):
         for widget in self.query("#compare-options Checkbox, #compare-options Input, #compare-options Select"):
             widget.disabled = locked
 
-    @when_attached
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The thread reading the comparison's events raised: stop the engine and say why (the options unlock)."""
-        if event.state is not WorkerState.ERROR or event.worker.group != "compare" or not self.running:
-            return
-        if self.process is not None:  # SIGINT, then SIGKILL after a grace period: not on the UI thread
-            self.run_worker(self.process.kill, thread=True, group="stop-engine", exit_on_error=False)
-        reason = failure_line(event.worker, self.app.engine_cmd)  # type: ignore[attr-defined]
-        self.post_message(CompareFinished(1, None, f"the wizard could not read the comparison's events ({reason})"))
+    def read_failed(self, reason: str) -> CompareFinished:
+        """The options unlock when this message arrives."""
+        return CompareFinished(1, None, f"the wizard could not read the comparison's events ({reason})")
 
     @on(RunStage)
     @when_attached
@@ -261,12 +244,6 @@ class CompareScreen(Screen[list[str] | None]):
         self.query_one("#compare-stage", Static).update(
             f"{event.stage} {event.done}/{event.total}  ({len(self.variants)} done)"
         )
-
-    @on(RunLog)
-    @when_attached
-    def logged(self, event: RunLog) -> None:
-        if event.level in ("WARNING", "ERROR"):
-            self.query_one("#compare-detail", Static).update(f"{event.level.lower()}: {event.message}")
 
     @on(CompareVariant)
     @when_attached
@@ -317,11 +294,6 @@ class CompareScreen(Screen[list[str] | None]):
             table.focus()
             self.show_detail()
 
-    def remove_config(self) -> None:
-        if self.config_file is not None:
-            self.config_file.unlink(missing_ok=True)
-            self.config_file = None
-
     @on(DataTable.RowHighlighted)
     def show_detail(self) -> None:
         """The highlighted variant's full settings and where its ranges came from (or why it failed)."""
@@ -342,7 +314,7 @@ class CompareScreen(Screen[list[str] | None]):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((v for v in self.variants if str(v.index) == key), None)
 
-    # ------------------------------------------------------------ adopt, stop, close
+    # ------------------------------------------------------------ adopt
     @on(DataTable.RowSelected)
     def selected(self) -> None:
         self.action_adopt()
@@ -388,23 +360,3 @@ class CompareScreen(Screen[list[str] | None]):
         typed = self.target()
         target = Target(kind="agreement", value=DEFAULT_TARGET if typed is None else typed)
         self.app.recover(now, target, variant.settings)  # type: ignore[attr-defined]
-
-    def action_stop(self) -> None:
-        if self.running:
-            self.app.push_screen(
-                ConfirmScreen("Stop the comparison? Variants measured so far stay in the table."), self._stop
-            )
-
-    def _stop(self, yes: bool | None) -> None:
-        if yes and self.process is not None and self.running:
-            self.query_one("#compare-stage", Static).update("Stopping… (SIGINT sent to the engine)")
-            self.process.cancel()
-
-    def action_close(self) -> None:
-        if not self.running:
-            self.dismiss(None)
-
-    def on_unmount(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-        self.remove_config()

@@ -17,19 +17,17 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, Select, Static
-from textual.worker import Worker, WorkerState
 
 from engine.footprint.boards import BOARDS, find_board
 from engine.run.recovery import Budget, Recovery, Step, Target
 from stquant_tui.compare_table import STAR
-from stquant_tui.messages import RunLog, RunProgress, RunStage
+from stquant_tui.engine_screen import EngineJobScreen
+from stquant_tui.messages import RunProgress, RunStage
 from stquant_tui.recover_client import RecoverFinished, RecoverProcess, RecoverStep
 from stquant_tui.verdict import write_temp_config
-from stquant_tui.widgets.dialogs import ConfirmScreen, Question
-from stquant_tui.workers import failure_line, when_attached
+from stquant_tui.widgets.dialogs import Question
+from stquant_tui.workers import when_attached
 
 TARGETS = {"agreement": "agreement ≥ (%)", "max_drop": "drop ≤ (points)"}
 QUESTION_WIDTH = 60  # inside RecoverQuestion's 66 columns, less its border and padding
@@ -196,7 +194,7 @@ class RecoverQuestion(Question[Request | None]):
             return None
 
 
-class RecoverScreen(Screen[dict[str, Any] | None]):
+class RecoverScreen(EngineJobScreen[dict[str, Any] | None]):
     """Run `stquant recover` on the app's draft; dismisses with the config keys of the adopted step (or None)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -215,14 +213,13 @@ class RecoverScreen(Screen[dict[str, Any] | None]):
     RecoverScreen #recover-outcome { height: auto; padding: 0 1; text-style: bold; }
     """
 
-    running: reactive[bool] = reactive(False, bindings=True)
+    PREFIX = "recover"
+    STOP_QUESTION = "Stop the search? Steps measured so far stay in the table."
 
     def __init__(self, target: Target, budget: Budget, settings: dict[str, Any] | None = None) -> None:
         """`settings`: config keys to recover with instead of the draft's (a Compare variant's)."""
         super().__init__()
         self.target, self.budget, self.settings = target, budget, dict(settings or {})
-        self.process: RecoverProcess | None = None
-        self.config_file: Path | None = None
         self.steps: list[Step] = []
         self.finished: RecoverFinished | None = None
 
@@ -282,25 +279,10 @@ class RecoverScreen(Screen[dict[str, Any] | None]):
             self.remove_config()
             self.show_finished(RecoverFinished(1, error=f"cannot start the engine: {exc}"))
             return
-        self.running = True
-        process = self.process
-        self.run_worker(
-            lambda: process.read(self.post_message),
-            thread=True,
-            group="recover",
-            exit_on_error=False,
-            description="engine recover",
-        )
+        self.read()
 
-    @when_attached
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The thread reading the search's events raised: stop the engine and say why."""
-        if event.state is not WorkerState.ERROR or event.worker.group != "recover" or not self.running:
-            return
-        if self.process is not None:  # SIGINT, then SIGKILL after a grace period: not on the UI thread
-            self.run_worker(self.process.kill, thread=True, group="stop-engine", exit_on_error=False)
-        reason = failure_line(event.worker, self.app.engine_cmd)  # type: ignore[attr-defined]
-        self.post_message(RecoverFinished(1, None, None, f"the wizard could not read the search's events ({reason})"))
+    def read_failed(self, reason: str) -> RecoverFinished:
+        return RecoverFinished(1, None, None, f"the wizard could not read the search's events ({reason})")
 
     @on(RunStage)
     @when_attached
@@ -315,12 +297,6 @@ class RecoverScreen(Screen[dict[str, Any] | None]):
             f"{event.stage} {event.done}/{event.total}  ({len(self.steps)} step(s) done)"
         )
         self.query_one("#recover-progress", ProgressBar).update(total=event.total, progress=event.done)
-
-    @on(RunLog)
-    @when_attached
-    def logged(self, event: RunLog) -> None:
-        if event.level in ("WARNING", "ERROR"):
-            self.query_one("#recover-detail", Static).update(f"{event.level.lower()}: {event.message}")
 
     @on(RecoverStep)
     @when_attached
@@ -362,11 +338,6 @@ class RecoverScreen(Screen[dict[str, Any] | None]):
             return None
         return next((step for step in recovery.steps if step.index == recovery.best), None)
 
-    def remove_config(self) -> None:
-        if self.config_file is not None:
-            self.config_file.unlink(missing_ok=True)
-            self.config_file = None
-
     @on(DataTable.RowHighlighted)
     def show_detail(self) -> None:
         """The highlighted step's remedy in full and its settings."""
@@ -379,26 +350,8 @@ class RecoverScreen(Screen[dict[str, Any] | None]):
             text = f"{step.index}: {step.remedy} · {settings_text(step)} · {step.seconds:.1f} s"
             self.query_one("#recover-detail", Static).update(text.replace("[", r"\["))
 
-    # ------------------------------------------------------------ adopt, stop, close
+    # ------------------------------------------------------------ adopt
     def action_adopt(self) -> None:
         best = self.best()
         if best is not None and not self.running:
             self.dismiss(adopted_settings(best, self.settings))
-
-    def action_stop(self) -> None:
-        if self.running:
-            self.app.push_screen(ConfirmScreen("Stop the search? Steps measured so far stay in the table."), self._stop)
-
-    def _stop(self, yes: bool | None) -> None:
-        if yes and self.process is not None and self.running:
-            self.query_one("#recover-stage", Static).update("Stopping… (SIGINT sent to the engine)")
-            self.process.cancel()
-
-    def action_close(self) -> None:
-        if not self.running:
-            self.dismiss(None)
-
-    def on_unmount(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-        self.remove_config()
