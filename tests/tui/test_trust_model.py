@@ -62,6 +62,9 @@ async def test_tick_lets_the_real_engine_inspect_a_model_with_stored_code(tmp_pa
         info = app.query_one("#model-info", Static)
         await wait_until(pilot, lambda: "Lambda layer 'square'" in str(info.render()), timeout=60)
         assert "--trust-model" in str(info.render()) and "Output width" not in str(info.render())
+        # a long model path wraps the warning over more lines: scroll the tick into view, as a user would
+        app.query_one("#trust-model", Checkbox).scroll_visible(animate=False)
+        await pilot.pause()
         await pilot.click("#trust-model")
         await wait_until(pilot, lambda: "Output width 10" in str(info.render()), timeout=60)
         assert "run as stored code (trusted): square" in str(info.render())
