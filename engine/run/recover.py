@@ -347,14 +347,9 @@ class RecoverJob(Job):
         return picked
 
     def _on_subset(self, model: Path, subset: np.ndarray) -> EvalResult:
-        from engine.evaluation.accuracy import evaluate
-        from engine.evaluation.predictors import load_predictor
-
-        assert self.session is not None and self.session.images is not None
-        images, labels = self.session.images[subset], [self.session.labels[i] for i in subset]
+        assert self.session is not None
         self.recovery.evaluations += 1
-        spec = self.session.plan.image_spec()
-        return evaluate(load_predictor(model), images, labels, self.session.class_names, spec=spec)
+        return self.session.evaluate(model, None, self, subset)
 
     def _subset_score(self, result: EvalResult, subset: np.ndarray) -> float:
         float_predictions = self._float().predictions[subset]

@@ -46,14 +46,21 @@ class Session:
         """The loaded Keras model (None for an ONNX model)."""
         return getattr(self.predictor, "model", None)
 
-    def evaluate(self, model_path: Path | str, stage: str, job: Job, count: int | None = None) -> EvalResult:
-        """Accuracy of a quantized model on the evaluation images (the first `count` of them)."""
+    def evaluate(
+        self, model_path: Path | str, stage: str | None, job: Job, subset: np.ndarray | None = None
+    ) -> EvalResult:
+        """Accuracy of a quantized model on the evaluation images (those at the indices `subset`, if given), as
+        stage `stage` (None: within the current stage)."""
+        import contextlib
+
         from engine.evaluation.accuracy import evaluate
         from engine.evaluation.predictors import load_predictor
 
         assert self.images is not None  # callers measure only when there are evaluation images
-        images, labels = self.images[:count], self.labels[:count]
-        with job.stage(stage):
+        images, labels = self.images, self.labels
+        if subset is not None:
+            images, labels = images[subset], [labels[i] for i in subset]
+        with job.stage(stage) if stage else contextlib.nullcontext():
             return evaluate(load_predictor(model_path), images, labels, self.class_names, spec=self.plan.image_spec())
 
     def evaluate_float(self, job: Job) -> EvalResult:
