@@ -112,6 +112,7 @@ def run_chain(root: Path, out: Path, model: str, quantizer: str, mode: str, sett
             "export_dir": "quantized_models",
             **settings,
         },
+        "mlflow": {"uri": str(out / "mlruns")},
     }
     out.mkdir(parents=True)
     path = out / "config.yaml"

@@ -65,13 +65,18 @@ ODD_ONNX = [
 ]
 
 
+def own_mlflow(tmp_path) -> list[str]:
+    """A run of a sample config logs to MLflow under tmp_path, not into the checkout's experiments_outputs."""
+    return [f"mlflow.uri={tmp_path / 'mlruns'}"]
+
+
 @pytest.mark.parametrize(("dims", "options", "message"), ODD_ONNX)
 def test_odd_onnx_inputs_are_refused_by_validate_footprint_and_run(tmp_path, dims, options, message):
     model = onnx_classifier(tmp_path / "model.onnx", dims, **options)
     for command in (
         ["validate", str(ONNX_SAMPLE)],
         ["footprint", str(model)],
-        ["run", str(ONNX_SAMPLE), "--output-dir", str(tmp_path / "run"), "--progress", "none"],
+        ["run", str(ONNX_SAMPLE), "--output-dir", str(tmp_path / "run"), "--progress", "none", *own_mlflow(tmp_path)],
     ):
         args = [*command, f"general.model_path={model}"] if command[0] != "footprint" else command
         code, lines, _ = stquant(*args)
@@ -213,7 +218,14 @@ def test_4d_onnx_output_is_a_prepare_warning_in_the_run_summary(tmp_path):
     assert code == 0 and f"stquant: warning: {warning}" in lines, lines
     run_dir = tmp_path / "run"
     code, lines, _ = stquant(
-        "run", str(ONNX_SAMPLE), f"general.model_path={path}", "--output-dir", str(run_dir), "--progress", "none"
+        "run",
+        str(ONNX_SAMPLE),
+        f"general.model_path={path}",
+        "--output-dir",
+        str(run_dir),
+        "--progress",
+        "none",
+        *own_mlflow(tmp_path),
     )
     assert code == 0, lines
     summary = json.loads((run_dir / "run_summary.json").read_text())

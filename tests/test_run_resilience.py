@@ -19,7 +19,10 @@ import pytest
 import yaml
 
 from engine.cli import main
+from engine.common.errors import Interrupted
+from engine.run.events import Reporter
 from engine.run.folder import make_unique_run_dir
+from engine.run.job import Job
 from engine.run.summary import RunSummary
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
@@ -346,3 +349,35 @@ def test_run_folder_config_runs_again_from_anywhere(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(elsewhere)
     code, _, err = run_cli(capsys, "validate", run_dir / "config.yaml")
     assert code == 0, err
+
+
+class _SummaryJob(Job):
+    """The smallest job: its record is a RunSummary kept in memory."""
+
+    def save(self) -> None:
+        self.saved = self.record.model_copy()
+
+    def announce(self) -> None:
+        pass
+
+
+def test_an_error_that_an_interrupt_caused_inside_a_library_still_ends_as_interrupted(tmp_path):
+    """A KeyboardInterrupt that lands inside library code may come out as another error (a file closed under
+    it: EBADF). Once the user interrupted, the run ends interrupted (exit 130), not as an engine failure."""
+
+    def library_call() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise OSError(9, "Bad file descriptor") from None
+
+    job = _SummaryJob(Reporter(), tmp_path, RunSummary(operation_mode="quantization", run_dir=str(tmp_path)))
+
+    def work() -> None:
+        with job.stage("quantize"):
+            library_call()
+
+    with pytest.raises(Interrupted):
+        job.perform(work)
+    assert (job.saved.status, job.saved.failed_stage) == ("interrupted", "quantize")

@@ -81,10 +81,11 @@ class Job:
         return lambda done, total: self.reporter.progress(stage, done, total)
 
     def fail(self, exc: BaseException) -> BaseException:
-        """Record how the run ended on `exc`; return the exception to raise."""
+        """Record how the run ended on `exc`; return the exception to raise. Once a signal arrived, any failure
+        is the interrupt's doing (a KeyboardInterrupt raised inside a library can surface as another error)."""
         record = self.record
         record.failed_stage = record.failed_stage or self._failed or self._started
-        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)) or self.signals.noted:
             record.status, record.error = "interrupted", INTERRUPTED
             return Interrupted(INTERRUPTED)
         record.status = "failed"

@@ -65,7 +65,7 @@ async def test_tick_lets_the_real_engine_inspect_a_model_with_stored_code(tmp_pa
         # a long model path wraps the warning over more lines: scroll the tick into view, as a user would
         app.query_one("#trust-model", Checkbox).scroll_visible(animate=False)
         await pilot.pause()
-        await pilot.click("#trust-model")
+        await pilot.click("#trust-model", offset=(3, 1))  # on the box itself, not the corner of its border
         await wait_until(pilot, lambda: "Output width 10" in str(info.render()), timeout=60)
         assert "run as stored code (trusted): square" in str(info.render())
 

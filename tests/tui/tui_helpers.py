@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -15,12 +16,16 @@ ZOO_CONFIG = (
 
 
 async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
-    """Poll `condition()` while the app keeps processing messages (bounded)."""
-    for _ in range(int(timeout / 0.02)):
+    """Poll `condition()` while the app keeps processing messages, for at most `timeout` seconds of wall time
+    (a pause can last far longer than asked while the app is busy: counting pauses would not bound the wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if condition():
             return
         await pilot.pause(0.02)
-    raise AssertionError("condition not reached in time")
+    if condition():
+        return
+    raise AssertionError(f"condition not reached in {timeout:g} s")
 
 
 async def settle(pilot) -> None:
