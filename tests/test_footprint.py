@@ -252,10 +252,6 @@ def test_cli_footprint_json_with_board(tiny_int8_tflite):
 RELEASES = published_releases(ASSETS / "models")
 PUBLISHED = published_figures(ASSETS / "models")
 NO_ASSETS = pytest.param(None, marks=pytest.mark.skip(reason=f"real model-zoo assets not found at {ASSETS}"))
-def _allocator_cases() -> list:
-    return list(RELEASES) or [NO_ASSETS]
-
-
 @pytest.fixture(scope="module")
 def reference_footprints() -> dict:
     models = ASSETS / "models"
@@ -275,7 +271,7 @@ def test_every_release_lies_between_the_primary_figure_and_the_upper_bound(refer
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rel", _allocator_cases())
+@pytest.mark.parametrize("rel", list(RELEASES) or [NO_ASSETS])
 def test_primary_figure_within_2_pct_of_stm32cubeai_8_1(reference_footprints, rel):
     published = allocator_figure(RELEASES[rel])
     assert reference_footprints[rel].activation_ram_kib == pytest.approx(published.activation_ram_kib, rel=0.02)
