@@ -252,6 +252,8 @@ def test_cli_footprint_json_with_board(tiny_int8_tflite):
 RELEASES = published_releases(ASSETS / "models")
 PUBLISHED = published_figures(ASSETS / "models")
 NO_ASSETS = pytest.param(None, marks=pytest.mark.skip(reason=f"real model-zoo assets not found at {ASSETS}"))
+
+
 @pytest.fixture(scope="module")
 def reference_footprints() -> dict:
     models = ASSETS / "models"
