@@ -10,6 +10,8 @@ have, rebuilt with Keras (random weights: int8 RAM and time do not depend on wei
 quantized with the TFLite converter (uint8 input, float output, like the model zoo's files), and
 compared with the figures of the model zoo's family READMEs
 (github.com/STMicroelectronics/stm32ai-modelzoo, image_classification/<family>/README.md).
+Part 4: the activation buffers of two networks whose STM32Cube.AI 8.1-generated code is public (MobileNet v2
+0.35 96, ST YOLO LC v1 256), rebuilt with the same layers, against the planner's figure.
 The inference-time coefficients of `engine/footprint/timing.py` were fitted on part 1 plus
 MobileNet v2 0.35 128 ImageNet (marked; `benchmarks/fit_inference_time.py`); the RAM planner has
 no constant fitted to these figures but where a widening 1x1 convolution stops overlapping its input
@@ -90,6 +92,8 @@ def _keras_model(family: str, alpha: float, shape: tuple[int, int, int], classes
 
     if family == "fdmobilenet":
         return _fd_mobilenet(keras, alpha, shape, classes)
+    if family == "st_yolo_lc":
+        return _st_yolo_lc(keras, shape, classes)
     app = {"mobilenet": keras.applications.MobileNet, "mobilenet_v2": keras.applications.MobileNetV2}[family]
     if classes == 1000:  # ImageNet files: the application's own head
         return app(alpha=alpha, input_shape=shape, weights=None, classes=1000)
@@ -110,6 +114,22 @@ def _fd_mobilenet(keras, alpha: float, shape: tuple[int, int, int], classes: int
     x = layers.Reshape((1, 1, -1))(layers.GlobalAveragePooling2D()(x))
     x = layers.Flatten()(layers.Softmax()(layers.Conv2D(classes, 1)(x)))
     return keras.Model(inputs, x)
+
+
+def _st_yolo_lc(keras, shape: tuple[int, int, int], outputs: int):
+    """ST YOLO LC v1's layers as STM32Cube.AI 8.1's c_graph of it lists them (shapes, kernels, strides): four
+    3x3/2 convs, depthwise/pointwise pairs, a 2x2/1 max pooling, a 1x1 conv head."""
+    layers = keras.layers
+    inputs = keras.Input(shape)
+    x = inputs
+    for width in (16, 32, 64, 128):
+        x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
+    for width, pool in ((256, False), (256, True), (128, False), (256, False)):
+        x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(width, 1, activation="relu")(x)
+        if pool:
+            x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
+    return keras.Model(inputs, layers.Conv2D(outputs, 1)(x))
 
 
 def _build_int8(name: str, spec: tuple, cache: Path) -> Path:
@@ -213,22 +233,28 @@ def main() -> None:
     _generated_code_check(args.cache)
 
 
-# The activation buffer of STM32Cube.AI 8.1-generated code read in a public repository
-# (github.com/Flora233333/STM32-Infer-MobileNetV2, X-CUBE-AI/App/network_generate_report.txt: MobileNet v2 0.35,
-# 96x96x3 uint8 input, 15 classes, float output, "activations (rw): 129,536 B").
-GENERATED_81 = ("mobilenet_v2_0.35_96_15_classes", ("mobilenet_v2", 0.35, (96, 96, 3), 15), 129_536)
+# The activation buffers of STM32Cube.AI 8.1-generated code read in public repositories:
+# github.com/Flora233333/STM32-Infer-MobileNetV2, X-CUBE-AI/App/network_generate_report.txt (MobileNet v2 0.35,
+# 96x96x3 uint8 input, 15 classes, float output, "activations (rw): 129,536 B"), and
+# github.com/Kangzhezhe/STM32_Face_Recognition, .ai/network_st_yolo_lc_v1_256_int8.tflite_c_graph.json
+# (ST YOLO LC v1, 256x256x3 uint8 input, float output, stm_ai_version 8.1.0, "activations": 278592).
+GENERATED_81 = (
+    ("mobilenet_v2_0.35_96_15_classes", ("mobilenet_v2", 0.35, (96, 96, 3), 15), 129_536),
+    ("st_yolo_lc_v1_256", ("st_yolo_lc", 1.0, (256, 256, 3), 30), 278_592),
+)
 
 
 def _generated_code_check(cache: Path) -> None:
-    name, spec, published = GENERATED_81
     from engine.footprint.memory_planner import plan_activations
     from engine.footprint.tflite import read_tflite
 
-    ours = plan_activations(read_tflite(_build_int8(name, spec, cache)), lambda t: t.nbytes).arena_bytes
-    print(
-        f"STM32Cube.AI 8.1 generated code, {name} (rebuilt with Keras, random weights): ours {ours:,} B, "
-        f"the code's activation buffer {published:,} B\n"
-    )
+    for name, spec, published in GENERATED_81:
+        ours = plan_activations(read_tflite(_build_int8(name, spec, cache)), lambda t: t.nbytes).arena_bytes
+        print(
+            f"STM32Cube.AI 8.1 generated code, {name} (rebuilt with Keras, random weights): ours {ours:,} B, "
+            f"the code's activation buffer {published:,} B"
+        )
+    print()
 
 
 if __name__ == "__main__":

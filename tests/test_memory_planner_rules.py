@@ -51,20 +51,43 @@ def test_overlap_shift_by_hand():
 
 
 def test_stride_2_conv_writes_over_its_input(tmp_path):
-    path = _int8(tmp_path, lambda L, x: L.Conv2D(4, 3, strides=2, padding="same")(x), (16, 16, 8), "s2")
-    # input 16x16x8 = 2048 B, output 8x8x4 = 256 B; the output may overlap the input as long as it
-    # ends 32 B past it (bottom-up shift = 32 B, see test_overlap_shift_by_hand): 2048 + 32
-    assert _arena(path, ["CONV_2D"]) == 2048 + 32
-    assert _arena(path, ["CONV_2D"], overlap=False) == 2048 + 256  # upper bound: side by side
+    path = _int8(tmp_path, lambda L, x: L.Conv2D(4, 3, strides=2)(x), (17, 17, 8), "s2")
+    # no padding: input 17x17x8 = 2312 B (rows of 136 B), output 8x8x4 = 256 B (rows of 32 B); the output
+    # may overlap the input as long as it ends one output row (32 B) past it: 2312 + 32
+    assert _arena(path, ["CONV_2D"]) == 2312 + 32
+    assert _arena(path, ["CONV_2D"], overlap=False) == 2312 + 256  # upper bound: side by side
+
+
+def test_padded_conv_reads_a_copy_padded_as_stm32cubeai_does(tmp_path):
+    path = _int8(tmp_path, lambda L, x: L.Conv2D(4, 3, strides=2, padding="same")(x), (16, 16, 8), "s2same")
+    # 8.1 pads "same" at stride 2 with two rows and columns at the end (TensorFlow: one): the 16x16x8 input
+    # (2048 B) is copied into 18x18x8 (2592 B, rows of 144 B) written over it, ending with it; the 8x8x4
+    # output (rows of 32 B) starts one output row before the copy: 2592 + 32
+    assert _arena(path, ["CONV_2D"]) == 2592 + 32
+    # upper bound: input and copy side by side (2048 + 2592), then copy and output (the input is dead)
+    assert _arena(path, ["CONV_2D"], overlap=False) == 2048 + 2592
 
 
 def test_widening_conv_writes_over_its_input(tmp_path):
-    path = _int8(tmp_path, lambda L, x: L.Conv2D(16, 3, strides=2, padding="same")(x), (16, 16, 2), "widen3")
-    # input 16 rows of 32 B (512 B), output 8 rows of 128 B (1024 B), no top padding: output row r may
-    # end where input row 2r starts, so the output starts max_r (r+1)*128 - 2r*32 = 128 + 7*64 = 576 B
-    # before the input: 576 + 512 (the first convolution of STM32Cube.AI 8.1's MobileNet v2 code)
-    assert _arena(path, ["CONV_2D"]) == 576 + 512
-    assert _arena(path, ["CONV_2D"], overlap=False) == 512 + 1024
+    path = _int8(tmp_path, lambda L, x: L.Conv2D(16, 3, strides=2)(x), (17, 17, 2), "widen3")
+    # no padding: input 17 rows of 34 B (578 B), output 8 rows of 128 B (1024 B): output row r may end
+    # where input row 2r starts, so the output starts max_r (r+1)*128 - 2r*34 = 128 + 7*60 = 548 B before
+    # the input: 548 + 578
+    assert _arena(path, ["CONV_2D"]) == 548 + 578
+    assert _arena(path, ["CONV_2D"], overlap=False) == 578 + 1024
+
+
+def test_self_padding_rgb_conv_is_tied_below_its_input(tmp_path):
+    widening = _int8(tmp_path, lambda L, x: L.Conv2D(16, 3, strides=2, padding="same")(x), (16, 16, 3), "rgb16")
+    # a 3-channel input: 8.1's conv2d_rgb kernel pads it itself (no copy). Input 16x16x3 = 768 B, output
+    # 8x8x16 = 1024 B (rows of 128 B, pixels of 16 B): the output must end one output row and one pixel
+    # (144 B) before the input ends, so it starts 1024 - 768 + 144 = 400 B before the input: 400 + 768
+    # (the rows alone would allow 128 + 7 * (128 - 96) = 352 B)
+    assert _arena(widening, ["CONV_2D"]) == 400 + 768
+    shrinking = _int8(tmp_path, lambda L, x: L.Conv2D(4, 3, strides=2, padding="same")(x), (16, 16, 3), "rgb4")
+    # output 8x8x4 = 256 B (rows of 32 B, pixels of 4 B): it must start one row and one pixel (36 B)
+    # before the input, never end past it (the planner puts other outputs there): 36 + 768
+    assert _arena(shrinking, ["CONV_2D"]) == 36 + 768
 
 
 def test_shrinking_pointwise_conv_writes_over_its_input(tmp_path):
@@ -93,9 +116,10 @@ def test_pooling_runs_fused_with_the_conv_before_it(tmp_path):
         return L.MaxPooling2D(2)(L.Conv2D(8, 3, padding="same")(x))
 
     path = _int8(tmp_path, build, (16, 16, 4), "conv_pool")
-    # input 16x16x4 = 1024 B kept until the pooling, the conv output only as 2 rows of 16x8
-    # (256 B instead of 2048 B), the 8x8x8 pooled output 512 B; unfused it would be 1024 + 2048
-    assert _arena(path, ["CONV_2D", "MAX_POOL_2D"]) == 1024 + 256 + 512
+    # the conv's padded copy 18x18x4 = 1296 B (written over the 1024 B input) kept until the pooling, the
+    # conv output only as 2 rows of 16x8 (256 B instead of 2048 B), the 8x8x8 pooled output 512 B
+    # (8.x code: conv2d_2_pad_before, then conv2d_nl_pool with a 2-row scratch1); unfused: 1296 + 2048
+    assert _arena(path, ["CONV_2D", "MAX_POOL_2D"]) == 1296 + 256 + 512
 
 
 def test_widening_1x1_conv_gets_its_own_buffer(tmp_path):
@@ -141,9 +165,9 @@ def test_conv_scratch_matches_generated_code():
 
 def test_conv_scratch_sits_in_the_arena_during_the_conv(tmp_path):
     path = _int8(tmp_path, lambda L, x: L.Conv2D(4, 3, strides=2, padding="same")(x), (16, 16, 8), "scratch")
-    # input 2048 B with the 256 B output overlapping it except 32 B (test_stride_2_conv_...), plus
+    # padded copy 2592 B with the 256 B output one row (32 B) before it (test_padded_conv_...), plus
     # the conv's scratch: 4*8*9 (im2col) + 14*4 (per output channel) + 2*288 (weights) = 920 B
-    assert _arena(path, ["CONV_2D"], scratch=True) == 2048 + 32 + 920
+    assert _arena(path, ["CONV_2D"], scratch=True) == 2592 + 32 + 920
 
 
 def test_depthwise_conv_reads_a_padded_copy_written_over_its_input(tmp_path):
@@ -166,12 +190,35 @@ def test_explicit_pad_before_a_strided_depthwise_conv_is_its_copy(tmp_path):
     # one row ahead of it: 800 + 32
     assert _arena(path, ["PAD", "DEPTHWISE_CONV_2D"]) == 800 + 32
     same = _int8(tmp_path, lambda L, x: L.DepthwiseConv2D(3, strides=2, padding="same")(x), (8, 8, 8), "dw_s2")
-    # "same" at stride 2 pads one row and column at the end: the planner makes a 9x9x8 copy (648 B)
-    assert _arena(same, ["DEPTHWISE_CONV_2D"]) == 648 + 32
+    # "same" at stride 2: TensorFlow pads one row and column at the end, 8.1 two (its SAME padding is
+    # kernel - 1 - top at the bottom): a 10x10x8 copy (800 B), the same as the explicit PAD above
+    assert _arena(same, ["DEPTHWISE_CONV_2D"]) == 800 + 32
+
+
+def test_explicit_pad_before_a_standard_conv_is_its_copy(tmp_path):
+    def build(L, x):
+        return L.Conv2D(4, 3)(L.ZeroPadding2D(((0, 2), (0, 2)))(x))
+
+    path = _int8(tmp_path, build, (8, 8, 8), "pad_conv")
+    # 8.1 keeps a PAD before a convolution as a layer (its MobileFaceNet code: pad_0): its 10x10x8 output
+    # (800 B) is written over the 512 B input, the 8x8x4 output (rows of 32 B) one row before it: 800 + 32
+    assert _arena(path, ["PAD", "CONV_2D"]) == 800 + 32
+
+
+def test_a_layer_input_stays_below_a_bigger_later_buffer(tmp_path):
+    def build(L, x):
+        return L.DepthwiseConv2D(3, padding="same")(L.Conv2D(12, 1)(x))
+
+    path = _int8(tmp_path, build, (16, 16, 4), "expand_dw")
+    # the 3x wider 1x1 conv keeps its own buffer: input 16x16x4 (1024 B) + output 16x16x12 (3072 B) side by
+    # side; the depthwise conv's copy 18x18x12 (3888 B) ends with that output and its output (rows of 192 B)
+    # starts one row before the copy, all within 4096 B. Largest first, the copy would take the bottom and
+    # push the input above it (4912 B); re-placing the buffers alive at the peak keeps the input below
+    assert _arena(path, ["CONV_2D", "DEPTHWISE_CONV_2D"]) == 1024 + 3072
 
 
 def test_residual_add_is_computed_in_place(tmp_path):
-    path = _int8(tmp_path, lambda L, x: L.Add()([x, L.Conv2D(4, 3, padding="same")(x)]), (8, 8, 4), "add")
+    path = _int8(tmp_path, lambda L, x: L.Add()([x, L.Conv2D(4, 1)(x)]), (8, 8, 4), "add")
     # the block input (256 B) and the conv output (256 B) are alive together; the sum overwrites one
     assert _arena(path, ["CONV_2D", "ADD"]) == 256 + 256
     assert _arena(path, ["CONV_2D", "ADD"], overlap=False) == 3 * 256  # upper bound: the sum has its own
@@ -179,9 +226,10 @@ def test_residual_add_is_computed_in_place(tmp_path):
 
 def test_stride_1_conv_over_an_input_read_later_keeps_both(tmp_path):
     path = _int8(tmp_path, lambda L, x: L.Add()([x, L.Conv2D(4, 3, padding="same")(x)]), (8, 8, 4), "keep")
-    # the conv's input does not die at the conv (the ADD reads it): no row overlap, the arena is the
-    # input, the output and the conv's scratch 4*4*9 + 14*4 + 2*144 = 488 B
-    assert _arena(path, ["CONV_2D", "ADD"], scratch=True) == 256 + 256 + 488
+    # the conv's input (256 B) does not die at the conv (the ADD reads it): its padded copy 10x10x4 = 400 B
+    # is not written over it; the output (rows of 32 B) is written over the copy, one row ahead; plus the
+    # conv's scratch 4*4*9 + 14*4 + 2*144 = 488 B
+    assert _arena(path, ["CONV_2D", "ADD"], scratch=True) == 256 + 400 + 32 + 488
 
 
 def test_concatenation_needs_both_inputs_and_its_output(tmp_path):
@@ -227,23 +275,23 @@ def test_onnx_rows_run_along_the_nchw_height_axis(tmp_path):
     )
     path = tmp_path / "s2.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    # float input 16 rows of 8x16x4 = 512 B, output 8 rows of 4x8x4 = 128 B, top padding 1:
-    # shift = one output row, so the 1024 B output ends 128 B past the 8192 B input
-    assert plan_activations(read_onnx(path), lambda t: t.nbytes, scratch=False).arena_bytes == 8192 + 128
+    # float input 16 rows of 8x16x4 = 512 B, read through its padded copy 8x18x18 floats = 10368 B (rows of
+    # 576 B) written over it; output 8 rows of 4x8x4 = 128 B, one output row before the copy
+    assert plan_activations(read_onnx(path), lambda t: t.nbytes, scratch=False).arena_bytes == 10368 + 128
     assert read_onnx(path).ops[0].scratch_bytes == 0  # a float conv: the int8 kernels' scratch does not apply
 
 
 def test_the_peak_layer_and_what_a_smaller_input_saves(tmp_path):
-    path = _int8(tmp_path, lambda L, x: L.Conv2D(8, 3, strides=2, padding="same")(x), (32, 32, 4), "peak")
+    path = _int8(tmp_path, lambda L, x: L.Conv2D(8, 3, strides=2, padding="same")(x), (32, 32, 3), "peak")
     fp = estimate_footprint(path)
-    # input 32x32x4 (4096 B, rows of 128 B), output 16x16x8 (rows of 128 B), no top padding: one output
-    # row ahead (128 B), + scratch 4*4*9 + 14*8 + 2*288 = 832 B
-    assert fp.activation_ram_kib == round((4096 + 128 + 832) / 1024, 2)
-    assert fp.activation_ram_upper_kib == round((4096 + 2048 + 832) / 1024, 2)
-    # total stride 2, so the next smaller input is 30: rows of 120 B, 3600 + 120 + 832 B, 504 B less
+    # input 32x32x3 (3072 B), output 16x16x8 (rows of 128 B, pixels of 8 B), a self-padding 3-channel conv:
+    # the output starts one row and one pixel (136 B) before the input, + scratch 4*3*9 + 14*8 + 2*216 = 652 B
+    assert fp.activation_ram_kib == round((3072 + 136 + 652) / 1024, 2)
+    assert fp.activation_ram_upper_kib == round((3072 + 2048 + 652) / 1024, 2)
+    # total stride 2, so the next smaller input is 30: output rows of 120 B, 2700 + 128 + 652 B, 380 B less
     assert fp.peak is not None and fp.peak.layer == 0
-    assert fp.peak.text() == "input 32x32x4 + output 16x16x8 + scratch 0.81 KiB: a 32 -> 30 input saves 0.49 KiB"
-    assert "  0  CONV_2D" in fp.format_table() and "4.94* " in fp.format_table()
+    assert fp.peak.text() == "input 32x32x3 + output 16x16x8 + scratch 0.64 KiB: a 32 -> 30 input saves 0.37 KiB"
+    assert "  0  CONV_2D" in fp.format_table() and "3.77* " in fp.format_table()
 
 
 def test_the_smaller_input_saving_is_the_plan_of_the_model_rebuilt_at_that_size(tmp_path):

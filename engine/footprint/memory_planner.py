@@ -1,13 +1,18 @@
 """Activation-buffer planning after STM32Cube.AI 8.1's generated code (inputs and outputs inside the
-activation buffer, its default), read off the activation offsets of 8.1-generated network.c files in public
-repositories (e.g. Flora233333/STM32-Infer-MobileNetV2, `<layer>_output_array.data = ... + offset`).
+activation buffer, its default), read off the activation offsets of 8.1-generated code in public repositories
+(`<layer>_output_array.data = ... + offset` in network.c, `buffer_offsets` in the `.ai/*_c_graph.json` files
+next to it): Flora233333/STM32-Infer-MobileNetV2 (MobileNet v2) and Kangzhezhe/STM32_Face_Recognition
+(ST YOLO LC v1, MobileFaceNet).
 
-1. Padding: a PAD whose consumers are all standard convolutions/poolings (`Op.absorbs_padding`)
-   costs no buffer (the consumers apply the zeros themselves, its top rows added to their top
-   padding). A depthwise convolution reads a padded copy instead (8.1's `*_pad_before` layers): an
-   explicit PAD keeps its buffer, and a depthwise convolution that pads its input itself gets one
-   (`_with_pad_copies`). The copy may be written over its input when the input dies there: it starts
-   or ends with the input (the pair costs the copy's size).
+1. Padding: poolings and standard convolutions of a 3-channel input (8.1's `conv2d_rgb` kernel) apply
+   their zero padding themselves (`_pads_itself`); a PAD whose consumers are all poolings costs no buffer
+   (its top rows are added to their top padding), before a convolution it keeps its buffer. Every other
+   convolution with padding reads a padded copy (8.1's `*_pad_before` layers): an explicit PAD is that copy,
+   and a convolution that pads its input itself gets one (`_with_pad_copies`), padded "same" as 8.1 does:
+   TensorFlow's top (left) rows and
+   kernel - 1 - those at the bottom (right), two for a stride-2 3x3 convolution of an even input where
+   TensorFlow adds one. The copy may be written over its input when the input dies there: written from the
+   top, it ends with the input (the pair costs the copy's size).
 2. Aliasing: reshape-like ops (`Role.VIEW`) reuse their input buffer.
 3. In place: an element-wise op (`Role.ELEMENTWISE`, the int8 input's QUANTIZE included) writes over
    its first input whose buffer dies at that op, when the output has the same size.
@@ -22,6 +27,10 @@ repositories (e.g. Flora233333/STM32-Infer-MobileNetV2, `<layer>_output_array.da
    buffer (8.1's code gives an 8 -> 48 channel expansion its own bytes, while 8.1's published
    MobileNet v1 figures, 8 -> 16 and 16 -> 32, are only reached with the overlap: where between 2
    and 6 the line lies is not known).
+4b. A self-padding convolution (rule 1) always writes over its input, from the top only, its output's start
+   and end each at least one output row plus one output pixel before the input's start and end
+   (`_rgb_shift`; 8.1's MobileNet v2 and ST YOLO LC code place their first convolution's input exactly that
+   far above its output): the two are tied at that distance.
 5. Fused pooling: a pooling that is the last reader of a standard convolution's output (through
    in-place element-wise ops at most) runs fused with it (`conv2d_nl_pool` layers): the
    convolution's output only ever holds the pooling window's rows (kernel height x row bytes),
@@ -30,12 +39,14 @@ repositories (e.g. Flora233333/STM32-Infer-MobileNetV2, `<layer>_output_array.da
    `graph.depthwise_scratch_bytes`) lives during its op only and is placed after all tensors, in
    the first gap that holds it.
 7. Lifetimes and packing: a buffer lives from the step that writes it (graph inputs: step 0) to
-   the last step that reads it (graph outputs: the last step), inclusive. Buffers sorted largest
-   first each go to the lowest `alignment`-aligned offset that does not collide with an already
-   placed buffer alive at the same time, where "collide" honours the overlaps of 1 and 4 (TFLM's
-   greedy planner; 8.1's own placement is a solver that chains the overlaps, which this does not copy).
+   the last step that reads it (graph outputs: the last step), inclusive. Buffers tied by rule 4b move
+   together; sorted largest first, each goes to the lowest `alignment`-aligned offset that does not
+   collide with an already placed buffer alive at the same time, where "collide" honours the overlaps of 1
+   and 4 (TFLM's greedy planner). Then, while it lowers the arena, the buffers alive where the arena is
+   reached are re-placed, one of them first and the others in execution order (`_improve`): 8.1's solver
+   keeps a layer's input below its output where a largest-first packer would put a bigger later buffer.
 
-Concatenations get their own output buffer. `overlap=False` drops the overlaps of 1 and 4, 3 and 5:
+Concatenations get their own output buffer. `overlap=False` drops the overlaps of 1, 4 and 4b, 3 and 5:
 every tensor has its own bytes, whole, what ST Edge AI Core 4.0.1's generated code was read to do (no output
 written over its input); that is the upper bound.
 """
@@ -50,8 +61,13 @@ from engine.footprint.graph import Graph, Op, Role, Tensor, Window
 DEFAULT_ALIGNMENT = 4
 ALLOCATOR = "STM32Cube.AI 8.1"  # whose rules `plan_activations` reproduces
 WIDENING_OVERLAP_MAX = 2  # a stride-1 pointwise output up to this many times its input is written over it
+RGB_CHANNELS = 3  # input channels of the convolutions 8.1 runs with its self-padding kernel (conv2d_rgb)
+IMPROVE_ROUNDS = 30  # at most this many re-placements of the buffers alive at the peak
 
-Shifts = dict[tuple[str, str], tuple[int, int]]  # (output group, input group) -> (top-down, bottom-up)
+# (output group, input group) -> (top-down shift, bottom-up shift or None when only top-down is allowed)
+Shifts = dict[tuple[str, str], tuple[int, int | None]]
+Links = dict[tuple[str, str], int]  # (output group, input group) -> input offset - output offset, fixed
+Group = list[tuple[int, int]]  # (buffer index, offset relative to the group)
 
 
 @dataclass(frozen=True)
@@ -138,13 +154,30 @@ def _fold_padding(graph: Graph) -> _Folded:
 
 
 def _absorbs(op: Op) -> bool:
-    """Whether `op` applies a PAD's zeros itself (depthwise kernels read a padded copy instead)."""
-    return op.absorbs_padding and not (op.window is not None and op.window.depthwise)
+    """Whether `op` applies a PAD's zeros itself: poolings only (before a convolution, even a self-padding one,
+    8.1 keeps an explicit PAD as a layer of its own: `pad_0` of its MobileFaceNet code)."""
+    return op.absorbs_padding and not op.weight_bytes
+
+
+def _pads_itself(graph: Graph, op: Op) -> bool:
+    """Whether 8.1 applies this sliding-window op's zero padding in its kernel: poolings and standard convolutions
+    of a 3-channel input (`forward_conv2d_rgb_sssa8_ch`); depthwise and other standard convolutions read a padded
+    copy of their input (`*_pad_before` layers)."""
+    window = op.window
+    if window is None or window.depthwise:
+        return False
+    return not op.weight_bytes or (bool(op.inputs) and _channels(graph, op.inputs[0]) == RGB_CHANNELS)
+
+
+def _channels(graph: Graph, name: str) -> int:
+    shape = graph.tensors[name].shape
+    return shape[3 if graph.height_axis == 1 else 1] if len(shape) == 4 else 0
 
 
 def _with_pad_copies(graph: Graph) -> tuple[Graph, list[int]]:
-    """The graph with a padded copy (a PAD op) before each depthwise convolution that pads its input itself,
-    as STM32Cube.AI 8.1 generates (`*_pad_before` layers), and, per op, the index of the op it comes from."""
+    """The graph with a padded copy (a PAD op) before each convolution with padding that does not pad its input
+    itself (`_pads_itself`), as STM32Cube.AI 8.1 generates (`*_pad_before` layers), and, per op, the index of
+    the op it comes from."""
     ops: list[Op] = []
     origin: list[int] = []
     tensors = dict(graph.tensors)
@@ -162,9 +195,11 @@ def _with_pad_copies(graph: Graph) -> tuple[Graph, list[int]]:
 
 
 def _padded_shape(graph: Graph, op: Op) -> tuple[int, ...] | None:
-    """Shape of the padded copy a depthwise convolution reads, None without padding."""
+    """Shape of the padded copy a convolution reads, None without padding. 8.1 pads "same" as TensorFlow at the
+    top (left) and kernel - 1 - that at the bottom (right): a stride-2 3x3 convolution of an even input reads
+    a copy two rows and columns larger (its `filter_pad` and `*_pad_before` shapes), where TensorFlow adds one."""
     window = op.window
-    if window is None or not window.depthwise or len(op.inputs) != 1 or len(op.outputs) != 1:
+    if window is None or _pads_itself(graph, op) or len(op.inputs) != 1 or len(op.outputs) != 1:
         return None
     shape, out = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
     if len(shape) != 4 or len(out) != 4:
@@ -175,6 +210,7 @@ def _padded_shape(graph: Graph, op: Op) -> tuple[int, ...] | None:
     }
     axes = tuple(sizes)
     extra = [max((out[a] - 1) * sizes[a][1] + sizes[a][0] - shape[a], 0) for a in axes]
+    extra = [max(more, sizes[a][0] - 1) if more else 0 for more, a in zip(extra, axes, strict=True)]
     if not any(extra):
         return None
     padded = list(shape)
@@ -282,9 +318,11 @@ def _only_in_place_readers(graph: Graph, folded: _Folded, groups: _Groups, pooli
     return True
 
 
-def _overlaps(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, groups: _Groups) -> Shifts:
-    """Shifts of the ops of rule 4 (and of the padded copies) whose only input dies there."""
+def _overlaps(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, groups: _Groups) -> tuple[Shifts, Links]:
+    """Shifts of the ops of rule 4 (and of the padded copies) whose only input dies there, and the fixed
+    offsets of the self-padding convolutions' outputs below their inputs (rule 4b)."""
     shifts: Shifts = {}
+    links: Links = {}
     for index, op in enumerate(graph.ops):
         window, reads = folded.windows[index], folded.reads[index]
         if index in folded.steps or len(reads) != 1 or len(op.outputs) != 1:
@@ -297,16 +335,29 @@ def _overlaps(graph: Graph, nbytes: Callable[[Tensor], int], folded: _Folded, gr
         alone = groups.size[src_root] == in_bytes and groups.size[out_root] == out_bytes and src_root != out_root
         if not alone or groups.last[src_root] != index:
             continue
-        if op.role is Role.PAD and out_bytes >= in_bytes:  # the copy ends with the input or starts with it
-            shifts[(out_root, src_root)] = (out_bytes - in_bytes, out_bytes - in_bytes)
+        if op.role is Role.PAD and out_bytes >= in_bytes:  # the copy ends with the input (written top-down)
+            shifts[(out_root, src_root)] = (out_bytes - in_bytes, None)
         elif window is not None and _overlaps_input(op, window, in_bytes, out_bytes):
             in_rows, out_rows = _rows(graph, src), _rows(graph, out)
-            pad_bottom = max((out_rows - 1) * window.stride + window.kernel - in_rows - window.pad_top, 0)
-            shifts[(out_root, src_root)] = (
-                overlap_shift(in_rows, in_bytes, out_rows, out_bytes, window),
-                overlap_shift(in_rows, in_bytes, out_rows, out_bytes, replace(window, pad_top=pad_bottom)),
-            )
-    return shifts
+            down = overlap_shift(in_rows, in_bytes, out_rows, out_bytes, window)
+            if op.weight_bytes and window.kernel > 1 and _pads_itself(graph, op):
+                down = links[(out_root, src_root)] = _rgb_shift(graph, out, in_bytes, out_bytes, down)
+                shifts[(out_root, src_root)] = (down, None)
+            else:
+                pad_bottom = max((out_rows - 1) * window.stride + window.kernel - in_rows - window.pad_top, 0)
+                up = overlap_shift(in_rows, in_bytes, out_rows, out_bytes, replace(window, pad_top=pad_bottom))
+                shifts[(out_root, src_root)] = (down, up)
+    return shifts, links
+
+
+def _rgb_shift(graph: Graph, out: str, in_bytes: int, out_bytes: int, rows_shift: int) -> int:
+    """How far 8.1 places a self-padding convolution's output before its input (rule 4b): its start and its
+    end each one output row and one output pixel before the input's (at least the row shift)."""
+    rows = _rows(graph, out)
+    shape = graph.tensors[out].shape
+    width = shape[graph.height_axis + 1] if len(shape) == 4 else 1
+    margin = out_bytes // rows + out_bytes // (rows * width)
+    return max(rows_shift, margin, out_bytes - in_bytes + margin)
 
 
 def _overlaps_input(op: Op, window: Window, in_bytes: int, out_bytes: int) -> bool:
@@ -317,26 +368,121 @@ def _overlaps_input(op: Op, window: Window, in_bytes: int, out_bytes: int) -> bo
 
 
 def _forbidden(buf: Buffer, other: Buffer, shifts: Shifts) -> tuple[int, int]:
-    """Open interval of offsets `buf` may not take next to the placed `other`."""
+    """Open interval of offsets `buf` may not take next to the placed `other`, alive at the same time."""
     mine, theirs = buf.tensors[0], other.tensors[0]
     if (mine, theirs) in shifts:  # buf is the output written over `other`, its input
         down, up = shifts[(mine, theirs)]
-        return other.offset - down, max(other.end + up - buf.size, other.offset - down)
+        lo = other.offset - down
+        return lo, max(lo, other.end if up is None else min(other.end, other.end + up - buf.size))
     if (theirs, mine) in shifts:  # buf is the input of `other`, written over it
         down, up = shifts[(theirs, mine)]
-        return other.end - up - buf.size, max(other.offset + down, other.end - up - buf.size)
+        lo = other.offset - buf.size if up is None else max(other.offset, other.end - up) - buf.size
+        return lo, max(lo, min(other.end, other.offset + down))
     return other.offset - buf.size, other.end
 
 
-def _place(buffers: list[Buffer], shifts: Shifts, alignment: int, placed: tuple[Buffer, ...] = ()) -> list[Buffer]:
-    """Greedy first-fit by decreasing size among buffers whose lifetimes overlap, around `placed`."""
-    result = list(placed)
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.tensors)):
-        blocked = [_forbidden(buf, p, shifts) for p in result if p.first <= buf.last and buf.first <= p.last]
-        candidates = sorted({0, *(-(-end // alignment) * alignment for _, end in blocked)})
-        offset = next(c for c in candidates if c >= 0 and not any(lo < c < hi for lo, hi in blocked))
-        result.append(replace(buf, offset=offset))
-    return result
+def _tied_groups(buffers: list[Buffer], links: list[tuple[int, int, int]]) -> list[Group]:
+    """Buffers tied by links (output index, input index, input offset - output offset) at fixed relative
+    offsets, one group per set of tied buffers; a link that would make two buffers alive together collide, or
+    contradict the others, is left out."""
+    kept: list[tuple[int, int, int]] = []
+    for link in links:
+        if _tie(buffers, [*kept, link]) is not None:
+            kept.append(link)
+    groups = _tie(buffers, kept)
+    assert groups is not None
+    return groups
+
+
+def _tie(buffers: list[Buffer], links: list[tuple[int, int, int]]) -> list[Group] | None:
+    parent, delta = list(range(len(buffers))), [0] * len(buffers)
+
+    def root(index: int) -> tuple[int, int]:
+        offset = 0
+        while parent[index] != index:
+            offset, index = offset + delta[index], parent[index]
+        return index, offset
+
+    for out, inp, rel in links:
+        (out_root, out_offset), (in_root, in_offset) = root(out), root(inp)
+        if out_root == in_root:
+            if in_offset - out_offset != rel:
+                return None
+            continue
+        parent[in_root], delta[in_root] = out_root, out_offset + rel - in_offset
+    members: dict[int, Group] = {}
+    for index in range(len(buffers)):
+        top, offset = root(index)
+        members.setdefault(top, []).append((index, offset))
+    tied = {(out, inp) for out, inp, _ in links} | {(inp, out) for out, inp, _ in links}
+    groups = []
+    for group in members.values():
+        low = min(offset for _, offset in group)
+        group = [(index, offset - low) for index, offset in group]
+        for a, (i, at) in enumerate(group):
+            for j, bt in group[a + 1 :]:
+                one, two = buffers[i], buffers[j]
+                together = one.first <= two.last and two.first <= one.last
+                if together and at < bt + two.size and bt < at + one.size and (i, j) not in tied:
+                    return None
+        groups.append(group)
+    return groups
+
+
+def _pack(
+    buffers: list[Buffer], order: list[Group], shifts: Shifts, alignment: int, fixed: tuple[Buffer, ...] = ()
+) -> list[Buffer]:
+    """First fit: each group in turn at the lowest aligned offset where none of its buffers collides with a
+    placed buffer alive at the same time, where "collide" honours the overlaps of `shifts`."""
+    placed = list(fixed)
+    for group in order:
+        blocked = []
+        for index, rel in group:
+            buf = buffers[index]
+            for other in placed:
+                if other.first <= buf.last and buf.first <= other.last:
+                    lo, hi = _forbidden(buf, other, shifts)
+                    blocked.append((lo - rel, hi - rel))
+        candidates = sorted({0, *(-(-hi // alignment) * alignment for _, hi in blocked)})
+        base = next(c for c in candidates if c >= 0 and not any(lo < c < hi for lo, hi in blocked))
+        placed.extend(replace(buffers[index], offset=base + rel) for index, rel in group)
+    return placed
+
+
+def _place(buffers: list[Buffer], links: Links, shifts: Shifts, alignment: int) -> list[Buffer]:
+    """Rule 7: tied groups largest first, then the groups alive at the peak re-placed (`_improve`)."""
+    index = {buf.tensors[0]: i for i, buf in enumerate(buffers)}
+    ties = [(index[out], index[inp], rel) for (out, inp), rel in links.items() if out in index and inp in index]
+    groups = _tied_groups(buffers, sorted(ties, key=lambda tie: (buffers[tie[0]].first, tie)))
+
+    def extent(group: Group) -> int:
+        return max(rel + buffers[i].size for i, rel in group)
+
+    order = sorted(groups, key=lambda g: (-extent(g), min(buffers[i].first for i, _ in g)))
+    return _improve(buffers, order, shifts, alignment, _pack(buffers, order, shifts, alignment))
+
+
+def _improve(
+    buffers: list[Buffer], groups: list[Group], shifts: Shifts, alignment: int, placed: list[Buffer]
+) -> list[Buffer]:
+    """While it lowers the arena: take the groups with a buffer alive where the arena is reached, and place
+    one of them first, the others after it in execution order, around the rest left where it is (a largest-first
+    packer puts a big late buffer at the bottom, where 8.1's solver keeps its input)."""
+    owner = {buffers[i].tensors: g for g, group in enumerate(groups) for i, _ in group}
+    for _ in range(IMPROVE_ROUNDS):
+        arena = max((b.end for b in placed), default=0)
+        peaks = [s for s in range(max((b.last for b in placed), default=-1) + 1) if _extent(placed, s) == arena]
+        hot = sorted({owner[b.tensors] for b in placed if any(b.first <= s <= b.last for s in peaks)})
+        rest = tuple(b for b in placed if owner[b.tensors] not in hot)
+        for first in hot:
+            others = sorted((g for g in hot if g != first), key=lambda g: min(buffers[i].first for i, _ in groups[g]))
+            trial = _pack(buffers, [groups[first]] + [groups[g] for g in others], shifts, alignment, rest)
+            if max(b.end for b in trial) < arena:
+                placed = trial
+                break
+        else:
+            return placed
+    return placed
 
 
 def _extent(placed: list[Buffer], step: int) -> int:
@@ -359,9 +505,10 @@ def plan_activations(
     folded = _fold_padding(graph)
     groups, first = _group_tensors(graph, nbytes, folded, in_place=overlap)
     shifts: Shifts = {}
+    links: Links = {}
     if overlap:
         _fuse_pooling(graph, folded, groups, first)
-        shifts = _overlaps(graph, nbytes, folded, groups)
+        shifts, links = _overlaps(graph, nbytes, folded, groups)
     members: dict[str, list[str]] = {}
     for name in groups.parent:
         members.setdefault(groups.find(name), []).append(name)
@@ -375,14 +522,15 @@ def plan_activations(
         for root, names in members.items()
         if groups.size[root] > 0
     ]
-    placed = _place(buffers, shifts, alignment)
+    placed = _place(buffers, links, shifts, alignment)
     if scratch:
-        scratches = [
+        kernels = [
             Buffer((f"<scratch of op {index}>",), op.scratch_bytes, index, index)
             for index, op in enumerate(graph.ops)
             if op.scratch_bytes > 0
         ]
-        placed = _place(scratches, shifts, alignment, tuple(placed))
+        largest_first = sorted(range(len(kernels)), key=lambda i: (-kernels[i].size, kernels[i].first))
+        placed = _pack(kernels, [[(i, 0)] for i in largest_first], shifts, alignment, tuple(placed))
     arena = max((b.end for b in placed), default=0)
     live = [0] * original
     for step, source in enumerate(origin):
