@@ -166,4 +166,4 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     command = readme.split("To run the tests", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
     assert (ROOT / ".ci" / "run").read_text().splitlines()[-1] == command
-    assert command.endswith(" && pytest --durations=15")
+    assert command.endswith(" && pytest -n 2 --dist loadfile --durations=15")
