@@ -235,7 +235,9 @@ def _add_sweep(sub: Any) -> None:
         help="cells at once (default: one per CPU core, at most one per 2 GiB of available memory)",
     )
     sweep.add_argument("--board", help="estimate the inference time on this board (sets benchmarking.board)")
-    sweep.add_argument("--output-dir", type=_output_dir, help="sweep folder (default: experiments_outputs/sweep_<date>)")
+    sweep.add_argument(
+        "--output-dir", type=_output_dir, help="sweep folder (default: experiments_outputs/sweep_<date>)"
+    )
     sweep.add_argument(
         "--resume",
         action="store_true",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from engine.common.errors import ConfigError, InputError
@@ -54,9 +55,22 @@ def available_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _ignore_sigint() -> None:
-    """A worker ignores Ctrl-C between cells (a cell's own run handles it while it lasts)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+_stopping = False  # in a local worker: Ctrl-C came between two cells
+
+
+def _note_stop(signum: int, frame: FrameType | None) -> None:
+    global _stopping
+    _stopping = True
+
+
+def _worker_setup() -> None:
+    """A local worker notes Ctrl-C between cells (a cell's own run handles it while it lasts)."""
+    signal.signal(signal.SIGINT, _note_stop)
+
+
+def stopping() -> bool:
+    """True in a local worker once the sweep was interrupted: a cell not started yet must not start."""
+    return _stopping
 
 
 class LocalPool:
@@ -71,7 +85,7 @@ class LocalPool:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.slots, mp_context=context, initializer=_ignore_sigint)
+        return ProcessPoolExecutor(self.slots, mp_context=context, initializer=_worker_setup)
 
     def submit(self, *args: Any) -> Future[Any]:
         """Run `work(*args)` in a worker; a pool broken by a lost worker is replaced first."""

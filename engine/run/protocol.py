@@ -1,4 +1,5 @@
-"""The JSON-lines progress protocol of `stquant run|compare|recover|sweep --progress jsonl`: one pydantic model per event.
+"""The JSON-lines progress protocol of `stquant run|compare|recover|sweep --progress jsonl`: a pydantic model
+per event.
 
 Pydantic only (no TensorFlow), so the wizard parses with it. Fields and exit codes: docs/protocol.md;
 `stquant schema events` prints the JSON Schema of `Event`.

@@ -28,7 +28,7 @@ from engine.config.schema import Config, load_config
 from engine.quantize.cache import cache_folder
 from engine.run.compare import parse_vary, variant_configs, variant_name
 from engine.run.events import Reporter
-from engine.run.executors import LocalPool, Pool, RayPool
+from engine.run.executors import LocalPool, Pool, RayPool, import_ray, stopping
 from engine.run.folder import RECORDS, locked, make_run_dir, make_unique_run_dir
 from engine.run.job import INTERRUPTED, Job
 from engine.run.orchestrator import PATH_KEYS, portable_config, run
@@ -63,6 +63,8 @@ def sweep(
         raise ConfigError("--resume: name the sweep folder to finish with --output-dir")
     if address is not None and executor != "ray":
         raise ConfigError("--address: only with --executor ray")
+    if executor == "ray":
+        import_ray()  # before anything is written
     varied = parse_vary(vary) if vary else {}
     overrides = [f"benchmarking.board={board}"] if board else []
     files = config_files(paths)
@@ -187,6 +189,8 @@ def run_cell(cell: Cell, use_cache: bool) -> Cell:
     """Run one cell with the orchestrator in this process; return it with its figures or its failure."""
     run_dir = Path(cell.run_dir)
     started = time.perf_counter()
+    if stopping():
+        return cell.model_copy(update={"status": "interrupted", "error": INTERRUPTED})
     cell = cell.model_copy(update={"attempts": _earlier_attempts(run_dir) + 1, "status": "pending"})
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
