@@ -136,6 +136,8 @@ class RayPool:
         ray = import_ray()
         self._ray = ray
         env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
+        if address is None:  # a cell Ray's memory monitor kills is retried once too, not forever (its default)
+            os.environ.setdefault("RAY_task_oom_retries", "1")
         ray.init(
             address=address,
             num_cpus=jobs * CPUS_PER_CELL if address is None else None,
