@@ -21,11 +21,11 @@ import yaml
 from engine.config.schema import load_config
 from engine.run.events import Reporter
 from engine.run.orchestrator import run
-from engine.run.protocol import SweepCellEvent, SweepEvent, SweepProgressEvent, parse_event
+from engine.run.protocol import SweepCellEvent, SweepEvent, SweepProgressEvent, parse_event, wire
 from engine.run.sweep import MARKER, finished
-from engine.run.sweep_record import Sweep
+from engine.run.sweep_record import Sweep, sweep_schema
 from tests.conftest import DEMO, ROOT
-from tests.test_cli_errors import demo_config
+from tests.test_cli_errors import assert_one_error, demo_config, run_cli
 
 VARY = ["--vary", "quantization.granularity=per_channel,per_tensor"]
 IMAGES_PER_CLASS = 4
@@ -77,6 +77,7 @@ def local_sweep(setup):
     )
     lines = done.stdout.splitlines()
     events = [parse_event(line) for line in lines[:-1]]
+    assert [wire(event) for event in events] == lines[:-1]  # exactly the protocol's events
     return done, events, Sweep.model_validate_json((out / "sweep.json").read_text())
 
 
@@ -224,7 +225,7 @@ def _kill_one_worker(cache: str, stop: threading.Event, killed: list[int]) -> No
     while not stop.is_set() and not killed:
         workers = _ray_task_workers(cache)
         if workers:
-            time.sleep(1.0)  # mid-cell: importing TensorFlow or running
+            time.sleep(0.5)  # mid-cell: importing TensorFlow
             os.kill(workers[0], signal.SIGKILL)
             killed.append(workers[0])
         time.sleep(0.2)
@@ -239,7 +240,7 @@ def test_ray_sweep_survives_a_lost_worker(setup, local_sweep):
     killer.start()
     try:
         done = subprocess.run(
-            sweep_command(configs / "a.yaml", *VARY, "--executor", "ray", "--jobs", 2, "--output-dir", out),
+            sweep_command(configs / "a.yaml", *VARY, "--executor", "ray", "--jobs", 1, "--output-dir", out),
             env=env,
             capture_output=True,
             text=True,
@@ -251,9 +252,36 @@ def test_ray_sweep_survives_a_lost_worker(setup, local_sweep):
     assert done.returncode == 0, done.stderr
     assert killed, "no Ray worker was seen running a cell"
     sweep = Sweep.model_validate_json((out / "sweep.json").read_text())
-    assert (sweep.executor, sweep.status, sweep.done) == ("ray", "ok", 2)
-    assert sorted(cell.attempts for cell in sweep.cells) == [1, 2]  # the lost cell ran again
+    assert (sweep.executor, sweep.status, sweep.done, sweep.jobs) == ("ray", "ok", 2, 1)
+    assert [cell.attempts for cell in sweep.cells] == [2, 1]  # the first cell's worker was lost: it ran again
     figures = {"float_accuracy", "int8_accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "board"}
     local = local_sweep[2].cells[:2]
     assert [cell.model_dump(include=figures) for cell in sweep.cells] == [c.model_dump(include=figures) for c in local]
     assert done.stdout.splitlines()[-1] == str(out.resolve())
+
+
+def test_schema_sweep(capsys):
+    code, out, _ = run_cli(capsys, "schema", "sweep")
+    schema = json.loads(out)
+    assert code == 0 and schema == sweep_schema() and {"cells", "status", "executor"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--jobs", "0"], "--jobs 0: at least 1"),
+        (["--resume"], "--resume: name the sweep folder to finish with --output-dir"),
+        (["--address", "ray://x:1"], "--address: only with --executor ray"),
+        (["--vary", "dataset.seed=1,2"], "--vary dataset.seed: not a key a variant may vary"),
+    ],
+)
+def test_usage_errors_are_one_line(setup, capsys, options, message):
+    assert_one_error(capsys, ["sweep", str(setup[1] / "a.yaml"), *options], 2, message)
+
+
+def test_a_missing_config_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_one_error(
+        capsys, ["sweep", str(tmp_path / "nope.yaml")], 3, f"{tmp_path / 'nope.yaml'}: no such config file or folder"
+    )
+    assert not (tmp_path / "experiments_outputs").exists()

@@ -354,7 +354,7 @@ class SweepJob(Job):
         """Submit every cell, record each as it ends; on Ctrl-C stop the workers and keep what finished."""
         pending: dict[Future[Any], Cell] = {}
         try:
-            for cell in todo:
+            for cell in started_order(todo):
                 pending[pool.submit(cell, self.use_cache)] = cell
             self._progress(len(pending), pool.slots)
             while pending:
@@ -415,6 +415,18 @@ class SweepJob(Job):
                 total=len(cells), done=done, running=min(unfinished, slots), failed=failed, eta_seconds=eta
             )
         )
+
+
+def started_order(cells: list[Cell]) -> list[Cell]:
+    """Every config's first variant, then every config's second...: the variants of one config, which may share
+    statistics through the cache, then seldom run at the same time."""
+    taken: dict[str, int] = {}
+    ranked: list[tuple[int, int, Cell]] = []
+    for cell in cells:
+        rank = taken.get(cell.config, 0)
+        taken[cell.config] = rank + 1
+        ranked.append((rank, cell.index, cell))
+    return [cell for _, _, cell in sorted(ranked, key=lambda item: item[:2])]
 
 
 # ------------------------------------------------------------ the table
