@@ -164,8 +164,27 @@ def test_resume_reruns_a_cell_of_another_version_or_config(local_sweep):
     assert json.loads(marker.read_text())["status"] == "ok"
 
 
-def test_interrupt_keeps_finished_cells(setup):
-    """Ctrl-C while the second cell runs: exit 130, sweep.json interrupted, the first cell kept."""
+def _local_workers(sweep_pid: int) -> list[int]:
+    """Pids of the worker processes of a local sweep (spawned children of its process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == sweep_pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _wait_for(path: Path) -> None:
+    while not path.exists():
+        time.sleep(0.05)
+
+
+def test_lost_local_worker_then_interrupt(setup):
+    """The worker running the first cell is killed: the cell runs again in a new worker. Then Ctrl-C while the
+    second cell runs: exit 130, sweep.json interrupted, the first cell kept."""
     root, configs, env = setup
     out = root / "interrupted"
     process = subprocess.Popen(
@@ -176,18 +195,20 @@ def test_interrupt_keeps_finished_cells(setup):
         text=True,
         start_new_session=True,
     )
+    _wait_for(out / "a" / "variant_0" / MARKER)  # the first cell started
+    (worker,) = _local_workers(process.pid)
+    os.kill(worker, signal.SIGKILL)
     for line in process.stdout:
         if '"sweep_cell"' in line:
             break
-    while not (out / "a" / "variant_1" / "stquant.log").exists():  # the second cell's run started
-        time.sleep(0.05)
+    _wait_for(out / "a" / "variant_1" / "stquant.log")  # the second cell's run started
     os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C: the sweep and its workers
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "stquant: interrupted: no partial model was kept"
     sweep = Sweep.model_validate_json((out / "sweep.json").read_text())
     assert sweep.status == "interrupted" and sweep.failed_stage == "cells"
-    assert [cell.status for cell in sweep.cells] == ["ok", "interrupted"]
+    assert [(cell.status, cell.attempts) for cell in sweep.cells] == [("ok", 2), ("interrupted", 1)]
     assert sweep.cells[0].float_accuracy is not None
     assert json.loads((out / "a" / "variant_1" / "run_summary.json").read_text())["status"] == "interrupted"
 

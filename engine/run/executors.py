@@ -8,11 +8,12 @@ itself (`max_retries=1`) and then fails its future with a `RayError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -55,22 +56,39 @@ def available_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-_stopping = False  # in a local worker: Ctrl-C came between two cells
+_stopping = False  # in a local worker: Ctrl-C came
+_busy = False  # in a local worker: inside `interruptible()`
 
 
-def _note_stop(signum: int, frame: FrameType | None) -> None:
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _stopping
     _stopping = True
+    if _busy:
+        raise KeyboardInterrupt
 
 
 def _worker_setup() -> None:
-    """A local worker notes Ctrl-C between cells (a cell's own run handles it while it lasts)."""
-    signal.signal(signal.SIGINT, _note_stop)
+    """A local worker notes Ctrl-C; inside `interruptible()` it also raises KeyboardInterrupt (a cell's run
+    installs its own handler while it lasts)."""
+    signal.signal(signal.SIGINT, _on_sigint)
 
 
 def stopping() -> bool:
     """True in a local worker once the sweep was interrupted: a cell not started yet must not start."""
     return _stopping
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """In a local worker, Ctrl-C raises KeyboardInterrupt within the block (outside it, it is only noted)."""
+    global _busy
+    _busy = True
+    try:
+        if _stopping:
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _busy = False
 
 
 class LocalPool:

@@ -28,7 +28,7 @@ from engine.config.schema import Config, load_config
 from engine.quantize.cache import cache_folder
 from engine.run.compare import parse_vary, variant_configs, variant_name
 from engine.run.events import Reporter
-from engine.run.executors import LocalPool, Pool, RayPool, import_ray, stopping
+from engine.run.executors import LocalPool, Pool, RayPool, import_ray, interruptible, stopping
 from engine.run.folder import RECORDS, locked, make_run_dir, make_unique_run_dir
 from engine.run.job import INTERRUPTED, Job
 from engine.run.orchestrator import PATH_KEYS, portable_config, run
@@ -193,10 +193,11 @@ def run_cell(cell: Cell, use_cache: bool) -> Cell:
         return cell.model_copy(update={"status": "interrupted", "error": INTERRUPTED})
     cell = cell.model_copy(update={"attempts": _earlier_attempts(run_dir) + 1, "status": "pending"})
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / MARKER, cell.model_dump_json(indent=2))
-        config = load_config(Path(cell.config), cell.overrides)
-        summary: RunSummary | None = run(config, Reporter(), run_dir, overwrite=True, use_cache=use_cache)
+        with interruptible():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(run_dir / MARKER, cell.model_dump_json(indent=2))
+            config = load_config(Path(cell.config), cell.overrides)
+            summary: RunSummary | None = run(config, Reporter(), run_dir, overwrite=True, use_cache=use_cache)
         error: BaseException | None = None
     except (StquantError, KeyboardInterrupt, OSError) as exc:
         summary, error = _summary_after(run_dir), exc
@@ -359,7 +360,7 @@ class SweepJob(Job):
             self._progress(len(pending), pool.slots)
             while pending:
                 ended, _ = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
-                for future in ended:
+                for future in sorted(ended, key=lambda done: pending[done].index):  # retried in order
                     cell = pending.pop(future)
                     retry = self._ended(future, cell, pool.retries_lost)
                     if retry:
