@@ -131,7 +131,8 @@ def main() -> None:
             f"| {executor} | {jobs} | {wall:.1f} | {wall / base:.2f} | {sweep['done']}/{len(sweep['cells'])} | {same} |"
         )
     print(
-        "\n| config | variant | float acc % | int8 acc % | agreement % | weights flash KiB | activation RAM KiB | est. ms |"
+        "\n| config | variant | float acc % | int8 acc % | agreement % | weights flash KiB | activation RAM KiB "
+        "| est. ms |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for cell in results[0][3]["cells"]:

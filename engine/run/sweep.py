@@ -110,7 +110,8 @@ def check_sweep_dir(run_dir: Path, resume: bool) -> None:
         raise ConfigError(f"--output-dir: {run_dir} holds a run ({held[0]}); choose another folder for the sweep")
     if (run_dir / "sweep.json").exists() and not resume:
         raise ConfigError(
-            f"--output-dir: {run_dir} already holds a sweep (sweep.json); add --resume to finish it or choose another folder"
+            f"--output-dir: {run_dir} already holds a sweep (sweep.json); add --resume to finish it or choose "
+            "another folder"
         )
 
 
@@ -118,9 +119,9 @@ def plan_cells(files: list[Path], overrides: list[str], varied: dict[str, list[s
     """One cell per config and combination of the varied values; a config that cannot be read is one failed cell."""
     cells: list[Cell] = []
     names: set[str] = set()
+    combinations = list(itertools.product(*varied.values()))
     for file in files:
         folder = _unique(file.stem, names)
-        combinations = list(itertools.product(*varied.values()))
         try:
             configs = variant_configs(file, overrides, varied) if varied else [({}, load_config(file, overrides))]
         except StquantError as exc:
@@ -199,9 +200,7 @@ def run_cell(cell: Cell, use_cache: bool) -> Cell:
             config = load_config(Path(cell.config), cell.overrides)
             summary: RunSummary | None = run(config, Reporter(), run_dir, overwrite=True, use_cache=use_cache)
         error: BaseException | None = None
-    except (StquantError, KeyboardInterrupt, OSError) as exc:
-        summary, error = _summary_after(run_dir), exc
-    except Exception as exc:  # noqa: BLE001 - an engine bug in one cell is that cell's failure, not the sweep's
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - whatever stops a cell is that cell's outcome
         summary, error = _summary_after(run_dir), exc
     cell = with_figures(cell, summary) if summary is not None else _failed(cell, error)
     cell.seconds = round(time.perf_counter() - started, 3)
