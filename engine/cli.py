@@ -68,15 +68,15 @@ RECOVER_DESCRIPTION = (
 
 SWEEP_DESCRIPTION = (
     "Every config (a folder: its .yaml files) with every combination of the --vary values is a cell: a normal "
-    "stquant run folder DIR/<config name>/variant_<n>, run by the same engine as stquant run (use chain_eqe or "
-    "chain_eqeb configs for the accuracy columns). Cells run in worker processes that keep TensorFlow loaded; a "
-    "failed cell never stops the sweep, and a worker lost mid-cell is retried once. --executor local: --jobs "
-    "processes on this machine; the default is one per CPU core, at most one per 2 GiB of available memory (what "
-    "one TensorFlow process running a cell needs). --executor ray: each cell a Ray task reserving 1 CPU and 2 GiB; "
-    "without --address a local Ray cluster with --jobs CPUs; the configs, models, datasets, DIR and the statistics "
-    "cache must be at the same path on every node (checked before submitting). Writes DIR/sweep.json and "
-    "DIR/sweep.md (one row per cell: float and int8 accuracy, agreement, weights flash, activation RAM, estimated "
-    "ms). Exit 1 when a cell failed. The last line is the sweep folder."
+    "stquant run folder <sweep folder>/<config name>/variant_<n>, run by the same engine as stquant run (use "
+    "chain_eqe or chain_eqeb configs for the accuracy columns). Cells run in worker processes that keep TensorFlow "
+    "loaded; a failed cell never stops the sweep, and a worker lost mid-cell is retried once. --executor local: "
+    "--jobs processes on this machine; the default is one per CPU core, at most one per 2 GiB of available memory "
+    "(what one TensorFlow process running a cell needs). --executor ray: each cell a Ray task reserving 1 CPU and "
+    "2 GiB; without --address a local Ray cluster with --jobs CPUs; the configs, models, datasets, the sweep "
+    "folder and the statistics cache must be at the same path on every node (checked before submitting). Writes "
+    "sweep.json and sweep.md in the sweep folder (one row per cell: float and int8 accuracy, agreement, weights "
+    "flash, activation RAM, estimated ms). Exit 1 when a cell failed. The last line is the sweep folder."
 )
 
 
@@ -232,7 +232,8 @@ def _add_sweep(sub: Any) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="cells at once (default: one per CPU core, at most one per 2 GiB of available memory)",
+        help="cells at once (default: one per CPU core, at most one per 2 GiB of available memory); with "
+        "--executor ray and no --address: the CPUs of the local Ray cluster",
     )
     sweep.add_argument("--board", help="estimate the inference time on this board (sets benchmarking.board)")
     sweep.add_argument(

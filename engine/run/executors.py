@@ -164,8 +164,17 @@ class RayPool:
             logging_level=logging.ERROR,
             runtime_env={"env_vars": env},
         )
-        cpus = int(ray.cluster_resources().get("CPU", CPUS_PER_CELL))
-        self.slots = max(1, cpus // CPUS_PER_CELL)
+        resources = ray.cluster_resources()
+        self.slots = min(
+            int(resources.get("CPU", 0)) // CPUS_PER_CELL, int(resources.get("memory", 0)) // MEMORY_PER_CELL
+        )
+        if self.slots < 1:  # no cell could ever be scheduled: Ray would wait for one forever
+            ray.shutdown()
+            raise InputError(
+                f"--executor ray: the Ray cluster has {resources.get('CPU', 0):g} CPUs and "
+                f"{resources.get('memory', 0) / 2**30:.1f} GiB of memory for tasks; a cell needs {CPUS_PER_CELL} CPU "
+                f"and {MEMORY_PER_CELL / 2**30:g} GiB"
+            )
         self._task = ray.remote(work).options(
             num_cpus=CPUS_PER_CELL, memory=MEMORY_PER_CELL, max_retries=1, retry_exceptions=False
         )
