@@ -125,6 +125,7 @@ def test_cells_equal_separate_runs(local_sweep, tmp_path):
             footprint.estimated_inference_ms,
         )
     assert sweep.cells[0].board == "NUCLEO-F401RE" and sweep.cells[0].estimated_inference_ms is not None
+    assert len({cell.worker for cell in sweep.cells}) <= 2  # 2 workers ran the 6 cells, TensorFlow loaded once each
     assert sweep.cells[2].board is None and sweep.cells[2].estimated_inference_ms is None
 
 

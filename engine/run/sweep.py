@@ -16,6 +16,8 @@ import hashlib
 import itertools
 import json
 import logging
+import os
+import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
@@ -192,7 +194,8 @@ def run_cell(cell: Cell, use_cache: bool) -> Cell:
     started = time.perf_counter()
     if stopping():
         return cell.model_copy(update={"status": "interrupted", "error": INTERRUPTED})
-    cell = cell.model_copy(update={"attempts": _earlier_attempts(run_dir) + 1, "status": "pending"})
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    cell = cell.model_copy(update={"attempts": _earlier_attempts(run_dir) + 1, "status": "pending", "worker": worker})
     try:
         with interruptible():
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -278,7 +281,7 @@ def finished(cell: Cell) -> Cell | None:
     if (marker.config_hash, marker.code_version) != (cell.config_hash, cell.code_version) or not cell.config_hash:
         return None
     reused = with_figures(cell, summary)
-    reused.reused, reused.attempts, reused.seconds = True, marker.attempts, marker.seconds
+    reused.reused, reused.attempts, reused.seconds, reused.worker = True, marker.attempts, marker.seconds, marker.worker
     return reused
 
 

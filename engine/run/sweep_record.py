@@ -33,6 +33,7 @@ class Cell(_Part):
     status: Literal["pending", "ok", "failed", "interrupted"] = "pending"
     reused: bool = Field(False, description="--resume found this cell finished (same config and version): not rerun")
     attempts: int = Field(0, description="times the cell was started in this sweep (2: a lost worker was retried)")
+    worker: str | None = Field(None, description="host:pid of the worker process that ran the cell (last attempt)")
     operation_mode: str | None = None
     quantized_model: str | None = Field(None, description="absolute path of the quantized model")
     float_accuracy: float | None = Field(None, description="top-1 accuracy of the float model, percent (0-100)")
