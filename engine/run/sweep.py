@@ -343,7 +343,10 @@ class SweepJob(Job):
         try:
             self.sweep.jobs = pool.slots
             cache = cache_folder()
-            cache.mkdir(parents=True, exist_ok=True)
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"the statistics cache {cache}: cannot create it ({exc.strerror})") from None
             paths = {"the sweep folder": str(self.run_dir), "the statistics cache": str(cache)}
             for cell in todo:
                 paths.update(cell_paths(cell))
