@@ -4,8 +4,8 @@ A cell is one config with one combination of the varied values (`engine.run.comp
 `variant_configs`): a normal run folder `<sweep>/<config name>/variant_<n>/`, run by the orchestrator
 (`engine.run.orchestrator.run`) inside a worker process (`engine.run.executors`) that keeps TensorFlow loaded
 from one cell to the next. Each cell's figures are read from its `run_summary.json`. A failed cell never stops
-the sweep. `--resume` reuses a cell whose folder holds an ok `run_summary.json` and a `sweep_cell.json` with
-the same config hash (the resolved config, output locations left out) and code version. Writes `sweep.json`
+the sweep. `--resume` reuses a cell whose folder holds an ok `run_summary.json`, a config.yaml of the same
+resolved config (`config_hash`: output locations left out) and a `sweep_cell.json` of the same code version. Writes `sweep.json`
 (an `engine.run.sweep_record.Sweep`, rewritten after every cell) and `sweep.md`.
 """
 
@@ -258,6 +258,14 @@ def with_figures(cell: Cell, summary: RunSummary) -> Cell:
     )
 
 
+def _hash_of(run_dir: Path) -> str | None:
+    """`config_hash` of the config a run folder ran (its config.yaml), None when unreadable."""
+    try:
+        return config_hash(load_config(run_dir / "config.yaml"))
+    except (StquantError, OSError):
+        return None
+
+
 def read_summary(run_dir: Path) -> RunSummary | None:
     try:
         return RunSummary.model_validate_json((run_dir / "run_summary.json").read_bytes())
@@ -273,12 +281,14 @@ def read_marker(run_dir: Path) -> Cell | None:
 
 
 def finished(cell: Cell) -> Cell | None:
-    """The cell as an earlier sweep finished it (same config hash and code version, an ok run), else None."""
+    """The cell as an earlier sweep finished it (an ok run of the same config, by the same code version), else None.
+
+    The config is the run folder's own config.yaml (a run written there by hand since is not taken for the cell)."""
     run_dir = Path(cell.run_dir)
     marker, summary = read_marker(run_dir), read_summary(run_dir)
     if marker is None or summary is None or summary.status != "ok" or marker.status != "ok":
         return None
-    if (marker.config_hash, marker.code_version) != (cell.config_hash, cell.code_version) or not cell.config_hash:
+    if marker.code_version != cell.code_version or not cell.config_hash or _hash_of(run_dir) != cell.config_hash:
         return None
     reused = with_figures(cell, summary)
     reused.reused, reused.attempts, reused.seconds, reused.worker = True, marker.attempts, marker.seconds, marker.worker
