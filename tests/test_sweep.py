@@ -308,6 +308,18 @@ def test_usage_errors_are_one_line(setup, capsys, options, message):
     assert_one_error(capsys, ["sweep", str(setup[1] / "a.yaml"), *options], 2, message)
 
 
+def test_a_ray_address_where_nothing_listens_is_one_line(setup, capsys):
+    pytest.importorskip("ray")
+    argv = ["sweep", str(setup[1] / "a.yaml"), "--executor", "ray", "--address", "127.0.0.1:1"]
+    assert_one_error(
+        capsys,
+        [*argv, "--output-dir", str(setup[0] / "nowhere")],
+        3,
+        "--address 127.0.0.1:1: no Ray cluster answers there",
+    )
+    assert not (setup[0] / "nowhere").exists()
+
+
 def test_a_missing_config_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_one_error(

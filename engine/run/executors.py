@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,7 @@ FORWARDED_ENV = (
     "GRPC_VERBOSITY",
     "ABSL_MIN_LOG_LEVEL",
 )
+ADDRESS_TIMEOUT = 10.0  # seconds to wait for a Ray cluster's address to answer
 RAY_MISSING = "--executor ray: Ray is not installed; install the extra: pip install 'stquant[ray]'"
 Work = Callable[..., Any]
 
@@ -136,6 +138,22 @@ def import_ray() -> Any:
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray
+
+
+def check_address(address: str) -> None:
+    """InputError (exit 3) unless something listens at a Ray address (`host:port` or `ray://host:port`; `auto`
+    is left to Ray): `ray.init` would wait minutes for a cluster that is not there."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_TIMEOUT):
+            pass
+    except ValueError:
+        raise ConfigError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT") from None
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise InputError(f"--address {address}: no Ray cluster answers there ({reason})") from None
 
 
 def missing_paths(paths: dict[str, str]) -> dict[str, str]:

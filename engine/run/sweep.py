@@ -30,7 +30,7 @@ from engine.config.schema import Config, load_config
 from engine.quantize.cache import cache_folder
 from engine.run.compare import parse_vary, variant_configs, variant_name
 from engine.run.events import Reporter
-from engine.run.executors import LocalPool, Pool, RayPool, import_ray, interruptible, stopping
+from engine.run.executors import LocalPool, Pool, RayPool, check_address, import_ray, interruptible, stopping
 from engine.run.folder import RECORDS, locked, make_run_dir, make_unique_run_dir
 from engine.run.job import INTERRUPTED, Job
 from engine.run.orchestrator import PATH_KEYS, portable_config, run
@@ -65,8 +65,10 @@ def sweep(
         raise ConfigError("--resume: name the sweep folder to finish with --output-dir")
     if address is not None and executor != "ray":
         raise ConfigError("--address: only with --executor ray")
-    if executor == "ray":
-        import_ray()  # before anything is written
+    if executor == "ray":  # before anything is written
+        import_ray()
+        if address is not None:
+            check_address(address)
     varied = parse_vary(vary) if vary else {}
     overrides = [f"benchmarking.board={board}"] if board else []
     files = config_files(paths)
