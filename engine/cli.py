@@ -1,4 +1,5 @@
-"""`stquant`: the batch command line (validate, run, compare, inspect, footprint, boards, demo, schema).
+"""`stquant`: the batch command line (validate, run, compare, recover, sweep, inspect, footprint, boards, demo,
+schema).
 
 Exit codes: 0 ok, 1 engine failure, 2 invalid config or usage (an --output-dir that would write over an
 input included), 3 missing or unreadable input, or an output that cannot be written (disk full, read-only,
@@ -65,6 +66,20 @@ RECOVER_DESCRIPTION = (
 )
 
 
+SWEEP_DESCRIPTION = (
+    "Every config (a folder: its .yaml files) with every combination of the --vary values is a cell: a normal "
+    "stquant run folder <sweep folder>/<config name>/variant_<n>, run by the same engine as stquant run (use "
+    "chain_eqe or chain_eqeb configs for the accuracy columns). Cells run in worker processes that keep TensorFlow "
+    "loaded; a failed cell never stops the sweep, and a worker lost mid-cell is retried once. --executor local: "
+    "--jobs processes on this machine; the default is one per CPU core, at most one per 2 GiB of available memory "
+    "(what one TensorFlow process running a cell needs). --executor ray: each cell a Ray task reserving 1 CPU and "
+    "2 GiB; without --address a local Ray cluster with --jobs CPUs; the configs, models, datasets, the sweep "
+    "folder and the statistics cache must be at the same path on every node (checked before submitting). Writes "
+    "sweep.json and sweep.md in the sweep folder (one row per cell: float and int8 accuracy, agreement, weights "
+    "flash, activation RAM, estimated ms). Exit 1 when a cell failed. The last line is the sweep folder."
+)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser (for --help/--version) and one parser per command.
 
@@ -127,6 +142,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     compare.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
     _add_recover(sub)
+    _add_sweep(sub)
 
     inspect = sub.add_parser("inspect", help="describe a model's input and output (fast, no TensorFlow)")
     inspect.add_argument("model", type=Path)
@@ -160,10 +176,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument(
         "name",
-        choices=("config", "run-summary", "comparison", "recovery", "events"),
+        choices=("config", "run-summary", "comparison", "recovery", "sweep", "events"),
         help="config: the config file, with each key's description and default (what the wizard's "
         "help lines show); run-summary: run_summary.json and the result event; comparison: "
-        "comparison.json and the comparison event; recovery: recovery.json and the recovery event; events: every event of --progress jsonl "
+        "comparison.json and the comparison event; recovery: recovery.json and the recovery event; sweep: "
+        "sweep.json and the sweep event; events: every event of --progress jsonl "
         "(docs/protocol.md)",
     )
 
@@ -197,6 +214,40 @@ def _add_recover(sub: Any) -> None:
     recover.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
+def _add_sweep(sub: Any) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="run many configs x variants, on this machine or a Ray cluster", description=SWEEP_DESCRIPTION
+    )
+    sweep.add_argument("configs", type=Path, nargs="+", metavar="CONFIG_OR_DIR")
+    sweep.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a quantization key and its values (repeatable; every combination is a variant of every config)",
+    )
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local")
+    sweep.add_argument("--address", help="a running Ray cluster (default: start a local one)")
+    sweep.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="cells at once (default: one per CPU core, at most one per 2 GiB of available memory); with "
+        "--executor ray and no --address: the CPUs of the local Ray cluster",
+    )
+    sweep.add_argument("--board", help="estimate the inference time on this board (sets benchmarking.board)")
+    sweep.add_argument(
+        "--output-dir", type=_output_dir, help="sweep folder (default: experiments_outputs/sweep_<date>)"
+    )
+    sweep.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the sweep in --output-dir: skip cells already run ok with the same config and stquant version",
+    )
+    sweep.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
+    sweep.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
+
+
 def _output_dir(text: str) -> Path:
     """--output-dir: a folder name; "" is refused (exit 2) rather than read as the working directory."""
     if not text.strip():
@@ -225,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "compare": _compare,
         "recover": _recover,
+        "sweep": _sweep,
         "inspect": _inspect,
         "footprint": _footprint,
         "boards": _boards,
@@ -387,6 +439,32 @@ def _recover(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from engine.run.events import make_reporter
+    from engine.run.executors import default_jobs
+    from engine.run.sweep import format_table, sweep
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    record = sweep(
+        args.configs,
+        args.vary,
+        make_reporter(args.progress),
+        executor=args.executor,
+        jobs=default_jobs() if args.jobs is None else args.jobs,
+        address=args.address,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        board=args.board,
+        use_cache=not args.no_cache,
+    )
+    if args.progress != "jsonl":
+        print(format_table(record))
+    if record.failed:
+        print(f"stquant: {record.failed} of {len(record.cells)} cells failed (see sweep.md)", file=sys.stderr)
+    print(record.run_dir, flush=True)
+    return ExitCode.FAILURE if record.failed else ExitCode.OK
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from engine.models.info import describe_model
 
@@ -442,12 +520,14 @@ def _schema(args: argparse.Namespace) -> int:
     from engine.run.protocol import events_schema
     from engine.run.recovery import recovery_schema
     from engine.run.summary import run_summary_schema
+    from engine.run.sweep_record import sweep_schema
 
     schemas = {
         "config": Config.model_json_schema,
         "run-summary": run_summary_schema,
         "comparison": comparison_schema,
         "recovery": recovery_schema,
+        "sweep": sweep_schema,
         "events": events_schema,
     }
     print(json.dumps(schemas[args.name](), indent=2))

@@ -10,7 +10,20 @@ from engine.run.protocol import EVENTS, ComparisonEvent, ErrorEvent, ResultEvent
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, run_cli, write
 
-KINDS = {"stage", "progress", "log", "result", "error", "variant", "comparison", "recovery_step", "recovery"}
+KINDS = {
+    "stage",
+    "progress",
+    "log",
+    "result",
+    "error",
+    "variant",
+    "comparison",
+    "recovery_step",
+    "recovery",
+    "sweep_progress",
+    "sweep_cell",
+    "sweep",
+}
 
 
 def events_of(out: str) -> list:

@@ -11,6 +11,7 @@ thread started since numpy's (OpenBLAS handles fork), and no TensorFlow / ONNX R
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -39,6 +40,7 @@ from engine.data.preprocess import (
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
 NATIVE_RUNTIMES = ("tensorflow", "tf_keras", "keras", "onnxruntime", "ai_edge_litert", "torch", "jax")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 def _os_thread_count() -> int:
@@ -177,3 +179,7 @@ def decoding_processes() -> Iterator[Executor | None]:
 def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and termination are the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Killed with the process that forked it (SIGKILL, out of memory): a forked worker holds copies of its
+    # parent's pipes, so lingering it would keep the parent's own pool from seeing that it died (stquant sweep).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

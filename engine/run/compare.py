@@ -112,6 +112,11 @@ def variant_configs(
     return found
 
 
+def variant_name(settings: dict[str, Any]) -> str:
+    """`{"quantization.granularity": "per_tensor"}` -> "granularity=per_tensor"."""
+    return ", ".join(f"{key.split('.', 1)[1]}={value}" for key, value in settings.items())
+
+
 def compare(
     config_path: Path,
     overrides: list[str],
@@ -188,7 +193,7 @@ class CompareJob(Job):
     def _variant(self, index: int, settings: dict[str, Any], config: Config, session: Session) -> Variant:
         from engine.footprint import estimate_footprint
 
-        name = ", ".join(f"{key.split('.', 1)[1]}={value}" for key, value in settings.items())
+        name = variant_name(settings)
         variant = Variant(index=index, name=name, settings=settings, status="ok")
         if config.quantization is None:  # parse_vary varies quantization keys: each config has the section
             raise ConfigError("quantization: section required by stquant compare")

@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
 from engine.common.native_output import terminal_stderr
@@ -23,11 +24,15 @@ from engine.run.protocol import (
     RecoveryStepEvent,
     ResultEvent,
     StageEvent,
+    SweepCellEvent,
+    SweepEvent,
+    SweepProgressEvent,
     VariantEvent,
     wire,
 )
 from engine.run.recovery import Recovery, Step
 from engine.run.summary import RunSummary
+from engine.run.sweep_record import Cell, Sweep
 
 PROGRESS_INTERVAL = 0.1
 
@@ -77,6 +82,15 @@ class Reporter:
     def recovery(self, recovery: Recovery) -> None:
         """`stquant recover` finished with this search (its run summary follows)."""
 
+    def sweep_progress(self, progress: SweepProgressEvent) -> None:
+        """`stquant sweep`: cells done / running / failed, with an ETA."""
+
+    def sweep_cell(self, cell: Cell) -> None:
+        """A cell of `stquant sweep` finished or was reused."""
+
+    def sweep(self, sweep: Sweep) -> None:
+        """`stquant sweep` finished (ok, failed or interrupted) with this record."""
+
 
 class JsonLinesReporter(Reporter):
     """One JSON object per line: the events of `engine.run.protocol`."""
@@ -107,6 +121,15 @@ class JsonLinesReporter(Reporter):
 
     def recovery(self, recovery: Recovery) -> None:
         self.emit(RecoveryEvent(recovery=recovery))
+
+    def sweep_progress(self, progress: SweepProgressEvent) -> None:
+        self.emit(progress)
+
+    def sweep_cell(self, cell: Cell) -> None:
+        self.emit(SweepCellEvent(cell=cell))
+
+    def sweep(self, sweep: Sweep) -> None:
+        self.emit(SweepEvent(sweep=sweep))
 
 
 class PlainReporter(Reporter):
@@ -139,6 +162,19 @@ class PlainReporter(Reporter):
             )
         else:
             self._write(f"variant {variant.index} ({variant.name}) failed: {variant.error}\n")
+
+    def sweep_progress(self, progress: SweepProgressEvent) -> None:
+        eta = "" if progress.eta_seconds is None else f", about {progress.eta_seconds:.0f} s left"
+        self._write(
+            f"sweep: {progress.done}/{progress.total} done, {progress.running} running, {progress.failed} failed{eta}\n"
+        )
+
+    def sweep_cell(self, cell: Cell) -> None:
+        name = f"cell {cell.index} ({Path(cell.config).name}, {cell.variant})"
+        if cell.status == "ok":
+            self._write(f"{name}: {'reused' if cell.reused else 'ok'}\n")
+        else:
+            self._write(f"{name} {cell.status} in {cell.failed_stage}: {cell.error}\n")
 
 
 class ReporterLogHandler(logging.Handler):

@@ -48,7 +48,7 @@ def claimed_run_dir(
     target = Path(output_dir) if output_dir is not None else config.run_dir()
     check_inputs(config, target, key, subfolders)
     run_dir = make_run_dir(target, key) if output_dir is not None else make_unique_run_dir(target, key)
-    with _locked(run_dir, key):
+    with locked(run_dir, key):
         held = [name for name in RECORDS if (run_dir / name).exists()]
         if held and not overwrite:
             raise ConfigError(
@@ -120,7 +120,7 @@ def _create(path: Path, key: str, exist_ok: bool) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(run_dir: Path, key: str) -> Iterator[None]:
+def locked(run_dir: Path, key: str) -> Iterator[None]:
     """Hold the exclusive lock of `run_dir` for the block; InputError naming the folder if another run has it."""
     try:
         fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)

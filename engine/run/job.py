@@ -1,4 +1,4 @@
-"""What every kind of run shares (`stquant run`, `stquant compare`): its folder, its stages, Ctrl-C/SIGTERM,
+"""What every kind of run shares (`stquant run`, `compare`, `sweep`): its folder, its stages, Ctrl-C/SIGTERM,
 its logs and its final record (`RunSummary` or `Comparison`), written whatever happens.
 
 A `Job` subclass says what its record is, how it is written and announced; `perform()` does the rest:
@@ -23,10 +23,11 @@ from engine.common.native_output import native_stderr_to
 from engine.run.comparison import Comparison
 from engine.run.events import Reporter, ReporterLogHandler
 from engine.run.summary import RunSummary
+from engine.run.sweep_record import Sweep
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: no partial model was kept"
-Record = RunSummary | Comparison
+Record = RunSummary | Comparison | Sweep
 
 
 class Job:

@@ -1,4 +1,5 @@
-"""The JSON-lines progress protocol of `stquant run|compare --progress jsonl`: one pydantic model per event.
+"""The JSON-lines progress protocol of `stquant run|compare|recover|sweep --progress jsonl`: a pydantic model
+per event.
 
 Pydantic only (no TensorFlow), so the wizard parses with it. Fields and exit codes: docs/protocol.md;
 `stquant schema events` prints the JSON Schema of `Event`.
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from engine.run.comparison import Comparison, Variant
 from engine.run.recovery import Recovery, Step
 from engine.run.summary import RunSummary
+from engine.run.sweep_record import Cell, Sweep
 
 
 class _Event(BaseModel):
@@ -90,6 +92,31 @@ class RecoveryEvent(_Event):
     recovery: Recovery
 
 
+class SweepProgressEvent(_Event):
+    """`stquant sweep`: the cells so far (sent when a cell is submitted or ends)."""
+
+    event: Literal["sweep_progress"] = "sweep_progress"
+    total: int = Field(description="cells in the sweep")
+    done: int = Field(description="cells finished ok (reused ones included)")
+    running: int = Field(description="cells started and not finished (at most the workers' number)")
+    failed: int = Field(description="cells that failed")
+    eta_seconds: float | None = Field(description="estimated seconds left (None until a cell has finished)")
+
+
+class SweepCellEvent(_Event):
+    """`stquant sweep`: one cell finished (ok, failed, interrupted) or was reused by --resume."""
+
+    event: Literal["sweep_cell"] = "sweep_cell"
+    cell: Cell
+
+
+class SweepEvent(_Event):
+    """`stquant sweep` is over (ok, failed or interrupted); `sweep` is what sweep.json holds."""
+
+    event: Literal["sweep"] = "sweep"
+    sweep: Sweep
+
+
 Event = Annotated[
     StageEvent
     | ProgressEvent
@@ -99,7 +126,10 @@ Event = Annotated[
     | VariantEvent
     | ComparisonEvent
     | RecoveryStepEvent
-    | RecoveryEvent,
+    | RecoveryEvent
+    | SweepProgressEvent
+    | SweepCellEvent
+    | SweepEvent,
     Field(discriminator="event"),
 ]
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
