@@ -50,3 +50,13 @@ def assets() -> Path:
 @pytest.fixture
 def food101_model() -> Path:
     return _asset("models", "food101_efficientnet_lc_v1_128")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding integration tests (`slow`: real model-zoo runs) first, each file's tests kept in their order:
+    `pytest -n 2 --dist loadfile` then hands the long files out first and ends on short ones, not on a long tail."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    first_seen: dict[Path, int] = {}
+    for item in items:
+        first_seen.setdefault(item.path, len(first_seen))
+    items.sort(key=lambda item: (item.path not in slow_files, first_seen[item.path]))
