@@ -1,5 +1,7 @@
-"""Layering: the engine never imports Textual; the CLI starts without TensorFlow for quick commands."""
+"""Layering: the engine never imports Textual; the CLI starts without TensorFlow for quick commands, and the ONNX
+route of an .onnx model runs without it."""
 
+import json
 import os
 import pkgutil
 import shutil
@@ -9,7 +11,9 @@ import sys
 import pytest
 
 import engine
-from tests.conftest import ROOT
+from tests.conftest import DEMO, ROOT
+from tests.test_cli_errors import demo_config, write
+from tests.tiny_models import tiny_onnx
 
 
 def imported_after(code: str) -> set[str]:
@@ -44,3 +48,22 @@ def test_import_linter_contracts():
         ["lint-imports"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_onnx_route_of_an_onnx_model_runs_without_tensorflow(tmp_path):
+    """Quantize, evaluate and estimate an .onnx model with the ONNX quantizer: TensorFlow is never imported."""
+    model = tiny_onnx(tmp_path / "m.onnx")
+    config = demo_config(
+        tmp_path,
+        operation_mode="chain_eqeb",
+        general__model_path=str(model),
+        dataset__test_path=str(DEMO / "digits"),
+        quantization__quantizer="Onnx_quantizer",
+        quantization__quantization_input_type="float",
+    )
+    args = ["run", write(tmp_path, config), "--output-dir", str(tmp_path / "run"), "--progress", "none"]
+    loaded = imported_after(f"from engine.cli import main\nassert main({args!r}) == 0")
+    assert {"onnxruntime", "engine.evaluation.accuracy"} <= loaded
+    assert not loaded & {"tensorflow", "tf_keras", "keras", "tf2onnx"}
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["status"] == "ok" and summary["accuracy"]["agreement"] is not None and summary["footprint"]
