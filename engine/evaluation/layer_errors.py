@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # onnx is imported when a report is made
 
 TensorDetail = dict[str, Any]  # one entry of LiteRT's Interpreter.get_tensor_details()
 FloatLayers = Callable[..., Any]  # Keras layers called as one function: (inputs, training=False) -> outputs
+ONNX_PROBE_BATCH = 1  # images per ONNX Runtime run: each returns two values of every quantized activation
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def onnx_layer_errors(
     totals = [_Sqnr() for _ in probes]
     for batch in batches:
         batch = np.asarray(batch, dtype=np.float32)
-        step = fixed_batch or len(batch)
+        step = fixed_batch or min(len(batch), ONNX_PROBE_BATCH)
         for chunk in (batch[i : i + step] for i in range(0, len(batch) - step + 1, step)):  # whole chunks only
             values = session.run(names, {model_input.name: chunk})
             for i, total in enumerate(totals):

@@ -54,7 +54,7 @@ from engine.quantize.histograms import Histogram, method_range
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_BATCH = 16
+CALIBRATION_BATCH = 4  # images per calibration run: ORT's augmented model returns every activation of each one
 HISTOGRAM_CHUNK_IMAGES = 32
 
 
