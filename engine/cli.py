@@ -72,7 +72,7 @@ SWEEP_DESCRIPTION = (
     "chain_eqe or chain_eqeb configs for the accuracy columns). Cells run in worker processes that keep TensorFlow "
     "loaded; a failed cell never stops the sweep, and a worker lost mid-cell is retried once. --executor local: "
     "--jobs processes on this machine; the default is one per CPU core, at most one per 2 GiB of available memory "
-    "(what one TensorFlow process running a cell needs). --executor ray: each cell a Ray task reserving 1 CPU and "
+    "(the memory a cell reserves). --executor ray: each cell a Ray task reserving 1 CPU and "
     "2 GiB; without --address a local Ray cluster with --jobs CPUs; the configs, models, datasets, the sweep "
     "folder and the statistics cache must be at the same path on every node (checked before submitting). Writes "
     "sweep.json and sweep.md in the sweep folder (one row per cell: float and int8 accuracy, agreement, weights "
