@@ -12,6 +12,8 @@ An unreadable or bad entry is ignored with one warning and removed: the statisti
 and stored anew (atomically); an entry of an older format is computed again silently. Each entry also
 records how many images the statistics were measured on and how many calibration files could not be
 decoded then, so that a run served from the cache reports them.
+The TFLite converter's float model of a Keras model is kept the same way (`FLOAT_GRAPH`), so that a run whose
+statistics are cached need not load the Keras model.
 `persist=False` keeps entries in memory only (`stquant compare --no-cache`: one statistics pass for all
 variants, nothing on disk).
 """
@@ -141,6 +143,17 @@ class _TfliteStatistics(BaseModel):
 
 TFLITE_STATISTICS = TypeAdapter(_TfliteStatistics)
 """Statistics of the TFLite converter's float model (`engine.quantize.statistics.Statistics.to_json`)."""
+
+
+class _FloatGraph(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    keras3: bool  # converted from a Keras 3 model (its layer scopes are suffixed)
+    tflite: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]  # base64
+
+
+FLOAT_GRAPH = TypeAdapter(_FloatGraph)
+"""The float .tflite the TFLite converter made of a Keras model, base64 (`engine.quantize.tflite`)."""
 ORT_RANGES = TypeAdapter(Json[_OrtRanges])
 """ONNX Runtime's calibration cache, as JSON text (`save_tensors_data`)."""
 
