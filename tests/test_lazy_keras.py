@@ -104,3 +104,39 @@ def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_
     assert evaluated["accuracy"]["runtime"]["float"].endswith("(as converted for quantization)")
     uncached = _run(capsys, tmp_path, "chain_uncached", "--no-cache", **chain)
     _same_figures(evaluated, uncached)
+
+
+def test_a_kept_float_model_that_is_no_tflite_is_ignored_and_converted_again(tmp_path, caplog):
+    """A hostile edit (the entry's digest made to match): the entry is dropped with one warning, the Keras model is
+    converted again and gives the same quantized model."""
+    import base64
+    import logging
+
+    from engine.data.calibration import ImageCalibrationData
+    from engine.models.load import LazyKerasModel
+    from engine.quantize.cache import StatsCache, _digest
+    from engine.quantize.tflite import quantize_tflite
+    from tests.test_quantize_tflite import settings
+    from tests.test_stats_cache import SPEC
+
+    files = sorted((DEMO / "digits").glob("*/*.png"))[:16]
+    cache = StatsCache(tmp_path / "cache")
+
+    def quantize(name: str) -> LazyKerasModel:
+        lazy = LazyKerasModel(DEMO / "digits_cnn.h5")
+        calibration = ImageCalibrationData(files, SPEC, "test", {"seed": 0, "split": 1.0})
+        quantize_tflite(lazy.path, calibration, settings(), tmp_path / name, model=lazy, cache=cache)
+        return lazy
+
+    assert quantize("first.tflite").needed_by == ["convert"]
+    assert quantize("cached.tflite").needed_by == []
+    [entry] = [p for p in cache.folder.glob("*.json") if "float_graph_of" in json.loads(p.read_text())["key"]]
+    stored = json.loads(entry.read_text())
+    stored.pop("digest")
+    stored["value"]["tflite"] = base64.b64encode(b"\0" * 64).decode()
+    entry.write_text(json.dumps({**stored, "digest": _digest(stored)}))
+    with caplog.at_level(logging.WARNING, logger="engine.quantize.cache"):
+        assert quantize("again.tflite").needed_by == ["convert"]
+    assert caplog.text.count("is corrupt") == 1
+    assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "first.tflite").read_bytes()
+    assert quantize("cached_again.tflite").needed_by == []  # stored anew

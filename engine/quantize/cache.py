@@ -20,6 +20,7 @@ variants, nothing on disk).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -145,11 +146,17 @@ TFLITE_STATISTICS = TypeAdapter(_TfliteStatistics)
 """Statistics of the TFLite converter's float model (`engine.quantize.statistics.Statistics.to_json`)."""
 
 
+def _tflite_base64(text: str) -> str:
+    if base64.b64decode(text, validate=True)[4:8] != b"TFL3":  # binascii.Error is a ValueError too
+        raise ValueError("not a TFLite flatbuffer")
+    return text
+
+
 class _FloatGraph(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     keras3: bool  # converted from a Keras 3 model (its layer scopes are suffixed)
-    tflite: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]  # base64
+    tflite: Annotated[str, AfterValidator(_tflite_base64)]  # base64 of the .tflite
 
 
 FLOAT_GRAPH = TypeAdapter(_FloatGraph)

@@ -72,9 +72,9 @@ def quantize_tflite(
     """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically).
 
     `model`: the model of `model_path` when the caller has it loaded already, or a `LazyKerasModel` (else it is
-    loaded here). None is loaded when the float model the converter made of it is in `cache` (unless
-    `optimize`/`bias_correction` transform it); `QuantResult.float_model` is `model` as given when unchanged
-    (then, for `model=None`, a `LazyKerasModel` unless the model was loaded).
+    loaded here, when needed). It is not needed when the float model the converter made of it is in `cache`, unless
+    `optimize`/`bias_correction` transform it. `QuantResult.float_model`: `model` as given unless transformed
+    (for `model=None`: the loaded model, or a `LazyKerasModel` when it was not needed).
     `cache`: where calibration statistics are looked up and stored (None: always measured).
     `memo`: what the caller keeps between quantizations of the same `model` (None: nothing is reused).
     """
@@ -201,7 +201,7 @@ class _FloatModel:
 
 class _KeptFloatModel:
     """The float .tflite the converter made of the user's Keras model, kept in the statistics cache: with it, a later
-    run quantizes without loading the Keras model (the trace and float conversion are most of a cached run)."""
+    run quantizes without loading, tracing or converting the Keras model."""
 
     def __init__(self, model_path: Path, cache: StatsCache | None) -> None:
         self.model_path, self.cache = model_path, cache
