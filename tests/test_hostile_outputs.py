@@ -26,6 +26,7 @@ from engine.quantize.cache import TFLITE_RANGES, Entry, StatsCache, cache_folder
 from engine.run.folder import LOCK_NAME, claimed_run_dir
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
+from tests.test_stats_cache import statistics_entries
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -408,7 +409,7 @@ def test_onnx_run_keeps_intermediates_in_their_folder_following_the_umask(tmp_pa
 
 
 def _entry_file() -> Path:
-    entries = list(cache_folder().glob("*.json"))
+    entries = statistics_entries(cache_folder())
     assert len(entries) == 1
     return entries[0]
 

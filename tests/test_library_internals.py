@@ -151,6 +151,32 @@ def test_converter_quantizes_with_our_ranges():
     assert scale == pytest.approx(8 / 255) and zero_point == round(-128 + 3 / (8 / 255))
 
 
+def test_a_kept_float_model_quantizes_to_the_converters_very_bytes():
+    """`quantize_float_model`: a converter of no graph, given the float model the converter's own conversion made,
+    returns what `convert()` returns (conversion metadata included), for both weight granularities."""
+    import tensorflow as tf
+
+    from engine.quantize.statistics import calibrated_model, tensor_ranges
+    from tests.quant_helpers import ArrayCalibration
+
+    model, kept = _tiny_keras(), {}
+
+    def calibrate(float_model):
+        kept.setdefault("model", float_model)
+        return calibrated_model(float_model, tensor_ranges(float_model, ArrayCalibration(np.full((1, 8, 8, 3), 0.5))))
+
+    for per_tensor in (False, True):
+        converter = _converter(model, per_tensor)
+        internals.quantize_with_ranges(converter, calibrate)
+        expected = converter.convert()
+        bare = tf.lite.TFLiteConverter.from_concrete_functions([], tf.Module())  # the same settings, no graph
+        bare.optimizations = converter.optimizations
+        bare.target_spec.supported_ops = converter.target_spec.supported_ops
+        internals.set_per_tensor_weights(bare, per_tensor)
+        internals.quantize_with_ranges(bare, calibrate)
+        assert internals.quantize_float_model(bare, kept["model"]) == expected, f"per_tensor={per_tensor}"
+
+
 def test_ops_of_a_litert_interpreter():
     from ai_edge_litert.interpreter import Interpreter
 

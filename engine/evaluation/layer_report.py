@@ -6,7 +6,8 @@ One call after any quantization (`engine.evaluation.layer_errors` does the measu
     rows = layer_report(result.float_model, result.model_path, calibration, top=10)
 
 `source` is the float model the quantized one was made from: for a .tflite, the Keras model that
-was converted (`QuantResult.float_model`, optimized if `optimize` was on) or a .h5/.keras path; for
+was converted (`QuantResult.float_model`, optimized if `optimize` was on; a `LazyKerasModel`, loaded here,
+when the converter worked from its float model kept in the statistics cache) or a .h5/.keras path; for
 a QDQ .onnx, the float ONNX that was quantized (`QuantResult.float_model`; from a path given by
 hand, e.g. `work_dir/converted_model/converted_model.onnx`, layers whose tensors were renamed by
 pre-processing are left out).
@@ -23,7 +24,7 @@ import numpy as np
 
 from engine.common.errors import EngineError
 from engine.data.calibration import CalibrationData, first_images
-from engine.models.load import KerasModel
+from engine.models.load import KerasModel, LazyKerasModel, load_keras_model
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,8 @@ def format_report(rows: list[LayerRow]) -> str:
 
 def _keras_model(source: Any) -> Any:
     if isinstance(source, (str, Path)):
-        from engine.models.load import load_keras_model
-
         return load_keras_model(Path(source))
-    return source
+    return source.get("layer_errors") if isinstance(source, LazyKerasModel) else source
 
 
 def _onnx_layout(batch: np.ndarray, model_path: Path) -> np.ndarray:

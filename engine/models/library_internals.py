@@ -19,6 +19,7 @@ from engine.common.errors import EngineError
 
 PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
 QUANTIZE_STEP = "_quantize"
+OPTIMIZE_STEP = "_optimize_tflite_model"
 OPS_DETAILS = "_get_ops_details"
 CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
 QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
@@ -91,6 +92,44 @@ def quantize_with_ranges(
 
     converter.representative_dataset = lambda: iter(())  # selects full-integer quantization; never read
     setattr(converter, QUANTIZE_STEP, quantize)
+
+
+def quantize_float_model(converter: Any, float_model: bytes) -> bytes:
+    """What `converter.convert()` returns, made from `float_model`, the float .tflite its conversion of the TensorFlow
+    graph made once (after `calibrator.add_intermediate_tensors`), instead of converting the graph again: the steps
+    `convert()` takes after that conversion (its private `_optimize_tflite_model`: the quantize step, buffer
+    deduplication; within `_convert_and_export_metrics`: the conversion metadata). `converter`: a TFLiteConverter
+    configured as for `convert()` (with `quantize_with_ranges`), of no function. No fallback: fails naming the API."""
+    from tensorflow.lite.python import lite
+
+    steps = ("_save_conversion_params_metric", "_get_base_converter_args", OPTIMIZE_STEP, "_convert_and_export_metrics")
+    if not all(callable(getattr(converter, step, None)) for step in steps) or not all(
+        hasattr(lite, name) for name in ("QuantizationMode", "_build_conversion_flags")
+    ):
+        raise EngineError(
+            f"TensorFlow {_version('tensorflow')} changed TFLiteConverter.{OPTIMIZE_STEP}: stquant cannot quantize "
+            "the float model kept in the statistics cache"
+        )
+    converter._save_conversion_params_metric()  # noqa: SLF001 - the conversion metadata's options
+    mode = lite.QuantizationMode(
+        converter.optimizations,
+        converter.target_spec,
+        converter.representative_dataset,
+        None,  # no TensorFlow graph: a float model converted from a Keras model holds no training-time quantization
+        converter._experimental_disable_per_channel,  # noqa: SLF001 - the converter keeps its flags private
+        converter.experimental_new_dynamic_range_quantizer,
+        converter._experimental_low_bit_qat,  # noqa: SLF001 - same
+        converter._experimental_full_integer_quantization_bias_type,  # noqa: SLF001 - same
+        converter._experimental_variable_quantization,  # noqa: SLF001 - same
+        converter._experimental_strict_qdq,  # noqa: SLF001 - same
+    )
+    flags = {**converter._get_base_converter_args(), **mode.converter_flags()}  # noqa: SLF001 - same
+    debug_options = lite._build_conversion_flags(**flags).debug_options  # noqa: SLF001 - what convert() passes
+
+    def optimize(self: Any) -> Any:
+        return getattr(self, OPTIMIZE_STEP)(float_model, mode, debug_options, quant_io=self.experimental_new_quantizer)
+
+    return bytes(converter._convert_and_export_metrics(optimize))  # noqa: SLF001 - convert()'s metadata step
 
 
 def calibrator_inplace_inputs(

@@ -28,10 +28,45 @@ from engine.common.errors import EngineError, InputError, first_line
 from engine.models import files
 from engine.models.files import KERAS_SUFFIXES, KerasConfig, check_model_file, read_keras_config
 from engine.models.keras_lambda.layers import tensor_expression_class
+from engine.models.library_internals import is_keras3
 
 log = logging.getLogger(__name__)
 
 KerasModel: TypeAlias = Any  # a keras.Model or a tf_keras.Model (not named: TensorFlow is imported only when loading)
+
+
+class LazyKerasModel:
+    """A Keras model file loaded the first time something needs it, once; `needed_by` lists what asked for it, in
+    order (the first one loaded it; empty: never loaded). `known_keras3`: whether the file is a Keras 3 model, when
+    known without loading it (from the statistics cache)."""
+
+    def __init__(self, path: Path, model: KerasModel = None, needed_by: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self._model = model
+        self.needed_by = list(needed_by)
+        self.known_keras3: bool | None = None
+
+    def get(self, need: str) -> KerasModel:
+        """The model (loaded now if nothing needed it before); `need` names what asks for it."""
+        if need not in self.needed_by:
+            self.needed_by.append(need)
+        if self._model is None:
+            self._model = load_keras_model(self.path)
+        return self._model
+
+    @property
+    def keras3(self) -> bool:
+        """Whether the model is a Keras 3 one (loads it only when that is not known otherwise)."""
+        if self._model is None and self.known_keras3 is not None:
+            return self.known_keras3
+        return is_keras3(self._model if self._model is not None else self.get("keras_version"))
+
+
+def resolved_keras_model(model: KerasModel, path: Path, need: str) -> KerasModel:
+    """The Keras model of `path`: `model` itself when loaded, loaded from a `LazyKerasModel` or from `path`."""
+    if isinstance(model, LazyKerasModel):
+        return model.get(need)
+    return model if model is not None else load_keras_model(path)
 
 
 def load_keras_model(path: Path) -> KerasModel:

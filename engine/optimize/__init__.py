@@ -55,6 +55,11 @@ class LastOptimized:
         return self.result if same else None
 
 
+def changes_model(settings: Quantization) -> bool:
+    """Whether `optimize_keras` transforms the Keras model (`quantization.optimize` or `bias_correction`)."""
+    return settings.optimize or settings.bias_correction
+
+
 def optimize_keras(
     model: KerasModel,
     model_path: Path,
@@ -67,7 +72,7 @@ def optimize_keras(
 
     `last`: the previous result, reused when the same model, calibration data and settings come again
     (and replaced by this one)."""
-    if not settings.optimize and not settings.bias_correction:
+    if not changes_model(settings):
         return model, None
     asked = (settings.optimize, settings.bias_correction, settings.granularity == "per_channel")
     reused = last.reusable(model, calibration, asked) if last is not None else None

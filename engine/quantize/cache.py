@@ -12,12 +12,15 @@ An unreadable or bad entry is ignored with one warning and removed: the statisti
 and stored anew (atomically); an entry of an older format is computed again silently. Each entry also
 records how many images the statistics were measured on and how many calibration files could not be
 decoded then, so that a run served from the cache reports them.
+The TFLite converter's float model of a Keras model is kept the same way (`FLOAT_GRAPH`), so that a run whose
+statistics are cached need not load the Keras model.
 `persist=False` keeps entries in memory only (`stquant compare --no-cache`: one statistics pass for all
 variants, nothing on disk).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -141,6 +144,23 @@ class _TfliteStatistics(BaseModel):
 
 TFLITE_STATISTICS = TypeAdapter(_TfliteStatistics)
 """Statistics of the TFLite converter's float model (`engine.quantize.statistics.Statistics.to_json`)."""
+
+
+def _tflite_base64(text: str) -> str:
+    if base64.b64decode(text, validate=True)[4:8] != b"TFL3":  # binascii.Error is a ValueError too
+        raise ValueError("not a TFLite flatbuffer")
+    return text
+
+
+class _FloatGraph(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    keras3: bool  # converted from a Keras 3 model (its layer scopes are suffixed)
+    tflite: Annotated[str, AfterValidator(_tflite_base64)]  # base64 of the .tflite
+
+
+FLOAT_GRAPH = TypeAdapter(_FloatGraph)
+"""The float .tflite the TFLite converter made of a Keras model, base64 (`engine.quantize.tflite`)."""
 ORT_RANGES = TypeAdapter(Json[_OrtRanges])
 """ONNX Runtime's calibration cache, as JSON text (`save_tensors_data`)."""
 

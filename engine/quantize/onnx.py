@@ -39,7 +39,7 @@ from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
 from engine.models.info import guess_layout, onnx_is_quantized, onnx_opset
 from engine.models.library_internals import KERAS_METADATA
-from engine.models.load import KerasModel, load_keras_model
+from engine.models.load import KerasModel, resolved_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
 from engine.quantize.cache import ORT_RANGES, StatsCache, file_hash
 from engine.quantize.common import (
@@ -87,7 +87,7 @@ def quantize_onnx(
     if fmt in ("h5", "keras"):
         _need_calibration(calibration)
         keras_model, optimization = optimize_keras(
-            model if model is not None else load_keras_model(model_path),
+            resolved_keras_model(model, model_path, "convert"),
             model_path,
             settings,
             calibration,

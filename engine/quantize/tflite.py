@@ -16,10 +16,12 @@ The converter builds a float32 .tflite of the model before calibrating it; that 
 (`QuantResult.float_tflite`) so that a chain can evaluate the float model without converting it again.
 """
 
+import base64
 import logging
 import re
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +29,19 @@ from engine.common.atomic import write_bytes_atomic
 from engine.common.errors import ConfigError, EngineError, StquantError, first_line
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
-from engine.models.files import check_model_file, model_format
+from engine.models.files import check_model_file, model_format, stored_code_trusted
 from engine.models.library_internals import (
     is_keras3,
     layer_of_node,
+    quantize_float_model,
     quantize_with_ranges,
     set_per_tensor_weights,
     tflite_ops,
 )
-from engine.models.load import KerasModel, load_keras_model
+from engine.models.load import KerasModel, LazyKerasModel
 from engine.models.trace import serving_function
-from engine.optimize import optimize_keras
-from engine.quantize.cache import TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
+from engine.optimize import changes_model, optimize_keras
+from engine.quantize.cache import FLOAT_GRAPH, TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
 from engine.quantize.histograms import BINS
 from engine.quantize.statistics import (
@@ -68,7 +71,10 @@ def quantize_tflite(
 ) -> QuantResult:
     """Quantize a .h5/.keras model to an int8 .tflite at `out_path` (written atomically).
 
-    `model`: the model of `model_path` when the caller has it loaded already (else it is loaded here).
+    `model`: the model of `model_path` when the caller has it loaded already, or a `LazyKerasModel` (else it is
+    loaded here, when needed). It is not needed when the float model the converter made of it is in `cache`, unless
+    `optimize`/`bias_correction` transform it. `QuantResult.float_model`: `model` as given unless transformed
+    (for `model=None`: the loaded model, or a `LazyKerasModel` when it was not needed).
     `cache`: where calibration statistics are looked up and stored (None: always measured).
     `memo`: what the caller keeps between quantizations of the same `model` (None: nothing is reused).
     """
@@ -84,14 +90,28 @@ def quantize_tflite(
     if calibration.total <= 0:
         raise EngineError("no calibration images: the TFLite converter needs at least one")
     notes: list[str] = []
-    original = model if model is not None else load_keras_model(model_path)
-    model, optimization = optimize_keras(
-        original, model_path, settings, calibration, notes, memo.optimized if memo is not None else None
-    )
+    lazy = model if isinstance(model, LazyKerasModel) else LazyKerasModel(model_path, model)
     statistics = _Statistics(model_path, calibration, settings.calibration_method, cache, on_progress)
-    keras3 = is_keras3(model)
+    kept = _KeptFloatModel(model_path, cache)
+    stored = None if changes_model(settings) else kept.get()
+    optimization: dict[str, Any] | None = None
+    if stored is not None:  # the Keras model is loaded only if a later stage needs it
+        keras3 = lazy.known_keras3 = stored.keras3
+        float_model: KerasModel = model if model is not None else lazy
+        converter, unchanged = _converter_without_graph(), True
+    else:
+        original = lazy.get("optimize" if changes_model(settings) else "convert")
+        float_model, optimization = optimize_keras(
+            original, model_path, settings, calibration, notes, memo.optimized if memo is not None else None
+        )
+        keras3 = is_keras3(float_model)
+        converter, unchanged = _converter_for(float_model, memo), float_model is original
+        if unchanged:  # the user's model: as the caller gave it
+            float_model = model if model is not None else original
     float_nodes = _float_nodes(settings.float_layers, keras3, model_path.name) if settings.float_layers else None
-    blob = _convert(_converter_for(model, memo), settings, statistics, float_nodes)
+    blob = _convert(converter, settings, statistics, float_nodes, stored.tflite if stored is not None else None)
+    if stored is None and unchanged:  # its float graph serves later runs
+        kept.put(statistics.float_model, keras3)
     float_ops = float_ops_in(blob, settings.float_layers, keras3)
     if float_ops:
         raise EngineError(
@@ -106,8 +126,8 @@ def quantize_tflite(
         statistics.images,
         seconds,
         optimization,
-        model,
-        float_tflite=statistics.float_model if model is original else None,  # optimized: not the user's
+        float_model,
+        float_tflite=statistics.float_model if unchanged else None,  # optimized: not the user's
         statistics_cached=statistics.cached,
         calibration_skipped=statistics.skipped,
     )
@@ -173,6 +193,41 @@ class _Statistics:
         }
 
 
+@dataclass(frozen=True)
+class _FloatModel:
+    keras3: bool
+    tflite: bytes
+
+
+class _KeptFloatModel:
+    """The float .tflite the converter made of the user's Keras model, kept in the statistics cache: with it, a later
+    run quantizes without loading, tracing or converting the Keras model."""
+
+    def __init__(self, model_path: Path, cache: StatsCache | None) -> None:
+        self.model_path, self.cache = model_path, cache
+
+    def get(self) -> _FloatModel | None:
+        if self.cache is None:
+            return None
+        stored = self.cache.get(self._key(), FLOAT_GRAPH)
+        if stored is None:
+            return None
+        log.info("float model from the statistics cache: the Keras model is not converted again")
+        return _FloatModel(stored.value["keras3"], base64.b64decode(stored.value["tflite"]))
+
+    def put(self, float_model: bytes | None, keras3: bool) -> None:
+        if self.cache is not None and float_model is not None:
+            value = {"keras3": keras3, "tflite": base64.b64encode(float_model).decode("ascii")}
+            self.cache.put(self._key(), value, 0, 0)
+
+    def _key(self) -> dict[str, Any]:
+        return {
+            "float_graph_of": file_hash(self.model_path),
+            "trusted_code": stored_code_trusted(),  # an untrusted run must still refuse a Lambda it cannot read
+            "versions": versions("tensorflow", "ai-edge-litert", "tf_keras", "keras"),
+        }
+
+
 def _float_nodes(layers: list[str], keras3: bool, model_name: str) -> Callable[[bytes], list[str]]:
     """The quantizer's denylist for `quantization.float_layers`: the output tensors of every op of those layers
     (`layer_of_node`, the per-layer report's and the footprint's names); ConfigError naming a layer not there."""
@@ -188,8 +243,11 @@ def _convert(
     settings: Quantization,
     statistics: _Statistics,
     float_nodes: Callable[[bytes], list[str]] | None = None,
+    float_model: bytes | None = None,
 ) -> bytes:
-    """The int8 model `converter` makes, calibrated by `statistics`, with the ops `float_nodes` names kept float."""
+    """The int8 model `converter` makes, calibrated by `statistics`, with the ops `float_nodes` names kept float.
+
+    `float_model`: the float .tflite an earlier conversion of the same model made (then `converter` has no graph)."""
     import tensorflow as tf
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -199,7 +257,7 @@ def _convert(
     set_per_tensor_weights(converter, settings.granularity == "per_tensor")
     quantize_with_ranges(converter, statistics, float_nodes)
     try:
-        int8_model: bytes = converter.convert()
+        int8_model: bytes = converter.convert() if float_model is None else quantize_float_model(converter, float_model)
     except StquantError:
         raise  # from the calibration data: already one clear line
     except Exception as error:  # noqa: BLE001 - ConverterError and friends: report the ops, one line
@@ -221,6 +279,13 @@ def _converter_for(model: KerasModel, memo: ModelMemo | None) -> Any:
             memo.trace = trace
     _, serve, concrete = trace
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
+
+
+def _converter_without_graph() -> Any:
+    """A TFLiteConverter of no TensorFlow function, for quantizing a kept float model (`quantize_float_model`)."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([], tf.Module())
 
 
 def _ops_named_in(message: str) -> list[str]:

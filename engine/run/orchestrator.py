@@ -39,6 +39,7 @@ from engine.data.calibration import CalibrationData, ImageCalibrationData, Rando
 from engine.data.images import decode_all, decoding_processes
 from engine.data.preprocess import ImageSpec
 from engine.models.library_internals import KERAS_METADATA, is_keras3
+from engine.models.load import LazyKerasModel
 from engine.run.events import Reporter
 from engine.run.folder import claimed_run_dir
 from engine.run.job import Job
@@ -78,9 +79,12 @@ class Run(Job):
         self.class_names: list[str] = []
         self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
+        self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
 
     def save(self) -> None:
         """Write `run_summary.json`."""
+        if self._keras is not None:
+            self.summary.keras_loaded_by = list(self._keras.needed_by)
         write_text_atomic(self.run_dir / "run_summary.json", self.summary.to_json())
 
     def announce(self) -> None:
@@ -133,9 +137,12 @@ class Run(Job):
                 evaluation = decoding.result()
             if not shared:
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
+        if plan.model.format in ("h5", "keras"):
+            loaded = getattr(predictor, "model", None)
+            self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
-                quantized, float_tflite = self._quantize(plan, getattr(predictor, "model", None))
+                quantized, float_tflite = self._quantize(plan, self._keras)
             except StquantError:
                 if shared:  # still report the float accuracy, as when it is evaluated first
                     self._evaluate_float(predictor, evaluation, None)
@@ -147,6 +154,8 @@ class Run(Job):
             with self.diagnostic("footprint"):  # the quantized model is the product; its footprint a diagnostic
                 self._footprint(quantized)
         elif mode in BENCHMARK_MODES:
+            if self._keras is not None:  # the footprint of a Keras model is that of its float conversion
+                self._keras.needed_by.append("footprint")
             with self.stage("footprint"):
                 self._footprint(plan.model_path)
         self.summary.status = "ok"
@@ -166,10 +175,10 @@ class Run(Job):
             images.files, plan.image_spec(), images.key, {"seed": ds.seed, "split": ds.quantization_split}
         )
 
-    def _quantize(self, plan: Plan, keras_model: KerasModel = None) -> tuple[Path, bytes | None]:
+    def _quantize(self, plan: Plan, keras_model: LazyKerasModel | None = None) -> tuple[Path, bytes | None]:
         """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
 
-        `keras_model`: the model of `plan.model_path`, already loaded.
+        `keras_model`: the model of `plan.model_path`, loaded by the first stage that needs it.
         """
         from engine.quantize.cache import StatsCache
 
@@ -369,6 +378,8 @@ def _keras3_scopes(float_model: KerasModel | Path | None) -> bool:
     converted, or the float ONNX file quantized (a Keras 3 conversion when its metadata says so)."""
     if float_model is None:
         return False
+    if isinstance(float_model, LazyKerasModel):
+        return float_model.keras3
     if not isinstance(float_model, Path):
         return is_keras3(float_model)
     import onnx

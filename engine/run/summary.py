@@ -156,6 +156,14 @@ class RunSummary(_Part):
     accuracy: Accuracy | None = None
     footprint: Footprint | None = None
     timings: dict[str, float] = Field(default_factory=dict, description="stage -> seconds, in the order they ran")
+    keras_loaded_by: list[str] = Field(
+        default_factory=list,
+        description="what needed the Keras model of general.model_path, in order (the first loaded it, within its "
+        "stage): evaluate (its stage load_h5_model or load_keras_model), convert or optimize (stage calibration: the "
+        "TFLite converter traced the model, or optimize/bias_correction transformed it), layer_errors, footprint; "
+        "empty: not loaded (an ONNX model, or the converter's float model came from the statistics cache and no "
+        "stage needed the Keras model)",
+    )
     warnings: list[RunWarning] = Field(default_factory=list)
     failed_stage: str | None = Field(None, description="stage that was running when the run failed or stopped")
     error: str | None = Field(None, description="one-line reason of a failed or interrupted run")

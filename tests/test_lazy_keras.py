@@ -1,0 +1,142 @@
+"""The Keras model is loaded only when a stage needs it: the TFLite converter's float model is kept in the statistics
+cache, so a later run quantizes from it; `keras_loaded_by` in run_summary.json says what needed the model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.quantize.cache import cache_folder
+from tests.conftest import DEMO, ROOT
+from tests.test_cli_errors import demo_config, write
+from tests.test_run import run_ok
+
+# A fresh process quantizes the demo model with a LazyKerasModel and the statistics cache of $XDG_CACHE_HOME, then
+# says what asked for the Keras model and whether the Keras 2 package (which loads the demo .h5) was ever imported.
+# TF_USE_LEGACY_KERAS is unset there, so `import tensorflow` does not import tf_keras by itself.
+QUANTIZE_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from engine.data.calibration import ImageCalibrationData
+from engine.data.preprocess import ImageSpec
+from engine.models.load import LazyKerasModel
+from engine.quantize.cache import StatsCache
+from engine.quantize.tflite import quantize_tflite
+from tests.test_quantize_tflite import settings
+
+model = Path(sys.argv[1])
+files = sorted(Path(sys.argv[2]).glob("*/*.png"))[:40]
+spec = ImageSpec(32, 32, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
+lazy = LazyKerasModel(model)
+result = quantize_tflite(
+    model, ImageCalibrationData(files, spec, "test", {"seed": 0, "split": 1.0}), settings(granularity=sys.argv[3]),
+    Path(sys.argv[4]), model=lazy, cache=StatsCache(),
+)
+print(json.dumps({"needed_by": lazy.needed_by, "tf_keras": "tf_keras" in sys.modules,
+                  "cached": result.statistics_cached, "float_model_is_lazy": result.float_model is lazy}))
+"""
+
+
+def _quantize_in_a_fresh_process(tmp_path: Path, granularity: str, out: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", QUANTIZE_IN_A_FRESH_PROCESS, str(DEMO / "digits_cnn.h5"), str(DEMO / "digits"),
+         granularity, str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_cached_quantization_never_loads_the_keras_model(tmp_path):
+    """Proved twice: nothing asked the LazyKerasModel for the model, and the package that would load it was never
+    imported (the first, uncached process shows that the check can fail)."""
+    first = _quantize_in_a_fresh_process(tmp_path, "per_channel", tmp_path / "first.tflite")
+    assert first == {"needed_by": ["convert"], "tf_keras": True, "cached": False, "float_model_is_lazy": True}
+    cached = _quantize_in_a_fresh_process(tmp_path, "per_tensor", tmp_path / "cached.tflite")
+    assert cached == {"needed_by": [], "tf_keras": False, "cached": True, "float_model_is_lazy": True}
+    kept = [p for p in cache_folder().glob("*.json") if "float_graph_of" in json.loads(p.read_text())["key"]]
+    assert len(kept) == 1  # the float model beside the statistics
+    kept[0].unlink()  # without it, the same quantization converts the Keras model again: same bytes
+    again = _quantize_in_a_fresh_process(tmp_path, "per_tensor", tmp_path / "again.tflite")
+    assert again == {"needed_by": ["convert"], "tf_keras": True, "cached": True, "float_model_is_lazy": True}
+    assert (tmp_path / "cached.tflite").read_bytes() == (tmp_path / "again.tflite").read_bytes()
+
+
+def _run(capsys, tmp_path: Path, name: str, *extra: str, **changes) -> dict:
+    config = write(tmp_path, demo_config(tmp_path, **changes), f"{name}.yaml")
+    summary, _ = run_ok(capsys, config, "--output-dir", str(tmp_path / name), *extra)
+    return summary
+
+
+def _same_figures(cached: dict, uncached: dict) -> None:
+    for key in ("layer_errors", "footprint", "accuracy", "optimization"):
+        assert cached[key] == uncached[key], key
+    assert {**cached["calibration"], "statistics": ""} == {**uncached["calibration"], "statistics": ""}
+    model = Path(cached["quantized_model"]).read_bytes()
+    assert model == Path(uncached["quantized_model"]).read_bytes()
+
+
+def test_a_cached_run_loads_the_keras_model_only_for_the_per_layer_report(tmp_path, capsys):
+    first = _run(capsys, tmp_path, "first")
+    assert first["keras_loaded_by"] == ["convert", "layer_errors"]
+    cached = _run(capsys, tmp_path, "cached", "quantization.granularity=per_tensor")
+    assert cached["calibration"]["statistics"] == "cache" and cached["keras_loaded_by"] == ["layer_errors"]
+    log = (tmp_path / "cached" / "stquant.log").read_text()
+    assert "float model from the statistics cache" in log
+    uncached = _run(capsys, tmp_path, "uncached", "quantization.granularity=per_tensor", "--no-cache")
+    assert uncached["keras_loaded_by"] == ["convert", "layer_errors"]
+    _same_figures(cached, uncached)
+
+
+def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_path, capsys):
+    _run(capsys, tmp_path, "fill")  # statistics and float model cached
+    optimize = ("quantization.optimize=True", "quantization.granularity=per_tensor")
+    optimized = _run(capsys, tmp_path, "optimized", *optimize)
+    assert optimized["keras_loaded_by"] == ["optimize"] and optimized["optimization"]  # the report reads its copy
+    uncached = _run(capsys, tmp_path, "optimized_uncached", *optimize, "--no-cache")
+    _same_figures(optimized, uncached)
+    chain = {"operation_mode": "chain_eqe", "dataset__test_path": str(DEMO / "digits")}
+    evaluated = _run(capsys, tmp_path, "chain", **chain)
+    assert evaluated["keras_loaded_by"] == ["evaluate", "layer_errors"]
+    assert evaluated["accuracy"]["runtime"]["float"].endswith("(as converted for quantization)")
+    uncached = _run(capsys, tmp_path, "chain_uncached", "--no-cache", **chain)
+    _same_figures(evaluated, uncached)
+
+
+def test_a_kept_float_model_that_is_no_tflite_is_ignored_and_converted_again(tmp_path, caplog):
+    """A hostile edit (the entry's digest made to match): the entry is dropped with one warning, the Keras model is
+    converted again and gives the same quantized model."""
+    import base64
+    import logging
+
+    from engine.data.calibration import ImageCalibrationData
+    from engine.models.load import LazyKerasModel
+    from engine.quantize.cache import StatsCache, _digest
+    from engine.quantize.tflite import quantize_tflite
+    from tests.test_quantize_tflite import settings
+    from tests.test_stats_cache import SPEC
+
+    files = sorted((DEMO / "digits").glob("*/*.png"))[:16]
+    cache = StatsCache(tmp_path / "cache")
+
+    def quantize(name: str) -> LazyKerasModel:
+        lazy = LazyKerasModel(DEMO / "digits_cnn.h5")
+        calibration = ImageCalibrationData(files, SPEC, "test", {"seed": 0, "split": 1.0})
+        quantize_tflite(lazy.path, calibration, settings(), tmp_path / name, model=lazy, cache=cache)
+        return lazy
+
+    assert quantize("first.tflite").needed_by == ["convert"]
+    assert quantize("cached.tflite").needed_by == []
+    [entry] = [p for p in cache.folder.glob("*.json") if "float_graph_of" in json.loads(p.read_text())["key"]]
+    stored = json.loads(entry.read_text())
+    stored.pop("digest")
+    stored["value"]["tflite"] = base64.b64encode(b"\0" * 64).decode()
+    entry.write_text(json.dumps({**stored, "digest": _digest(stored)}))
+    with caplog.at_level(logging.WARNING, logger="engine.quantize.cache"):
+        assert quantize("again.tflite").needed_by == ["convert"]
+    assert caplog.text.count("is corrupt") == 1
+    assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "first.tflite").read_bytes()
+    assert quantize("cached_again.tflite").needed_by == []  # stored anew
