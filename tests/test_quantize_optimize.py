@@ -8,6 +8,7 @@ import tf_keras
 
 from engine.config.schema import Quantization
 from engine.evaluation.layer_report import format_report, layer_report
+from engine.optimize import optimize_keras
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.quant_helpers import ArrayCalibration, random_images
@@ -73,9 +74,11 @@ def test_onnx_optimize_converts_the_optimized_model(block_h5, tmp_path):
     ops = {n.op_type for n in onnx.load(str(converted)).graph.node}
     assert "BatchNormalization" not in ops and {"Min", "Relu"} <= ops  # PerChannelClip as Min(Relu(x), c)
     original = tf_keras.models.load_model(block_h5, compile=False)
+    optimized, _ = optimize_keras(original, block_h5, settings(bias_correction=True), ArrayCalibration(images), [])
     nchw = images.transpose(0, 3, 1, 2).copy()
-    # bias correction shifts the float model slightly on purpose; the rest is exact
-    np.testing.assert_allclose(_run_onnx(converted, nchw), original.predict(images, verbose=0), atol=0.05)
+    # the converted model is the optimized one (folded, clipped, biases corrected), not the original
+    np.testing.assert_allclose(_run_onnx(converted, nchw), optimized.predict(images, verbose=0), atol=1e-5)
+    assert np.abs(_run_onnx(converted, nchw) - original.predict(images, verbose=0)).max() > 1e-3
     rows = layer_report(result.float_model, result.model_path, ArrayCalibration(images), images=8, top=3)
     assert len(rows) == 3 and rows[0]["sqnr_db"] <= rows[-1]["sqnr_db"]
 
