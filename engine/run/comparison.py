@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.run.summary import RunWarning
+from engine.run.summary import RunWarning, Warns
 
 SCHEMA_VERSION = 1
 
@@ -49,7 +49,7 @@ class Variant(_Part):
     seconds: float = Field(0.0, description="time to quantize and measure this variant, seconds")
 
 
-class Comparison(_Part):
+class Comparison(Warns, _Part):
     """Everything `stquant compare` reports; `comparison.json` is this model's JSON."""
 
     schema_version: int = SCHEMA_VERSION
@@ -86,12 +86,6 @@ class Comparison(_Part):
     warnings: list[RunWarning] = Field(default_factory=list)
     failed_stage: str | None = Field(None, description="stage that was running when the comparison failed or stopped")
     error: str | None = Field(None, description="one-line reason of a failed or interrupted comparison")
-
-    def warn(self, stage: str, message: str) -> None:
-        """Record a warning once."""
-        warning = RunWarning(stage=stage, message=message)
-        if warning not in self.warnings:
-            self.warnings.append(warning)
 
 
 def comparison_schema() -> dict[str, Any]:

@@ -7,7 +7,7 @@ says bytes, times are seconds. `stquant schema run-summary` prints the JSON Sche
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,19 @@ class RunWarning(_Part):
 
     stage: str = Field(description="stage that raised it, e.g. prepare, layer_errors, footprint, mlflow")
     message: str = Field(description="one-line reason")
+
+
+class Warns:
+    """`warn()` for a record with a `warnings` list (run summary, comparison, sweep): each warning once."""
+
+    if TYPE_CHECKING:  # each record declares the field itself, where its JSON puts it
+        warnings: list[RunWarning]
+
+    def warn(self, stage: str, message: str) -> None:
+        """Record a warning once."""
+        warning = RunWarning(stage=stage, message=message)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
 
 class Calibration(_Part):
@@ -141,7 +154,7 @@ class LayerError(_Part):
     sqnr_db: float | None = Field(description="local SQNR in dB (None: the layer is exact)")
 
 
-class RunSummary(_Part):
+class RunSummary(Warns, _Part):
     """Everything a run reports; `run_summary.json` is this model's JSON."""
 
     schema_version: int = SCHEMA_VERSION
@@ -171,12 +184,6 @@ class RunSummary(_Part):
     def to_json(self) -> str:
         """The text of `run_summary.json`."""
         return self.model_dump_json(indent=2)
-
-    def warn(self, stage: str, message: str) -> None:
-        """Record a warning once."""
-        warning = RunWarning(stage=stage, message=message)
-        if warning not in self.warnings:
-            self.warnings.append(warning)
 
 
 def run_summary_schema() -> dict[str, Any]:

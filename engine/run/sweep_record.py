@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.run.summary import RunWarning
+from engine.run.summary import RunWarning, Warns
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +48,7 @@ class Cell(_Part):
     seconds: float = Field(0.0, description="wall time of the cell's run, seconds")
 
 
-class Sweep(_Part):
+class Sweep(Warns, _Part):
     """Everything `stquant sweep` reports; `sweep.json` is this model's JSON."""
 
     schema_version: int = SCHEMA_VERSION
@@ -70,12 +70,6 @@ class Sweep(_Part):
     warnings: list[RunWarning] = Field(default_factory=list)
     failed_stage: str | None = Field(None, description="stage that was running when the sweep itself stopped")
     error: str | None = Field(None, description="one-line reason when the sweep itself failed or was interrupted")
-
-    def warn(self, stage: str, message: str) -> None:
-        """Record a warning once."""
-        warning = RunWarning(stage=stage, message=message)
-        if warning not in self.warnings:
-            self.warnings.append(warning)
 
 
 def sweep_schema() -> dict[str, Any]:
