@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
-from textual.widgets import Button, ContentSwitcher, Footer, Input, OptionList, Static
+from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
 from textual.worker import Worker
 
 from engine.common.errors import ConfigError
@@ -48,6 +48,7 @@ from stquant_tui.widgets.dialogs import (
     UnsavedScreen,
 )
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.footer import KeyFooter
 from stquant_tui.widgets.step_yaml import StepYaml
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
@@ -158,7 +159,7 @@ class StquantApp(RunActions, App[int]):
             yield Button("Save ^o", id="save", compact=True, variant="success")
             yield Button("Run ^r", id="run", compact=True, variant="primary")
             yield Button("Cancel run esc", id="cancel", compact=True, variant="error")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_side()

@@ -20,7 +20,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import (
     Checkbox,
     DataTable,
-    Footer,
     Input,
     Label,
     ProgressBar,
@@ -52,6 +51,7 @@ from stquant_tui.engine_screen import EngineJobScreen
 from stquant_tui.messages import RunProgress, RunStage
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import ConfirmScreen
+from stquant_tui.widgets.footer import KeyFooter
 from stquant_tui.widgets.tick import Tick
 from stquant_tui.workers import when_attached
 
@@ -129,7 +129,7 @@ class CompareScreen(EngineJobScreen[list[str] | None]):
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="compare-detail")
         yield Static("", id="compare-info")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.update_title()

@@ -117,6 +117,7 @@ class Draft:
         self.path = Path(path).resolve() if path else None
         self._text = text  # the file as the user wrote it (None: a new config)
         self._saved = copy.deepcopy(self.data)  # the data as last loaded or saved
+        self._rendered: tuple[str, str, str] | None = None  # (original text, repr of data, text Save writes)
 
     @classmethod
     def load(cls, path: str | Path) -> Draft:
@@ -168,7 +169,10 @@ class Draft:
         """The text Save writes: the loaded file with only the edited lines changed."""
         if self._text is None:
             return yaml_roundtrip.dump(self.data)
-        return yaml_roundtrip.render(self.data, self._text)
+        state = repr(self.data)  # type-faithful (1, 1.0, True and "1" differ); far cheaper than parsing the file
+        if self._rendered is None or self._rendered[:2] != (self._text, state):
+            self._rendered = (self._text, state, yaml_roundtrip.render(self.data, self._text))
+        return self._rendered[2]
 
     def step_yaml(self, step: str) -> str:
         """The YAML of the top-level entries that `step` edits (shown beside the form on wide terminals)."""

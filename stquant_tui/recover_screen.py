@@ -17,7 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Input, Label, ProgressBar, Select, Static
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 
 from engine.footprint.boards import BOARDS, find_board
 from engine.run.recovery import Budget, Recovery, Step, Target
@@ -27,6 +27,7 @@ from stquant_tui.messages import RunProgress, RunStage
 from stquant_tui.recover_client import RecoverFinished, RecoverProcess, RecoverStep
 from stquant_tui.verdict import write_temp_config
 from stquant_tui.widgets.dialogs import Question
+from stquant_tui.widgets.footer import KeyFooter
 from stquant_tui.workers import when_attached
 
 TARGETS = {"agreement": "agreement ≥ (%)", "max_drop": "drop ≤ (points)"}
@@ -240,7 +241,7 @@ class RecoverScreen(EngineJobScreen[dict[str, Any] | None]):
         yield table
         yield Static("", id="recover-detail")
         yield Static("", id="recover-outcome")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#recover-table", DataTable)

@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Label, Static
 
 from engine.footprint.boards import FITS
 from engine.run.summary import BoardFit, RunSummary
 from stquant_tui.warning_list import TOGGLE, has_more, warning_lines
+from stquant_tui.widgets.footer import KeyFooter
 
 NAME_WIDTH = 21  # layer names are cut to this at 80 columns (full names: the full-screen table)
 WIDE = 120  # from this terminal width on, the tables show every column and full names (the app's -wide)
@@ -240,7 +241,7 @@ class TableScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         yield Label(self.title_text)
         yield DataTable(id="full-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.fill(self.query_one(DataTable), self.summary, True)

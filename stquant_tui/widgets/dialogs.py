@@ -12,9 +12,10 @@ from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, DirectoryTree, Footer, Input, Label
+from textual.widgets import Button, DataTable, DirectoryTree, Input, Label
 
 from engine.models.files import FORMATS
+from stquant_tui.widgets.footer import KeyFooter
 
 AnswerT = TypeVar("AnswerT")
 MODEL_SUFFIXES = set(FORMATS)  # the engine's list of model file suffixes
@@ -217,7 +218,7 @@ class PathPickerScreen(ModalScreen[str | None]):
             tree = PathTree(self.start, self.suffixes, id="picker-tree")
             tree.auto_expand = bool(self.suffixes)  # folders: Enter picks rather than opens
             yield tree
-        yield Footer()
+        yield KeyFooter()
 
     def _title(self, root: Path) -> str:
         return f"Pick {self.what}: {root}".replace("[", r"\[")
