@@ -278,7 +278,7 @@ def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
     """Two conversions of one model name their activations alike once tf2onnx's counters are removed."""
     import onnx
 
-    from engine.quantize.onnx import keras_to_onnx
+    from engine.quantize.keras_onnx import keras_to_onnx
 
     model = _residual_keras()
 

@@ -48,11 +48,20 @@ class LazyKerasModel:
 
     def get(self, need: str) -> KerasModel:
         """The model (loaded now if nothing needed it before); `need` names what asks for it."""
-        if need not in self.needed_by:
-            self.needed_by.append(need)
+        self.record(need)
         if self._model is None:
             self._model = load_keras_model(self.path)
         return self._model
+
+    def record(self, need: str) -> None:
+        """Note that `need` used the model file (a child process loads it: `engine.quantize.keras_onnx`)."""
+        if need not in self.needed_by:
+            self.needed_by.append(need)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded in this process."""
+        return self._model is not None
 
     @property
     def keras3(self) -> bool:

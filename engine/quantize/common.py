@@ -51,7 +51,7 @@ class ModelMemo:
 
     optimized: LastOptimized = field(default_factory=LastOptimized)
     trace: tuple[KerasModel, Any, Any] | None = None  # (model, serving tf.function, its concrete function)
-    onnx: tuple[KerasModel, int, bytes] | None = None  # (model, opset, its tf2onnx conversion)
+    onnx: tuple[KerasModel | Path, int, bytes] | None = None  # (model or its file, opset, its tf2onnx conversion)
 
 
 def versions(*distributions: str) -> dict[str, str]:

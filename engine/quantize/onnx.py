@@ -39,7 +39,7 @@ from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
 from engine.models.info import guess_layout, onnx_is_quantized, onnx_opset
 from engine.models.library_internals import KERAS_METADATA
-from engine.models.load import KerasModel, resolved_keras_model
+from engine.models.load import KerasModel, LazyKerasModel, resolved_keras_model
 from engine.optimize import fold_onnx_batchnorms, optimize_keras
 from engine.quantize.cache import ORT_RANGES, StatsCache, file_hash
 from engine.quantize.common import (
@@ -51,6 +51,7 @@ from engine.quantize.common import (
     versions,
 )
 from engine.quantize.histograms import Histogram, method_range
+from engine.quantize.keras_onnx import convert_apart, keras_to_onnx, save_onnx, tensorflow_loaded
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,19 @@ def quantize_onnx(
         raise ConfigError(f"quantization.quantizer: Onnx_quantizer cannot quantize a TFLite model ({model_path})")
     if fmt in ("h5", "keras"):
         _need_calibration(calibration)
-        keras_model, optimization = optimize_keras(
-            resolved_keras_model(model, model_path, "convert"),
-            model_path,
-            settings,
-            calibration,
-            notes,
-            memo.optimized if memo is not None else None,
-        )
-        source = _converted(keras_model, opset, work_dir / "converted_model" / "converted_model.onnx", model_path, memo)
+        converted = work_dir / "converted_model" / "converted_model.onnx"
+        if _convert_apart(model, settings):
+            source = _converted(None, opset, converted, model_path, memo)
+        else:
+            keras_model, optimization = optimize_keras(
+                resolved_keras_model(model, model_path, "convert"),
+                model_path,
+                settings,
+                calibration,
+                notes,
+                memo.optimized if memo is not None else None,
+            )
+            source = _converted(keras_model, opset, converted, model_path, memo)
     else:
         model = _load_onnx(model_path)
         if onnx_is_quantized(model):
@@ -206,42 +211,30 @@ def _need_calibration(calibration: CalibrationData) -> None:
         raise EngineError("no calibration images: the ONNX quantizer needs at least one")
 
 
-def _converted(model: Any, opset: int, out_path: Path, model_path: Path, memo: ModelMemo | None) -> Path:
-    """`keras_to_onnx`, or the memo's conversion of this very model at this opset written to `out_path`."""
-    if memo is not None and memo.onnx is not None and memo.onnx[0] is model and memo.onnx[1] == opset:
-        write_bytes_atomic(out_path, memo.onnx[2])
+def _convert_apart(model: KerasModel, settings: Quantization) -> bool:
+    """Whether to load and convert the Keras file in a child process: only when nothing here needs the model loaded
+    (not loaded yet, no `optimize`/`bias_correction`) and this process has no TensorFlow to spare."""
+    if isinstance(model, LazyKerasModel) and not model.loaded:
+        model.record("convert")
+    elif model is not None:
+        return False
+    return not (tensorflow_loaded() or settings.optimize or settings.bias_correction)
+
+
+def _converted(model: KerasModel, opset: int, out_path: Path, model_path: Path, memo: ModelMemo | None) -> Path:
+    """`keras_to_onnx` of `model` (None: of the file `model_path`, in a child process: `convert_apart`), or the memo's
+    conversion of the same model at this opset written to `out_path`."""
+    source = model if model is not None else model_path
+    last = memo.onnx if memo is not None else None
+    if last is not None and last[1] == opset and (last[0] is source or (model is None and last[0] == model_path)):
+        write_bytes_atomic(out_path, last[2])
         return out_path
-    keras_to_onnx(model, opset, out_path, model_path)
+    if model is None:
+        convert_apart(model_path, opset, out_path)
+    else:
+        keras_to_onnx(model, opset, out_path, model_path)
     if memo is not None:
-        memo.onnx = (model, opset, out_path.read_bytes())
-    return out_path
-
-
-def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
-    """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically.
-
-    The ONNX model records which Keras made it (metadata `KERAS_METADATA`), so that the per-layer
-    report can map its node names back to Keras layer names.
-    """
-    import tensorflow as tf
-    import tf2onnx
-
-    from engine.models.library_internals import is_keras3
-
-    if len(model.inputs) != 1:
-        raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
-    name = model.inputs[0].name.split(":")[0]
-    spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
-    serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
-    try:
-        converted, _ = tf2onnx.convert.from_function(
-            serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"]
-        )
-    except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
-        raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
-    converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
-    _save_onnx(converted, out_path)
-    log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
+        memo.onnx = (source, opset, out_path.read_bytes())
     return out_path
 
 
@@ -268,16 +261,9 @@ def _at_least_opset(model: Any, path: Path, opset: int, work_dir: Path, notes: l
     except Exception as error:  # noqa: BLE001 - the converter raises many types: one line naming the model
         raise EngineError(f"{path}: cannot convert opset {current} to {opset}: {first_line(error)}") from None
     out = work_dir / f"{path.stem}_opset{opset}.onnx"
-    _save_onnx(converted, out)
+    save_onnx(converted, out)
     notes.append(f"{path.name}: opset {current} converted to {opset}")
     return out
-
-
-def _save_onnx(model: Any, out: Path) -> None:
-    import onnx
-
-    with atomic_path(out) as tmp:
-        onnx.save(model, str(tmp))
 
 
 def _pre_process(source: Path, prepared: Path) -> None:

@@ -1,0 +1,113 @@
+"""Keras -> ONNX with tf2onnx, in this process or in a spawned child that takes TensorFlow's memory with it.
+
+The ONNX route of a Keras model needs TensorFlow only to convert. When nothing else in the process has imported
+TensorFlow, `convert_apart` loads and converts the model in a child process: when ONNX Runtime calibrates, the
+TensorFlow runtime (hundreds of MiB) is gone instead of sitting under the calibration's own memory.
+"""
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import signal
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from engine.common.atomic import atomic_path
+from engine.common.errors import EngineError, StquantError, first_line
+from engine.models.files import stored_code_trusted, trust_stored_code
+from engine.models.library_internals import KERAS_METADATA
+from engine.models.load import load_keras_model
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def tensorflow_loaded() -> bool:
+    """Whether this process has imported TensorFlow (then converting in a child saves nothing)."""
+    return "tensorflow" in sys.modules
+
+
+def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
+    """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically.
+
+    The ONNX model records which Keras made it (metadata `KERAS_METADATA`), so that the per-layer
+    report can map its node names back to Keras layer names.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    from engine.models.library_internals import is_keras3
+
+    if len(model.inputs) != 1:
+        raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
+    name = model.inputs[0].name.split(":")[0]
+    spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
+    serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
+    try:
+        converted, _ = tf2onnx.convert.from_function(
+            serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"]
+        )
+    except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
+        raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
+    converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
+    save_onnx(converted, out_path)
+    log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
+    return out_path
+
+
+def save_onnx(model: Any, out: Path) -> None:
+    """Write an ONNX ModelProto to `out` atomically."""
+    import onnx
+
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def convert_apart(model_path: Path, opset: int, out_path: Path) -> Path:
+    """Load the Keras file `model_path` and convert it (`keras_to_onnx`) in a spawned child process.
+
+    The child's expected errors are raised here as they are (same message and exit code); the child ignores
+    Ctrl-C (the caller handles it) and is killed if this process ends first.
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_convert_child, args=(model_path, opset, out_path, stored_code_trusted(), send), daemon=True
+    )
+    child.start()
+    send.close()
+    try:
+        error = receive.recv()
+    except EOFError:
+        raise EngineError(
+            f"{model_path}: the process converting it to ONNX ended without an answer (exit code {child.exitcode})"
+        ) from None
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if error is not None:
+        raise error
+    log.info("converted %s to ONNX in a child process (TensorFlow never loaded here)", model_path.name)
+    return out_path
+
+
+def _convert_child(model_path: Path, opset: int, out_path: Path, trusted: bool, send: Connection) -> None:
+    """The child: one conversion, its outcome sent back (None, or the error to raise)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    trust_stored_code(trusted)
+    try:
+        keras_to_onnx(load_keras_model(model_path), opset, out_path, model_path)
+        outcome: StquantError | None = None
+    except StquantError as error:
+        outcome = error
+    except Exception as error:  # noqa: BLE001 - anything else, as one line
+        outcome = EngineError(f"{model_path}: ONNX conversion failed: {first_line(error)}")
+    send.send(outcome)
+    send.close()
