@@ -4,19 +4,24 @@
 `--no-cache`). Since this change, a process without TensorFlow loads and converts the model in a spawned child
 (`engine.quantize.keras_onnx.convert_apart`), so TensorFlow's memory is gone when ONNX Runtime calibrates. The
 baseline is the same command with TensorFlow imported first, which makes the engine convert in its own process, as
-it always did before. Alternated runs; prints the median wall time and peak memory (every process of a run summed)
-and their ratios; writes them into docs/benchmarks.md (section `onnx_h5_conversion`).
+it always did before. Alternated runs; prints the median wall time and peak memory (every process of a run summed,
+sampled every 20 ms), overall and split at the first calibration progress event (before it: loading and
+converting; after it: calibration, the per-layer report, footprint); writes them into docs/benchmarks.md (section
+`onnx_h5_conversion`).
 
     python benchmarks/onnx_h5_conversion.py [--repeat N]
 """
 
+import json
 import statistics
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
-from measure import measure, repeat_count, stquant_command
+from measure import _tree_rss, repeat_count, stquant_command
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -38,37 +43,49 @@ def config(folder: Path) -> Path:
     return path
 
 
+def staged_measure(command: list[str], events: Path) -> tuple[float, float, float]:
+    """(wall s, peak MiB before the first calibration progress event, peak MiB after it) of `command`."""
+    peaks = [0.0, 0.0]
+    start = time.perf_counter()
+    with events.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
+        while process.poll() is None:
+            calibrating = any(json.loads(line).get("stage") == "calibration" for line in _progress(events))
+            peaks[calibrating] = max(peaks[calibrating], _tree_rss(process.pid) / 2**20)
+            time.sleep(0.02)
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}")
+    return time.perf_counter() - start, peaks[0], peaks[1]
+
+
+def _progress(events: Path) -> list[str]:
+    return [line for line in events.read_text().splitlines() if line.startswith('{"event": "progress"')]
+
+
 def main() -> None:
     repeat = repeat_count(MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = config(folder)
-        runs: dict[str, list[tuple[float, float]]] = {"in-process": [], "child": []}
+        runs: dict[str, list[tuple[float, float, float]]] = {"in-process": [], "child": []}
         for i in range(repeat):
             for case in runs:
-                args = [
-                    "run",
-                    str(path),
-                    "--progress",
-                    "none",
-                    "--output-dir",
-                    str(folder / f"{case}_{i}"),
-                    "--no-cache",
-                ]
+                out = folder / f"{case}_{i}"
+                args = ["run", str(path), "--progress", "jsonl", "--output-dir", str(out), "--no-cache"]
                 command = stquant_command(*args)
                 if case == "in-process":  # TensorFlow already loaded: the engine converts in its own process
                     command[2] = "import tensorflow; " + command[2]
-                runs[case].append(measure(command, cwd=ROOT))
-    median = {
-        case: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for case, rs in runs.items()
-    }
-    (child_t, child_m), (base_t, base_m) = median["child"], median["in-process"]
+                runs[case].append(staged_measure(command, folder / f"{case}_{i}.jsonl"))
+    median = {case: [statistics.median(r[k] for r in rs) for k in range(3)] for case, rs in runs.items()}
     print(f"tutorial .h5, ONNX quantizer, 300 photos, QDQ per-channel MinMax; median of {repeat} alternated runs\n")
-    print("| conversion | wall s | peak MiB (all processes) |")
-    print("|---|---|---|")
-    print(f"| in the run's process (before) | {base_t:.1f} | {base_m:.0f} |")
-    print(f"| in a child process (now) | {child_t:.1f} | {child_m:.0f} |")
-    print(f"| ratio now / before | **{child_t / base_t:.2f}** | **{child_m / base_m:.2f}** |")
+    print("| conversion | wall s | peak MiB | peak MiB, load and convert | peak MiB, calibration and after |")
+    print("|---|---|---|---|---|")
+    for name, case in (("in the run's process (before)", "in-process"), ("in a child process (now)", "child")):
+        wall, before, after = median[case]
+        print(f"| {name} | {wall:.1f} | {max(before, after):.0f} | {before:.0f} | {after:.0f} |")
+    ratios = [now / then for now, then in zip(median["child"], median["in-process"], strict=True)]
+    peak = max(median["child"][1:]) / max(median["in-process"][1:])
+    print(f"| ratio now / before | **{ratios[0]:.2f}** | **{peak:.2f}** | {ratios[1]:.2f} | {ratios[2]:.2f} |")
 
 
 if __name__ == "__main__":
