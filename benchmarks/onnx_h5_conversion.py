@@ -1,7 +1,7 @@
 """Benchmark: the ONNX route of a Keras `.h5`, converting in a child process vs in the run's own process.
 
 `stquant run` quantizes the tutorial `.h5` with the ONNX quantizer (QDQ per-channel MinMax, the 300 flower photos,
-`--no-cache`). Since this change, a process without TensorFlow loads and converts the model in a spawned child
+`--no-cache`). A process without TensorFlow loads and converts the model in a spawned child
 (`engine.quantize.keras_onnx.convert_apart`), so TensorFlow's memory is gone when ONNX Runtime calibrates. The
 baseline is the same command with TensorFlow imported first, which makes the engine convert in its own process, as
 it always did before. Alternated runs; prints the median wall time and peak memory (every process of a run summed,
@@ -19,28 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from measure import _tree_rss, repeat_count, stquant_command
+from onnx_vs_quantize_static import ROOT, config
 
-ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT.parent / "shared" / "assets"
-MODEL = ASSETS / "models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
-PHOTOS = ASSETS / "datasets/flower_photos"
-
-
-def config(folder: Path) -> Path:
-    """The sample ONNX config on the tutorial .h5, calibrating on all 300 photos."""
-    text = yaml.safe_load((ROOT / "sample_configs/quantization_onnx_config.yaml").read_text())
-    text["general"]["model_path"] = str(MODEL)
-    text["dataset"] = {
-        "class_names": sorted(p.name for p in PHOTOS.iterdir() if p.is_dir()),
-        "quantization_path": str(PHOTOS),
-    }
-    text["quantization"].update(quantization_input_type="float", granularity="per_channel")
-    path = folder / "onnx_h5.yaml"
-    path.write_text(yaml.safe_dump(text))
-    return path
+MODEL = ROOT.parent / "shared/assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
 
 
 def staged_measure(command: list[str], events: Path) -> tuple[float, float, float]:
@@ -66,7 +48,7 @@ def main() -> None:
     repeat = repeat_count(MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        path = config(folder)
+        path = config(folder, MODEL)
         runs: dict[str, list[tuple[float, float, float]]] = {"in-process": [], "child": []}
         for i in range(repeat):
             for case in runs:

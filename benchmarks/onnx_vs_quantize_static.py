@@ -27,10 +27,10 @@ PHOTOS = ASSETS / "datasets/flower_photos"
 PLAIN = Path(__file__).with_name("plain_quantize_static.py")
 
 
-def config(folder: Path) -> Path:
-    """The ONNX route of the sample config on the shared .onnx model, calibrating on all 300 photos."""
+def config(folder: Path, model: Path = MODEL) -> Path:
+    """The ONNX route of the sample config on `model` (the shared .onnx model), calibrating on all 300 photos."""
     text = yaml.safe_load((ROOT / "sample_configs/quantization_onnx_config.yaml").read_text())
-    text["general"]["model_path"] = str(MODEL)
+    text["general"]["model_path"] = str(model)
     text["dataset"] = {
         "class_names": sorted(p.name for p in PHOTOS.iterdir() if p.is_dir()),
         "quantization_path": str(PHOTOS),
