@@ -139,7 +139,8 @@ def test_entropy_is_onnx_runtimes(seed):
 
 def test_entropy_keeps_the_values_of_a_relu_that_is_mostly_zeros():
     """A ReLU6 output of 85 % exact zeros (as the tutorial model's re_lu_34): every range holds the zeros exactly,
-    and entropy keeps the other values (counted, the zeros outweighed clipping: re_lu_34's [0, 6] went to 0.19)."""
+    and entropy keeps the other values (counted, the zeros outweighed clipping: re_lu_34 was clipped to its narrowest
+    window)."""
     rng = np.random.default_rng(3)
     values = np.minimum(rng.exponential(1.0, 256 * SIZE * SIZE), 6.0).astype(np.float32)
     values[rng.random(values.size) < 0.85] = 0.0
