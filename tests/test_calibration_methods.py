@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine.quantize.cache import TFLITE_STATISTICS, StatsCache
-from engine.quantize.histograms import BINS, Histogram, entropy_divergences, method_range
+from engine.quantize.histograms import BINS, Histogram, entropy_divergences, method_range, without_zero_spike
 from engine.quantize.onnx import CALIBRATION_BATCH
 from engine.quantize.statistics import STATISTICS_BATCH
 from tests.quant_helpers import ArrayCalibration
@@ -133,7 +133,22 @@ def test_entropy_is_onnx_runtimes(seed):
     _, top = collector.get_entropy_threshold((counts, edges, np.float32(-1e9), np.float32(1e9)), 128)
     theirs = int(np.argmin(np.abs(tops - float(top))))
     assert ours[theirs] <= ours.min() * (1 + 1e-4)
+    ours, bottoms, tops = entropy_divergences(without_zero_spike(histogram))  # what the method takes
     assert method_range(histogram, -1e9, 1e9, "entropy") == (bottoms[np.argmin(ours)], tops[np.argmin(ours)])
+
+
+def test_entropy_keeps_the_values_of_a_relu_that_is_mostly_zeros():
+    """A ReLU6 output of 85 % exact zeros (as the tutorial model's re_lu_34): every range holds the zeros exactly,
+    and entropy keeps the other values (counted, the zeros outweighed clipping: re_lu_34 was clipped to its narrowest
+    window)."""
+    rng = np.random.default_rng(3)
+    values = np.minimum(rng.exponential(1.0, 256 * SIZE * SIZE), 6.0).astype(np.float32)
+    values[rng.random(values.size) < 0.85] = 0.0
+    histogram = _histogram(values)
+    bottom, top = method_range(histogram, 0.0, 6.0, "entropy")
+    assert bottom == 0.0 and np.mean(values[values > 0] > top) < 0.01
+    divergences, _, tops = entropy_divergences(histogram)  # the zeros counted
+    assert np.mean(values[values > 0] > tops[np.argmin(divergences)]) > 0.1
 
 
 def test_histogram_memory_is_bounded_and_its_counts_exact():

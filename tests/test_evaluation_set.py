@@ -1,5 +1,6 @@
-"""One evaluation rule for `stquant run` and `stquant compare` (test_path, else validation_path, else the validation
-split of training_path), and the warning when evaluation images are also calibration images."""
+"""One evaluation rule for `stquant run`, `stquant compare` and `stquant recover` (test_path, else validation_path, else
+the validation split of training_path, else the quantization images not used for calibration), and the warning when
+evaluation images are also calibration images."""
 
 import json
 import shutil
@@ -48,9 +49,10 @@ def warnings_of(result: dict) -> list[str]:
     return [w["message"] for w in result["warnings"] if w["stage"] == "prepare"]
 
 
-@pytest.mark.parametrize("case", ["test_path", "validation_path", "training_split"])
+@pytest.mark.parametrize("case", ["test_path", "validation_path", "training_split", "held_out"])
 def test_run_and_compare_evaluate_on_the_same_images(case, tmp_path, capsys):
     dataset = {
+        "held_out": {},  # quantization_split 0.4: the other 180 quantization images
         "test_path": {"test_path": str(DIGITS)},  # also the calibration folder: 120 images overlap
         "validation_path": {"validation_path": some_digits(tmp_path / "validation", 4), "test_path": None},
         "training_split": {
@@ -68,6 +70,7 @@ def test_run_and_compare_evaluate_on_the_same_images(case, tmp_path, capsys):
         "test_path": ("test_set", "dataset.test_path", 300),
         "validation_path": ("validation_set", "dataset.validation_path", 40),
         "training_split": ("validation_set", "dataset.validation_split", 90),
+        "held_out": ("held_out_quantization_images", "dataset.quantization_split", 180),
     }[case]
     assert (accuracy["set"], accuracy["images"]) == (expected[0], expected[2])
     assert (comparison["evaluation_set"], comparison["evaluation_source"], comparison["evaluation_images"]) == expected
@@ -78,6 +81,7 @@ def test_run_and_compare_evaluate_on_the_same_images(case, tmp_path, capsys):
         "test_path": [TEST_OVERLAP],
         "validation_path": [],
         "training_split": [SPLIT_OVERLAP.replace("60 of the 60", "90 of the 90")],
+        "held_out": [],
     }[case]
     assert [w for w in warnings_of(summary) if "also calibration images" in w] == overlap
     assert [w for w in warnings_of(comparison) if "also calibration images" in w] == overlap
@@ -109,6 +113,36 @@ def test_without_an_evaluation_folder_compare_measures_on_the_images_that_do_not
     assert (comparison["calibration_images"], comparison["evaluation_images"]) == (120, 180)
     assert all(v["agreement"] is not None for v in comparison["variants"])
     assert not [w for w in warnings_of(comparison) if "also calibration images" in w]
+
+
+def test_run_of_a_recovered_config_gives_the_figures_of_its_recovery(tmp_path, capsys):
+    """No evaluation folder: recover measures on the quantization images that do not calibrate, and so does
+    `stquant run` of the config it writes (with float_layers), to the same figures."""
+    config = demo_config(tmp_path, operation_mode="chain_eqe", quantization__float_layers=["depthwise_conv2d_1"])
+    code, out, err = run_cli(
+        capsys, "recover", write(tmp_path, config), "--target-agreement", "1", "--progress", "none"
+    )
+    assert code == 0, err
+    recovery = json.loads((Path(out.strip().splitlines()[-1]) / "recovery.json").read_text())
+    best = recovery["steps"][recovery["best"]]
+    assert (recovery["evaluation_source"], recovery["evaluation_images"]) == ("dataset.quantization_split", 180)
+    assert best["settings"]["float_layers"] == ["depthwise_conv2d_1"]
+    rerun = ["run", recovery["run_dir"] + "/config.yaml", "--progress", "none", "--output-dir", str(tmp_path / "re")]
+    code, _, err = run_cli(capsys, *rerun)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "re" / "run_summary.json").read_text())
+    assert (summary["accuracy"]["set"], summary["accuracy"]["images"]) == ("held_out_quantization_images", 180)
+    assert summary["accuracy"]["float"] == recovery["float_accuracy"]
+    assert (summary["accuracy"]["quantized"], summary["accuracy"]["agreement"]) == (best["accuracy"], best["agreement"])
+    assert Path(summary["quantized_model"]).read_bytes() == Path(best["quantized_model"]).read_bytes()
+
+
+def test_an_evaluating_mode_needs_images_that_do_not_calibrate(tmp_path, capsys):
+    """chain_eqe with every quantization image calibrating and no evaluation folder: refused at the config."""
+    config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__quantization_split=1.0)
+    code, _, err = run_cli(capsys, "run", write(tmp_path, config), "--progress", "none")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cfg.yaml:4: dataset.test_path: operation_mode chain_eqe needs one of test_path" in err
 
 
 @pytest.mark.parametrize("split", [1.0])

@@ -5,14 +5,16 @@ checks each section only for the modes that use it: `preprocessing` for every mo
 `preprocessing.rescaling` for every mode but deployment, `quantization` for the quantization group, a
 test/validation/training folder for the evaluation group, a model file for all of them. stquant applies
 those rules to the modes it runs; a mode it does not run (training, prediction, deployment, chains with
-them) is reported as such by `validate` and `run`, never hidden behind a rule of that mode.
+them) is reported as such by `validate` and `run`, never hidden behind a rule of that mode. A chain that
+quantizes may also be evaluated on the quantization images left out of calibration (`evaluation_source`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the schema imports this module; the annotations only name its Config
     from engine.config.schema import Config
@@ -37,7 +39,22 @@ QUANTIZATION_MODES = {"quantization", "chain_tqeb", "chain_tqe", "chain_eqe", "c
 EVALUATION_MODES = {"evaluation", "chain_tqeb", "chain_tqe", "chain_eqe", "chain_eqeb"}
 BENCHMARK_MODES = {"benchmarking", "chain_tqeb", "chain_qb", "chain_eqeb"}
 
+EVALUATION_KEYS = ("test_path", "validation_path", "training_path")  # the first one given is evaluated on
+HELD_OUT = "quantization_split"  # evaluation_source: the quantization images not used for calibration
+
 Found = list[tuple[str, str]]
+
+
+def evaluation_source(mode: str, given: Callable[[str], Any]) -> str | None:
+    """The dataset key an evaluating mode takes its images from (`given("test_path")`: the dataset's value), one
+    rule for the config check and every command (`engine.run.preflight.evaluation_set`): the first of
+    `EVALUATION_KEYS` given (training_path: its validation_split tail), else `HELD_OUT` when the mode quantizes
+    and its quantization_split (below 1) leaves quantization_path images out of calibration; None when none."""
+    key = next((key for key in EVALUATION_KEYS if given(key)), None)
+    if key is None and mode in QUANTIZATION_MODES and given("quantization_path"):
+        split = given("quantization_split")
+        return HELD_OUT if split is not None and split < 1 else None
+    return key
 
 
 def mode_requirements(config: Config) -> Found:
@@ -98,7 +115,7 @@ def _section_requirements(config: Config, mode: str) -> Found:
     if config.preprocessing is not None and config.preprocessing.rescaling is None:
         found.append(("preprocessing.rescaling", f"required for operation_mode {mode} (scale and offset)"))
     ds = config.dataset
-    if mode in EVALUATION_MODES and not (ds.test_path or ds.validation_path or ds.training_path):
+    if mode in EVALUATION_MODES and evaluation_source(mode, lambda key: getattr(ds, key)) is None:
         found.append(
             (
                 "dataset.test_path",  # the field to fill first: the one the wizard points at

@@ -15,8 +15,12 @@ thresholds; percentile and mse thresholds come from the histogram of |x| (the gr
 - `entropy`: ONNX Runtime's EntropyCalibrater (TensorRT's KL-divergence calibration as ONNX Runtime implements
   it, `_entropy_range`): on the histogram made symmetric about 0, for each candidate window of 2i + 1 bins around 0
   (i from 64 on), the window (outliers added to its end bins) against the same merged into 128 levels and spread
-  back; the first window of least divergence. (TensorRT's own variant, on |x| with its zero bin ignored, clips
-  ReLU6 MobileNets far too hard: a spike of equal values inside the range wins.)
+  back; the first window of least divergence. The exact zeros of a ReLU are left out first (0's bin cut down to
+  its fuller neighbour's count, `without_zero_spike`): every range holds 0 exactly (the zero point), so they lose
+  nothing, but spread over the bins of 0's level they weigh more than any clipping, and a layer that is mostly
+  zeros was clipped to its narrowest window. ONNX Runtime does not meet this: its 128 bins from the first batch
+  leave few windows to choose from. (TensorRT's own variant, on |x| with its zero bin ignored, clips ReLU6
+  MobileNets far too hard: a spike of equal values inside the range wins.)
 - `mse`: the a whose int8 range reproduces the values with the least squared error: each candidate (the |x| bin
   edges from `START_BIN` on, as TensorRT's `_compute_amax_mse`, and max |x|) gives the range [-a, a] clipped to
   the min/max, which is quantized as the TFLite converter and ONNX Runtime quantize activations (asymmetric
@@ -164,10 +168,19 @@ def _percentile_threshold(magnitudes: np.ndarray) -> int:
 
 
 def _entropy_range(histogram: Histogram) -> tuple[float, float]:
-    """The range of the first candidate of least divergence (`entropy_divergences`)."""
-    divergences, bottoms, tops = entropy_divergences(histogram)
+    """The range of the first candidate of least divergence (`entropy_divergences`) without the zero spike."""
+    divergences, bottoms, tops = entropy_divergences(without_zero_spike(histogram))
     best = int(np.argmin(divergences))
     return float(bottoms[best]), float(tops[best])
+
+
+def without_zero_spike(histogram: Histogram) -> Histogram:
+    """The histogram with 0's bin cut down to the count of its fuller neighbour (the window always holds 0's bin)."""
+    counts, zero = histogram.counts.copy(), -histogram.first
+    below = counts[zero - 1] if zero > 0 else 0
+    above = counts[zero + 1] if zero + 1 < BINS else 0
+    counts[zero] = min(counts[zero], max(below, above))
+    return Histogram(counts, histogram.step, histogram.first)
 
 
 def entropy_divergences(histogram: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

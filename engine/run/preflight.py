@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.common.errors import ConfigError, InputError, StquantError, first_line
 from engine.common.files import open_regular
+from engine.config.modes import HELD_OUT, evaluation_source
 from engine.config.schema import (
     EVALUATION_MODES,
     KERAS_MAX_OPSET,
@@ -27,7 +28,6 @@ from engine.data.preprocess import ImageSpec
 from engine.models.info import ModelInfo, describe_model, require_image_classifier
 
 DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")  # calibration first
-EVALUATION_KEYS = ("test_path", "validation_path", "training_path")  # the first one given is evaluated on
 
 
 @dataclass
@@ -61,11 +61,14 @@ class ImageSet:
 def evaluation_set(config: Config, plan: Plan) -> ImageSet | None:
     """The evaluation images, one rule for run, compare and recover: `dataset.test_path`, else
     `dataset.validation_path`, else the last `validation_split` of `dataset.training_path` shuffled with
-    `dataset.seed` (the model zoo's rule), else the quantization images not used for calibration; None when
-    there are none. `plan` was prepared for a mode that evaluates."""
+    `dataset.seed` (the model zoo's rule), else the quantization images not used for calibration
+    (`engine.config.modes.evaluation_source`, the rule the config check applies too); None when there are none.
+    `plan` was prepared for a mode that evaluates."""
     ds = config.dataset
-    key = next((key for key in EVALUATION_KEYS if getattr(ds, key)), None)
+    key = evaluation_source(config.operation_mode, lambda name: getattr(ds, name))
     if key is None:
+        return None
+    if key == HELD_OUT:
         return _held_out(config, plan)
     data = plan.datasets[key]
     if key != "training_path":
@@ -86,14 +89,10 @@ def calibration_set(config: Config, plan: Plan) -> ImageSet | None:
     return ImageSet(files[:count], labels[:count], "calibration", f"dataset.{key}")
 
 
-def _held_out(config: Config, plan: Plan) -> ImageSet | None:
-    """The quantization images that do not calibrate (shuffled with `dataset.seed`); None when every one does."""
-    if "quantization_path" not in plan.datasets:
-        return None
+def _held_out(config: Config, plan: Plan) -> ImageSet:
+    """The quantization images that do not calibrate (shuffled with `dataset.seed`; a split below 1 leaves some)."""
     files, labels = dataset.shuffled(plan.datasets["quantization_path"], config.dataset.seed)
     used = len(dataset.take_split(files, config.dataset.quantization_split, "dataset.quantization_split"))
-    if used == len(files):
-        return None
     return ImageSet(files[used:], labels[used:], "held_out_quantization_images", "dataset.quantization_split")
 
 

@@ -53,7 +53,10 @@ CANDIDATES = 10  # layers ranked at a time: the lowest SQNR of the per-layer rep
 CHUNKS = 3  # at most this many times CANDIDATES per round, while none helps
 RANKING_IMAGES = 200  # evaluation images a candidate is ranked on (spread over the whole set)
 MIN_GAIN = 1.0  # points a free remedy must gain to be kept
-NOT_MEASURED = "stquant recover needs evaluation images (dataset.test_path, validation_path or training_path)"
+NOT_MEASURED = (
+    "stquant recover needs evaluation images (dataset.test_path, validation_path, training_path or quantization_path "
+    "with a quantization_split below 1)"
+)
 METHODS = typing.get_args(Quantization.model_fields["calibration_method"].annotation)
 
 

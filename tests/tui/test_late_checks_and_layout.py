@@ -54,8 +54,10 @@ NEEDS_TEST = "operation_mode chain_eqe needs one of test_path, validation_path, 
 
 
 def chain_eqe_config(tmp_path: Path) -> Path:
-    """The demo config in chain_eqe mode, with no test, validation or training folder (absolute paths)."""
+    """The demo config in chain_eqe mode, with no test, validation or training folder and every quantization image
+    calibrating (absolute paths)."""
     text = DEMO_CONFIG.read_text().replace("operation_mode: quantization", "operation_mode: chain_eqe")
+    text = text.replace("quantization_split: 0.4", "quantization_split: 1.0")
     path = tmp_path / "eqe.yaml"
     path.write_text(text.replace(" demo/", f" {DEMO}/"))
     return path
