@@ -246,6 +246,7 @@ def _add_sweep(sub: Any) -> None:
     )
     sweep.add_argument("--progress", choices=("auto", "plain", "jsonl", "none"), default="auto")
     sweep.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
+    sweep.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
 def _output_dir(text: str) -> Path:
@@ -456,6 +457,7 @@ def _sweep(args: argparse.Namespace) -> int:
         resume=args.resume,
         board=args.board,
         use_cache=not args.no_cache,
+        trusted=args.trust_model,
     )
     if args.progress != "jsonl":
         print(format_table(record))

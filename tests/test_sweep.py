@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 import yaml
 
 from engine.config.schema import load_config
@@ -326,3 +327,35 @@ def test_a_missing_config_is_one_line(tmp_path, capsys, monkeypatch):
         capsys, ["sweep", str(tmp_path / "nope.yaml")], 3, f"{tmp_path / 'nope.yaml'}: no such config file or folder"
     )
     assert not (tmp_path / "experiments_outputs").exists()
+
+
+def test_trust_model_reaches_the_cells(setup, tmp_path):
+    """A model with a Lambda stquant does not recognise: its cell fails without --trust-model and runs with it, in
+    the sweep's worker process (which does not inherit the driver's choice)."""
+    from engine.run.sweep import plan_cells, run_cell
+    from tests.test_keras_lambda import save, tf_keras_model
+
+    root, _, env = setup
+    model = save(tf_keras_model(("leaky", lambda t: tf.nn.leaky_relu(t)), classes=10), tmp_path / "leaky.h5")
+    config = tmp_path / "leaky.yaml"
+    images = str(root / "digits")
+    config.write_text(
+        yaml.safe_dump(
+            demo_config(
+                tmp_path, general__model_path=str(model), dataset__quantization_path=images, operation_mode="chain_qb"
+            )
+        )
+    )
+    refused = run_cell(plan_cells([config], [], {}, tmp_path / "untrusted")[0], use_cache=False)
+    assert refused.status == "failed" and "Lambda layer 'leaky'" in refused.error, refused
+    out = tmp_path / "trusted"
+    done = subprocess.run(
+        sweep_command(config, "--jobs", 1, "--trust-model", "--output-dir", out, "--progress", "none"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    cell = Sweep.model_validate_json((out / "sweep.json").read_text()).cells[0]
+    assert cell.status == "ok" and cell.weights_flash_kib

@@ -27,6 +27,7 @@ from engine import __version__
 from engine.common.atomic import write_text_atomic
 from engine.common.errors import ConfigError, InputError, Interrupted, StquantError, first_line
 from engine.config.schema import Config, load_config
+from engine.models.files import trust_stored_code
 from engine.quantize.cache import cache_folder
 from engine.run.compare import parse_vary, variant_configs, variant_name
 from engine.run.events import Reporter
@@ -57,8 +58,10 @@ def sweep(
     resume: bool = False,
     board: str | None = None,
     use_cache: bool = True,
+    trusted: bool = False,
 ) -> Sweep:
-    """Run every cell; always write `sweep.json` and `sweep.md` (re-raising what stopped the sweep itself)."""
+    """Run every cell; always write `sweep.json` and `sweep.md` (re-raising what stopped the sweep itself).
+    `trusted`: the cells may run code stored in model files (`--trust-model`)."""
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: at least 1")
     if resume and output_dir is None:
@@ -79,7 +82,7 @@ def sweep(
             run_dir=str(run_dir), code_version=__version__, executor=executor, jobs=jobs, address=address, varied=varied
         )
         record.cells = plan_cells(files, overrides, varied, run_dir)
-        job = SweepJob(record, reporter, run_dir, executor, resume, use_cache)
+        job = SweepJob(record, reporter, run_dir, executor, resume, (use_cache, trusted))
         job.perform(job.execute)
     return record
 
@@ -190,8 +193,10 @@ def cell_paths(cell: Cell) -> dict[str, str]:
 # ------------------------------------------------------------ one cell, in a worker process
 
 
-def run_cell(cell: Cell, use_cache: bool) -> Cell:
-    """Run one cell with the orchestrator in this process; return it with its figures or its failure."""
+def run_cell(cell: Cell, use_cache: bool, trusted: bool = False) -> Cell:
+    """Run one cell with the orchestrator in this process; return it with its figures or its failure. `trusted`: as
+    `--trust-model` (a worker process does not inherit the driver's choice)."""
+    trust_stored_code(trusted)
     run_dir = Path(cell.run_dir)
     started = time.perf_counter()
     if stopping():
@@ -304,10 +309,11 @@ class SweepJob(Job):
     """The stages of a sweep: reuse what --resume finds, then run the other cells on the executor."""
 
     def __init__(
-        self, record: Sweep, reporter: Reporter, run_dir: Path, executor: str, resume: bool, use_cache: bool
+        self, record: Sweep, reporter: Reporter, run_dir: Path, executor: str, resume: bool, options: tuple[bool, bool]
     ) -> None:
+        """`options`: what every cell is run with, (use_cache, trusted): the arguments of `run_cell` after the cell."""
         super().__init__(reporter, run_dir, record)
-        self.sweep, self.executor, self.resume, self.use_cache = record, executor, resume, use_cache
+        self.sweep, self.executor, self.resume, self.options = record, executor, resume, options
         self._clock = time.perf_counter()
         self._ran = 0  # cells finished by this sweep (for the ETA)
         self._running = 0
@@ -373,7 +379,7 @@ class SweepJob(Job):
         pending: dict[Future[Any], Cell] = {}
         try:
             for cell in started_order(todo):
-                pending[pool.submit(cell, self.use_cache)] = cell
+                pending[pool.submit(cell, *self.options)] = cell
             self._progress(len(pending), pool.slots)
             while pending:
                 ended, _ = wait(pending, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
@@ -381,7 +387,7 @@ class SweepJob(Job):
                     cell = pending.pop(future)
                     retry = self._ended(future, cell, pool.retries_lost)
                     if retry:
-                        pending[pool.submit(cell, self.use_cache)] = cell
+                        pending[pool.submit(cell, *self.options)] = cell
                 if ended:
                     self._progress(len(pending), pool.slots)
         except BaseException:
