@@ -106,14 +106,7 @@ class KerasPredictor:
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
         self.input_hw_c = (int(shape[1]), int(shape[2]), int(shape[3]))
-        tf_version = ".".join(tf.__version__.split(".")[:2])
-        if is_keras3(self.model):
-            import keras
-
-            self.keras_runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
-        else:
-            self.keras_runtime = f"TensorFlow {tf_version} (tf_keras)"
-        self.runtime = self.keras_runtime
+        self.keras_runtime = self.runtime = keras_runtime(self.model)
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
         if fast_float:
@@ -132,8 +125,7 @@ class KerasPredictor:
                 "%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__
             )
             return
-        how = "as converted for quantization" if content else "traced"
-        self.runtime = f"{converted.runtime} XNNPACK, float32 graph of {self.keras_runtime} ({how})"
+        self.runtime = float_graph_runtime(converted, self.keras_runtime, bool(content))
         self.converted = converted
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -151,6 +143,25 @@ class KerasPredictor:
         elif isinstance(outputs, dict):
             outputs = next(iter(outputs.values()))
         return as_class_scores(np.asarray(outputs))
+
+
+def keras_runtime(model: Any) -> str:
+    """How a loaded Keras model runs: "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)"."""
+    import tensorflow as tf
+
+    tf_version = ".".join(tf.__version__.split(".")[:2])
+    if is_keras3(model):
+        import keras
+
+        return f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+    return f"TensorFlow {tf_version} (tf_keras)"
+
+
+def float_graph_runtime(converted: TFLitePredictor, keras: str, for_quantization: bool) -> str:
+    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as the float32 .tflite `converted`:
+    the graph the TFLite converter calibrated (`for_quantization`) or a conversion of the traced model."""
+    how = "as converted for quantization" if for_quantization else "traced"
+    return f"{converted.runtime} XNNPACK, float32 graph of {keras} ({how})"
 
 
 class OnnxPredictor:

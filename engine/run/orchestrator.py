@@ -2,8 +2,9 @@
 
 quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
-images (decoded once; a Keras model quantized by the TFLite converter is evaluated after quantizing, on
-the float graph the converter built).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
+images (decoded once; a Keras model quantized by the TFLite converter is evaluated on the float graph the
+converter builds: after quantizing, or while TensorFlow loads when an earlier run kept that graph in the
+statistics cache).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
 footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 
 The quantized model is the product: the per-layer report, its footprint and MLflow logging are diagnostics
@@ -17,14 +18,14 @@ import ctypes
 import gc
 import logging
 import os
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.common.atomic import write_text_atomic
-from engine.common.errors import ConfigError, StquantError
+from engine.common.errors import ConfigError, InputError, StquantError
 from engine.config.schema import (
     BENCHMARK_MODES,
     EVALUATION_MODES,
@@ -49,7 +50,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor
+    from engine.evaluation.predictors import Predictor, TFLitePredictor
     from engine.models.load import KerasModel
     from engine.quantize.cache import StatsCache
     from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
@@ -130,24 +131,30 @@ class Run(Job):
             and self.config.quantization.quantizer == "TFlite_converter"
         )
         if mode in EVALUATION_MODES:
+            kept = self._kept_float_tflite(plan) if shared else None
             # Decode the images in worker processes while TensorFlow loads the model.
             with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
                 decoding = waiter.submit(self._evaluation_images, plan, processes)
-                predictor = self._load_predictor(plan.model_path, fast_float=not shared)
-                evaluation = decoding.result()
+                float_graph = self._float_graph(plan.model_path, kept) if kept is not None else None
+                if float_graph is not None:
+                    evaluation = self._evaluate_kept_float(float_graph, plan.model_path, waiter, decoding)
+                else:
+                    predictor = self._load_predictor(plan.model_path, fast_float=not shared)
+                    evaluation = decoding.result()
             if not shared:
+                assert predictor is not None  # a kept float graph serves only a shared chain
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
-        if plan.model.format in ("h5", "keras"):
+        if plan.model.format in ("h5", "keras") and self._keras is None:
             loaded = getattr(predictor, "model", None)
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
                 quantized, float_tflite = self._quantize(plan, self._keras)
             except StquantError:
-                if shared:  # still report the float accuracy, as when it is evaluated first
+                if shared and "float" not in self._results:  # still report the float accuracy, as when it is first
                     self._evaluate_float(predictor, evaluation, None)
                 raise
-            if shared:
+            if shared and "float" not in self._results:
                 self._evaluate_float(predictor, evaluation, float_tflite)
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
@@ -250,21 +257,69 @@ class Run(Job):
             predictor.run_as_tflite(float_tflite)
         self._evaluate(predictor, evaluation, "float")
 
-    def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
-        from engine.evaluation.accuracy import (
-            agreement,
-            confusion_table,
-            evaluate,
-            save_confusion_png,
-        )
+    def _kept_float_tflite(self, plan: Plan) -> bytes | None:
+        """The float graph the TFLite converter will calibrate, when an earlier run kept it in the statistics cache."""
+        from engine.quantize.cache import StatsCache
+        from engine.quantize.tflite import kept_float_tflite
 
-        images, labels, set_name, spec = evaluation
-        class_names = self.class_names
-        model_path = Path(predictor.path)
-        with self.stage(f"evaluate_{label}"):
-            result = evaluate(
-                predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"), spec=spec
-            )
+        settings = self.config.quantization
+        if not self.use_cache or settings is None:
+            return None
+        return kept_float_tflite(plan.model_path, settings, StatsCache())
+
+    @staticmethod
+    def _float_graph(model_path: Path, content: bytes) -> TFLitePredictor | None:
+        """The float graph `content` of the Keras model `model_path` on LiteRT; None if LiteRT cannot load it."""
+        from engine.evaluation.predictors import TFLitePredictor
+
+        try:
+            return TFLitePredictor(model_path, content=content)
+        except InputError as error:
+            log.info("%s: kept float graph not loaded (%s); evaluating the converter's", model_path.name, error)
+            return None
+
+    def _evaluate_kept_float(
+        self, graph: TFLitePredictor, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
+    ) -> EvaluationSet:
+        """Evaluate the float model on the float graph kept by an earlier run (`waiter`'s thread, after the images
+        are decoded) while TensorFlow loads the Keras model, which only the per-layer report needs then."""
+        from engine.evaluation.predictors import float_graph_runtime, keras_runtime
+
+        scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
+        self._keras = LazyKerasModel(model_path)
+        with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
+            model = self._keras.get("layer_errors")
+        evaluation, result = decoding.result(), scoring.result()
+        result.runtime = float_graph_runtime(graph, keras_runtime(model), for_quantization=True)
+        self._record(result, evaluation[2], "float", model_path)
+        return evaluation
+
+    def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
+        self._record(self._score(predictor, evaluation, label), evaluation[2], label, Path(predictor.path))
+
+    def _score(
+        self, predictor: Predictor, evaluation: EvaluationSet, label: str, interruptible: bool = False
+    ) -> EvalResult:
+        """Evaluate `predictor` (stage `evaluate_LABEL`). `interruptible`: in a thread, which stops at the next batch
+        once Ctrl-C or SIGTERM reached the main thread."""
+        from engine.evaluation.accuracy import evaluate
+
+        images, labels, _, spec = evaluation
+        name = f"evaluate_{label}"
+        report = self.progress(name)
+
+        def on_progress(done: int, total: int) -> None:
+            if interruptible and self.signals.noted:
+                raise KeyboardInterrupt
+            report(done, total)
+
+        with self.stage(name):
+            return evaluate(predictor, images, labels, self.class_names, on_progress=on_progress, spec=spec)
+
+    def _record(self, result: EvalResult, set_name: str, label: str, model_path: Path) -> None:
+        """Put the evaluation `result` of the `label` model in the summary, the log and a confusion matrix PNG."""
+        from engine.evaluation.accuracy import agreement, confusion_table, save_confusion_png
+
         if self.summary.accuracy is None:
             self.summary.accuracy = Accuracy(set=set_name, images=result.n)
         accuracy = self.summary.accuracy
