@@ -50,7 +50,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor, TFLitePredictor
+    from engine.evaluation.predictors import Predictor
     from engine.models.load import KerasModel
     from engine.quantize.cache import StatsCache
     from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
@@ -135,10 +135,9 @@ class Run(Job):
             # Decode the images in worker processes while TensorFlow loads the model.
             with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
                 decoding = waiter.submit(self._evaluation_images, plan, processes)
-                float_graph = self._float_graph(plan.model_path, kept) if kept is not None else None
-                if float_graph is not None:
-                    evaluation = self._evaluate_kept_float(float_graph, plan.model_path, waiter, decoding)
-                else:
+                if kept is not None:
+                    evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding)
+                if evaluation is None:
                     predictor = self._load_predictor(plan.model_path, fast_float=not shared)
                     evaluation = decoding.result()
             if not shared:
@@ -223,6 +222,8 @@ class Run(Job):
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
     def _evaluation_images(self, plan: Plan, processes: Executor | None = None) -> EvaluationSet:
+        """Decode the evaluation set; `processes` (from `decoding_processes()`) decode it, then end, which frees their
+        memory while the model may still be loading."""
         found = evaluation_set(self.config, plan)
         if found is None:  # load_config requires one for every evaluation mode (engine.config.modes)
             raise ConfigError(
@@ -238,6 +239,8 @@ class Run(Job):
                 processes=processes,
                 as_pixels=True,
             )
+        if processes is not None:
+            processes.shutdown()
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
         return images, [labels[i] for i in kept], name, plan.image_spec()
 
@@ -267,24 +270,19 @@ class Run(Job):
             return None
         return kept_float_tflite(plan.model_path, settings, StatsCache())
 
-    @staticmethod
-    def _float_graph(model_path: Path, content: bytes) -> TFLitePredictor | None:
-        """The float graph `content` of the Keras model `model_path` on LiteRT; None if LiteRT cannot load it."""
-        from engine.evaluation.predictors import TFLitePredictor
+    def _evaluate_kept_float(
+        self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
+    ) -> EvaluationSet | None:
+        """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
+        once the images are decoded) while TensorFlow loads the Keras model, which only the per-layer report needs
+        then. None (nothing done) if LiteRT cannot load the graph."""
+        from engine.evaluation.predictors import TFLitePredictor, float_graph_runtime, keras_runtime
 
         try:
-            return TFLitePredictor(model_path, content=content)
+            graph = TFLitePredictor(model_path, content=content)
         except InputError as error:
             log.info("%s: kept float graph not loaded (%s); evaluating the converter's", model_path.name, error)
             return None
-
-    def _evaluate_kept_float(
-        self, graph: TFLitePredictor, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
-    ) -> EvaluationSet:
-        """Evaluate the float model on the float graph kept by an earlier run (`waiter`'s thread, after the images
-        are decoded) while TensorFlow loads the Keras model, which only the per-layer report needs then."""
-        from engine.evaluation.predictors import float_graph_runtime, keras_runtime
-
         scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
         self._keras = LazyKerasModel(model_path)
         with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
