@@ -245,8 +245,8 @@ def _run_until(tmp_path, config: dict, stage: str, number: int):
 # signal, stage at which it is sent, stages at which it may land (the next starts before the signal arrives)
 INTERRUPTS = [
     (signal.SIGINT, "calibration", ("calibration",)),
-    (signal.SIGTERM, "layer_errors", ("layer_errors", "float_model", "evaluate_float")),
-    (signal.SIGINT, "evaluate_quantized", ("evaluate_quantized", "footprint", "mlflow")),
+    (signal.SIGTERM, "layer_errors", ("layer_errors", "footprint")),
+    (signal.SIGINT, "evaluate_quantized", ("evaluate_quantized", "layer_errors")),
     (signal.SIGTERM, "footprint", ("footprint", "mlflow")),
     (signal.SIGINT, "mlflow", ("mlflow",)),
 ]

@@ -81,6 +81,7 @@ class Run(Job):
         self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
+        self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -131,15 +132,7 @@ class Run(Job):
             and self.config.quantization.quantizer == "TFlite_converter"
         )
         if mode in EVALUATION_MODES:
-            kept = self._kept_float_tflite(plan) if shared else None
-            # Decode the images in worker processes while TensorFlow loads the model.
-            with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
-                decoding = waiter.submit(self._evaluation_images, plan, processes)
-                if kept is not None:
-                    evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding)
-                if evaluation is None:
-                    predictor = self._load_predictor(plan.model_path, fast_float=not shared)
-                    evaluation = decoding.result()
+            predictor, evaluation = self._load_and_decode(plan, shared)
             if not shared:
                 assert predictor is not None  # a kept float graph serves only a shared chain
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
@@ -157,6 +150,8 @@ class Run(Job):
                 self._evaluate_float(predictor, evaluation, float_tflite)
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
+                predictor = evaluation = None  # the decoded images are freed before the per-layer report
+            self._report_layers()
             with self.diagnostic("footprint"):  # the quantized model is the product; its footprint a diagnostic
                 self._footprint(quantized)
         elif mode in BENCHMARK_MODES:
@@ -168,6 +163,18 @@ class Run(Job):
         return self.summary
 
     # ------------------------------------------------------------ stages
+
+    def _load_and_decode(self, plan: Plan, shared: bool) -> tuple[Predictor | None, EvaluationSet]:
+        """Decode the evaluation images in worker processes while TensorFlow loads the model; return the model's
+        predictor (None when a kept float graph was evaluated instead: `_evaluate_kept_float`) and the images."""
+        kept = self._kept_float_tflite(plan) if shared else None
+        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+            decoding = waiter.submit(self._evaluation_images, plan, processes)
+            evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding) if kept else None
+            if evaluation is not None:
+                return None, evaluation
+            predictor = self._load_predictor(plan.model_path, fast_float=not shared)
+            return predictor, decoding.result()
 
     def _calibration(self, plan: Plan) -> CalibrationData:
         ds = self.config.dataset
@@ -209,9 +216,17 @@ class Run(Job):
         self.summary.optimization = result.optimization
         self._keras3 = _keras3_scopes(result.float_model)
         if result.float_model is not None:
+            self._pending_report = (result, calibration)
+        return Path(result.model_path), result.float_tflite
+
+    def _report_layers(self) -> None:
+        """The per-layer report of the quantization (a diagnostic), after the evaluations: their images are freed by
+        then, so that the two do not add up in the peak memory."""
+        if self._pending_report is not None:
+            result, calibration = self._pending_report
+            self._pending_report = None
             with self.diagnostic("layer_errors"):
                 self._layer_errors(result, calibration)
-        return Path(result.model_path), result.float_tflite
 
     def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
         from engine.evaluation.layer_report import format_report, layer_report
