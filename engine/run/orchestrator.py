@@ -204,6 +204,7 @@ class Run(Job):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
+            release_memory()  # the converter's garbage, before the evaluations and the per-layer report
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
@@ -231,7 +232,6 @@ class Run(Job):
     def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
         from engine.evaluation.layer_report import format_report, layer_report
 
-        release_memory()  # the converter's garbage first, so that this stage does not raise the peak
         rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
