@@ -254,12 +254,14 @@ class TFLitePredictor:
         self.runtime = f"LiteRT {'.'.join(version('ai-edge-litert').split('.')[:2])}"
         self._table: np.ndarray | None = None
         self._table_spec: ImageSpec | None = None
+        self._identity = False  # the table maps every pixel value to itself
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self._predict_input(self._quantize(_check_batch(batch, self.input_hw_c, self.path)))
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values."""
+        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values (skipped when a
+        uint8 input quantizes every pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
         if tuple(pixels.shape[1:]) != self.input_hw_c or pixels.dtype != np.uint8:
             raise EngineError(
                 f"{self.path} expects uint8 pixels of shape {self.input_hw_c}, got {pixels.dtype} {pixels.shape}"
@@ -268,7 +270,8 @@ class TFLitePredictor:
         if table is None or self._table_spec != spec:
             table = self._table = self._quantize(spec.rescale(np.arange(256, dtype=np.uint8)))
             self._table_spec = spec
-        return self._predict_input(table[pixels])
+            self._identity = table.dtype == np.uint8 and bool(np.array_equal(table, np.arange(256)))
+        return self._predict_input(pixels if self._identity else table[pixels])  # identity: a uint8 input as is
 
     def _predict_input(self, batch: np.ndarray) -> np.ndarray:
         """Scores for a batch already in the model's input type."""
