@@ -11,10 +11,14 @@ anyway before calibrating (chain_eqe quantizes first), so its conversion falls i
 Row 2, the whole chain: our entire chain_eqe run vs the reference's quantization (st_style_quantize.py,
 same split) plus its evaluation, as the reference's chain_eqe does both.
 MLflow logging is off on both sides. Alternated runs, medians, ratios.
+The floor rows: what every chain_eqe run of a Keras model pays before any image is seen, since its quantization
+and per-layer report need TensorFlow and the Keras model: a Python process that imports TensorFlow as stquant
+does (tf_keras preloaded), and that then loads the .h5 (medians of the same number of runs).
 usage: python benchmarks/evaluate_vs_reference.py [--repeat N]
 """
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from measure import measure, ratio_table, repeat_count, stquant_command
+from measure import measure, repeat_count, stquant_command
 from quantize_vs_reference import MODEL, PHOTOS, REFERENCE as REFERENCE_QUANTIZE, ROOT, SHARED
 
 ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
@@ -69,6 +73,13 @@ def chain_eqe_config(folder: Path, photos: Path) -> Path:
     return path
 
 
+FLOOR = {
+    "floor: import tensorflow": "import tensorflow",
+    "floor: + load the .h5": f"import tensorflow, tf_keras; tf_keras.models.load_model({str(MODEL)!r}, compile=False)",
+}
+TF_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}  # as the stquant CLI sets them
+
+
 def main() -> None:
     repeat = repeat_count(MODEL)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +87,7 @@ def main() -> None:
         photos = repeated_photos(folder)
         config = chain_eqe_config(folder, photos)
         ours, ref, ours_chain, ref_chain = [], [], [], []
+        floors: dict[str, list[tuple[float, float]]] = {name: [] for name in FLOOR}
         for i in range(repeat):
             ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(ST_TFLITE), str(photos)]))
             ref_quantize = measure(
@@ -97,28 +109,37 @@ def main() -> None:
             quantization = summary["timings"]["calibration"] + summary["timings"]["layer_errors"]
             ours.append((wall - quantization, peak))
             ours_chain.append((wall, peak))
+            for name, code in FLOOR.items():
+                floors[name].append(measure([sys.executable, "-c", code], env={**os.environ, **TF_ENV}))
             print(
-                f"run {i}: ours {ours[-1][0]:.1f} s (quantization stages {quantization:.1f} s excluded; whole run "
+                f"- run {i}: ours {ours[-1][0]:.1f} s (quantization stages {quantization:.1f} s excluded; whole run "
                 f"{wall:.1f} s), reference {ref[-1][0]:.1f} s (+ quantization {ref_quantize[0]:.1f} s); accuracy "
                 f"float {summary['accuracy']['float']} %, quantized {summary['accuracy']['quantized']} %",
                 flush=True,
             )
     median = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731 - a one-line local helper
-    print("\nmedian of", repeat, "alternated runs")
-    print(
-        ratio_table(
-            [
-                ("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)),
-                (
-                    "whole chain_eqe",
-                    median(ours_chain, 0),
-                    median(ref_chain, 0),
-                    median(ours_chain, 1),
-                    median(ref_chain, 1),
-                ),
-            ]
+    print(f"\nmedian of {repeat} alternated runs (load average {os.getloadavg()[0]:.1f} at the end)\n")
+    rows = [
+        ("evaluate float+int8, 1200 img", median(ours, 0), median(ref, 0), median(ours, 1), median(ref, 1)),
+        ("whole chain_eqe", median(ours_chain, 0), median(ref_chain, 0), median(ours_chain, 1), median(ref_chain, 1)),
+    ]
+    rows += [(name, median(runs, 0), median(ref, 0), median(runs, 1), median(ref, 1)) for name, runs in floors.items()]
+    print(markdown_table(rows))
+    print("\n(the floor rows: ratios against the reference's evaluation)")
+
+
+def markdown_table(rows: list[tuple[str, float, float, float, float]]) -> str:
+    """Rows of (case, ours s, reference s, ours MiB, reference MiB) as a Markdown table with ratios."""
+    lines = [
+        "| case | stquant s | reference s | wall ratio | stquant MiB | reference MiB | memory ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case, ours_t, ref_t, ours_m, ref_m in rows:
+        lines.append(
+            f"| {case} | {ours_t:.1f} | {ref_t:.1f} | **{ours_t / ref_t:.2f}** | {ours_m:.0f} | {ref_m:.0f} | "
+            f"**{ours_m / ref_m:.2f}** |"
         )
-    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,26 @@ def test_worker_processes_decode_like_threads(tmp_path, caplog):
     assert sum("040.png" in r.getMessage() for r in caplog.records) == 1  # logged once, by the parent
 
 
+def test_decoded_chunks_are_freed_once_copied(tmp_path):
+    """An executor's decoded chunks are dropped as they are copied into the result: decoding never holds the
+    images twice (measured with tracemalloc, which sees numpy's arrays; a thread stands in for a worker process)."""
+    import tracemalloc
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = _photos(tmp_path, count=640)  # 20 chunks
+    spec = ImageSpec(height=32, width=32, channels=3, interpolation="bilinear", scale=1 / 127.5, offset=-1)
+    with ThreadPoolExecutor(1) as worker:
+        decode_all(paths[:41], spec, processes=worker)  # the lazy imports of decoding and of its warning first
+        tracemalloc.start()
+        try:
+            images, kept = decode_all(paths, spec, processes=worker)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert len(kept) == 639 and images.nbytes == 639 * 32 * 32 * 3 * 4
+    assert peak < 1.5 * images.nbytes, (peak, images.nbytes)  # all chunks held until the end: twice the images
+
+
 def test_no_worker_processes_beside_other_threads():
     started = threading.Event()
     stop = threading.Event()

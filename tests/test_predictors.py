@@ -82,14 +82,14 @@ def _tiny_onnx(weights, path: Path, channels_first: bool) -> None:
     onnx.save(model, path)
 
 
-def _tflite_int8(model, calibration: np.ndarray) -> bytes:
+def _tflite_int8(model, calibration: np.ndarray, input_type: str = "int8") -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[None]] for image in calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
+    converter.inference_input_type = getattr(tf, input_type)
     converter.inference_output_type = tf.int8
     return converter.convert()
 
@@ -120,6 +120,7 @@ def tiny_models(tmp_path_factory, images) -> dict[str, Path]:
         "onnx_nchw": folder / "tiny_nchw.onnx",
         "tflite_float": folder / "tiny_float_b1.tflite",
         "tflite_int8": folder / "tiny_int8.tflite",
+        "tflite_uint8_input": folder / "tiny_uint8_input.tflite",
     }
     reference.save(paths["h5"])
     _tiny_keras3(weights).save(paths["keras"])
@@ -127,6 +128,8 @@ def tiny_models(tmp_path_factory, images) -> dict[str, Path]:
     _tiny_onnx(weights, paths["onnx_nchw"], channels_first=True)
     paths["tflite_float"].write_bytes(_tflite_float_batch_of_one(reference))
     paths["tflite_int8"].write_bytes(_tflite_int8(reference, images))
+    full_range = np.concatenate([images, np.full((1, *HW_C), -1, np.float32), np.ones((1, *HW_C), np.float32)])
+    paths["tflite_uint8_input"].write_bytes(_tflite_int8(reference, full_range, "uint8"))  # input scale 1/127.5
     return paths
 
 
@@ -254,7 +257,7 @@ def test_flowers_float_h5_and_st_int8_tflite(flowers_h5, flowers_st_tflite, flow
     assert agreement(float_result, int8_result) >= 95
 
 
-@pytest.mark.parametrize("name", ["tflite_int8", "tflite_float", "h5", "onnx_nchw"])
+@pytest.mark.parametrize("name", ["tflite_int8", "tflite_uint8_input", "tflite_float", "h5", "onnx_nchw"])
 def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
     """uint8 pixels through the 256-entry input table give exactly the scores of the rescaled batch."""
     spec = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 127.5, -1)
@@ -262,11 +265,14 @@ def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
     pixels[0, 0, 0] = [0, 127, 255]
     predictor = load_predictor(tiny_models[name], fast_float=True)
     np.testing.assert_array_equal(predict_pixels(predictor, pixels, spec), predictor.predict(spec.rescale(pixels)))
-    if name == "tflite_int8":
+    # a uint8 input quantized with ST's rescaling takes the pixels as they are (no table look-up); no other input does
+    assert getattr(predictor, "_identity", False) is (name == "tflite_uint8_input")
+    if name in ("tflite_int8", "tflite_uint8_input"):
         other = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 255, 0)  # a new spec: a new table
         np.testing.assert_array_equal(
             predict_pixels(predictor, pixels, other), predictor.predict(other.rescale(pixels))
         )
+        assert not predictor._identity
         with pytest.raises(EngineError, match="uint8 pixels"):
             predictor.predict_pixels(pixels.astype(np.float32), spec)
 

@@ -245,8 +245,8 @@ def _run_until(tmp_path, config: dict, stage: str, number: int):
 # signal, stage at which it is sent, stages at which it may land (the next starts before the signal arrives)
 INTERRUPTS = [
     (signal.SIGINT, "calibration", ("calibration",)),
-    (signal.SIGTERM, "layer_errors", ("layer_errors", "float_model", "evaluate_float")),
-    (signal.SIGINT, "evaluate_quantized", ("evaluate_quantized", "footprint", "mlflow")),
+    (signal.SIGTERM, "layer_errors", ("layer_errors", "footprint")),
+    (signal.SIGINT, "evaluate_quantized", ("evaluate_quantized", "layer_errors")),
     (signal.SIGTERM, "footprint", ("footprint", "mlflow")),
     (signal.SIGINT, "mlflow", ("mlflow",)),
 ]
@@ -285,6 +285,22 @@ def test_interrupt_at_any_stage(interrupted_runs, request, number, stage, landed
         from ai_edge_litert.interpreter import Interpreter
 
         Interpreter(model_path=str(model)).allocate_tensors()
+
+
+def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_model_load(tmp_path):
+    """A chain whose float graph an earlier run kept evaluates it in a thread while TensorFlow loads the Keras model:
+    Ctrl-C then stops both (exit 130, one line, no traceback) and leaves no quantized model."""
+    config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg_cache")}
+    fill = [sys.executable, "-m", "engine", "run", write(tmp_path, config), "--output-dir", str(tmp_path / "fill")]
+    subprocess.run([*fill, "--progress", "none"], check=True, capture_output=True, cwd=ROOT, env=env, timeout=300)
+    code, stages, _, err, run_dir = _run_until(tmp_path, config, "evaluate_float", signal.SIGINT)
+    assert "load_h5_model" in stages and "calibration" not in stages, stages  # evaluated before quantizing
+    assert code == 130, err
+    assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
+    summary = summary_of(run_dir)
+    assert summary["status"] == "interrupted" and summary["failed_stage"] in ("load_h5_model", "evaluate_float")
+    assert not list(run_dir.rglob("*.tflite")) and not list(run_dir.rglob("*.part"))
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])

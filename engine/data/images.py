@@ -120,11 +120,12 @@ def decode_all(
             if on_progress:
                 on_progress(done, len(paths))
         return images[: len(kept)], kept
-    starts = range(0, len(paths), CHUNK)
-    futures = [
-        processes.submit(_decode_chunk, paths[start : start + CHUNK], spec, load, images.dtype) for start in starts
-    ]
-    for start, future in zip(starts, futures):
+    pending = deque(
+        (start, processes.submit(_decode_chunk, paths[start : start + CHUNK], spec, load, images.dtype))
+        for start in range(0, len(paths), CHUNK)
+    )
+    while pending:  # a chunk copied is dropped with its future: decoded chunks are not all held until the end
+        start, future = pending.popleft()
         batch, ok, errors = future.result()
         for offset, error in errors:
             _skipped(paths[start + offset], error)

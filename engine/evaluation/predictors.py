@@ -106,14 +106,7 @@ class KerasPredictor:
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
         self.input_hw_c = (int(shape[1]), int(shape[2]), int(shape[3]))
-        tf_version = ".".join(tf.__version__.split(".")[:2])
-        if is_keras3(self.model):
-            import keras
-
-            self.keras_runtime = f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
-        else:
-            self.keras_runtime = f"TensorFlow {tf_version} (tf_keras)"
-        self.runtime = self.keras_runtime
+        self.keras_runtime = self.runtime = keras_runtime(self.model)
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
         if fast_float:
@@ -132,8 +125,7 @@ class KerasPredictor:
                 "%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__
             )
             return
-        how = "as converted for quantization" if content else "traced"
-        self.runtime = f"{converted.runtime} XNNPACK, float32 graph of {self.keras_runtime} ({how})"
+        self.runtime = float_graph_runtime(converted, self.keras_runtime, bool(content))
         self.converted = converted
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -151,6 +143,25 @@ class KerasPredictor:
         elif isinstance(outputs, dict):
             outputs = next(iter(outputs.values()))
         return as_class_scores(np.asarray(outputs))
+
+
+def keras_runtime(model: Any) -> str:
+    """How a loaded Keras model runs: "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)"."""
+    import tensorflow as tf
+
+    tf_version = ".".join(tf.__version__.split(".")[:2])
+    if is_keras3(model):
+        import keras
+
+        return f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+    return f"TensorFlow {tf_version} (tf_keras)"
+
+
+def float_graph_runtime(converted: TFLitePredictor, keras: str, for_quantization: bool) -> str:
+    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as the float32 .tflite `converted`:
+    the graph the TFLite converter calibrated (`for_quantization`) or a conversion of the traced model."""
+    how = "as converted for quantization" if for_quantization else "traced"
+    return f"{converted.runtime} XNNPACK, float32 graph of {keras} ({how})"
 
 
 class OnnxPredictor:
@@ -243,12 +254,14 @@ class TFLitePredictor:
         self.runtime = f"LiteRT {'.'.join(version('ai-edge-litert').split('.')[:2])}"
         self._table: np.ndarray | None = None
         self._table_spec: ImageSpec | None = None
+        self._identity = False  # the table maps every pixel value to itself
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self._predict_input(self._quantize(_check_batch(batch, self.input_hw_c, self.path)))
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values."""
+        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values (skipped when a
+        uint8 input quantizes every pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
         if tuple(pixels.shape[1:]) != self.input_hw_c or pixels.dtype != np.uint8:
             raise EngineError(
                 f"{self.path} expects uint8 pixels of shape {self.input_hw_c}, got {pixels.dtype} {pixels.shape}"
@@ -257,7 +270,8 @@ class TFLitePredictor:
         if table is None or self._table_spec != spec:
             table = self._table = self._quantize(spec.rescale(np.arange(256, dtype=np.uint8)))
             self._table_spec = spec
-        return self._predict_input(table[pixels])
+            self._identity = table.dtype == np.uint8 and bool(np.array_equal(table, np.arange(256)))
+        return self._predict_input(pixels if self._identity else table[pixels])  # identity: a uint8 input as is
 
     def _predict_input(self, batch: np.ndarray) -> np.ndarray:
         """Scores for a batch already in the model's input type."""

@@ -199,6 +199,16 @@ class _FloatModel:
     tflite: bytes
 
 
+def kept_float_tflite(model_path: Path, settings: Quantization, cache: StatsCache | None) -> bytes | None:
+    """The float .tflite that `quantize_tflite` will calibrate, when the statistics cache already holds it (the
+    user's model converted by an earlier run; None when absent, or when `optimize`/`bias_correction` change the
+    model first): a chain evaluates the float model on it without TensorFlow."""
+    if changes_model(settings):
+        return None
+    kept = _KeptFloatModel(model_path, cache).peek()
+    return kept.tflite if kept is not None else None
+
+
 class _KeptFloatModel:
     """The float .tflite the converter made of the user's Keras model, kept in the statistics cache: with it, a later
     run quantizes without loading, tracing or converting the Keras model."""
@@ -207,12 +217,18 @@ class _KeptFloatModel:
         self.model_path, self.cache = model_path, cache
 
     def get(self) -> _FloatModel | None:
+        kept = self.peek()
+        if kept is not None:
+            log.info("float model from the statistics cache: the Keras model is not converted again")
+        return kept
+
+    def peek(self) -> _FloatModel | None:
+        """The kept float model, without logging that a quantization uses it."""
         if self.cache is None:
             return None
         stored = self.cache.get(self._key(), FLOAT_GRAPH)
         if stored is None:
             return None
-        log.info("float model from the statistics cache: the Keras model is not converted again")
         return _FloatModel(stored.value["keras3"], base64.b64decode(stored.value["tflite"]))
 
     def put(self, float_model: bytes | None, keras3: bool) -> None:

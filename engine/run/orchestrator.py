@@ -2,8 +2,9 @@
 
 quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
-images (decoded once; a Keras model quantized by the TFLite converter is evaluated after quantizing, on
-the float graph the converter built).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
+images (decoded once; a Keras model quantized by the TFLite converter is evaluated on the float graph the
+converter builds: after quantizing, or while TensorFlow loads when an earlier run kept that graph in the
+statistics cache).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
 footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 
 The quantized model is the product: the per-layer report, its footprint and MLflow logging are diagnostics
@@ -17,14 +18,14 @@ import ctypes
 import gc
 import logging
 import os
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.common.atomic import write_text_atomic
-from engine.common.errors import ConfigError, StquantError
+from engine.common.errors import ConfigError, InputError, StquantError
 from engine.config.schema import (
     BENCHMARK_MODES,
     EVALUATION_MODES,
@@ -80,6 +81,7 @@ class Run(Job):
         self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
+        self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -130,27 +132,26 @@ class Run(Job):
             and self.config.quantization.quantizer == "TFlite_converter"
         )
         if mode in EVALUATION_MODES:
-            # Decode the images in worker processes while TensorFlow loads the model.
-            with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
-                decoding = waiter.submit(self._evaluation_images, plan, processes)
-                predictor = self._load_predictor(plan.model_path, fast_float=not shared)
-                evaluation = decoding.result()
+            predictor, evaluation = self._load_and_decode(plan, shared)
             if not shared:
+                assert predictor is not None  # a kept float graph serves only a shared chain
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
-        if plan.model.format in ("h5", "keras"):
+        if plan.model.format in ("h5", "keras") and self._keras is None:
             loaded = getattr(predictor, "model", None)
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
                 quantized, float_tflite = self._quantize(plan, self._keras)
             except StquantError:
-                if shared:  # still report the float accuracy, as when it is evaluated first
+                if shared and "float" not in self._results:  # still report the float accuracy, as when it is first
                     self._evaluate_float(predictor, evaluation, None)
                 raise
-            if shared:
+            if shared and "float" not in self._results:
                 self._evaluate_float(predictor, evaluation, float_tflite)
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
+                predictor = evaluation = None  # the decoded images are freed before the per-layer report
+            self._report_layers()
             with self.diagnostic("footprint"):  # the quantized model is the product; its footprint a diagnostic
                 self._footprint(quantized)
         elif mode in BENCHMARK_MODES:
@@ -162,6 +163,18 @@ class Run(Job):
         return self.summary
 
     # ------------------------------------------------------------ stages
+
+    def _load_and_decode(self, plan: Plan, shared: bool) -> tuple[Predictor | None, EvaluationSet]:
+        """Decode the evaluation images in worker processes while TensorFlow loads the model; return the model's
+        predictor (None when a kept float graph was evaluated instead: `_evaluate_kept_float`) and the images."""
+        kept = self._kept_float_tflite(plan) if shared else None
+        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+            decoding = waiter.submit(self._evaluation_images, plan, processes)
+            evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding) if kept else None
+            if evaluation is not None:
+                return None, evaluation
+            predictor = self._load_predictor(plan.model_path, fast_float=not shared)
+            return predictor, decoding.result()
 
     def _calibration(self, plan: Plan) -> CalibrationData:
         ds = self.config.dataset
@@ -191,6 +204,7 @@ class Run(Job):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
+            release_memory()  # the converter's garbage, before the evaluations and the per-layer report
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
@@ -203,19 +217,28 @@ class Run(Job):
         self.summary.optimization = result.optimization
         self._keras3 = _keras3_scopes(result.float_model)
         if result.float_model is not None:
+            self._pending_report = (result, calibration)
+        return Path(result.model_path), result.float_tflite
+
+    def _report_layers(self) -> None:
+        """The per-layer report of the quantization (a diagnostic), after the evaluations: their images are freed by
+        then, so that the two do not add up in the peak memory."""
+        if self._pending_report is not None:
+            result, calibration = self._pending_report
+            self._pending_report = None
             with self.diagnostic("layer_errors"):
                 self._layer_errors(result, calibration)
-        return Path(result.model_path), result.float_tflite
 
     def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
         from engine.evaluation.layer_report import format_report, layer_report
 
-        release_memory()  # the converter's garbage first, so that this stage does not raise the peak
         rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
     def _evaluation_images(self, plan: Plan, processes: Executor | None = None) -> EvaluationSet:
+        """Decode the evaluation set; `processes` (from `decoding_processes()`) decode it, then end, which frees their
+        memory while the model may still be loading."""
         found = evaluation_set(self.config, plan)
         if found is None:  # load_config requires one for every evaluation mode (engine.config.modes)
             raise ConfigError(
@@ -231,6 +254,8 @@ class Run(Job):
                 processes=processes,
                 as_pixels=True,
             )
+        if processes is not None:
+            processes.shutdown()
         log.info("evaluation set (%s): %d images, %d unreadable", name, len(kept), len(files) - len(kept))
         return images, [labels[i] for i in kept], name, plan.image_spec()
 
@@ -250,21 +275,64 @@ class Run(Job):
             predictor.run_as_tflite(float_tflite)
         self._evaluate(predictor, evaluation, "float")
 
-    def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
-        from engine.evaluation.accuracy import (
-            agreement,
-            confusion_table,
-            evaluate,
-            save_confusion_png,
-        )
+    def _kept_float_tflite(self, plan: Plan) -> bytes | None:
+        """The float graph the TFLite converter will calibrate, when an earlier run kept it in the statistics cache."""
+        from engine.quantize.cache import StatsCache
+        from engine.quantize.tflite import kept_float_tflite
 
-        images, labels, set_name, spec = evaluation
-        class_names = self.class_names
-        model_path = Path(predictor.path)
-        with self.stage(f"evaluate_{label}"):
-            result = evaluate(
-                predictor, images, labels, class_names, on_progress=self.progress(f"evaluate_{label}"), spec=spec
-            )
+        settings = self.config.quantization
+        if not self.use_cache or settings is None:
+            return None
+        return kept_float_tflite(plan.model_path, settings, StatsCache())
+
+    def _evaluate_kept_float(
+        self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
+    ) -> EvaluationSet | None:
+        """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
+        once the images are decoded) while TensorFlow loads the Keras model, which only the per-layer report needs
+        then. None (nothing done) if LiteRT cannot load the graph."""
+        from engine.evaluation.predictors import TFLitePredictor, float_graph_runtime, keras_runtime
+
+        try:
+            graph = TFLitePredictor(model_path, content=content)
+        except InputError as error:
+            log.info("%s: kept float graph not loaded (%s); evaluating the converter's", model_path.name, error)
+            return None
+        scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
+        self._keras = LazyKerasModel(model_path)
+        with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
+            model = self._keras.get("layer_errors")
+        evaluation, result = decoding.result(), scoring.result()
+        result.runtime = float_graph_runtime(graph, keras_runtime(model), for_quantization=True)
+        self._record(result, evaluation[2], "float", model_path)
+        return evaluation
+
+    def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
+        self._record(self._score(predictor, evaluation, label), evaluation[2], label, Path(predictor.path))
+
+    def _score(
+        self, predictor: Predictor, evaluation: EvaluationSet, label: str, interruptible: bool = False
+    ) -> EvalResult:
+        """Evaluate `predictor` (stage `evaluate_LABEL`). `interruptible`: in a thread, which stops at the next batch
+        once Ctrl-C or SIGTERM reached the main thread."""
+        from engine.evaluation.accuracy import evaluate
+
+        images, labels, _, spec = evaluation
+        name = f"evaluate_{label}"
+        report = self.progress(name)
+
+        def on_progress(done: int, total: int) -> None:
+            if interruptible and self.signals.noted:
+                raise KeyboardInterrupt
+            report(done, total)
+
+        with self.stage(name):
+            return evaluate(predictor, images, labels, self.class_names, on_progress=on_progress, spec=spec)
+
+    def _record(self, result: EvalResult, set_name: str, label: str, model_path: Path) -> None:
+        """Put the evaluation `result` of the `label` model in the summary, the log and a confusion matrix PNG."""
+        from engine.evaluation.accuracy import agreement, confusion_table, save_confusion_png
+
         if self.summary.accuracy is None:
             self.summary.accuracy = Accuracy(set=set_name, images=result.n)
         accuracy = self.summary.accuracy
