@@ -9,9 +9,12 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -74,33 +77,55 @@ def convert_apart(model_path: Path, opset: int, out_path: Path) -> Path:
     """
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_convert_child, args=(model_path, opset, out_path, stored_code_trusted(), send), daemon=True
-    )
-    child.start()
-    send.close()
+    args = (model_path, opset, out_path, stored_code_trusted(), os.getpid(), send)
+    child = context.Process(target=_convert_child, args=args, daemon=True)
     try:
+        with _signals_held():
+            child.start()
+        send.close()
         error = receive.recv()
     except EOFError:
         raise EngineError(
             f"{model_path}: the process converting it to ONNX ended without an answer (exit code {child.exitcode})"
         ) from None
     finally:
+        send.close()
         receive.close()
-        if child.is_alive():
-            child.kill()
-        child.join()
+        _end(child)
     if error is not None:
         raise error
     log.info("converted %s to ONNX in a child process (TensorFlow never loaded here)", model_path.name)
     return out_path
 
 
-def _convert_child(model_path: Path, opset: int, out_path: Path, trusted: bool, send: Connection) -> None:
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a child starts (they are delivered right after): an interrupt inside the
+    launch would leave a child that nothing ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _end(child: BaseProcess) -> None:
+    """Kill the child if it still runs, and reap it."""
+    if child.pid is None:
+        return
+    if child.is_alive():
+        child.kill()
+    child.join()
+
+
+def _convert_child(model_path: Path, opset: int, out_path: Path, trusted: bool, parent: int, send: Connection) -> None:
     """The child: one conversion, its outcome sent back (None, or the error to raise)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and termination are the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        return  # the parent died while this process started, before the line above could tie the two
     trust_stored_code(trusted)
     try:
         keras_to_onnx(load_keras_model(model_path), opset, out_path, model_path)
