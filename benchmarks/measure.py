@@ -23,7 +23,7 @@ def measure(command: list[str], **kwargs) -> tuple[float, float]:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            sampled = max(sampled, _tree_rss(process.pid))
+            sampled = max(sampled, tree_rss(process.pid))
             time.sleep(0.02)
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -36,7 +36,7 @@ def measure(command: list[str], **kwargs) -> tuple[float, float]:
     return wall, max(sampled, usage.ru_maxrss * 1024) / 2**20
 
 
-def _tree_rss(root: int) -> int:
+def tree_rss(root: int) -> int:
     """Bytes resident in `root` and every process descending from it, now (Linux /proc)."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):

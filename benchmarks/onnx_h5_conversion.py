@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import _tree_rss, repeat_count, stquant_command
+from measure import repeat_count, stquant_command, tree_rss
 from onnx_vs_quantize_static import ROOT, config
 
 MODEL = ROOT.parent / "shared/assets/models/flowers_mobilenet_v2_0.35_128_fft/mobilenet_v2_0.35_128_fft.h5"
@@ -33,7 +33,7 @@ def staged_measure(command: list[str], events: Path) -> tuple[float, float, floa
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
         while process.poll() is None:
             calibrating = any(json.loads(line).get("stage") == "calibration" for line in _progress(events))
-            peaks[calibrating] = max(peaks[calibrating], _tree_rss(process.pid) / 2**20)
+            peaks[calibrating] = max(peaks[calibrating], tree_rss(process.pid) / 2**20)
             time.sleep(0.02)
     if process.returncode != 0:
         raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}")

@@ -11,11 +11,9 @@ thread started since numpy's (OpenBLAS handles fork), and no TensorFlow / ONNX R
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 from collections import deque
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.common.child import become_child
 from engine.common.errors import first_line
 from engine.data.preprocess import (
     DECODE_ERRORS,
@@ -40,7 +39,6 @@ from engine.data.preprocess import (
 log = logging.getLogger(__name__)
 CHUNK = 32  # images per task sent to a worker process
 NATIVE_RUNTIMES = ("tensorflow", "tf_keras", "keras", "onnxruntime", "ai_edge_litert", "torch", "jax")
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 def _os_thread_count() -> int:
@@ -169,18 +167,9 @@ def decoding_processes() -> Iterator[Executor | None]:
         yield None
         return
     workers = max(1, min(8, (os.cpu_count() or 1) - 1))  # the main process keeps one core
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=become_child)
     try:
         pool.submit(int).result()  # fork the workers now
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and termination are the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Killed with the process that forked it (SIGKILL, out of memory): a forked worker holds copies of its
-    # parent's pipes, so lingering it would keep the parent's own pool from seeing that it died (stquant sweep).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -6,7 +6,6 @@ TensorFlow runtime (hundreds of MiB) is gone instead of sitting under the calibr
 """
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -19,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.common.atomic import atomic_path
+from engine.common.child import become_child
 from engine.common.errors import EngineError, StquantError, first_line
 from engine.models.files import stored_code_trusted, trust_stored_code
 from engine.models.library_internals import KERAS_METADATA
 from engine.models.load import load_keras_model
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
 def tensorflow_loaded() -> bool:
@@ -120,10 +119,7 @@ def _end(child: BaseProcess) -> None:
 
 def _convert_child(model_path: Path, opset: int, out_path: Path, trusted: bool, parent: int, send: Connection) -> None:
     """The child: one conversion, its outcome sent back (None, or the error to raise)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and termination are the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    become_child()
     if os.getppid() != parent:
         return  # the parent died while this process started, before the line above could tie the two
     trust_stored_code(trusted)

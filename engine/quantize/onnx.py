@@ -89,6 +89,8 @@ def quantize_onnx(
         _need_calibration(calibration)
         converted = work_dir / "converted_model" / "converted_model.onnx"
         if _convert_apart(model, settings):
+            if isinstance(model, LazyKerasModel):
+                model.record("convert")
             source = _converted(None, opset, converted, model_path, memo)
         else:
             keras_model, optimization = optimize_keras(
@@ -214,11 +216,8 @@ def _need_calibration(calibration: CalibrationData) -> None:
 def _convert_apart(model: KerasModel, settings: Quantization) -> bool:
     """Whether to load and convert the Keras file in a child process: only when nothing here needs the model loaded
     (not loaded yet, no `optimize`/`bias_correction`) and this process has no TensorFlow to spare."""
-    if isinstance(model, LazyKerasModel) and not model.loaded:
-        model.record("convert")
-    elif model is not None:
-        return False
-    return not (tensorflow_loaded() or settings.optimize or settings.bias_correction)
+    unloaded = model is None or (isinstance(model, LazyKerasModel) and not model.loaded)
+    return unloaded and not (tensorflow_loaded() or settings.optimize or settings.bias_correction)
 
 
 def _converted(model: KerasModel, opset: int, out_path: Path, model_path: Path, memo: ModelMemo | None) -> Path:
