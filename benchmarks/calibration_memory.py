@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from measure import measure, repeat_count
-from quantize_vs_reference import PHOTOS, ROOT, SHARED
+from tutorial import PHOTOS, ROOT, SHARED
 
 ONNX_MODEL = SHARED / "assets/models/flowers_onnx/mobilenet_v2_0.35_128_tfs_channel_first.onnx"
 QUANTIZE = """

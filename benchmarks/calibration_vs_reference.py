@@ -10,12 +10,15 @@ case repeated; the table gives medians and ratios (ours / reference). Cases:
   over image count, every run of 120/600/1200 counted (less noisy than a difference of two medians).
 - cached: after one run has stored the statistics, a second `stquant run` with another granularity
   (per_tensor) and int8 input on the 1200 images vs the reference's full run on them.
-- compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor+optimize x uint8 / int8
-  input) on the tutorial split (120 calibration images, 180 held out for agreement) vs one `stquant run`.
+- compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor x uint8 / int8 input) on the
+  tutorial split (120 calibration images, 180 held out for agreement) vs one `stquant run` of the same config.
+- floors: a process that imports TensorFlow as stquant does, then one that also loads the tutorial .h5 (the
+  converter's quantizer and the per-layer report need both), measured between the runs, against the reference.
 Peak RSS counts every process of a run (decoding workers included; measure.py).
 usage: python benchmarks/calibration_vs_reference.py [--repeat N]
 """
 
+import os
 import shutil
 import statistics
 import sys
@@ -23,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from measure import measure, ratio_table, repeat_count, stquant_command
-from quantize_vs_reference import CLASSES, MODEL, PHOTOS, REFERENCE, ROOT, tutorial_config
+from tutorial import CLASSES, FLOOR, MODEL, PHOTOS, REFERENCE, ROOT, TF_ENV, tutorial_config
 
 SIZES = (120, 600, 1200)
 
@@ -51,100 +54,102 @@ def main() -> None:
         env_cache = folder / "xdg"
 
         def run(*args: str) -> tuple[float, float]:
-            return measure(stquant_command(*args), cwd=ROOT, env={**_env(), "XDG_CACHE_HOME": str(env_cache)})
+            return measure(stquant_command(*args), cwd=ROOT, env={**os.environ, "XDG_CACHE_HOME": str(env_cache)})
 
         def reference(images: Path) -> tuple[float, float]:
             return measure([sys.executable, str(REFERENCE), str(MODEL), str(images), "1.0", str(folder / "ref.tflite")])
 
         sets = {size: image_set(folder, size) for size in SIZES}
+        references = {}
+        floors: dict[str, list[tuple[float, float]]] = {name: [] for name in FLOOR}
         for size in SIZES:
             cfg = tutorial_config(folder, 1.0, sets[size], f"n{size}")
             ours, ref = [], []
             for i in range(repeat):
                 ref.append(reference(sets[size]))
                 ours.append(
-                    run(
-                        "run",
-                        str(cfg),
-                        "--progress",
-                        "none",
-                        "--no-cache",
-                        "--output-dir",
-                        str(folder / f"ours_{size}_{i}"),
-                    )
+                    run("run", str(cfg), "--progress", "none", "--no-cache", "--output-dir", f"{folder}/o{size}_{i}")
                 )
+                for name, code in FLOOR.items():  # alternated with the runs, as they are
+                    floors[name].append(_floor(code))
             runs += [(size, o[0], r[0]) for o, r in zip(ours, ref)]
-            rows.append(
-                (f"quantize {size} images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1))
-            )
-            print(ratio_table(rows[-1:]), flush=True)
+            references[size] = ref
+            rows.append((f"quantize {size} images", *_medians(ours, ref)))
+            _progress(rows[-1])
         cfg = tutorial_config(folder, 1.0, sets[1200], "cached")
         run("run", str(cfg), "--progress", "none", "--output-dir", str(folder / "fill_cache"))
-        ours, ref = [], []
-        for i in range(repeat):
-            ref.append(reference(sets[1200]))
-            ours.append(
-                run(
-                    "run",
-                    str(cfg),
-                    "quantization.granularity=per_tensor",
-                    "quantization.quantization_input_type=int8",
-                    "--progress",
-                    "none",
-                    "--output-dir",
-                    str(folder / f"cached_{i}"),
-                )
+        second = [
+            run(
+                "run",
+                str(cfg),
+                "quantization.granularity=per_tensor",
+                "quantization.quantization_input_type=int8",
+                "--progress",
+                "none",
+                "--output-dir",
+                str(folder / f"cached_{i}"),
             )
-        rows.append(
-            ("2nd run, cache, 1200 images", _median(ours, 0), _median(ref, 0), _median(ours, 1), _median(ref, 1))
-        )
-        print(ratio_table(rows[-1:]), flush=True)
-        tutorial = tutorial_config(folder, 0.4)
-        single, many = [], []
-        for i in range(repeat):
-            single.append(
-                run(
-                    "run",
-                    str(tutorial),
-                    "--progress",
-                    "none",
-                    "--no-cache",
-                    "--output-dir",
-                    str(folder / f"single_{i}"),
-                )
-            )
-            many.append(
-                run(
-                    "compare",
-                    str(tutorial),
-                    "--vary",
-                    "quantization.granularity=per_channel,per_tensor",
-                    "--vary",
-                    "quantization.quantization_input_type=uint8,int8",
-                    "quantization.optimize=True",
-                    "--progress",
-                    "none",
-                    "--no-cache",
-                    "--output-dir",
-                    str(folder / f"compare_{i}"),
-                )
-            )
-        compare_row = (
-            "compare 4 variants vs 1 run",
-            _median(many, 0),
-            _median(single, 0),
-            _median(many, 1),
-            _median(single, 1),
-        )
+            for i in range(repeat)
+        ]
+        ref = references[1200]
+        rows.append(("second run, statistics cached, 1200 images", *_medians(second, ref)))
+        _progress(rows[-1])
+        floor_rows = [(f"{name}, vs 600 images", *_medians(found, references[600])) for name, found in floors.items()]
+        floor_rows.append(("floor: + load the .h5, vs 1200 images", *_medians(floors["floor: + load the .h5"], ref)))
+        compare_row = _compare_row(folder, repeat, run)
     ours_slope, ref_slope = _slope_ms(runs, 0), _slope_ms(runs, 1)
-    print(f"\nmedian of {repeat} alternated runs per case (machine shared with other jobs)")
-    print(ratio_table(rows))
+    print(f"Median of {repeat} alternated runs per case (load average {os.getloadavg()[0]:.1f} at the end).\n")
+    print(ratio_table(rows + floor_rows))
     print(
-        f"marginal cost per calibration image (least-squares slope over every run): ours {ours_slope:.2f} ms, reference "
-        f"{ref_slope:.2f} ms, ratio {ours_slope / ref_slope:.2f}"
+        "\nThe floor rows: a process that imports TensorFlow as stquant does, then loads the tutorial `.h5` (the "
+        "converter's quantizer and the per-layer report need both), against the reference's run on 600 or 1200 "
+        "images."
     )
-    print("\n(the 'ref' columns of this row are one `stquant run`, not the reference)")
-    print(ratio_table([compare_row]))
+    print(
+        f"\nMarginal cost per calibration image (least-squares slope of wall time over image count, every run "
+        f"counted): {ours_slope:.2f} ms against the reference's {ref_slope:.2f} ms, **{ours_slope / ref_slope:.2f}**."
+    )
+    print("\n`stquant compare` of 4 variants against one `stquant run` of the same config (120 calibration images):\n")
+    print(ratio_table([compare_row], against="one run"))
+
+
+def _compare_row(folder: Path, repeat: int, run) -> tuple[str, float, float, float, float]:
+    """`stquant compare` of 4 variants (granularity x input type) vs one `stquant run` of the same config."""
+    tutorial = tutorial_config(folder, 0.4)
+    single, many = [], []
+    for i in range(repeat):
+        single.append(run("run", str(tutorial), "--progress", "none", "--no-cache", "--output-dir", f"{folder}/s{i}"))
+        many.append(
+            run(
+                "compare",
+                str(tutorial),
+                "--vary",
+                "quantization.granularity=per_channel,per_tensor",
+                "--vary",
+                "quantization.quantization_input_type=uint8,int8",
+                "--progress",
+                "none",
+                "--no-cache",
+                "--output-dir",
+                str(folder / f"compare_{i}"),
+            )
+        )
+    return ("compare 4 variants", *_medians(many, single))
+
+
+def _floor(code: str) -> tuple[float, float]:
+    return measure([sys.executable, "-c", code], env={**os.environ, **TF_ENV})
+
+
+def _medians(ours, theirs) -> tuple[float, float, float, float]:
+    return _median(ours, 0), _median(theirs, 0), _median(ours, 1), _median(theirs, 1)
+
+
+def _progress(row) -> None:
+    """One finished case on stderr (the section in docs/benchmarks.md gets the final tables only)."""
+    print(
+        f"{row[0]}: ours {row[1]:.1f} s / {row[3]:.0f} MiB, theirs {row[2]:.1f} s / {row[4]:.0f} MiB", file=sys.stderr
+    )
 
 
 def _slope_ms(runs, k):
@@ -156,12 +161,6 @@ def _slope_ms(runs, k):
 
 def _median(runs, k):
     return statistics.median(r[k] for r in runs)
-
-
-def _env():
-    import os
-
-    return dict(os.environ)
 
 
 if __name__ == "__main__":

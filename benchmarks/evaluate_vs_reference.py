@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from measure import measure, repeat_count, stquant_command
-from quantize_vs_reference import MODEL, PHOTOS, REFERENCE as REFERENCE_QUANTIZE, ROOT, SHARED
+from measure import measure, ratio_table, repeat_count, stquant_command
+from tutorial import FLOOR, MODEL, PHOTOS, REFERENCE as REFERENCE_QUANTIZE, ROOT, SHARED, TF_ENV
 
 ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
 REFERENCE = SHARED / "bench/st_style_evaluate.py"
@@ -71,13 +71,6 @@ def chain_eqe_config(folder: Path, photos: Path) -> Path:
     path = folder / "chain_eqe.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-FLOOR = {
-    "floor: import tensorflow": "import tensorflow",
-    "floor: + load the .h5": f"import tensorflow, tf_keras; tf_keras.models.load_model({str(MODEL)!r}, compile=False)",
-}
-TF_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}  # as the stquant CLI sets them
 
 
 def main() -> None:
@@ -124,22 +117,8 @@ def main() -> None:
         ("whole chain_eqe", median(ours_chain, 0), median(ref_chain, 0), median(ours_chain, 1), median(ref_chain, 1)),
     ]
     rows += [(name, median(runs, 0), median(ref, 0), median(runs, 1), median(ref, 1)) for name, runs in floors.items()]
-    print(markdown_table(rows))
+    print(ratio_table(rows))
     print("\n(the floor rows: ratios against the reference's evaluation)")
-
-
-def markdown_table(rows: list[tuple[str, float, float, float, float]]) -> str:
-    """Rows of (case, ours s, reference s, ours MiB, reference MiB) as a Markdown table with ratios."""
-    lines = [
-        "| case | stquant s | reference s | wall ratio | stquant MiB | reference MiB | memory ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for case, ours_t, ref_t, ours_m, ref_m in rows:
-        lines.append(
-            f"| {case} | {ours_t:.1f} | {ref_t:.1f} | **{ours_t / ref_t:.2f}** | {ours_m:.0f} | {ref_m:.0f} | "
-            f"**{ours_m / ref_m:.2f}** |"
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

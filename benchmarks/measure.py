@@ -78,11 +78,15 @@ def stquant_command(*args: str) -> list[str]:
     return [sys.executable, "-c", launcher, *args]
 
 
-def ratio_table(rows: list[tuple[str, float, float, float, float]]) -> str:
-    """Rows of (case, ours s, reference s, ours MiB, reference MiB) as a table with ratios."""
-    lines = [f"{'case':28}{'ours s':>9}{'ref s':>9}{'ratio':>8}{'ours MiB':>10}{'ref MiB':>10}{'ratio':>8}"]
+def ratio_table(rows: list[tuple[str, float, float, float, float]], against: str = "reference") -> str:
+    """Rows of (case, ours s, theirs s, ours MiB, theirs MiB) as a Markdown table with ratios (ours / theirs)."""
+    lines = [
+        f"| case | stquant s | {against} s | wall ratio | stquant MiB | {against} MiB | memory ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for case, ours_t, ref_t, ours_m, ref_m in rows:
         lines.append(
-            f"{case:28}{ours_t:9.1f}{ref_t:9.1f}{ours_t / ref_t:8.2f}{ours_m:10.0f}{ref_m:10.0f}{ours_m / ref_m:8.2f}"
+            f"| {case} | {ours_t:.1f} | {ref_t:.1f} | **{ours_t / ref_t:.2f}** | {ours_m:.0f} | {ref_m:.0f} | "
+            f"**{ours_m / ref_m:.2f}** |"
         )
     return "\n".join(lines)

@@ -112,6 +112,10 @@ class ImageSpec:
         """Resizing only picks source pixels (nearest): images can be kept as uint8 and rescaled later."""
         return self.interpolation == "nearest"
 
+    def decoded_bytes(self) -> int:
+        """Bytes of one image as `images.decode_all(..., as_pixels=True)` keeps it (uint8 pixels or float32)."""
+        return self.height * self.width * self.channels * (1 if self.keeps_pixels else 4)
+
     def rescale(self, pixels: np.ndarray) -> np.ndarray:
         """Apply `x * scale + offset` in float32."""
         return pixels.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)

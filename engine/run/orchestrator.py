@@ -18,6 +18,7 @@ import ctypes
 import gc
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -200,7 +201,7 @@ class Run(Job):
             raise ConfigError(f"quantization: section required for operation_mode {self.config.operation_mode}")
         calibration = self._calibration(plan)
         cache = StatsCache() if self.use_cache else None
-        with self.stage("calibration"):
+        with self.stage("calibration"), self._decoding_ahead(plan, calibration, keras_model):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
@@ -219,6 +220,32 @@ class Run(Job):
         if result.float_model is not None:
             self._pending_report = (result, calibration)
         return Path(result.model_path), result.float_tflite
+
+    @contextlib.contextmanager
+    def _decoding_ahead(
+        self, plan: Plan, calibration: CalibrationData, keras_model: LazyKerasModel | None
+    ) -> Iterator[None]:
+        """While the TFLite converter's first run of a Keras model imports TensorFlow and loads the model, decode the
+        first calibration images in worker processes on the other cores (a float graph kept by an earlier run means
+        its statistics are cached too: nothing to decode then)."""
+        settings = self.config.quantization
+        first_conversion = (
+            isinstance(calibration, ImageCalibrationData)
+            and settings is not None
+            and settings.quantizer == "TFlite_converter"
+            and keras_model is not None
+            and not keras_model.loaded
+            and self._kept_float_tflite(plan) is None
+        )
+        if not first_conversion:
+            yield
+            return
+        assert isinstance(calibration, ImageCalibrationData)
+        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+            if processes is not None:
+                count = calibration.decode_ahead(processes, waiter)
+                log.info("calibration: decoding %d images in worker processes while the model loads", count)
+            yield
 
     def _report_layers(self) -> None:
         """The per-layer report of the quantization (a diagnostic), after the evaluations: their images are freed by

@@ -1,0 +1,75 @@
+"""Calibration images decoded ahead (while the model loads) are the very batches a streamed pass yields."""
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.data.calibration import ImageCalibrationData
+from engine.data.preprocess import ImageSpec
+from tests.conftest import ROOT
+from tests.test_cli_errors import demo_config, write
+
+
+def _photos(folder, count=11):
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (20 + i % 4, 26, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    paths[2].write_text("not an image")  # among the images decoded ahead
+    paths[9].write_text("not an image")  # among those decoded on the fly
+    return paths
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])  # uint8 pixels kept, or float32 inputs
+def test_decoded_ahead_equals_streamed(tmp_path, interpolation):
+    paths = _photos(tmp_path)
+    spec = ImageSpec(height=8, width=8, channels=3, interpolation=interpolation, scale=1 / 127.5, offset=-1)
+    streamed = list(ImageCalibrationData(paths, spec, "photos").batches(3))
+    data = ImageCalibrationData(paths, spec, "photos")
+    workers = ThreadPoolExecutor(1)  # stands in for `decoding_processes()`
+    with ThreadPoolExecutor(1) as waiter:
+        data.decode_ahead(workers, waiter, budget=6 * spec.decoded_bytes() + 5)  # 6 of the 11 files
+        ahead = list(data.batches(3))
+    assert workers._shutdown  # the workers end once their images are decoded
+    assert [b.shape for b in ahead] == [b.shape for b in streamed] == [(3, 8, 8, 3)] * 3
+    for got, expected in zip(ahead, streamed):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    assert (data.used, data.skipped) == (9, 2)
+    again = list(data.batches(3))  # images decoded ahead serve one pass; the next one decodes again
+    assert all(np.array_equal(a, b) for a, b in zip(again, streamed)) and (data.used, data.skipped) == (9, 2)
+
+
+def _run(config: str, out: Path, cache: bool, preload: str = "") -> str:
+    """`stquant run` of `config` in a fresh process (after `preload`); its run log."""
+    argv = ["run", config, "--output-dir", str(out), "--progress", "none", *([] if cache else ["--no-cache"])]
+    code = f"{preload}\nimport sys\nfrom engine.cli import main\nsys.exit(main({argv!r}))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return (out / "stquant.log").read_text()
+
+
+def test_a_first_conversion_decodes_ahead_and_quantizes_as_a_streamed_pass(tmp_path):
+    """A fresh process decodes the demo's calibration images while TensorFlow loads; a process where forking is not
+    safe (TensorFlow loaded) streams them; both make the same model. A second run, whose float graph and statistics
+    are cached, decodes nothing ahead."""
+    config = write(tmp_path, demo_config(tmp_path))
+    ahead = _run(config, tmp_path / "ahead", cache=True)
+    assert "calibration: decoding 120 images in worker processes while the model loads" in ahead
+    streamed = _run(config, tmp_path / "streamed", cache=False, preload="import tensorflow")
+    assert "decoding" not in streamed
+    cached = _run(config, tmp_path / "cached", cache=True)
+    assert "decoding" not in cached
+    models = {
+        (tmp_path / run / "quantized_models" / "quantized_model.tflite").read_bytes() for run in ("ahead", "streamed")
+    }
+    assert len(models) == 1
