@@ -35,10 +35,9 @@ def test_decoded_ahead_equals_streamed(tmp_path, interpolation):
     streamed = list(ImageCalibrationData(paths, spec, "photos").batches(3))
     data = ImageCalibrationData(paths, spec, "photos")
     workers = ThreadPoolExecutor(1)  # stands in for `decoding_processes()`
-    with ThreadPoolExecutor(1) as waiter:
-        data.decode_ahead(workers, waiter, budget=6 * spec.decoded_bytes() + 5)  # 6 of the 11 files
-        ahead = list(data.batches(3))
+    assert data.decode_ahead(workers, budget=6 * spec.decoded_bytes() + 5) == 6  # 6 of the 11 files
     assert workers._shutdown  # the workers end once their images are decoded
+    ahead = list(data.batches(3))
     assert [b.shape for b in ahead] == [b.shape for b in streamed] == [(3, 8, 8, 3)] * 3
     for got, expected in zip(ahead, streamed):
         assert got.dtype == np.float32

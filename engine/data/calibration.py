@@ -8,7 +8,7 @@ else random images. Random calibration draws random *pixels* (0..255) and pushes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.common.errors import InputError
-from engine.data.images import decode_all, decode_stream
+from engine.data.images import CHUNK, Chunks, chunk_results, decode_stream, submit_chunks
 from engine.data.preprocess import ImageSpec
 
 Identity = dict[str, Any]  # JSON-able description of a calibration set (part of the statistics cache key)
@@ -54,7 +54,7 @@ class ImageCalibrationData:
         self.total = len(files)
         self.used = 0
         self.skipped = 0
-        self._ahead: tuple[int, Future[tuple[np.ndarray, list[int]]]] | None = None
+        self._ahead: tuple[int, Chunks] | None = None
 
     def identity(self) -> Identity:
         """Each file with its size and mtime (ns), the preprocessing and the selection."""
@@ -64,25 +64,19 @@ class ImageCalibrationData:
             files.append([str(path.resolve()), info.st_size, info.st_mtime_ns])
         return {"files": files, "spec": asdict(self.spec), **self.selection}
 
-    def decode_ahead(self, processes: Executor, waiter: Executor, budget: int = AHEAD_BYTES) -> int:
-        """Decode the first images (as many as `budget` bytes hold) in `processes` (from `decoding_processes()`,
-        shut down once done) through a task of `waiter`, while the model loads: the next pass of `batches`
-        takes them first, then decodes the rest on the fly. Returns how many are decoded ahead."""
+    def decode_ahead(self, processes: Executor, budget: int = AHEAD_BYTES) -> int:
+        """Start decoding the first images (as many as `budget` bytes hold) in `processes` (from
+        `decoding_processes()`, which end once they are done) while the model loads: the next pass of `batches`
+        takes them first, each chunk dropped once taken, then decodes the rest on the fly. Returns how many."""
         count = min(self.total, budget // self.spec.decoded_bytes())
-
-        def decode() -> tuple[np.ndarray, list[int]]:
-            try:
-                return decode_all(self.files[:count], self.spec, processes=processes, as_pixels=True)
-            finally:
-                processes.shutdown()
-
-        self._ahead = (count, waiter.submit(decode))
+        self._ahead = (count, submit_chunks(self.files[:count], self.spec, processes, as_pixels=True))
+        processes.shutdown(wait=False)  # the chunks sent still run; then the workers exit
         return count
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         self.used = self.skipped = 0
         batch: list[np.ndarray] = []
-        for image in self._images(batch_size):
+        for image in self._images():
             if image is None:
                 self.skipped += 1
                 continue
@@ -97,17 +91,14 @@ class ImageCalibrationData:
         if self.used == 0:
             raise InputError(f"{self.source}: none of the {self.total} calibration images could be decoded")
 
-    def _images(self, batch_size: int) -> Iterator[np.ndarray | None]:
-        """Each image in order (None for an unreadable one): those decoded ahead (used once), then the rest."""
+    def _images(self) -> Iterator[np.ndarray | None]:
+        """Each image (None for an unreadable one): those decoded ahead (for one pass), then the rest, in order."""
         start = 0
         if self._ahead is not None:
-            start, decoding = self._ahead
-            self._ahead = None
-            decoded, kept = decoding.result()
-            yield from [None] * (start - len(kept))
-            for first in range(0, len(decoded), batch_size):
-                chunk = decoded[first : first + batch_size]
-                yield from self.spec.rescale(chunk) if chunk.dtype == np.uint8 else chunk
+            (start, chunks), self._ahead = self._ahead, None
+            for first, decoded, ok in chunk_results(self.files, chunks):
+                yield from [None] * (min(CHUNK, start - first) - len(ok))
+                yield from self.spec.rescale(decoded) if decoded.dtype == np.uint8 else decoded
         for _, image in decode_stream(self.files[start:], self.spec):
             yield image
 

@@ -118,20 +118,37 @@ def decode_all(
             if on_progress:
                 on_progress(done, len(paths))
         return images[: len(kept)], kept
-    pending = deque(
-        (start, processes.submit(_decode_chunk, paths[start : start + CHUNK], spec, load, images.dtype))
-        for start in range(0, len(paths), CHUNK)
-    )
-    while pending:  # a chunk copied is dropped with its future: decoded chunks are not all held until the end
-        start, future = pending.popleft()
-        batch, ok, errors = future.result()
-        for offset, error in errors:
-            _skipped(paths[start + offset], error)
+    for start, batch, ok in chunk_results(paths, submit_chunks(paths, spec, processes, as_pixels)):
         images[len(kept) : len(kept) + len(batch)] = batch
         kept.extend(start + offset for offset in ok)
         if on_progress:
             on_progress(min(start + CHUNK, len(paths)), len(paths))
     return images[: len(kept)], kept
+
+
+Chunks = deque[tuple[int, Future[tuple[np.ndarray, list[int], list[tuple[int, str]]]]]]
+
+
+def submit_chunks(paths: list[Path], spec: ImageSpec, processes: Executor, as_pixels: bool = False) -> Chunks:
+    """Send the decoding of `paths` to `processes` in chunks of `CHUNK` images, in order: (first index, future).
+    `as_pixels`: as in `decode_all`."""
+    pixels = as_pixels and spec.keeps_pixels
+    load, dtype = (load_pixels, np.dtype(np.uint8)) if pixels else (load_image, np.dtype(np.float32))
+    return deque(
+        (start, processes.submit(_decode_chunk, paths[start : start + CHUNK], spec, load, dtype))
+        for start in range(0, len(paths), CHUNK)
+    )
+
+
+def chunk_results(paths: list[Path], chunks: Chunks) -> Iterator[tuple[int, np.ndarray, list[int]]]:
+    """(first index, decoded images, their offsets) of each chunk in order, unreadable files logged; a chunk taken is
+    dropped with its future, so that decoded chunks are not all held until the end."""
+    while chunks:
+        start, future = chunks.popleft()
+        batch, ok, errors = future.result()
+        for offset, error in errors:
+            _skipped(paths[start + offset], error)
+        yield start, batch, ok
 
 
 def _decode_chunk(

@@ -241,9 +241,9 @@ class Run(Job):
             yield
             return
         assert isinstance(calibration, ImageCalibrationData)
-        with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+        with decoding_processes() as processes:
             if processes is not None:
-                count = calibration.decode_ahead(processes, waiter)
+                count = calibration.decode_ahead(processes)
                 log.info("calibration: decoding %d images in worker processes while the model loads", count)
             yield
 
