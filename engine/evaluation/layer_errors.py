@@ -241,6 +241,7 @@ def onnx_layer_errors(
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.intra_op_num_threads = threads
+    options.enable_mem_pattern = False  # a planned block per run at once would add up; tensors come from one arena
     session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None

@@ -408,6 +408,7 @@ def _minmax_ranges(
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
+    options.enable_mem_pattern = False  # a planned block per run at once would add up; tensors come from one arena
     try:
         calibrator.augment_graph()
         session = ort.InferenceSession(augmented, options, providers=["CPUExecutionProvider"])
