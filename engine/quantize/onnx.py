@@ -10,9 +10,10 @@ nodes of an ONNX model (see `engine.optimize`).
 
 Calibration is run here rather than inside `quantize_static`, and its ranges are handed over as a
 calibration cache, so that images are streamed and memory stays bounded:
-- MinMax: one `collect_data` pass (ORT keeps only per-run min/max scalars); images are fed in
-  batches, or one by one with `calib_moving_average` (ORT averages per-run ranges, so a run must be
-  one image to match the reference).
+- MinMax: ORT's augmented graph (a ReduceMin/ReduceMax per activation) runs several batches at once, one
+  core each, and its per-run ranges are folded as they come (`_minmax_ranges`: ORT's very ranges).
+  With `calib_moving_average`, one `collect_data` pass one image at a time (ORT averages per-run ranges,
+  so a run must be one image to match the reference).
 - Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
   images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
 - MSE (ORT has no such calibrator): ORT's histogram calibrator runs the chunks as for entropy, with stquant's
