@@ -19,7 +19,7 @@ Result = TypeVar("Result")
 def split_cores(calls: int) -> tuple[int, int]:
     """(calls at once, threads per call) for at most `calls` calls at once on the cores this process may use:
     one call per core up to `calls`, the cores shared out between them."""
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     at_once = max(1, min(calls, cores))
     return at_once, max(1, cores // at_once)
 
