@@ -44,6 +44,7 @@ def config(folder: Path, model: Path = MODEL) -> Path:
 
 def main() -> None:
     repeat = repeat_count(MODEL)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = config(folder)
@@ -61,7 +62,10 @@ def main() -> None:
         (f"stquant run, statistics {name}", median(case, 0), median("plain", 0), median(case, 1), median("plain", 1))
         for name, case in (("measured (--no-cache)", "uncached"), ("from the cache", "cached"))
     ]
-    print(f"300 photos, QDQ per-channel MinMax; median of {repeat} alternated runs per case\n")
+    print(
+        f"300 photos, QDQ per-channel MinMax; median of {repeat} alternated runs per case "
+        f"(load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores)\n"
+    )
     print("| case | stquant s | plain script s | wall ratio | stquant MiB | plain script MiB | memory ratio |")
     print("|---|---|---|---|---|---|---|")
     for case, ours_t, plain_t, ours_m, plain_m in rows:

@@ -251,6 +251,23 @@ def test_ort_calibration_cache_round_trip(tmp_path):
     assert float(loaded["x"].range_value[0]) == -1.5 and float(loaded["x"].range_value[1]) == 2.0
 
 
+def test_ort_minmax_calibrator_adds_a_reduce_min_and_max_output_per_tensor(tmp_path):
+    """ONNX Runtime's MinMaxCalibrater adds `<tensor>_ReduceMin`, `<tensor>_ReduceMax` outputs after the model's own,
+    which the streamed MinMax calibration reads; outputs named otherwise fail naming the rule."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import MinMaxCalibrater
+
+    calibrator = MinMaxCalibrater(tiny_onnx(tmp_path / "tiny.onnx"), augmented_model_path=str(tmp_path / "aug.onnx"))
+    calibrator.augment_graph()
+    session = ort.InferenceSession(str(tmp_path / "aug.onnx"), providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+    pairs = internals.ort_minmax_outputs(outputs, 1)
+    assert len(pairs) == (len(outputs) - 1) // 2 >= 3
+    assert all(low == f"{tensor}_ReduceMin" and high == f"{tensor}_ReduceMax" for tensor, low, high in pairs)
+    with pytest.raises(EngineError, match=r"^onnxruntime \S+ changed the outputs of MinMaxCalibrater's"):
+        internals.ort_minmax_outputs(["y", "c_ReduceMin", "c_Max"], 1)
+
+
 def test_ort_histogram_calibrator_hands_each_chunk_to_our_collector(tmp_path):
     """ONNX Runtime's HistogramCalibrater runs every float activation as a graph output and gives a chunk's
     outputs to the collector set in its `collector` attribute (calibration_method: mse)."""

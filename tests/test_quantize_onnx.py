@@ -221,3 +221,71 @@ def test_histogram_chunk_never_mixes_batch_sizes(tmp_path, method):
     )
     nchw = images.transpose(0, 3, 1, 2).copy()
     assert np.abs(run(result.model_path, nchw) - run(source, nchw)).max() < 0.1
+
+
+class _Batches:
+    """ORT's CalibrationDataReader over NCHW images, `size` per run."""
+
+    def __init__(self, images, size):
+        self.runs = iter([{"x": images[i : i + size]} for i in range(0, len(images), size)])
+
+    def get_next(self):
+        return next(self.runs, None)
+
+
+def test_minmax_ranges_are_onnx_runtimes_own(tmp_path):
+    """MinMax, measured runs at once and folded as they come, gives exactly the ranges of ORT's MinMaxCalibrater
+    (NaN left out the same way), so quantize_static makes the same model."""
+    from onnxruntime.quantization import create_calibrator, load_tensors_data
+
+    source = make_onnx(tmp_path / "tiny.onnx", opset=17)
+    images = random_images(37, seed=5)  # 37: the last run is a partial one
+    images[8:12] = np.nan  # whole runs of NaN: ReduceMin/ReduceMax give NaN, which the ranges leave out
+    images[13, 3, 4, 1] = np.nan
+    result = quantize_onnx(source, ArrayCalibration(images), settings(), tmp_path / "export", tmp_path / "work")
+    ours = load_tensors_data(tmp_path / "work" / "tiny_calibration_minmax.json").data
+    calibrator = create_calibrator(result.float_model, augmented_model_path=str(tmp_path / "augmented.onnx"))
+    calibrator.collect_data(_Batches(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), 4))
+    theirs = calibrator.compute_data().data
+    assert sorted(ours) == sorted(theirs) == ["c", "f", "g", "r", "x", "y"]
+    for name, data in theirs.items():
+        for mine, ort_value in zip(ours[name].range_value, data.range_value):
+            assert mine.dtype == ort_value.dtype and mine.shape == ort_value.shape
+            assert np.array_equal(mine, ort_value, equal_nan=True), name
+    assert not any(np.isnan(v).any() for data in ours.values() for v in data.range_value)
+
+
+def test_per_layer_report_is_the_same_whatever_the_runs_at_once(tmp_path, monkeypatch):
+    """The ONNX per-layer report runs images at once and adds their sums in image order: the very same figures as
+    one image at a time."""
+    from engine.evaluation import layer_errors
+
+    source = make_onnx(tmp_path / "tiny.onnx", opset=17)
+    result = quantize_onnx(
+        source, ArrayCalibration(random_images(24)), settings(), tmp_path / "export", tmp_path / "work"
+    )
+    probe = np.ascontiguousarray(random_images(9, seed=8).transpose(0, 3, 1, 2))
+    reports = []
+    for runs in (1, 2, 3):
+        monkeypatch.setattr(layer_errors, "ONNX_PROBE_RUNS", runs)
+        reports.append(layer_errors.onnx_layer_errors(result.float_model, result.model_path, [probe]))
+    assert len(reports[0]) >= 2 and reports[0] == reports[1] == reports[2] == _one_at_a_time(result, probe)
+
+
+def _one_at_a_time(result, images):
+    """The per-layer report as one image at a time on one session, each image's sums added in turn."""
+    from engine.evaluation import layer_errors
+
+    qdq = onnx.load(str(result.model_path))
+    probes = layer_errors._add_float_references(qdq.graph, onnx.load(str(result.float_model)).graph, False)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(qdq.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [name for probe in probes for name in (probe.quantized, probe.reference)]
+    totals = [layer_errors._Sqnr() for _ in probes]
+    for image in images:
+        values = session.run(names, {"x": image[None]})
+        for i, total in enumerate(totals):
+            total.add(values[2 * i + 1], values[2 * i])
+    errors = [layer_errors.LayerError(p.layer, p.op, t.db()) for p, t in zip(probes, totals) if t.signal > 0]
+    return sorted(errors, key=lambda e: e.sqnr_db)

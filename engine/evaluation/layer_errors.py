@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.common.threads import ordered_map, split_cores
 from engine.models.library_internals import KERAS_METADATA
 from engine.models.load import KerasModel
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # onnx is imported when a report is made
 TensorDetail = dict[str, Any]  # one entry of LiteRT's Interpreter.get_tensor_details()
 FloatLayers = Callable[..., Any]  # Keras layers called as one function: (inputs, training=False) -> outputs
 ONNX_PROBE_BATCH = 1  # images per ONNX Runtime run: each returns two values of every quantized activation
+ONNX_PROBE_RUNS = 2  # ONNX Runtime runs at once (`engine.common.threads.split_cores`)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def onnx_layer_errors(
     one was made from; tensor names match), which also restores activations the quantizer folded
     into the op's output range (Relu/Clip). Everything runs in one ONNX Runtime session, with
     graph optimizations that could fuse QDQ nodes turned off (the same fake-quantized float
-    arithmetic on any CPU).
+    arithmetic on any CPU), on a few images at once (`engine.common.threads`), their sums added in image order.
     *batches* are in the models' input layout.
     """
     import onnx
@@ -235,23 +237,39 @@ def onnx_layer_errors(
     keras3 = any(p.key == KERAS_METADATA and p.value == "3" for p in float_model.metadata_props)
     probe_model = onnx.load(str(qdq_onnx_path))
     probes = _add_float_references(probe_model.graph, float_model.graph, keras3)
+    runs, threads = split_cores(ONNX_PROBE_RUNS)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.intra_op_num_threads = threads
+    options.enable_mem_pattern = False  # a planned block per run at once would add up; tensors come from one arena
     session = ort.InferenceSession(probe_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
     names = [name for probe in probes for name in (probe.quantized, probe.reference)]
+
+    def measure(chunk: np.ndarray) -> list[_Sqnr]:
+        values = session.run(names, {model_input.name: chunk})
+        parts = [_Sqnr() for _ in probes]
+        for i, part in enumerate(parts):
+            part.add(values[2 * i + 1], values[2 * i])
+        return parts
+
     totals = [_Sqnr() for _ in probes]
-    for batch in batches:
-        batch = np.asarray(batch, dtype=np.float32)
-        step = fixed_batch or min(len(batch), ONNX_PROBE_BATCH)
-        for chunk in (batch[i : i + step] for i in range(0, len(batch) - step + 1, step)):  # whole chunks only
-            values = session.run(names, {model_input.name: chunk})
-            for i, total in enumerate(totals):
-                total.add(values[2 * i + 1], values[2 * i])
+    for parts in ordered_map(measure, _onnx_chunks(batches, fixed_batch), runs):
+        for total, part in zip(totals, parts):  # in the order of the images: the same sums as one run at a time
+            total.signal += part.signal
+            total.noise += part.noise
     return _worst_first(
         [LayerError(probe.layer, probe.op, total.db()) for probe, total in zip(probes, totals) if total.signal > 0]
     )
+
+
+def _onnx_chunks(batches: Iterable[np.ndarray], fixed_batch: int | None) -> Iterator[np.ndarray]:
+    """The images of `batches` in runs of ONNX_PROBE_BATCH (`fixed_batch` when the model fixes it; whole runs only)."""
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        step = fixed_batch or min(len(batch), ONNX_PROBE_BATCH)
+        yield from (batch[i : i + step] for i in range(0, len(batch) - step + 1, step))
 
 
 @dataclass

@@ -234,6 +234,21 @@ def calibration_cache_io() -> tuple[Any, Any]:
     return quantization.save_tensors_data, quantization.load_tensors_data
 
 
+def ort_minmax_outputs(outputs: list[str], model_outputs: int) -> list[tuple[str, str, str]]:
+    """(tensor, its ReduceMin output, its ReduceMax output) of each activation ONNX Runtime's MinMaxCalibrater
+    measures, from the outputs of its augmented graph (`outputs`, after the model's own `model_outputs`): pairs
+    named `<tensor>_ReduceMin`, `<tensor>_ReduceMax`, the tensor named as its `compute_data` names it (an internal
+    naming rule); fails naming it when that changed."""
+    added = outputs[model_outputs:]
+    pairs = [(low.rpartition("_")[0], low, high) for low, high in zip(added[::2], added[1::2])]
+    if len(added) % 2 or any(low != f"{t}_ReduceMin" or high != f"{t}_ReduceMax" for t, low, high in pairs):
+        raise EngineError(
+            f"onnxruntime {_version('onnxruntime')} changed the outputs of MinMaxCalibrater's augmented graph "
+            "(expected <tensor>_ReduceMin, <tensor>_ReduceMax pairs): stquant cannot collect its MinMax ranges"
+        )
+    return pairs
+
+
 def ort_histogram_calibrator(model_path: str, augmented_model_path: str, collector: Any) -> Any:
     """ONNX Runtime's HistogramCalibrater of `model_path` (every float activation made a graph output; each
     `collect_data(reader)` runs the reader's batches) with `collector` in place of its own HistogramCollector:

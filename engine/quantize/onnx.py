@@ -10,9 +10,10 @@ nodes of an ONNX model (see `engine.optimize`).
 
 Calibration is run here rather than inside `quantize_static`, and its ranges are handed over as a
 calibration cache, so that images are streamed and memory stays bounded:
-- MinMax: one `collect_data` pass (ORT keeps only per-run min/max scalars); images are fed in
-  batches, or one by one with `calib_moving_average` (ORT averages per-run ranges, so a run must be
-  one image to match the reference).
+- MinMax: ORT's augmented graph (a ReduceMin/ReduceMax per activation) runs several batches at once, one
+  core each, and its per-run ranges are folded as they come (`_minmax_ranges`: ORT's very ranges).
+  With `calib_moving_average`, one `collect_data` pass one image at a time (ORT averages per-run ranges,
+  so a run must be one image to match the reference).
 - Entropy / percentile: ORT keeps every activation of every run until `collect_data` returns, so the
   images are fed in chunks, one `collect_data` call per chunk; ORT merges each chunk's histograms.
 - MSE (ORT has no such calibrator): ORT's histogram calibrator runs the chunks as for entropy, with stquant's
@@ -34,6 +35,7 @@ import numpy as np
 
 from engine.common.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from engine.common.errors import ConfigError, EngineError, first_line
+from engine.common.threads import ordered_map, split_cores
 from engine.config.schema import Quantization
 from engine.data.calibration import CalibrationData
 from engine.models.files import check_model_file, model_format
@@ -55,8 +57,9 @@ from engine.quantize.keras_onnx import convert_apart, keras_to_onnx, save_onnx, 
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_BATCH = 4  # images per calibration run: ORT's augmented model returns every activation of each one
+CALIBRATION_BATCH = 4  # images in calibration runs at once: ORT's augmented model returns every activation of each one
 HISTOGRAM_CHUNK_IMAGES = 32
+MINMAX_RUNS = 2  # MinMax calibration runs at once (`split_cores`); CALIBRATION_BATCH images in flight between them
 
 
 def quantize_onnx(
@@ -297,6 +300,10 @@ class _BatchFeed:
             self._pending = next(self._batches, None)
         return batch
 
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (batch := self.take()) is not None:
+            yield batch
+
 
 class _ChunkReader:
     """A CalibrationDataReader over the next `limit` images of a feed (all of them when `limit` is None).
@@ -341,8 +348,15 @@ def _calibrate(
     model_input = next(i for i in graph.input if i.name not in initializers)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in model_input.type.tensor_type.shape.dim]
     nchw = len(dims) == 4 and guess_layout(dims) == "NCHW"
-    feed = _BatchFeed(_model_batches(calibration, nchw, moving_average or dims[0] == 1, on_progress))
+    streamed = method == "minmax" and not moving_average
+    runs, threads = split_cores(MINMAX_RUNS) if streamed else (1, 0)
+    size = 1 if moving_average or dims[0] == 1 else max(1, CALIBRATION_BATCH // runs)
+    feed = _BatchFeed(_model_batches(calibration, nchw, size, on_progress))
     augmented = str(work_dir / f"{prepared.stem}_augmented.onnx")
+    if streamed:
+        ranges = _minmax_ranges(prepared, augmented, feed, model_input.name, len(graph.output), (runs, threads))
+        _save_ranges(save_ranges, ranges, cache)
+        return
     collector = _MseCollector() if method == "mse" else None
     if collector is not None:
         calibrator = ort_histogram_calibrator(str(prepared), augmented, collector)
@@ -361,12 +375,60 @@ def _calibrate(
             ranges = calibrator.compute_data() if collector is None else collector.tensors_data()
     finally:
         Path(calibrator.augmented_model_path).unlink(missing_ok=True)
+    _save_ranges(save_ranges, ranges, cache)
+
+
+def _save_ranges(save_ranges: Any, ranges: Any, cache: Path) -> None:
+    """Write ORT's TensorsData `ranges` to `cache` with ORT's `save_ranges`, following the umask."""
     scratch = cache.with_name(f".{cache.name}.ort")  # ORT writes it 0600 (mkstemp): copied to follow the umask
     try:
         save_ranges(ranges, scratch)
         write_text_atomic(cache, scratch.read_text(encoding="utf-8"))
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def _minmax_ranges(
+    prepared: Path, augmented: str, feed: _BatchFeed, input_name: str, model_outputs: int, split: tuple[int, int]
+) -> Any:
+    """ORT's MinMax ranges (TensorsData) of `prepared`, as its MinMaxCalibrater computes them: the min/max, NaN left
+    out, of the ReduceMin/ReduceMax outputs its augmented graph adds for each activation, over every batch of `feed`.
+
+    The augmented graph runs without graph optimizations, as in ORT's calibrator, but on several batches at once, each
+    run on its own cores (`engine.common.threads`), and each run's values are folded into a running min/max instead of
+    being kept until the end. Min and max do not depend on the order of the batches: the ranges are ORT's.
+    `split`: (runs at once, threads per run), from `split_cores`.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, MinMaxCalibrater, TensorsData
+
+    from engine.models.library_internals import ort_minmax_outputs
+
+    calibrator = MinMaxCalibrater(prepared, augmented_model_path=augmented)
+    runs, threads = split
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = threads
+    options.enable_mem_pattern = False  # a planned block per run at once would add up; tensors come from one arena
+    try:
+        calibrator.augment_graph()
+        session = ort.InferenceSession(augmented, options, providers=["CPUExecutionProvider"])
+    finally:
+        Path(augmented).unlink(missing_ok=True)
+    outputs = ort_minmax_outputs([o.name for o in session.get_outputs()], model_outputs)
+    names = [name for _, low, high in outputs for name in (low, high)]
+    folded: list[np.ndarray] | None = None
+    for values in ordered_map(lambda batch: session.run(names, {input_name: batch}), feed, runs):
+        folded = values if folded is None else _fold(folded, values)
+    if folded is None:
+        raise EngineError("no calibration images: the ONNX quantizer needs at least one")
+    pairs = {tensor: (folded[2 * i], folded[2 * i + 1]) for i, (tensor, _, _) in enumerate(outputs)}
+    return TensorsData(CalibrationMethod.MinMax, pairs)
+
+
+def _fold(folded: list[np.ndarray], values: list[np.ndarray]) -> list[np.ndarray]:
+    """Running (min, max) pairs: `fmin`/`fmax` leave NaN out, as ORT's `nanmin`/`nanmax` over the runs."""
+    return [np.fmax(a, b) if i % 2 else np.fmin(a, b) for i, (a, b) in enumerate(zip(folded, values))]
 
 
 def _ort_method(method: str) -> Any:
@@ -417,14 +479,11 @@ class _MseCollector:
 
 
 def _model_batches(
-    calibration: CalibrationData, nchw: bool, one_per_run: bool, on_progress: ProgressCallback | None
+    calibration: CalibrationData, nchw: bool, size: int, on_progress: ProgressCallback | None
 ) -> Iterator[np.ndarray]:
-    for batch in counted_batches(calibration, CALIBRATION_BATCH, on_progress):
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if nchw else batch
-        if one_per_run:
-            yield from (batch[i : i + 1] for i in range(len(batch)))
-        else:
-            yield batch
+    """Calibration batches of `size` images in the model's layout."""
+    for batch in counted_batches(calibration, size, on_progress):
+        yield np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if nchw else batch
 
 
 def _float_nodes(prepared: Path, layers: list[str], model_name: str) -> list[str]:
