@@ -201,7 +201,7 @@ class Run(Job):
             raise ConfigError(f"quantization: section required for operation_mode {self.config.operation_mode}")
         calibration = self._calibration(plan)
         cache = StatsCache() if self.use_cache else None
-        with self.stage("calibration"), self._decoding_ahead(plan, calibration, keras_model):
+        with self.stage("calibration"), self._decoding_ahead(plan, calibration):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
@@ -222,30 +222,32 @@ class Run(Job):
         return Path(result.model_path), result.float_tflite
 
     @contextlib.contextmanager
-    def _decoding_ahead(
-        self, plan: Plan, calibration: CalibrationData, keras_model: LazyKerasModel | None
-    ) -> Iterator[None]:
-        """While the TFLite converter's first run of a Keras model imports TensorFlow and loads the model, decode the
-        first calibration images in worker processes on the other cores (a float graph kept by an earlier run means
-        its statistics are cached too: nothing to decode then)."""
-        settings = self.config.quantization
-        first_conversion = (
-            isinstance(calibration, ImageCalibrationData)
-            and settings is not None
-            and settings.quantizer == "TFlite_converter"
-            and keras_model is not None
-            and not keras_model.loaded
-            and self._kept_float_tflite(plan) is None
-        )
-        if not first_conversion:
+    def _decoding_ahead(self, plan: Plan, calibration: CalibrationData) -> Iterator[None]:
+        """While a quantization that must measure its statistics gets ready (imports TensorFlow and loads a Keras model
+        for the TFLite converter; converts or pre-processes the model for ONNX Runtime), decode the first calibration
+        images in worker processes on the other cores (`decoding_processes()`: none once TensorFlow is loaded)."""
+        if not isinstance(calibration, ImageCalibrationData) or self._statistics_cached(plan, calibration):
             yield
             return
-        assert isinstance(calibration, ImageCalibrationData)
         with decoding_processes() as processes:
             if processes is not None:
                 count = calibration.decode_ahead(processes)
                 log.info("calibration: decoding %d images in worker processes while the model loads", count)
             yield
+
+    def _statistics_cached(self, plan: Plan, calibration: CalibrationData) -> bool:
+        """Whether the quantization will take its statistics from the cache (for the TFLite converter: whether an
+        earlier run kept the float graph, stored with them)."""
+        from engine.quantize.cache import StatsCache
+
+        settings = self.config.quantization
+        if not self.use_cache or settings is None:
+            return False
+        if settings.quantizer == "TFlite_converter":
+            return self._kept_float_tflite(plan) is not None
+        from engine.quantize.onnx import ranges_cached
+
+        return ranges_cached(plan.model_path, settings, calibration, StatsCache())
 
     def _report_layers(self) -> None:
         """The per-layer report of the quantization (a diagnostic), after the evaluations: their images are freed by
