@@ -7,15 +7,13 @@ the figures it replays are those of a real `stquant compare` of the tutorial mod
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
-from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
+from tui_helpers import FAKE_ENGINE, settle, wait_until
 
 from engine.config.schema import load_config
 from engine.run.comparison import Comparison, Variant
@@ -274,36 +272,3 @@ async def test_engine_failure_is_said_and_the_screen_stays(tutorial, tmp_path):
         assert str(screen.query_one("#compare-stage", Static).render()) == "Failed (exit 2): unknown command compare"
         assert not temp_configs(tmp_path) and isinstance(app.screen, CompareScreen)
         assert not screen.query_one("#compare-target", Input).disabled  # options usable again
-
-
-HYGIENE = """
-import asyncio, sys
-sys.path.insert(0, {here!r})
-from replay_engine import REPLAY_ENGINE
-from stquant_tui.app import StquantApp
-from stquant_tui.compare_screen import CompareScreen
-from stquant_tui.compare_table import CHOICES
-
-async def main():
-    app = StquantApp({config!r}, engine_cmd=REPLAY_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.mount_later_steps()
-        app.step = "review"
-        await pilot.press("ctrl+k")
-        await pilot.press("ctrl+r")
-        for _ in range(500):
-            if isinstance(app.screen, CompareScreen) and app.screen.finished is not None:
-                break
-            await pilot.pause(0.02)
-        assert app.screen.finished.exit_code == 0
-asyncio.run(main())
-print("loaded:" + ",".join(m for m in ("tensorflow", "tf_keras", "onnxruntime", "ai_edge_litert", "onnx")
-                            if m in sys.modules))
-"""
-
-
-def test_a_comparison_in_the_ui_loads_no_ml_runtime(tutorial):
-    script = HYGIENE.format(here=str(HERE), config=str(tutorial))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "loaded:"
