@@ -327,10 +327,10 @@ class StquantApp(RunActions, App[int]):
         """Show the draft and the verdict on Review; return the number of schema problems."""
         if not self.query("#review-status"):  # Review not composed yet
             return len(self.draft.problems())
-        current = self.verdict if self._checked == self.check_key() else None
-        if current is None and self._checked != self.check_key():
+        checked = self._checked == self.check_key()  # the verdict (or the error) is about the draft as it is
+        if not checked:
             self.request_check(delay=0)
-        check_error = self.check_error if self._checked == self.check_key() else None
+        current, check_error = (self.verdict, self.check_error) if checked else (None, None)
         return self.step_widget("review").refresh_review(self.draft, current, check_error)
 
     def on_dataset_scanned(self, event: DatasetScanned) -> None:

@@ -7,6 +7,7 @@ key is: an edit changes its own lines and nothing else. `check` proves a text re
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections import Counter
@@ -127,16 +128,27 @@ def render(data: dict, original: str) -> str:
     lines changed: a changed value in place on its line, a removed key's lines gone, a new key on lines of its
     own after the key before it, indented as its siblings (ruamel's whole text if the file's layout is one
     this does not edit: the document not a block mapping, merge keys)."""
-    root = _yaml().compose(original)
+    root = _composed(original)
     if not isinstance(root, MappingNode) or root.flow_style or not root.value:
         return dump(data)
     doc = _Document(original, root)
     edits: list[_Edit] = []
     try:
-        _edit_mapping(doc, root, load(original), data, "", doc.step, edits)
+        _edit_mapping(doc, root, _loaded(original), data, "", doc.step, edits)
         return doc.apply(edits) if edits else original
     except _UnsupportedLayout:
         return dump(data)
+
+
+# `render` runs on each edit against the same original text: parse it once (the results are only read).
+@functools.lru_cache(maxsize=4)
+def _composed(original: str) -> Node | None:
+    return _yaml().compose(original)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(original: str) -> CommentedMap:
+    return load(original)
 
 
 def check(text: str, data: dict, before: str | None, name: str) -> None:

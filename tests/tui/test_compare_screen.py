@@ -7,15 +7,13 @@ the figures it replays are those of a real `stquant compare` of the tutorial mod
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG, recorded_comparison
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
-from tui_helpers import FAKE_ENGINE, HERE, ROOT, settle, wait_until
+from tui_helpers import FAKE_ENGINE, settle, wait_until
 
 from engine.config.schema import load_config
 from engine.run.comparison import Comparison, Variant
@@ -64,7 +62,8 @@ def shown_keys(app) -> set[str]:
     return {key for key, active in app.active_bindings.items() if active.enabled and active.binding.show}
 
 
-async def test_ctrl_k_opens_compare_on_review_and_summary_only(tutorial):
+async def test_ctrl_k_opens_compare_on_review_and_summary_only_and_every_key_varied_fits_80_columns(tutorial):
+    """One app: where ctrl+k opens Compare and which keys it offers; then, every key varied, the table fits."""
     app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -82,6 +81,39 @@ async def test_ctrl_k_opens_compare_on_review_and_summary_only(tutorial):
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
         assert app.step == "summary"
+
+        screen = await open_compare(pilot)
+        for box in screen.query(Checkbox):
+            box.value = True
+        await pilot.pause()
+        assert "24 variant(s)" in str(screen.query_one("#compare-title", Static).render())
+        screen.reset(list(CHOICES), 24)
+        widest = {
+            "index": 0,
+            "name": "",
+            "status": "ok",
+            "accuracy": 100.0,
+            "agreement": 100.0,
+            "weights_flash_kib": 4096.25,
+            "activation_ram_kib": 1234.5,
+            "estimated_inference_ms": 1234.56,
+            "settings": {
+                "quantization.granularity": "per_channel",
+                "quantization.optimize": True,
+                "quantization.quantization_input_type": "uint8",
+                "quantization.quantizer": "TFlite_converter",
+            },
+        }
+        for index in range(24):
+            screen.post_message(CompareVariant(Variant(**{**widest, "index": index})))
+        await pilot.pause()
+        starred = Comparison(run_dir="/runs/x", model="m.h5", varied={}, target_agreement=99.0, recommended=23)
+        screen.post_message(CompareFinished(0, starred, None))
+        await pilot.pause()
+        table = screen.query_one("#compare-table", DataTable)
+        assert table.row_count == 24 and table.show_vertical_scrollbar and table.get_row_at(23)[0] == "23★"
+        assert table.virtual_size.width <= table.scrollable_content_region.width <= 80
+        assert not table.show_horizontal_scrollbar
 
 
 async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path):
@@ -190,24 +222,45 @@ async def test_enter_adopts_from_the_summary_and_returns_to_review(tutorial):
         assert app.draft.get("quantization.granularity") == "per_channel"
 
 
-@pytest.mark.parametrize(
-    ("setup", "message"),
-    [
-        (lambda s: [setattr(box, "value", False) for box in s.query(Checkbox)], "Tick at least one value"),
-        (lambda s: setattr(s.query_one("#compare-target", Input), "value", "150"), "Target agreement: a number"),
-        (lambda s: s.app.draft.set("dataset.quantization_split", 2), "dataset.quantization_split"),
-    ],
-)
-async def test_bad_choices_are_refused_naming_what_to_fix(tutorial, tmp_path, setup, message):
+def untick_every_value(screen: CompareScreen) -> None:
+    for box in screen.query(Checkbox):
+        box.value = False
+
+
+def target_out_of_range(screen: CompareScreen) -> None:
+    screen.query_one("#compare-target", Input).value = "150"
+
+
+def invalid_draft(screen: CompareScreen) -> None:
+    screen.app.draft.set("dataset.quantization_split", 2)
+
+
+BAD_CHOICES = [
+    (untick_every_value, "Tick at least one value"),
+    (target_out_of_range, "Target agreement: a number"),
+    (invalid_draft, "dataset.quantization_split"),
+]
+
+
+async def test_bad_choices_are_refused_naming_what_to_fix(tutorial, tmp_path):
+    """One app: each bad choice in turn (the one before undone) is refused with its own message, nothing started."""
     app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compare(pilot)
-        setup(screen)
-        await pilot.pause()
-        await pilot.press("ctrl+r")
-        await pilot.pause()
-        assert screen.process is None and not screen.running and not temp_configs(tmp_path)
-        assert any(message in str(n.message) for n in app._notifications)
+        ticked = {box.id: box.value for box in screen.query(Checkbox)}
+        target = screen.query_one("#compare-target", Input).value
+        for setup, message in BAD_CHOICES:
+            app.clear_notifications()
+            setup(screen)
+            await pilot.pause()
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert screen.process is None and not screen.running and not temp_configs(tmp_path), setup.__name__
+            assert any(message in str(n.message) for n in app._notifications), (setup.__name__, app._notifications)
+            for box in screen.query(Checkbox):
+                box.value = ticked[box.id]
+            screen.query_one("#compare-target", Input).value = target
+            await pilot.pause()
 
 
 async def test_engine_failure_is_said_and_the_screen_stays(tutorial, tmp_path):
@@ -219,73 +272,3 @@ async def test_engine_failure_is_said_and_the_screen_stays(tutorial, tmp_path):
         assert str(screen.query_one("#compare-stage", Static).render()) == "Failed (exit 2): unknown command compare"
         assert not temp_configs(tmp_path) and isinstance(app.screen, CompareScreen)
         assert not screen.query_one("#compare-target", Input).disabled  # options usable again
-
-
-HYGIENE = """
-import asyncio, sys
-sys.path.insert(0, {here!r})
-from replay_engine import REPLAY_ENGINE
-from stquant_tui.app import StquantApp
-from stquant_tui.compare_screen import CompareScreen
-from stquant_tui.compare_table import CHOICES
-
-async def main():
-    app = StquantApp({config!r}, engine_cmd=REPLAY_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.mount_later_steps()
-        app.step = "review"
-        await pilot.press("ctrl+k")
-        await pilot.press("ctrl+r")
-        for _ in range(500):
-            if isinstance(app.screen, CompareScreen) and app.screen.finished is not None:
-                break
-            await pilot.pause(0.02)
-        assert app.screen.finished.exit_code == 0
-asyncio.run(main())
-print("loaded:" + ",".join(m for m in ("tensorflow", "tf_keras", "onnxruntime", "ai_edge_litert", "onnx")
-                            if m in sys.modules))
-"""
-
-
-def test_a_comparison_in_the_ui_loads_no_ml_runtime(tutorial):
-    script = HYGIENE.format(here=str(HERE), config=str(tutorial))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "loaded:"
-
-
-async def test_every_key_varied_fits_80_columns(tutorial):
-    app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_compare(pilot)
-        for box in screen.query(Checkbox):
-            box.value = True
-        await pilot.pause()
-        assert "24 variant(s)" in str(screen.query_one("#compare-title", Static).render())
-        screen.reset(list(CHOICES), 24)
-        widest = {
-            "index": 0,
-            "name": "",
-            "status": "ok",
-            "accuracy": 100.0,
-            "agreement": 100.0,
-            "weights_flash_kib": 4096.25,
-            "activation_ram_kib": 1234.5,
-            "estimated_inference_ms": 1234.56,
-            "settings": {
-                "quantization.granularity": "per_channel",
-                "quantization.optimize": True,
-                "quantization.quantization_input_type": "uint8",
-                "quantization.quantizer": "TFlite_converter",
-            },
-        }
-        for index in range(24):
-            screen.post_message(CompareVariant(Variant(**{**widest, "index": index})))
-        await pilot.pause()
-        starred = Comparison(run_dir="/runs/x", model="m.h5", varied={}, target_agreement=99.0, recommended=23)
-        screen.post_message(CompareFinished(0, starred, None))
-        await pilot.pause()
-        table = screen.query_one("#compare-table", DataTable)
-        assert table.row_count == 24 and table.show_vertical_scrollbar and table.get_row_at(23)[0] == "23★"
-        assert table.virtual_size.width <= table.scrollable_content_region.width <= 80
-        assert not table.show_horizontal_scrollbar

@@ -31,10 +31,16 @@ async def test_form_keeps_its_80_column_width_and_the_yaml_pane_takes_the_rest()
     assert widths[200][0] > widths[80][0] and widths[200][1] <= 72
 
 
-async def test_focused_field_shows_its_schema_help_and_is_marked():
+async def test_every_field_has_a_help_line_and_the_focused_one_shows_its_schema_help_and_is_marked():
+    """One app on the demo: every field of the form steps has a help line of at most two lines at 80 columns;
+    the focused field shows its schema help and is marked."""
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        assert all(row.help for row in app.query(FieldRow)), [row.key for row in app.query(FieldRow) if not row.help]
+        too_long = [row.key for row in app.query(FieldRow) if len(f"{row.label}: {row.help}") > 150]
+        assert not too_long  # two lines at 80 columns
+
         app.step = "quantization"
         await settle(pilot)
         for key in (
@@ -56,15 +62,6 @@ async def test_focused_field_shows_its_schema_help_and_is_marked():
             assert [r.key for r in app.query(FieldRow) if r.has_pseudo_class("focus-within")] == [key]
 
 
-async def test_every_field_on_the_form_steps_has_a_help_line():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        assert all(row.help for row in app.query(FieldRow)), [row.key for row in app.query(FieldRow) if not row.help]
-        too_long = [row.key for row in app.query(FieldRow) if len(f"{row.label}: {row.help}") > 150]
-        assert not too_long  # two lines at 80 columns
-
-
 async def test_operation_mode_offers_only_runnable_modes_and_flags_a_loaded_other_one(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(DEMO_CONFIG.read_text().replace("operation_mode: quantization", "operation_mode: chain_tbqeb"))
@@ -77,7 +74,10 @@ async def test_operation_mode_offers_only_runnable_modes_and_flags_a_loaded_othe
         assert select.value == "chain_tbqeb"
 
 
-async def test_board_is_a_select_of_the_known_boards_and_dataset_name_is_a_field():
+async def test_board_and_name_fields_a_blocked_next_and_the_picker_on_one_app():
+    """One app on the demo: the board is a select of the known boards and the dataset name a field; a blocked
+    Next names the field, focuses it and stacks no toasts; the picker opens at the folder of the value and shows
+    its keys in the footer."""
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -94,11 +94,6 @@ async def test_board_is_a_select_of_the_known_boards_and_dataset_name_is_a_field
         await settle(pilot)
         assert app.draft.get("benchmarking.board") is None
 
-
-async def test_blocked_next_names_the_field_focuses_it_and_does_not_stack_toasts():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
         app.query_one("#dataset-seed", Input).value = "twelve"
         app.query_one("#dataset-name", Input).focus()
         for _ in range(3):
@@ -110,11 +105,6 @@ async def test_blocked_next_names_the_field_focuses_it_and_does_not_stack_toasts
         assert message.startswith("✗ Fix Seed: ") and "number" in message
         assert not app._notifications
 
-
-async def test_picker_opens_at_the_folder_of_the_value_and_shows_its_keys_in_the_footer():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
         app.query_one("#dataset-quantization_path", Input).focus()
         await pilot.press("ctrl+f")
         await pilot.pause()

@@ -80,7 +80,9 @@ async def test_a_new_config_starts_from_a_clean_draft(tmp_path, monkeypatch):
     assert text == "dataset:\n  name: flowers\n"
 
 
-async def test_typing_into_a_filled_field_replaces_it_and_ctrl_u_is_in_the_footer():
+async def test_typing_replaces_a_filled_field_ctrl_u_clears_it_and_f1_or_question_mark_list_every_key():
+    """One app on the demo: typing into a filled field replaces it, ctrl+u (in the footer) clears it; F1 in a
+    text field and `?` elsewhere list every key of the screen."""
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -92,11 +94,6 @@ async def test_typing_into_a_filled_field_replaces_it_and_ctrl_u_is_in_the_foote
         await pilot.press("ctrl+u")
         assert app.query_one("#dataset-name", Input).value == ""
 
-
-async def test_f1_and_question_mark_list_every_key_of_the_screen():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
         expected = app.screen.active_bindings
         await pilot.press("f1")  # in a text field, `?` is typed
         await wait_until(pilot, lambda: isinstance(app.screen, KeysScreen))
@@ -116,7 +113,14 @@ async def test_f1_and_question_mark_list_every_key_of_the_screen():
         assert ["ctrl+o", "Save"] in rows and ["ctrl+r", "Run"] in rows and ["ctrl+k", "Compare"] in rows
 
 
-async def test_review_problem_list_highlights_its_first_row_on_focus(tmp_path):
+async def test_review_problem_list_highlights_on_focus_and_the_file_picker_starts_at_the_value(tmp_path):
+    """One app on the demo: Review's problem list highlights its first row on focus and Enter goes to the field;
+    the model picker starts at the value's folder, shows its root and takes a typed path."""
+    models = tmp_path / "models"
+    (models / "old").mkdir(parents=True)
+    (models / "old" / "a.h5").write_bytes(b"")
+    (models / "new").mkdir()
+    (models / "new" / "b.onnx").write_bytes(b"")
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -132,16 +136,6 @@ async def test_review_problem_list_highlights_its_first_row_on_focus(tmp_path):
         await wait_until(pilot, lambda: app.step == "dataset")
         assert app.focused is app.query_one("#dataset-quantization_split", Input)
 
-
-async def test_file_picker_starts_at_the_value_shows_its_root_and_takes_a_typed_path(tmp_path):
-    models = tmp_path / "models"
-    (models / "old").mkdir(parents=True)
-    (models / "old" / "a.h5").write_bytes(b"")
-    (models / "new").mkdir()
-    (models / "new" / "b.onnx").write_bytes(b"")
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
         app.draft.edit("general.model_path", str(models / "old" / "a.h5"))
         app.step = "model"
         await pilot.pause()

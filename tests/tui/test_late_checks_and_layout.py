@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from fake_engine import recorded_summary
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG
 from textual.widgets import DataTable, Input, RichLog, Static
@@ -26,10 +25,17 @@ def visible_text(log: RichLog) -> str:
     return "".join(log.render_line(y).text for y in range(log.scrollable_content_region.height)).replace(" ", "")
 
 
-async def test_run_log_keeps_every_character_of_a_wrapped_line_beside_its_scrollbar():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
+async def test_a_folder_the_mode_does_not_read_is_not_checked_and_the_run_log_keeps_every_character():
+    """One app on the demo (quantization mode): the training folder is not checked on leaving it; the Run step's
+    log keeps every character of a wrapped line beside its scrollbar."""
+    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)  # quantization: the training folder is not read
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        app.query_one("#dataset-training_path", Input).focus()
+        await pilot.press("0", ".", "4", "tab")
+        await pilot.pause()
+        assert not app.query_one("#row-dataset-training_path").has_class("-invalid")
+
         app.step = "run"
         run = app.query_one("#step-run")
         log = app.query_one("#run-log", RichLog)
@@ -70,7 +76,9 @@ def drawn(app, widget) -> str:
     return " ".join(" ".join(line[region.x : region.right].split()) for line in lines).strip()
 
 
-async def test_a_blocked_next_names_the_field_in_full_and_clears_once_fixed(tmp_path):
+async def test_a_blocked_next_names_the_field_in_full_a_missing_folder_is_flagged_on_leaving_and_both_clear(tmp_path):
+    """One app on chain_eqe without a test folder: Next names the field in full; a folder that does not exist is
+    flagged when leaving the field (not while typing) and blocks Next with the engine's words; fixed, both clear."""
     app = StquantApp(chain_eqe_config(tmp_path), engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -81,20 +89,7 @@ async def test_a_blocked_next_names_the_field_in_full_and_clears_once_fixed(tmp_
         assert drawn(app, nav) == f"✗ Fix Test folder: {NEEDS_TEST}"  # wrapped, not cut at 80 columns
         test_field = app.query_one("#dataset-test_path", Input)
         assert app.focused is test_field
-        await pilot.press(*f"{DEMO}/digits")
-        await pilot.pause()
-        assert drawn(app, nav) == ""  # fixed: the line says nothing any more
-        assert not app.query_one("#row-dataset-test_path").has_class("-invalid")
-        await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert app.step == "preprocessing"
 
-
-async def test_a_test_folder_that_does_not_exist_is_flagged_when_leaving_the_field(tmp_path):
-    app = StquantApp(chain_eqe_config(tmp_path), engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.query_one("#dataset-test_path", Input).focus()
         await pilot.press("0", ".", "4")
         await pilot.pause()
         row = app.query_one("#row-dataset-test_path")
@@ -107,18 +102,16 @@ async def test_a_test_folder_that_does_not_exist_is_flagged_when_leaving_the_fie
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert app.step == "dataset"
-        assert drawn(app, app.query_one("#nav-message")) == f"✗ Fix Test folder: {missing}"
-        assert app.focused is app.query_one("#dataset-test_path", Input)
+        assert drawn(app, nav) == f"✗ Fix Test folder: {missing}"
+        assert app.focused is test_field
 
-
-async def test_a_folder_the_mode_does_not_read_is_not_checked(tmp_path):
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)  # quantization: the training folder is not read
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.query_one("#dataset-training_path", Input).focus()
-        await pilot.press("0", ".", "4", "tab")
+        await pilot.press("ctrl+u", *f"{DEMO}/digits")
         await pilot.pause()
-        assert not app.query_one("#row-dataset-training_path").has_class("-invalid")
+        assert drawn(app, nav) == ""  # fixed: the line says nothing any more
+        assert not row.has_class("-invalid")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.step == "preprocessing"
 
 
 LONG_RUN_DIR = "/home/someone/projects/flowers/experiments_outputs/2026_01_01_12_00_00"
@@ -154,49 +147,32 @@ def summary_app() -> tuple[StquantApp, RunSummary]:
     )
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
-async def test_summary_breaks_the_model_path_between_folders(size):
-    app, summary = summary_app()
-    async with app.run_test(size=size) as pilot:
-        await settle(pilot)
-        app.query_one("#step-summary").show(summary)
-        app.step = "summary"
-        await pilot.pause()
-        lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
-        first = next(i for i, line in enumerate(lines) if line.startswith(" Model  "))
-        shown = [lines[first].removeprefix(" Model").strip()]
-        while not shown[-1].endswith(".tflite"):
-            assert shown[-1].endswith("/")  # each line ends between two folders, never inside a name
-            shown.append(lines[first + len(shown)].strip())
-        assert len(shown) > 1 and "".join(shown) == summary.quantized_model
+def model_path_lines(app) -> list[str]:
+    """The Summary's model path as drawn, one entry per screen line."""
+    lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
+    first = next(i for i, line in enumerate(lines) if line.startswith(" Model  "))
+    shown = [lines[first].removeprefix(" Model").strip()]
+    while not shown[-1].endswith(".tflite"):
+        assert shown[-1].endswith("/"), shown  # each line ends between two folders, never inside a name
+        shown.append(lines[first + len(shown)].strip())
+    return shown
 
 
-async def test_summary_tables_use_the_width_of_a_wide_terminal():
-    app, summary = summary_app()
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        app.query_one("#step-summary").show(summary)
-        app.step = "summary"
-        await pilot.pause()
-        table = app.query_one("#summary-layers", DataTable)
-        names = [layer.name for layer in summary.footprint.layers]
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == names  # full names, not cut to 80
-        assert [str(c.label) for c in table.columns.values()][-1] == "Output"
-        assert max(map(len, names)) > 21 and table.size.width > 80
-        await pilot.resize_terminal(80, 24)
-        await pilot.pause()
-        await pilot.pause()
-        long = next(i for i, name in enumerate(names) if len(name) > 21)
-        assert table.get_row_at(long)[0] == "…" + names[long][-20:]  # abbreviated again at 80 columns
+async def show_summary(pilot, summary: RunSummary) -> None:
+    await settle(pilot)
+    pilot.app.query_one("#step-summary").show(summary)
+    pilot.app.step = "summary"
+    await pilot.pause()
 
 
-async def test_the_full_screen_table_has_its_own_title_line_and_says_how_to_scroll():
+async def test_summary_at_80x24_breaks_the_model_path_between_folders_and_its_full_screen_table_has_a_title():
+    """One app: the model path at 80 columns, then the full-screen table (its own title line, how to scroll)."""
     app, summary = summary_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.query_one("#step-summary").show(summary)
-        app.step = "summary"
-        await pilot.pause()
+        await show_summary(pilot, summary)
+        shown = model_path_lines(app)
+        assert len(shown) > 1 and "".join(shown) == summary.quantized_model
+
         await pilot.press("f")
         await pilot.pause()
         await pilot.pause()
@@ -208,3 +184,23 @@ async def test_the_full_screen_table_has_its_own_title_line_and_says_how_to_scro
         await pilot.press("right")
         await pilot.pause()
         assert table.scroll_x == 8
+
+
+async def test_summary_at_120x40_breaks_the_model_path_and_its_tables_use_the_width():
+    """One app: the model path at 120 columns, the per-layer table's full names, then abbreviated at 80."""
+    app, summary = summary_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_summary(pilot, summary)
+        shown = model_path_lines(app)
+        assert len(shown) > 1 and "".join(shown) == summary.quantized_model
+
+        table = app.query_one("#summary-layers", DataTable)
+        names = [layer.name for layer in summary.footprint.layers]
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == names  # full names, not cut to 80
+        assert [str(c.label) for c in table.columns.values()][-1] == "Output"
+        assert max(map(len, names)) > 21 and table.size.width > 80
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.pause()
+        long = next(i for i, name in enumerate(names) if len(name) > 21)
+        assert table.get_row_at(long)[0] == "…" + names[long][-20:]  # abbreviated again at 80 columns

@@ -9,10 +9,18 @@ from stquant_tui.app import StquantApp
 from stquant_tui.widgets.dialogs import PathPickerScreen
 
 
-async def test_folder_picker_fills_the_focused_dataset_path(tmp_path, monkeypatch):
-    (tmp_path / "photos" / "cats").mkdir(parents=True)
-    (tmp_path / "notes.txt").write_text("not a folder")
-    monkeypatch.chdir(tmp_path)
+async def test_folder_picker_fills_the_focused_dataset_path_and_model_picker_shows_folders_and_models(
+    tmp_path, monkeypatch
+):
+    """One app: the folder picker (started in a folder with a subfolder and a file) fills the focused dataset path;
+    the model picker (started in another) keeps the value on escape, shows folders and models, fills the model."""
+    folders, models = tmp_path / "folders", tmp_path / "models_cwd"
+    (folders / "photos" / "cats").mkdir(parents=True)
+    (folders / "notes.txt").write_text("not a folder")
+    (models / "models").mkdir(parents=True)
+    (models / "models" / "net.tflite").write_bytes(b"")
+    (models / "models" / "readme.md").write_text("not a model")
+    monkeypatch.chdir(folders)
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -25,18 +33,10 @@ async def test_folder_picker_fills_the_focused_dataset_path(tmp_path, monkeypatc
         await pilot.press("down", "enter")  # Enter picks the folder (it does not open it)
         await settle(pilot)
         assert not isinstance(app.screen, PathPickerScreen)
-        assert app.draft.get("dataset.training_path") == str(tmp_path / "photos")  # outside the config folder
+        assert app.draft.get("dataset.training_path") == str(folders / "photos")  # outside the config folder
         assert app.draft.get("dataset.quantization_path") == "demo/digits"  # the other fields untouched
 
-
-async def test_model_picker_shows_folders_and_models_and_escape_keeps_the_value(tmp_path, monkeypatch):
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "net.tflite").write_bytes(b"")
-    (tmp_path / "models" / "readme.md").write_text("not a model")
-    monkeypatch.chdir(tmp_path)
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+        monkeypatch.chdir(models)
         for _ in range(2):
             await pilot.press("ctrl+n")
             await settle(pilot)
@@ -58,7 +58,7 @@ async def test_model_picker_shows_folders_and_models_and_escape_keeps_the_value(
         assert [child.label.plain for child in tree.root.children[0].children] == ["net.tflite"]
         await pilot.press("down", "enter")
         await settle(pilot)
-        assert app.draft.get("general.model_path") == str(tmp_path / "models" / "net.tflite")
+        assert app.draft.get("general.model_path") == str(models / "models" / "net.tflite")
 
 
 async def test_wide_terminal_shows_the_step_yaml_beside_the_form():

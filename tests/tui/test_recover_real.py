@@ -136,7 +136,10 @@ async def test_recovery_from_the_summary_shows_recovery_json_and_adopt_saves_the
     )
 
 
-async def test_esc_during_the_search_stops_the_engine_with_exit_130(sandbox):
+async def test_a_refused_target_then_esc_and_quitting_mid_search_stop_the_engine(sandbox):
+    """One app on the demo's Summary (a recorded run): a target the engine refuses is its one-line error and nothing
+    to adopt; esc during a search stops the engine with exit 130 (recovery.json interrupted, the rows measured
+    stay); quitting mid-search stops the engine; no temp file is left at any point."""
     seen: list = []
     app = StquantApp(DEMO_CONFIG)
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
@@ -145,6 +148,19 @@ async def test_esc_during_the_search_stops_the_engine_with_exit_130(sandbox):
         app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
         app.step = "summary"
         await pilot.pause()
+
+        screen = await start_recovery(pilot, "150")
+        await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
+        await pilot.pause()
+        assert screen.finished.exit_code == 2 and screen.finished.recovery is None
+        outcome = str(screen.query_one("#recover-outcome", Static).render())
+        assert outcome == "✗ Failed (exit 2): --target-agreement 150.0: a percentage from 0 to 100"
+        assert screen.check_action("adopt", ()) is None  # shown greyed: nothing to adopt
+        assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
+
+        seen.clear()
         screen = await start_recovery(pilot, "100")
         await wait_until(pilot, lambda: any(isinstance(m, RecoverStep) for m in seen), timeout=120)
         await pilot.press("escape")
@@ -165,35 +181,13 @@ async def test_esc_during_the_search_stops_the_engine_with_exit_130(sandbox):
         await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
         assert app.step == "summary"
 
-
-async def test_a_target_the_engine_refuses_is_its_one_line_error_and_nothing_to_adopt(sandbox):
-    app = StquantApp(DEMO_CONFIG)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
-        app.step = "summary"
-        await pilot.pause()
-        screen = await start_recovery(pilot, "150")
-        await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
-        await pilot.pause()
-        assert screen.finished.exit_code == 2 and screen.finished.recovery is None
-        outcome = str(screen.query_one("#recover-outcome", Static).render())
-        assert outcome == "✗ Failed (exit 2): --target-agreement 150.0: a percentage from 0 to 100"
-        assert screen.check_action("adopt", ()) is None  # shown greyed: nothing to adopt
-        assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
-
-
-async def test_quitting_mid_search_stops_the_engine_and_leaves_no_temp_file(sandbox):
-    seen: list = []
-    app = StquantApp(DEMO_CONFIG)
-    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
-        await settle(pilot)
-        app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
-        app.step = "summary"
-        await pilot.pause()
+        app.adopt_settings({"dataset.quantization_split": 0.4})  # the demo's own: nothing unsaved, ctrl+q quits
+        assert not app.draft.modified
+        seen.clear()
         screen = await start_recovery(pilot, "100")
         await wait_until(pilot, lambda: any(isinstance(m, RunStage) for m in seen), timeout=60)
         child = screen.process.process
         await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not app.is_running)  # quit without a question
     assert child.poll() is not None
     assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))

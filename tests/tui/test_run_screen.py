@@ -7,7 +7,7 @@ from pathlib import Path
 
 from summary_figures import assert_summary_shows
 from textual.widgets import DataTable, ProgressBar, Static
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, settle, wait_until
+from tui_helpers import DEMO_CONFIG, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.messages import RunProgress
@@ -72,7 +72,10 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert app.last_run.summary.status == "interrupted" and app.last_run.summary.failed_stage == "calibration"
 
 
-async def test_a_failure_is_said_once_and_is_no_toast(fake_engine, monkeypatch):
+async def test_a_failure_is_said_once_and_is_no_toast_and_the_log_follows_unless_scrolled_back(
+    fake_engine, monkeypatch
+):
+    """One app: a failed run says why once (no toast); then the run log follows new lines unless scrolled back."""
     monkeypatch.setenv("FAKE_ENGINE_FAIL", "dataset.quantization_path: dataset folder not found: /nowhere")
     app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -85,6 +88,26 @@ async def test_a_failure_is_said_once_and_is_no_toast(fake_engine, monkeypatch):
         assert sum("dataset folder not found" in line for line in lines) == 1, lines
         assert str(app.query_one("#run-stage", Static).render()) == "Failed (exit 3): see the last line of the log"
         assert not app._notifications
+
+        app.step = "run"  # the log follows new lines unless scrolled back
+        run = app.query_one("#step-run")
+        log = app.query_one("#run-log")
+        for index in range(100):
+            run.log_line(f"line {index}")
+        await pilot.pause()
+        await pilot.pause()
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # the last lines are visible
+        log.scroll_to(y=10, animate=False)
+        await pilot.pause()
+        run.log_line("line 100")
+        await pilot.pause()
+        assert log.scroll_y == 10  # reading back: the view stays
+        log.scroll_end(animate=False)
+        await pilot.pause()
+        run.log_line("line 101")
+        await pilot.pause()
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
 
 
 async def test_ctrl_q_during_a_run_asks_first_then_stops_the_engine(fake_engine, monkeypatch):
@@ -108,28 +131,3 @@ async def test_ctrl_q_during_a_run_asks_first_then_stops_the_engine(fake_engine,
         await wait_until(pilot, lambda: not app.is_running)
     assert process.poll() == 130  # stopped cleanly (SIGINT), not killed
     assert not config.exists()
-
-
-async def test_run_log_follows_new_lines_unless_scrolled_back():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.step = "run"
-        run = app.query_one("#step-run")
-        log = app.query_one("#run-log")
-        for index in range(100):
-            run.log_line(f"line {index}")
-        await pilot.pause()
-        await pilot.pause()
-        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # the last lines are visible
-        log.scroll_to(y=10, animate=False)
-        await pilot.pause()
-        run.log_line("line 100")
-        await pilot.pause()
-        assert log.scroll_y == 10  # reading back: the view stays
-        log.scroll_end(animate=False)
-        await pilot.pause()
-        run.log_line("line 101")
-        await pilot.pause()
-        await pilot.pause()
-        assert log.scroll_y == log.max_scroll_y

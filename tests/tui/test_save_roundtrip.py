@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 
 import pytest
@@ -329,9 +330,15 @@ def key_lines(root: Node, lines: list[str], key: str) -> set[int]:
     return set(range(first, last + 1))
 
 
+@functools.lru_cache(maxsize=8)
+def composed(text: str) -> Node | None:
+    """The composed document (cached: each example reads its source's original text again; nodes are only read)."""
+    return YAML(typ="rt").compose(text)
+
+
 def outside(text: str, keys: list[str]) -> list[str]:
     """The lines of `text` that belong to none of `keys`, blank runs collapsed to one, none at the end."""
-    root, lines = YAML(typ="rt").compose(text), text.splitlines()
+    root, lines = composed(text), text.splitlines()
     owned = set().union(*(key_lines(root, lines, key) for key in keys)) if root is not None else set()
     kept = [line.rstrip() for index, line in enumerate(lines) if index not in owned]
     return [line for index, line in enumerate(kept) if line or (index and kept[index - 1] and any(kept[index:]))]

@@ -24,7 +24,8 @@ async def show_recorded(pilot) -> dict:
     return expected
 
 
-async def test_key_figures_fit_80x24_and_equal_the_run_summary():
+async def test_key_figures_fit_80x24_and_equal_the_run_summary_and_the_tables_page_and_open_full_screen():
+    """One app: the key figures at 80x24, then the tables page without tabbing and open full screen."""
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         expected = await show_recorded(pilot)
@@ -36,11 +37,6 @@ async def test_key_figures_fit_80x24_and_equal_the_run_summary():
         assert [str(c.label) for c in layers.columns.values()] == ["Layer", "Op", "MACC", "Wgt B", "Act B", "Time%"]
         assert layers.virtual_size.width <= layers.scrollable_content_region.width  # every column visible
 
-
-async def test_tables_page_without_tabbing_and_open_full_screen():
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await show_recorded(pilot)
         summary = app.query_one("#step-summary")
         layers = app.query_one("#summary-layers", DataTable)
         start = (summary.scroll_y, layers.scroll_y, layers.cursor_row)
