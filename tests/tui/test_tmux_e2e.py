@@ -160,11 +160,10 @@ def test_sighup_mid_run_stops_the_engine_and_leaves_no_temp_file(tmp_path):
             ["pgrep", "-f", f"^{sys.executable} -m stquant_tui {config}"], capture_output=True, text=True
         )
         pid = int(found.stdout.split()[0])
-        time.sleep(1.0)
-        for _ in range(4):
+        time.sleep(1.0)  # let the terminal's answers to the start-up queries arrive first
+        for step in ("Input range", "Output width 10", "Operation mode", "validate: ok"):  # each step shown first
             tmux.keys("C-n")
-            time.sleep(0.3)
-        tmux.wait_for("validate: ok")
+            tmux.wait_for(step)
         tmux.keys("C-r")
         tmux.wait_for("calibration")
         assert list(temp.glob(".stquant-tui-run-*.yaml"))  # the run's config exists while it runs
