@@ -18,7 +18,7 @@ from engine.cli import main
 class SignalOnLine(io.StringIO):
     """stdout that sends `number` to this process (once) when a written line satisfies `matches`."""
 
-    def __init__(self, matches: Callable[[str], bool], number: signal.Signals):
+    def __init__(self, matches: Callable[[str], bool], number: signal.Signals) -> None:
         super().__init__()
         self.matches, self.number = matches, number
         self.sender: threading.Thread | None = None
