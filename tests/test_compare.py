@@ -12,6 +12,7 @@ import pytest
 from engine.run.compare import recommend
 from engine.run.comparison import Comparison, Variant
 from tests.conftest import DEMO, ROOT
+from tests.interrupts import interrupt_in_process, stage_is
 from tests.test_cli_errors import assert_one_error, demo_config, run_cli, write
 
 VARY = [
@@ -214,32 +215,27 @@ COMPARE_INTERRUPTS = [
     ("number", "stage", "landed"), COMPARE_INTERRUPTS, ids=[f"{n.name}-{s}" for n, s, _ in COMPARE_INTERRUPTS]
 )
 def test_interrupted_compare_writes_its_comparison_and_exits_130(tmp_path, number, stage, landed):
+    """SIGTERM is sent to a child process, as `kill` would; SIGINT to a compare in this process."""
     run_dir = tmp_path / "compare"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "compare",
-            write(tmp_path, demo_config(tmp_path)),
-            *VARY,
-            "--progress",
-            "jsonl",
-            "--output-dir",
-            str(run_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    for line in proc.stdout:
-        if json.loads(line) == {"event": "stage", "name": stage}:
-            proc.send_signal(number)
-            break
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130, err
+    argv = ["compare", write(tmp_path, demo_config(tmp_path)), *VARY, "--progress", "jsonl", "--output-dir", run_dir]
+    if number == signal.SIGINT:
+        code, out, err = interrupt_in_process(argv, stage_is(stage), number)
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for line in proc.stdout:
+            if stage_is(stage)(line):
+                proc.send_signal(number)
+                break
+        out, err = proc.communicate(timeout=180)
+        code = proc.returncode
+    assert code == 130, err
     assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
     events = [json.loads(line) for line in out.splitlines()]
     assert events[-1] == {"event": "error", "message": "interrupted: no partial model was kept", "exit_code": 130}

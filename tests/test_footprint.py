@@ -3,9 +3,6 @@ board fit, and the published STM32Cube.AI figures (activation RAM of 8.1 and 10.
 STM32F769I-DISCO times) of the shared model-zoo files."""
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +17,9 @@ from engine.footprint.boards import BOARDS, board_fit
 from engine.footprint.graph import Graph, Op, Role, Tensor
 from engine.footprint.memory_planner import plan_activations
 from engine.footprint.timing import CYCLES
-from tests.conftest import ASSETS, ROOT
+from tests.conftest import ASSETS
 from tests.cubeai_published import allocator_figure, published_figures, published_releases
+from tests.test_cli_errors import run_cli
 
 KEYS = [
     "weights_flash_kib",
@@ -219,29 +217,17 @@ def test_cycles_follow_the_op_kinds(tiny_int8_tflite):
     assert estimate_footprint(tiny_int8_tflite).estimated_inference_ms is None
 
 
-def test_cli_footprint_json_with_board(tiny_int8_tflite):
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine", "footprint", str(tiny_int8_tflite), "--board", "STM32F769I-DISCO", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
-    data = json.loads(proc.stdout)
+def test_cli_footprint_json_with_board(tiny_int8_tflite, capsys):
+    code, out, _ = run_cli(capsys, "footprint", str(tiny_int8_tflite), "--board", "STM32F769I-DISCO", "--json")
+    assert code == 0
+    data = json.loads(out)
     assert data["estimated_inference_ms"] == data["board_fit"]["estimated_inference_ms"] > 0
     assert data["board_fit"]["ram_headroom_kib"] == round(528 - data["activation_ram_kib"], 2)
     assert data["board_fit"]["ram_upper_headroom_kib"] == round(528 - data["activation_ram_upper_kib"], 2)
     assert (data["allocator"], data["board_fit"]["verdict"]) == ("STM32Cube.AI 8.1", "fits")
     assert {"cycles", "time_share_pct"} <= set(data["layers"][0])
-    table = subprocess.run(
-        [sys.executable, "-m", "engine", "footprint", str(tiny_int8_tflite), "--board", "NUCLEO-F401RE"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    ).stdout
+    code, table, _ = run_cli(capsys, "footprint", str(tiny_int8_tflite), "--board", "NUCLEO-F401RE")
+    assert code == 0
     assert f"  upper bound   {data['activation_ram_upper_kib']:10.2f} KiB" in table
     assert "* sets the activation RAM peak: input 8x8x3 + output 8x8x4 + scratch 0.37 KiB" in table
     assert "NUCLEO-F401RE: fits; weights fit" in table

@@ -44,7 +44,9 @@ def bar_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def trained_model(keras_name: str, images: np.ndarray, labels: np.ndarray):
+def trained_model(keras_name: str, images: np.ndarray, labels: np.ndarray, weights: list | None = None):
+    """The model built with `keras_name` (keras or tf_keras), trained on the images; or given the `weights` of the
+    same model trained with the other Keras (same layers, same order: no second training)."""
     keras = importlib.import_module(keras_name)
     keras.utils.set_random_seed(0)
     layers = keras.layers
@@ -63,7 +65,10 @@ def trained_model(keras_name: str, images: np.ndarray, labels: np.ndarray):
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=["accuracy"])
     x = images[..., None].astype(np.float32) / 127.5 - 1.0
-    model.fit(x, labels, epochs=40, batch_size=8, verbose=0)
+    if weights is None:
+        model.fit(x, labels, epochs=40, batch_size=8, verbose=0)
+    else:
+        model.set_weights(weights)
     assert model.evaluate(x, labels, verbose=0)[1] == 1.0
     return model
 
@@ -80,7 +85,7 @@ def chain_assets(tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     keras3 = trained_model("keras", images, labels)
     keras3.save(root / "keras3.keras")
     keras3.save(root / "keras3.h5")
-    keras2 = trained_model("tf_keras", images, labels)
+    keras2 = trained_model("tf_keras", images, labels, keras3.get_weights())
     keras2.save(root / "tf_keras.h5")
     names = {
         model: {layer.name: type(layer).__name__ for layer in built.layers}

@@ -7,61 +7,49 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.quantize.cache import cache_folder
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
 from tests.test_run import run_ok
 
-# A fresh process quantizes the demo model with a LazyKerasModel and the statistics cache of $XDG_CACHE_HOME, then
-# says what asked for the Keras model and whether the Keras 2 package (which loads the demo .h5) was ever imported.
-# TF_USE_LEGACY_KERAS is unset there, so `import tensorflow` does not import tf_keras by itself.
-QUANTIZE_IN_A_FRESH_PROCESS = """
+# In a fresh process (TF_USE_LEGACY_KERAS unset there, so `import tensorflow` does not import tf_keras by itself): a
+# cached quantization, then the same once the float model kept beside the statistics is removed from the cache.
+CACHED_THEN_WITHOUT_THE_FLOAT_MODEL = """
 import json, sys
 from pathlib import Path
-from engine.data.calibration import ImageCalibrationData
-from engine.data.preprocess import ImageSpec
-from engine.models.load import LazyKerasModel
-from engine.quantize.cache import StatsCache
-from engine.quantize.tflite import quantize_tflite
-from tests.test_quantize_tflite import settings
+from engine.quantize.cache import cache_folder
+from tests.lazy_quantize import quantize
 
-model = Path(sys.argv[1])
-files = sorted(Path(sys.argv[2]).glob("*/*.png"))[:40]
-spec = ImageSpec(32, 32, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
-lazy = LazyKerasModel(model)
-result = quantize_tflite(
-    model, ImageCalibrationData(files, spec, "test", {"seed": 0, "split": 1.0}), settings(granularity=sys.argv[3]),
-    Path(sys.argv[4]), model=lazy, cache=StatsCache(),
-)
-print(json.dumps({"needed_by": lazy.needed_by, "tf_keras": "tf_keras" in sys.modules,
-                  "cached": result.statistics_cached, "float_model_is_lazy": result.float_model is lazy}))
+model, images, out = map(Path, sys.argv[1:4])
+cached = quantize(model, images, "per_tensor", out / "cached.tflite")
+kept = [p for p in cache_folder().glob("*.json") if "float_graph_of" in json.loads(p.read_text())["key"]]
+for entry in kept:
+    entry.unlink()
+again = quantize(model, images, "per_tensor", out / "again.tflite")
+print(json.dumps({"cached": cached, "removed": len(kept), "again": again}))
 """
-
-
-def _quantize_in_a_fresh_process(tmp_path: Path, granularity: str, out: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        [sys.executable, "-c", QUANTIZE_IN_A_FRESH_PROCESS, str(DEMO / "digits_cnn.h5"), str(DEMO / "digits"),
-         granularity, str(out)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_cached_quantization_never_loads_the_keras_model(tmp_path):
     """Proved twice: nothing asked the LazyKerasModel for the model, and the package that would load it was never
-    imported (the first, uncached process shows that the check can fail)."""
-    first = _quantize_in_a_fresh_process(tmp_path, "per_channel", tmp_path / "first.tflite")
-    assert first == {"needed_by": ["convert"], "tf_keras": True, "cached": False, "float_model_is_lazy": True}
-    cached = _quantize_in_a_fresh_process(tmp_path, "per_tensor", tmp_path / "cached.tflite")
-    assert cached == {"needed_by": [], "tf_keras": False, "cached": True, "float_model_is_lazy": True}
-    kept = [p for p in cache_folder().glob("*.json") if "float_graph_of" in json.loads(p.read_text())["key"]]
-    assert len(kept) == 1  # the float model beside the statistics
-    kept[0].unlink()  # without it, the same quantization converts the Keras model again: same bytes
-    again = _quantize_in_a_fresh_process(tmp_path, "per_tensor", tmp_path / "again.tflite")
-    assert again == {"needed_by": ["convert"], "tf_keras": True, "cached": True, "float_model_is_lazy": True}
+    imported (the same fresh process then imports it once the quantization needs the model: the check can fail)."""
+    from tests.lazy_quantize import quantize
+
+    first = quantize(DEMO / "digits_cnn.h5", DEMO / "digits", "per_channel", tmp_path / "first.tflite")
+    first.pop("tf_keras")  # this process's modules say nothing about what the quantization imported
+    assert first == {"needed_by": ["convert"], "cached": False, "float_model_is_lazy": True}
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", CACHED_THEN_WITHOUT_THE_FLOAT_MODEL, str(DEMO / "digits_cnn.h5"), str(DEMO / "digits"),
+         str(tmp_path)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["cached"] == {"needed_by": [], "tf_keras": False, "cached": True, "float_model_is_lazy": True}
+    assert found["removed"] == 1  # the float model beside the statistics
+    # without it, the same quantization converts the Keras model again: same bytes
+    assert found["again"] == {"needed_by": ["convert"], "tf_keras": True, "cached": True, "float_model_is_lazy": True}
     assert (tmp_path / "cached.tflite").read_bytes() == (tmp_path / "again.tflite").read_bytes()
 
 

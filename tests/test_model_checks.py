@@ -164,6 +164,19 @@ def test_onnx_external_data_missing_or_outside_the_folder(tmp_path):
         )
 
 
+# `main(argv)` for each argv of the JSON list argv[1]: the exit code and stderr of each, as one JSON line.
+EACH_COMMAND = """
+import contextlib, io, json, sys
+from engine.cli import main
+outcomes = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        outcomes.append([main(argv), err.getvalue()])
+print(json.dumps(outcomes))
+"""
+
+
 def test_unreadable_model_file_is_permission_denied_for_every_format(tmp_path):
     """Root reads mode-000 files: the engine runs as root without the capabilities that bypass permissions."""
     if os.geteuid() == 0 and not shutil.which("setpriv"):
@@ -171,21 +184,24 @@ def test_unreadable_model_file_is_permission_denied_for_every_format(tmp_path):
     prefix = (
         ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    paths = []
     for name in ("model.h5", "model.hdf5", "model.keras", "model.onnx", "model.tflite"):
         path = tmp_path / name
         path.write_bytes(b"not read")
         path.chmod(0)
-        for command in ("inspect", "footprint"):
-            done = subprocess.run(
-                [*prefix, sys.executable, "-m", "engine", command, str(path)],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert (done.returncode, done.stderr) == (3, f"stquant: permission denied: {path}\n"), (name, command)
+        paths.append(path)
+    cases = [[command, str(path)] for path in paths for command in ("inspect", "footprint")]
+    done = subprocess.run(  # one process without those capabilities runs every case
+        [*prefix, sys.executable, "-c", EACH_COMMAND, json.dumps(cases)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    outcomes = json.loads(done.stdout.splitlines()[-1])
+    assert outcomes == [[3, f"stquant: permission denied: {path}\n"] for _, path in cases], cases
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import pytest
 import engine
 from engine.demo import write_demo
 from tests.conftest import ROOT
+from tests.test_cli_errors import run_cli
 
 SOURCE = ("pyproject.toml", "README.md", "engine", "stquant_tui", "sample_configs")
 SAMPLE_CONFIGS = sorted(path.name for path in (ROOT / "sample_configs").glob("*.yaml"))
@@ -124,11 +125,11 @@ def test_wizard_opens_the_shipped_demo_from_an_empty_folder(installed: Path, tmp
     assert help_proc.returncode == 0 and "stquant-tui" in help_proc.stdout
 
 
-def test_demo_refuses_a_folder_that_holds_files(tmp_path: Path) -> None:
+def test_demo_refuses_a_folder_that_holds_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "engine", "demo", str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr == f"stquant: {tmp_path}: already exists and is not an empty folder; give a new folder\n"
+    code, _, err = run_cli(capsys, "demo", str(tmp_path))
+    assert code == 2
+    assert err == f"stquant: {tmp_path}: already exists and is not an empty folder; give a new folder\n"
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
 

@@ -11,6 +11,7 @@ from engine.data.images import decode_all
 from engine.data.preprocess import ImageSpec
 from engine.evaluation.layer_report import layer_report
 from engine.evaluation.predictors import load_predictor
+from engine.quantize.common import ModelMemo
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.conftest import _asset
@@ -55,34 +56,64 @@ def _top1(model: Path, images: np.ndarray) -> np.ndarray:
     return np.concatenate([predictor.predict(images[i : i + 50]).argmax(1) for i in range(0, len(images), 50)])
 
 
+@pytest.fixture(scope="module")
+def shared() -> dict:
+    """What `stquant compare` keeps between its quantizations of one loaded model: the memo (optimized model,
+    trace, ONNX conversion) and the calibration data, one per photo step."""
+    return {"memo": ModelMemo(), "calibrations": {}}
+
+
 def _quantize(
-    route: str, model: Path, files: list[Path], granularity: str, optimize: bool, tmp: Path, loaded, step: int = 3
+    route: str,
+    model: Path,
+    files: list[Path],
+    granularity: str,
+    optimize: bool,
+    tmp: Path,
+    loaded,
+    shared: dict,
+    step: int = 3,
+    memo: bool = True,
 ):
-    """Quantize `loaded` (the Keras model of `model`) calibrated on every `step`-th photo."""
-    calibration = ImageCalibrationData(files[::step], SPEC, "test")
+    """Quantize `loaded` (the Keras model of `model`) calibrated on every `step`-th photo; `memo`: reuse what an
+    earlier quantization of `loaded` made (as `stquant compare` does), else convert and optimize anew."""
+    calibration = shared["calibrations"].setdefault(step, ImageCalibrationData(files[::step], SPEC, "test"))
+    kept = shared["memo"] if memo else None
     if route == "tflite":
         return quantize_tflite(
-            model, calibration, _settings("TFlite_converter", granularity, optimize), tmp / "q.tflite", model=loaded
+            model,
+            calibration,
+            _settings("TFlite_converter", granularity, optimize),
+            tmp / "q.tflite",
+            model=loaded,
+            memo=kept,
         ), calibration
     return quantize_onnx(
-        model, calibration, _settings("Onnx_quantizer", granularity, optimize), tmp, tmp, model=loaded
+        model, calibration, _settings("Onnx_quantizer", granularity, optimize), tmp, tmp, model=loaded, memo=kept
     ), calibration
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_per_tensor_with_optimize_agrees_with_float(route, flowers_h5, photos, float_top1, tmp_path, keras_model):
-    result, _ = _quantize(route, flowers_h5, photos[0], "per_tensor", True, tmp_path, keras_model)
+def test_per_tensor_with_optimize_agrees_with_float(
+    route, flowers_h5, photos, float_top1, tmp_path, keras_model, shared
+):
+    result, _ = _quantize(route, flowers_h5, photos[0], "per_tensor", True, tmp_path, keras_model, shared)
     agreement = 100 * np.mean(_top1(result.model_path, photos[1]) == float_top1)
     assert agreement >= 97, agreement
     assert len(result.optimization["pairs_equalized"]) > 30
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, photos, tmp_path, keras_model):
+def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, photos, tmp_path, keras_model, shared):
     """Documented: optimize changes nothing per-channel (no step helps there), so the int8 model is the same.
-    Equality does not depend on how many photos calibrate: 25 (5 of each class) do."""
-    plain, _ = _quantize(route, flowers_h5, photos[0], "per_channel", False, tmp_path / "plain", keras_model, 12)
-    optimized, _ = _quantize(route, flowers_h5, photos[0], "per_channel", True, tmp_path / "optimized", keras_model, 12)
+    Equality does not depend on how many photos calibrate: 25 (5 of each class) do. The optimized one is converted
+    anew (no memo), so that a model changed in place could not pass for the plain one."""
+    plain, _ = _quantize(
+        route, flowers_h5, photos[0], "per_channel", False, tmp_path / "plain", keras_model, shared, 12
+    )
+    optimized, _ = _quantize(
+        route, flowers_h5, photos[0], "per_channel", True, tmp_path / "optimized", keras_model, shared, 12, memo=False
+    )
     assert plain.optimization is None
     assert not any(optimized.optimization.values()), optimized.optimization
     images = photos[1][:100]
@@ -92,8 +123,8 @@ def test_per_channel_with_optimize_leaves_the_model_as_it_is(route, flowers_h5, 
 
 
 @pytest.mark.parametrize("route", ["tflite", "onnx"])
-def test_layer_report_ranks_collapsing_depthwise_first(route, flowers_h5, photos, tmp_path, keras_model):
-    result, calibration = _quantize(route, flowers_h5, photos[0], "per_tensor", False, tmp_path, keras_model)
+def test_layer_report_ranks_collapsing_depthwise_first(route, flowers_h5, photos, tmp_path, keras_model, shared):
+    result, calibration = _quantize(route, flowers_h5, photos[0], "per_tensor", False, tmp_path, keras_model, shared)
     rows = layer_report(result.float_model, result.model_path, calibration, images=16, top=5)
     assert rows[0]["layer"] == "depthwise_conv2d" and "DEPTHWISE" in rows[0]["op"].upper(), rows
     assert rows[0]["sqnr_db"] < 15

@@ -2,16 +2,14 @@
 route, and the checks made before anything runs."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.cli import main
 from engine.run.recovery import Recovery
+from tests.interrupts import interrupt_in_process, stage_is
 from tests.test_cli_errors import assert_one_error, run_cli, write
 from tests.test_recover import _recovery
 
@@ -86,25 +84,11 @@ def test_interrupted_recovery_writes_its_records_and_exits_130(tmp_path):
     """SIGINT at the second step (the demo model; target 100 % so that the search goes on): exit 130, both records
     written, no model published."""
     from tests.test_cli_errors import demo_config
-    from tests.test_compare import ROOT
 
     run_dir = tmp_path / "rec"
     argv = ["recover", write(tmp_path, demo_config(tmp_path)), "--target-agreement", "100", "--progress", "jsonl"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", *argv, "--output-dir", str(run_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if json.loads(line) == {"event": "stage", "name": "step_1"}:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130, err
+    code, out, err = interrupt_in_process([*argv, "--output-dir", run_dir], stage_is("step_1"), signal.SIGINT)
+    assert code == 130, err
     assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
     events = [json.loads(line) for line in out.splitlines()]
     recovery = Recovery.model_validate_json((run_dir / "recovery.json").read_text())

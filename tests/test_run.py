@@ -3,10 +3,7 @@
 import contextlib
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,8 @@ import yaml
 
 from engine.cli import main
 from engine.run.summary import RunSummary
-from tests.conftest import DEMO, ROOT
+from tests.conftest import DEMO
+from tests.interrupts import interrupt_in_process
 from tests.test_cli_errors import demo_config, write
 
 
@@ -244,6 +242,11 @@ def test_inspect_every_format(tmp_path, capsys, flowers_onnx):
     assert info["layout"] == "NCHW" and info["height"] == 128
 
 
+def _calibrating(line: str) -> bool:
+    """A progress line of the calibration stage."""
+    return '"progress"' in line and '"calibration"' in line
+
+
 def test_interrupt_leaves_no_partial_model(tmp_path):
     """SIGINT during calibration: exit 130, summary `interrupted`, an earlier model left untouched."""
     run_dir = tmp_path / "run"
@@ -251,20 +254,9 @@ def test_interrupt_leaves_no_partial_model(tmp_path):
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"the user's earlier model")
     config = write(tmp_path, demo_config(tmp_path, dataset__quantization_split=1.0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "run", config, "--progress", "jsonl", "--output-dir", str(run_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    for line in proc.stdout:
-        if '"progress"' in line and '"calibration"' in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    argv = ["run", config, "--progress", "jsonl", "--output-dir", run_dir]
+    code, out, err = interrupt_in_process(argv, _calibrating, signal.SIGINT)
+    assert code == 130, err
     assert "Traceback" not in err
     assert '"exit_code": 130' in out
     assert earlier.read_bytes() == b"the user's earlier model"

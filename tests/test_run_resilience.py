@@ -25,6 +25,7 @@ from engine.run.folder import make_unique_run_dir
 from engine.run.job import Job
 from engine.run.summary import RunSummary
 from tests.conftest import DEMO, ROOT
+from tests.interrupts import interrupt_in_process, stage_is
 from tests.test_cli_errors import demo_config, write
 from tests.tiny_models import tiny_onnx
 
@@ -208,38 +209,39 @@ def test_output_dir_holding_a_run_needs_overwrite(tmp_path, capsys):
     assert run_cli(capsys, "run", config, "--output-dir", run_dir, "--overwrite", "--progress", "none")[0] == 0
 
 
-def _run_until(tmp_path, config: dict, stage: str, number: int):
+def _run_until(tmp_path, config: dict, stage: str, number: int, in_process: bool = False):
     """Start a real `stquant run --progress jsonl` (empty statistics cache); send `number` when the `stage` event
-    arrives."""
+    arrives. `in_process`: the run is `main()` in this process (its signal handlers, without importing TensorFlow
+    again); else a child process the test signals as a parent would."""
     run_dir = tmp_path / "run"
+    argv = ["run", write(tmp_path, config), "--progress", "jsonl", "--output-dir", str(run_dir)]
+    if in_process:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+            code, out, err = interrupt_in_process(argv, stage_is(stage), number)
+        return code, _stages(out), out, err, run_dir
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "run",
-            write(tmp_path, config),
-            "--progress",
-            "jsonl",
-            "--output-dir",
-            str(run_dir),
-        ],
+        [sys.executable, "-m", "engine", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg_cache")},
     )
-    stages = []
+    lines = []
     for line in proc.stdout:
-        event = json.loads(line) if line.startswith("{") else {}
-        if event.get("event") == "stage":
-            stages.append(event["name"])
-            if event["name"] == stage:
-                proc.send_signal(number)
-                break
+        lines.append(line)
+        if stage_is(stage)(line):
+            proc.send_signal(number)
+            break
     out, err = proc.communicate(timeout=180)
-    return proc.returncode, stages, out, err, run_dir
+    return proc.returncode, _stages("".join(lines)), out, err, run_dir
+
+
+def _stages(out: str) -> list[str]:
+    """The stages a jsonl output says started."""
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [event["name"] for event in events if event.get("event") == "stage"]
 
 
 # signal, stage at which it is sent, stages at which it may land (the next starts before the signal arrives)
@@ -253,19 +255,26 @@ INTERRUPTS = [
 INTERRUPT_IDS = [f"{number.name}-{stage}" for number, stage, _ in INTERRUPTS]
 
 
+REAL_PROCESS = "SIGTERM-layer_errors"  # one case signals a child process, as a parent (or `kill`) would
+
+
 @pytest.fixture(scope="module")
 def interrupted_runs(tmp_path_factory) -> dict[str, tuple]:
-    """Every run of INTERRUPTS started at once (each waits on its own events), by test id: what _run_until returns."""
+    """Every run of INTERRUPTS, by test id: what _run_until returns. The child of REAL_PROCESS runs while the others
+    run in this process, one after the other."""
     pytest.importorskip("mlflow", reason="the mlflow stage needs the optional extra")
 
-    def interrupted(case: tuple) -> tuple:
+    def interrupted(case: tuple, in_process: bool) -> tuple:
         number, stage, _ = case
         tmp_path = tmp_path_factory.mktemp(f"interrupt_{stage}")
         config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"))
-        return _run_until(tmp_path, config, stage, number)
+        return _run_until(tmp_path, config, stage, number, in_process)
 
-    with ThreadPoolExecutor(len(INTERRUPTS)) as pool:
-        return dict(zip(INTERRUPT_IDS, pool.map(interrupted, INTERRUPTS)))
+    cases = dict(zip(INTERRUPT_IDS, INTERRUPTS))
+    with ThreadPoolExecutor(1) as pool:
+        child = pool.submit(interrupted, cases.pop(REAL_PROCESS), False)
+        runs = {name: interrupted(case, True) for name, case in cases.items()}
+        return {**runs, REAL_PROCESS: child.result()}
 
 
 @pytest.mark.parametrize(("number", "stage", "landed"), INTERRUPTS, ids=INTERRUPT_IDS)
@@ -287,13 +296,14 @@ def test_interrupt_at_any_stage(interrupted_runs, request, number, stage, landed
         Interpreter(model_path=str(model)).allocate_tensors()
 
 
-def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_model_load(tmp_path):
+def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_model_load(tmp_path, capsys, monkeypatch):
     """A chain whose float graph an earlier run kept evaluates it in a thread while TensorFlow loads the Keras model:
     Ctrl-C then stops both (exit 130, one line, no traceback) and leaves no quantized model."""
     config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "xdg_cache")}
-    fill = [sys.executable, "-m", "engine", "run", write(tmp_path, config), "--output-dir", str(tmp_path / "fill")]
-    subprocess.run([*fill, "--progress", "none"], check=True, capture_output=True, cwd=ROOT, env=env, timeout=300)
+    with monkeypatch.context() as env:  # the earlier run, here: it only fills the statistics cache
+        env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+        fill = ["run", write(tmp_path, config), "--output-dir", tmp_path / "fill", "--progress", "none"]
+        assert run_cli(capsys, *fill)[0] == 0
     code, stages, _, err, run_dir = _run_until(tmp_path, config, "evaluate_float", signal.SIGINT)
     assert "load_h5_model" in stages and "calibration" not in stages, stages  # evaluated before quantizing
     assert code == 130, err

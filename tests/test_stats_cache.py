@@ -13,6 +13,7 @@ from engine.cli import main
 from engine.data.calibration import ImageCalibrationData
 from engine.data.preprocess import ImageSpec
 from engine.quantize.cache import Entry, StatsCache, cache_folder
+from engine.quantize.common import ModelMemo
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
 from tests.conftest import DEMO
@@ -34,6 +35,15 @@ def photos(tmp_path) -> list[Path]:
 @pytest.fixture
 def model(tmp_path) -> Path:
     return Path(shutil.copy(DEMO / "digits_cnn.h5", tmp_path / "model.h5"))
+
+
+@pytest.fixture(scope="module")
+def loaded() -> tuple:
+    """The demo model loaded once and a memo of what its quantizations share (its trace, its ONNX conversion), as
+    `stquant compare` quantizes one loaded model several ways; cache keys are of the model file, not of these."""
+    from engine.models.load import load_keras_model
+
+    return load_keras_model(DEMO / "digits_cnn.h5"), ModelMemo()
 
 
 def statistics_entries(folder: Path) -> list[Path]:
@@ -86,72 +96,81 @@ def test_least_recently_used_entries_go_over_the_cap(tmp_path):
     assert not cache.entry({"k": "b"}).exists()
 
 
-def _tflite(model, files, tmp_path, cache, spec=SPEC, selection=None, **changes):
+def _tflite(loaded, model, files, tmp_path, cache, spec=SPEC, selection=None, **changes):
+    """Quantize the file `model` (the demo model or a copy), `loaded` already (the `loaded` fixture)."""
     calibration = ImageCalibrationData(files, spec, "test", selection or {"seed": 0, "split": 1.0})
     out = tmp_path / f"q{len(list(tmp_path.glob('q*.tflite')))}.tflite"
-    return quantize_tflite(model, calibration, settings(**changes), out, cache=cache)
+    keras_model, memo = loaded
+    return quantize_tflite(model, calibration, settings(**changes), out, cache=cache, model=keras_model, memo=memo)
 
 
-def test_tflite_hits_for_granularity_and_io_types_and_gives_the_same_model(model, photos, tmp_path):
+def test_tflite_hits_for_granularity_and_io_types_and_gives_the_same_model(model, photos, tmp_path, loaded):
     cache = StatsCache(tmp_path / "cache")
     broken = photos[0].with_name("broken.png")
     broken.write_bytes(b"not a png")
-    first = _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
+    first = _tflite(loaded, model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
     assert not first.statistics_cached
     assert (first.calibration_images, first.calibration_skipped) == (40, 1)
-    again = _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
+    again = _tflite(loaded, model, [*photos, broken], tmp_path, cache, granularity="per_tensor")
     assert again.statistics_cached and (again.calibration_images, again.calibration_skipped) == (40, 1)
     assert again.model_path.read_bytes() == first.model_path.read_bytes()
-    fresh = _tflite(model, [*photos, broken], tmp_path, None, granularity="per_tensor")
+    fresh = _tflite(loaded, model, [*photos, broken], tmp_path, None, granularity="per_tensor")
     assert fresh.model_path.read_bytes() == first.model_path.read_bytes()
-    assert _tflite(model, [*photos, broken], tmp_path, cache, granularity="per_channel").statistics_cached
+    assert _tflite(loaded, model, [*photos, broken], tmp_path, cache, granularity="per_channel").statistics_cached
     assert _tflite(
-        model, [*photos, broken], tmp_path, cache, quantization_input_type="uint8", quantization_output_type="float"
+        loaded,
+        model,
+        [*photos, broken],
+        tmp_path,
+        cache,
+        quantization_input_type="uint8",
+        quantization_output_type="float",
     ).statistics_cached
 
 
-def test_tflite_misses_for_every_cause(model, photos, tmp_path):
+def test_tflite_misses_for_every_cause(model, photos, tmp_path, loaded):
     cache = StatsCache(tmp_path / "cache")
-    assert not _tflite(model, photos, tmp_path, cache).statistics_cached
-    assert not _tflite(model, photos[:-1], tmp_path, cache).statistics_cached, "one file less"
+    assert not _tflite(loaded, model, photos, tmp_path, cache).statistics_cached
+    assert not _tflite(loaded, model, photos[:-1], tmp_path, cache).statistics_cached, "one file less"
     assert not _tflite(
-        model, photos, tmp_path, cache, spec=ImageSpec(32, 32, 3, "bilinear", scale=1 / 127.5, offset=-1.0)
+        loaded, model, photos, tmp_path, cache, spec=ImageSpec(32, 32, 3, "bilinear", scale=1 / 127.5, offset=-1.0)
     ).statistics_cached, "preprocessing"
-    assert not _tflite(model, photos, tmp_path, cache, selection={"seed": 1, "split": 1.0}).statistics_cached, "seed"
-    assert not _tflite(model, photos, tmp_path, cache, selection={"seed": 0, "split": 0.5}).statistics_cached, "split"
+    seed, split = {"seed": 1, "split": 1.0}, {"seed": 0, "split": 0.5}
+    assert not _tflite(loaded, model, photos, tmp_path, cache, selection=seed).statistics_cached, "seed"
+    assert not _tflite(loaded, model, photos, tmp_path, cache, selection=split).statistics_cached, "split"
     info = photos[3].stat()
     os.utime(photos[3], ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
-    assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "mtime"
+    assert not _tflite(loaded, model, photos, tmp_path, cache).statistics_cached, "mtime"
     photos[5].write_bytes(photos[5].read_bytes() + b"\0")
-    assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "size"
-    assert _tflite(model, photos, tmp_path, cache).statistics_cached
-    assert not _tflite(model, photos, tmp_path, cache, optimize=True, granularity="per_tensor").statistics_cached, (
-        "optimize changes the graph"
-    )
+    assert not _tflite(loaded, model, photos, tmp_path, cache).statistics_cached, "size"
+    assert _tflite(loaded, model, photos, tmp_path, cache).statistics_cached
+    assert not _tflite(
+        loaded, model, photos, tmp_path, cache, optimize=True, granularity="per_tensor"
+    ).statistics_cached, "optimize changes the graph"
     with open(model, "ab") as stream:  # same weights, another file: the model file's hash is part of the key
         stream.write(b"\0")
-    assert not _tflite(model, photos, tmp_path, cache).statistics_cached, "model file"
+    assert not _tflite(loaded, model, photos, tmp_path, cache).statistics_cached, "model file"
 
 
-def test_tflite_histograms_serve_every_calibration_method(model, photos, tmp_path):
+def test_tflite_histograms_serve_every_calibration_method(model, photos, tmp_path, loaded):
     """minmax measures no histograms; the first other method measures them, and that one entry then serves every
     method, minmax included (its min/max are the same)."""
     cache = StatsCache(tmp_path / "cache")
-    minmax = _tflite(model, photos, tmp_path, cache)
+    minmax = _tflite(loaded, model, photos, tmp_path, cache)
     assert not minmax.statistics_cached
-    percentile = _tflite(model, photos, tmp_path, cache, calibration_method="percentile")
+    percentile = _tflite(loaded, model, photos, tmp_path, cache, calibration_method="percentile")
     assert not percentile.statistics_cached, "the minmax entry holds no histograms"
     assert percentile.model_path.read_bytes() != minmax.model_path.read_bytes()
     for method in ("entropy", "mse", "percentile"):
-        assert _tflite(model, photos, tmp_path, cache, calibration_method=method).statistics_cached, method
+        assert _tflite(loaded, model, photos, tmp_path, cache, calibration_method=method).statistics_cached, method
     fresh = StatsCache(tmp_path / "fresh")
-    assert not _tflite(model, photos, tmp_path, fresh, calibration_method="mse").statistics_cached
-    again = _tflite(model, photos, tmp_path, fresh)
+    assert not _tflite(loaded, model, photos, tmp_path, fresh, calibration_method="mse").statistics_cached
+    again = _tflite(loaded, model, photos, tmp_path, fresh)
     assert again.statistics_cached and again.model_path.read_bytes() == minmax.model_path.read_bytes()
     assert len(statistics_entries(fresh.folder)) == 1
 
 
-def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, tmp_path):
+def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, tmp_path, loaded):
     cache = StatsCache(tmp_path / "cache")
 
     def quantize(**changes):
@@ -163,6 +182,8 @@ def test_onnx_hits_for_granularity_and_misses_for_another_method(model, photos, 
             tmp_path / "out",
             tmp_path / "work",
             cache=cache,
+            model=loaded[0],
+            memo=loaded[1],
         )
 
     first = quantize()

@@ -150,10 +150,13 @@ def test_resume_runs_nothing_twice(local_sweep, setup):
     assert stamps == {
         cell.index: os.stat(Path(cell.run_dir) / "run_summary.json").st_mtime_ns for cell in sweep.cells[:4]
     }
-    again = subprocess.run(
-        sweep_command(configs / "a.yaml", *VARY, "--output-dir", sweep.run_dir), env=env, capture_output=True, text=True
-    )
-    assert again.returncode == 2 and "add --resume" in again.stderr
+
+
+def test_a_finished_sweep_folder_needs_resume(local_sweep, setup, capsys):
+    _, configs, _ = setup
+    _, _, sweep = local_sweep
+    code, _, err = run_cli(capsys, "sweep", str(configs / "a.yaml"), *VARY, "--output-dir", sweep.run_dir)
+    assert code == 2 and "add --resume" in err
 
 
 def test_resume_reruns_a_cell_of_another_version_or_config(local_sweep):
@@ -222,20 +225,13 @@ def test_lost_local_worker_then_interrupt(setup):
     assert json.loads((out / "a" / "variant_1" / "run_summary.json").read_text())["status"] == "interrupted"
 
 
-def test_ray_missing_is_one_line(setup):
-    _, configs, env = setup
-    code = "import sys; sys.modules['ray'] = None; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "sweep", str(configs / "a.yaml"), "--executor", "ray", "--output-dir", "x"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=setup[0],
-    )
-    assert done.returncode == 2 and not (setup[0] / "x").exists()
-    assert (
-        done.stderr == "stquant: --executor ray: Ray is not installed; install the extra: pip install 'stquant[ray]'\n"
-    )
+def test_ray_missing_is_one_line(setup, capsys, monkeypatch):
+    _, configs, _ = setup
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` raises ImportError
+    monkeypatch.chdir(setup[0])
+    code, _, err = run_cli(capsys, "sweep", str(configs / "a.yaml"), "--executor", "ray", "--output-dir", "x")
+    assert code == 2 and not (setup[0] / "x").exists()
+    assert err == "stquant: --executor ray: Ray is not installed; install the extra: pip install 'stquant[ray]'\n"
 
 
 def _ray_task_workers(cache: str) -> list[int]:
