@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the real model-zoo assets (skipped when absent) and the bundled demo."""
 
+import compileall
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         first_seen.setdefault(item.path, len(first_seen))
     items.sort(key=lambda item: (item.path not in slow_files, first_seen[item.path]))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the engine and the wizard once (the controller, not each xdist worker): the many processes the tests
+    start (engine runs, the wizard's checks) then load bytecode even where PYTHONDONTWRITEBYTECODE is set, instead of
+    each compiling every module again."""
+    if not hasattr(config, "workerinput"):
+        for package in ("engine", "stquant_tui"):
+            compileall.compile_dir(ROOT / package, quiet=1)
