@@ -22,7 +22,7 @@ from engine.data.preprocess import ImageSpec
 Identity = dict[str, Any]  # JSON-able description of a calibration set (part of the statistics cache key)
 
 RANDOM_SAMPLES = 16
-AHEAD_BYTES = 64 * 2**20  # decoded images held at most by `ImageCalibrationData.decode_ahead`
+AHEAD_BYTES = 32 * 2**20  # decoded images held at most by `ImageCalibrationData.decode_ahead`
 
 
 class CalibrationData(Protocol):

@@ -157,13 +157,6 @@ def quantize_onnx(
     )
 
 
-def ranges_cached(model_path: Path, settings: Quantization, calibration: CalibrationData, cache: StatsCache) -> bool:
-    """Whether `cache` holds the calibration ranges a `quantize_onnx` of these would look up."""
-    moving_average = settings.extra_options == "calib_moving_average"
-    key = _cache_key(model_path, settings, calibration, settings.calibration_method, moving_average)
-    return key is not None and cache.get(key, ORT_RANGES) is not None
-
-
 def _cache_key(
     model_path: Path, settings: Quantization, calibration: CalibrationData, method: str, moving_average: bool
 ) -> dict[str, Any] | None:

@@ -223,31 +223,26 @@ class Run(Job):
 
     @contextlib.contextmanager
     def _decoding_ahead(self, plan: Plan, calibration: CalibrationData) -> Iterator[None]:
-        """While a quantization that must measure its statistics gets ready (imports TensorFlow and loads a Keras model
-        for the TFLite converter; converts or pre-processes the model for ONNX Runtime), decode the first calibration
-        images in worker processes on the other cores (`decoding_processes()`: none once TensorFlow is loaded)."""
-        if not isinstance(calibration, ImageCalibrationData) or self._statistics_cached(plan, calibration):
+        """While the TFLite converter's first run of a Keras model imports TensorFlow and loads the model (one core),
+        decode the first calibration images in worker processes on the other cores. Not when an earlier run kept the
+        float graph (its statistics are cached with it), and not on the ONNX route, whose model is ready too soon
+        for the workers' memory to pay off (`decoding_processes()`: none once TensorFlow is loaded)."""
+        settings = self.config.quantization
+        first_conversion = (
+            isinstance(calibration, ImageCalibrationData)
+            and settings is not None
+            and settings.quantizer == "TFlite_converter"
+            and not self._kept_float_tflite(plan)
+        )
+        if not first_conversion:
             yield
             return
+        assert isinstance(calibration, ImageCalibrationData)
         with decoding_processes() as processes:
             if processes is not None:
                 count = calibration.decode_ahead(processes)
                 log.info("calibration: decoding %d images in worker processes while the model loads", count)
             yield
-
-    def _statistics_cached(self, plan: Plan, calibration: CalibrationData) -> bool:
-        """Whether the quantization will take its statistics from the cache (for the TFLite converter: whether an
-        earlier run kept the float graph, stored with them)."""
-        from engine.quantize.cache import StatsCache
-
-        settings = self.config.quantization
-        if not self.use_cache or settings is None:
-            return False
-        if settings.quantizer == "TFlite_converter":
-            return self._kept_float_tflite(plan) is not None
-        from engine.quantize.onnx import ranges_cached
-
-        return ranges_cached(plan.model_path, settings, calibration, StatsCache())
 
     def _report_layers(self) -> None:
         """The per-layer report of the quantization (a diagnostic), after the evaluations: their images are freed by
