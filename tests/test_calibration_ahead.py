@@ -8,23 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.data.calibration import ImageCalibrationData
 from engine.data.preprocess import ImageSpec
 from tests.conftest import ROOT
 from tests.test_cli_errors import demo_config, write
+from tests.test_images import make_photos
 
 
-def _photos(folder, count=11):
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(count):
-        path = folder / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (20 + i % 4, 26, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    paths[2].write_text("not an image")  # among the images decoded ahead
-    paths[9].write_text("not an image")  # among those decoded on the fly
+def _photos(folder):
+    """11 photos, two of them unreadable: one among the images decoded ahead, one among those decoded on the fly."""
+    paths = make_photos(folder, count=11)
+    for unreadable in (paths[2], paths[9]):
+        unreadable.write_text("not an image")
     return paths
 
 

@@ -12,7 +12,7 @@ from engine.data.preprocess import ImageSpec
 SPEC = ImageSpec(height=8, width=8, channels=3, interpolation="bilinear", scale=1 / 127.5, offset=-1)
 
 
-def _photos(folder, count=70):
+def make_photos(folder, count=70):
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
@@ -25,7 +25,7 @@ def _photos(folder, count=70):
 
 
 def test_worker_processes_decode_like_threads(tmp_path, caplog):
-    paths = _photos(tmp_path)
+    paths = make_photos(tmp_path)
     threaded, kept = decode_all(paths, SPEC)
     progress = []
     caplog.clear()
@@ -47,7 +47,7 @@ def test_decoded_chunks_are_freed_once_copied(tmp_path):
     import tracemalloc
     from concurrent.futures import ThreadPoolExecutor
 
-    paths = _photos(tmp_path, count=640)  # 20 chunks
+    paths = make_photos(tmp_path, count=640)  # 20 chunks
     spec = ImageSpec(height=32, width=32, channels=3, interpolation="bilinear", scale=1 / 127.5, offset=-1)
     with ThreadPoolExecutor(1) as worker:
         decode_all(paths[:41], spec, processes=worker)  # the lazy imports of decoding and of its warning first
@@ -76,7 +76,7 @@ def test_no_worker_processes_beside_other_threads():
 
 
 def test_pixels_are_kept_as_uint8_only_for_nearest_resizing(tmp_path):
-    paths = _photos(tmp_path, count=5)
+    paths = make_photos(tmp_path, count=5)
     nearest = ImageSpec(
         height=8, width=8, channels=3, interpolation="nearest", aspect_ratio="padding", scale=1 / 127.5, offset=-1
     )
