@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.cli import main
 from engine.data.calibration import ImageCalibrationData
 from engine.data.preprocess import ImageSpec
 from tests.conftest import ROOT
@@ -43,24 +44,29 @@ def test_decoded_ahead_equals_streamed(tmp_path, interpolation):
     assert all(np.array_equal(a, b) for a, b in zip(again, streamed)) and (data.used, data.skipped) == (9, 2)
 
 
-def _run(config: str, out: Path, cache: bool, preload: str = "") -> str:
-    """`stquant run` of `config` in a fresh process (after `preload`); its run log."""
+def _run(config: str, out: Path, cache: bool, fresh: bool = True) -> str:
+    """`stquant run` of `config` in a fresh process, or in this one (`fresh` False); its run log."""
     argv = ["run", config, "--output-dir", str(out), "--progress", "none", *([] if cache else ["--no-cache"])]
-    code = f"{preload}\nimport sys\nfrom engine.cli import main\nsys.exit(main({argv!r}))"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    if fresh:
+        code = f"import sys\nfrom engine.cli import main\nsys.exit(main({argv!r}))"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    else:
+        assert main(argv) == 0
     return (out / "stquant.log").read_text()
 
 
 def test_a_first_conversion_decodes_ahead_and_quantizes_as_a_streamed_pass(tmp_path):
-    """A fresh process decodes the demo's calibration images while TensorFlow loads; a process where forking is not
-    safe (TensorFlow loaded) streams them; both make the same model. A second run, whose float graph and statistics
+    """A fresh process decodes the demo's calibration images while TensorFlow loads; this process, where forking is
+    not safe (TensorFlow loaded), streams them; both make the same model. A second run, whose float graph and statistics
     are cached, decodes nothing ahead."""
     config = write(tmp_path, demo_config(tmp_path))
     ahead = _run(config, tmp_path / "ahead", cache=True)
     assert "calibration: decoding 120 images in worker processes while the model loads" in ahead
-    streamed = _run(config, tmp_path / "streamed", cache=False, preload="import tensorflow")
+    import tensorflow  # noqa: F401 - loaded in this process: forking is not safe here
+
+    streamed = _run(config, tmp_path / "streamed", cache=False, fresh=False)
     assert "decoding" not in streamed
     cached = _run(config, tmp_path / "cached", cache=True)
     assert "decoding" not in cached
