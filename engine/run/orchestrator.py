@@ -228,16 +228,14 @@ class Run(Job):
         float graph (its statistics are cached with it), and not on the ONNX route, whose model is ready too soon
         for the workers' memory to pay off (`decoding_processes()`: none once TensorFlow is loaded)."""
         settings = self.config.quantization
-        first_conversion = (
-            isinstance(calibration, ImageCalibrationData)
-            and settings is not None
-            and settings.quantizer == "TFlite_converter"
-            and not self._kept_float_tflite(plan)
-        )
-        if not first_conversion:
+        if (
+            not isinstance(calibration, ImageCalibrationData)
+            or settings is None
+            or settings.quantizer != "TFlite_converter"
+            or self._kept_float_tflite(plan)
+        ):
             yield
             return
-        assert isinstance(calibration, ImageCalibrationData)
         with decoding_processes() as processes:
             if processes is not None:
                 count = calibration.decode_ahead(processes)
