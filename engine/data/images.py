@@ -106,9 +106,8 @@ def decode_all(
     them with `spec.rescale`): the array's dtype says which.
     `processes`: an executor from `decoding_processes()` to decode in (else threads of this process).
     """
-    pixels = as_pixels and spec.keeps_pixels
-    load = load_pixels if pixels else load_image
-    images = np.empty((len(paths), spec.height, spec.width, spec.channels), np.uint8 if pixels else np.float32)
+    load, dtype = _loader(spec, as_pixels)
+    images = np.empty((len(paths), spec.height, spec.width, spec.channels), dtype)
     kept: list[int] = []
     if processes is None:
         for done, (index, image) in enumerate(decode_stream(paths, spec, load=load), start=1):
@@ -132,12 +131,18 @@ Chunks = deque[tuple[int, Future[tuple[np.ndarray, list[int], list[tuple[int, st
 def submit_chunks(paths: list[Path], spec: ImageSpec, processes: Executor, as_pixels: bool = False) -> Chunks:
     """Send the decoding of `paths` to `processes` in chunks of `CHUNK` images, in order: (first index, future).
     `as_pixels`: as in `decode_all`."""
-    pixels = as_pixels and spec.keeps_pixels
-    load, dtype = (load_pixels, np.dtype(np.uint8)) if pixels else (load_image, np.dtype(np.float32))
+    load, dtype = _loader(spec, as_pixels)
     return deque(
         (start, processes.submit(_decode_chunk, paths[start : start + CHUNK], spec, load, dtype))
         for start in range(0, len(paths), CHUNK)
     )
+
+
+def _loader(spec: ImageSpec, as_pixels: bool) -> tuple[ImageLoader, np.dtype[Any]]:
+    """How images are decoded and kept: uint8 pixels when `as_pixels` and `spec.keeps_pixels`, else model inputs."""
+    if as_pixels and spec.keeps_pixels:
+        return load_pixels, np.dtype(np.uint8)
+    return load_image, np.dtype(np.float32)
 
 
 def chunk_results(paths: list[Path], chunks: Chunks) -> Iterator[tuple[int, np.ndarray, list[int]]]:
