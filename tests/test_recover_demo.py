@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.cli import main
 from engine.run.recovery import Recovery
@@ -103,7 +104,7 @@ def test_interrupted_recovery_writes_its_records_and_exits_130(tmp_path):
 
 def test_onnx_recovery_takes_the_free_remedy_that_meets_the_target(tmp_path, capsys):
     """The demo model per tensor through ONNX Runtime agrees 99.44 % with minmax ranges and 100 % with percentile
-    ones: the search stops at that step, and the config it writes re-runs to the same model."""
+    ones: the search stops at that step, and the config it writes re-runs to the same model and accuracy."""
     from tests.test_cli_errors import demo_config
 
     path = write(tmp_path, demo_config(tmp_path))
@@ -122,6 +123,25 @@ def test_onnx_recovery_takes_the_free_remedy_that_meets_the_target(tmp_path, cap
     summary = json.loads((tmp_path / "r" / "run_summary.json").read_text())
     assert rerun == 0 and Path(summary["quantized_model"]).name == Path(best.quantized_model).name
     assert _initializers(summary["quantized_model"]) == _initializers(best.quantized_model)  # same weights and scales
+    given = yaml.safe_load(Path(path).read_text())["operation_mode"]
+    # the search evaluated every step: so does the run of the config it wrote, to the same figures
+    assert (given, summary["operation_mode"]) == ("quantization", "chain_eqe")
+    assert (summary["accuracy"]["quantized"], summary["accuracy"]["agreement"]) == (best.accuracy, best.agreement)
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        ("quantization", "chain_eqe"),
+        ("chain_eqe", "chain_eqe"),
+        ("chain_qb", "chain_eqeb"),
+        ("chain_eqeb", "chain_eqeb"),
+    ],
+)
+def test_the_config_recover_writes_evaluates_and_keeps_benchmarking(given, written):
+    from engine.run.recover import rerun_mode
+
+    assert rerun_mode(given) == written
 
 
 def _initializers(path) -> list[bytes]:

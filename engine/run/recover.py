@@ -60,6 +60,12 @@ NOT_MEASURED = (
 METHODS = typing.get_args(Quantization.model_fields["calibration_method"].annotation)
 
 
+def rerun_mode(given: str) -> str:
+    """The mode of the config `recover` writes: the search evaluated every step, so `stquant run` of that config
+    evaluates too (chain_eqe), and still benchmarks when the given mode did (chain_eqeb)."""
+    return "chain_eqeb" if given in ("benchmarking", "chain_qb", "chain_eqeb") else "chain_eqe"
+
+
 def target_and_budget(
     max_drop: float | None,
     agreement: float | None,
@@ -420,6 +426,7 @@ class RecoverJob(Job):
         model = self.run_dir / self.base.export_dir / source.name
         write_bytes_atomic(model, source.read_bytes())
         data = portable_config(self.config)
+        data["operation_mode"] = rerun_mode(self.config.operation_mode)
         data["quantization"].update(best.settings)
         write_text_atomic(self.run_dir / "config.yaml", dump_config(data))
         return model.resolve()
