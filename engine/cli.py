@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -256,9 +257,20 @@ def _output_dir(text: str) -> Path:
     return Path(text)
 
 
+_PARSERS = threading.local()
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """This thread's parsers, built once: parsing sets and restores state on them, so threads never share one."""
+    if not hasattr(_PARSERS, "built"):
+        _PARSERS.built = build_parser()
+    built: tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]] = _PARSERS.built
+    return built
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse a command line; a command's options may follow or precede its positional arguments."""
-    parser, commands = build_parser()
+    parser, commands = _parsers()
     index = next((i for i, arg in enumerate(argv) if arg in commands), None)
     if index is None or any(arg != "--debug" for arg in argv[:index]):
         return parser.parse_args(argv)  # --help, --version or a usage error

@@ -1,9 +1,12 @@
 """Calibration images decoded ahead (while the model loads) are the very batches a streamed pass yields."""
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 from engine.cli import main
 from engine.data.calibration import ImageCalibrationData
 from engine.data.preprocess import ImageSpec
+from engine.run import orchestrator
 from tests.conftest import ROOT
 from tests.test_cli_errors import demo_config, write
 from tests.test_images import make_photos
@@ -57,19 +61,31 @@ def _run(config: str, out: Path, cache: bool, fresh: bool = True) -> str:
     return (out / "stquant.log").read_text()
 
 
-def test_a_first_conversion_decodes_ahead_and_quantizes_as_a_streamed_pass(tmp_path):
+def test_a_first_conversion_decodes_ahead_and_quantizes_as_a_streamed_pass(tmp_path, monkeypatch):
     """A fresh process decodes the demo's calibration images while TensorFlow loads; this process, where forking is
     not safe (TensorFlow loaded), streams them; both make the same model. A second run, whose float graph and statistics
-    are cached, decodes nothing ahead."""
+    are cached, does not even ask for decoding processes."""
     config = write(tmp_path, demo_config(tmp_path))
     ahead = _run(config, tmp_path / "ahead", cache=True)
     assert "calibration: decoding 120 images in worker processes while the model loads" in ahead
     import tensorflow  # noqa: F401 - loaded in this process: forking is not safe here
 
+    asked = []
+    real = orchestrator.decoding_processes
+
+    @contextlib.contextmanager
+    def recorded() -> Iterator[Executor | None]:
+        asked.append(True)
+        with real() as processes:
+            yield processes
+
+    monkeypatch.setattr(orchestrator, "decoding_processes", recorded)
     streamed = _run(config, tmp_path / "streamed", cache=False, fresh=False)
-    assert "decoding" not in streamed
-    cached = _run(config, tmp_path / "cached", cache=True)
-    assert "decoding" not in cached
+    assert "decoding" not in streamed and asked == [True]  # asked, but no processes where TensorFlow is loaded
+    asked.clear()
+    cached = _run(config, tmp_path / "cached", cache=True, fresh=False)  # the statistics "ahead" stored
+    assert "decoding" not in cached and not asked
+    assert json.loads((tmp_path / "cached" / "run_summary.json").read_text())["calibration"]["statistics"] == "cache"
     models = {
         (tmp_path / run / "quantized_models" / "quantized_model.tflite").read_bytes() for run in ("ahead", "streamed")
     }

@@ -1,7 +1,9 @@
 """Careless and hostile outputs, races, caches and config files (issue 19, part A): each case ends in its
 documented outcome (exit code, one line naming the key or path), and nothing of the user's is lost."""
 
+import contextlib
 import errno
+import io
 import json
 import logging
 import math
@@ -133,31 +135,30 @@ def test_empty_output_dir_is_refused(tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------- one run per folder at a time
 
 
+class _SecondRunAtCalibration(io.StringIO):
+    """stdout of a jsonl run that, when the run's calibration stage starts (its folder held), runs `argv` in a
+    process of its own and keeps what it did."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__()
+        self.argv, self.second = argv, None
+
+    def write(self, text: str) -> int:
+        if self.second is None and '"name": "calibration"' in text:
+            self.second = stquant(*self.argv)
+        return super().write(text)
+
+
 def test_two_concurrent_runs_into_one_folder(tmp_path):
-    """Two real processes on the bundled demo: the second, started while the first runs, is refused."""
+    """Two real processes on the bundled demo: a second one, started while this one runs, is refused."""
     run_dir = tmp_path / "run"
     config = ROOT / "sample_configs" / "quantization_config.yaml"
-    argv = [
-        sys.executable,
-        "-m",
-        "engine",
-        "run",
-        str(config),
-        "--output-dir",
-        str(run_dir),
-        "--progress",
-        "none",
-        f"mlflow.uri={tmp_path / 'mlruns'}",
-    ]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "config.yaml").exists():  # written by the first run once it holds the folder
-        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.stderr else ""
-        time.sleep(0.05)
-    second = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=180)
-    _, err = first.communicate(timeout=180)
-    assert first.returncode == 0, err
-    assert second.returncode == 3 and second.stderr.splitlines() == [
+    argv = ["run", str(config), "--output-dir", str(run_dir), "--progress", "none", f"mlflow.uri={tmp_path / 'mlruns'}"]
+    out, err = _SecondRunAtCalibration(argv), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*argv, "--progress", "jsonl"])  # this process: its run holds the folder
+    assert code == 0 and out.second is not None, err.getvalue()
+    assert out.second.returncode == 3 and out.second.stderr.splitlines() == [
         f"stquant: --output-dir: {run_dir} is in use by another stquant run; wait for it to end or choose another "
         "folder"
     ]

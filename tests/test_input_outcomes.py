@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +159,25 @@ def test_undecodable_argv_bytes_exit_2():
     assert b"override 'dataset.seed=\\udcff': dataset.seed:" in result.stderr
 
 
+# `validate CONFIG` with each TARGET in turn made unreadable (mode 0, then given back): [exit code, stderr lines] each
+UNREADABLE_IN_TURN = """
+import contextlib, io, json, os, sys
+from engine.cli import main
+
+config, *targets = sys.argv[1:]
+outcomes = []
+for target in targets:
+    mode, err = os.stat(target).st_mode, io.StringIO()
+    os.chmod(target, 0)
+    try:
+        with contextlib.redirect_stderr(err):
+            outcomes.append([main(["validate", config]), err.getvalue().splitlines()])
+    finally:
+        os.chmod(target, mode)
+print(json.dumps(outcomes))
+"""
+
+
 def test_unreadable_files_exit_3(tmp_path, data):
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv: permissions cannot be enforced")
@@ -167,31 +188,25 @@ def test_unreadable_files_exit_3(tmp_path, data):
     config["dataset"]["quantization_path"] = str(data)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    prefix = (
-        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def run() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*prefix, sys.executable, "-m", "engine", "validate", str(path)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    for target, fragment in [
+    cases = [
         (model, f"general.model_path: cannot read the model file {model} (Permission denied)"),
         (data / "digit_3", f"dataset.quantization_path: cannot read the folder {data / 'digit_3'} (Permission denied)"),
         (data, f"dataset.quantization_path: cannot read the folder {data} (Permission denied)"),
         (path, f"{path}: cannot read config file (Permission denied)"),
-    ]:
-        mode = target.stat().st_mode
-        target.chmod(0)
-        try:
-            result = run()
-        finally:
-            target.chmod(mode)
-        assert result.returncode == 3 and result.stderr.splitlines() == [f"stquant: {fragment}"], result.stderr
+    ]
+    prefix = (
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(  # one process without the permission bypass validates with each target unreadable in turn
+        [*prefix, sys.executable, "-c", UNREADABLE_IN_TURN, str(path), *(str(target) for target, _ in cases)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    outcomes = json.loads(done.stdout.splitlines()[-1])
+    assert outcomes == [[3, [f"stquant: {fragment}"]] for _, fragment in cases], outcomes
+    assert all(stat.S_IMODE(target.stat().st_mode) for target, _ in cases)  # every mode given back

@@ -1,12 +1,18 @@
 """The Keras model is loaded only when a stage needs it: the TFLite converter's float model is kept in the statistics
 cache, so a later run quantizes from it; `keras_loaded_by` in run_summary.json says what needed the model."""
 
+import contextlib
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from engine.cli import main
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import demo_config, write
 from tests.test_run import run_ok
@@ -59,6 +65,33 @@ def _run(capsys, tmp_path: Path, name: str, *extra: str, **changes) -> dict:
     return summary
 
 
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[dict, Path]:
+    """One run of the demo config, which caches its statistics and float model: its summary and its cache's folder."""
+    folder = tmp_path_factory.mktemp("first")
+    config = write(folder, demo_config(folder), "first.yaml")
+    argv = ["run", config, "--output-dir", str(folder / "first"), "--progress", "none"]
+    err = io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as env,
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(err),
+    ):
+        env.setenv("XDG_CACHE_HOME", str(folder / "xdg_cache"))
+        code = main(argv)
+    assert code == 0, err.getvalue()
+    return json.loads((folder / "first" / "run_summary.json").read_text()), folder / "xdg_cache"
+
+
+@pytest.fixture
+def after_first_run(first_run, tmp_path, monkeypatch) -> dict:
+    """This test's statistics cache: a copy of the first run's; that run's summary."""
+    summary, cache = first_run
+    shutil.copytree(cache, tmp_path / "xdg_cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+    return summary
+
+
 def _same_figures(cached: dict, uncached: dict) -> None:
     for key in ("layer_errors", "footprint", "accuracy", "optimization"):
         assert cached[key] == uncached[key], key
@@ -67,8 +100,8 @@ def _same_figures(cached: dict, uncached: dict) -> None:
     assert model == Path(uncached["quantized_model"]).read_bytes()
 
 
-def test_a_cached_run_loads_the_keras_model_only_for_the_per_layer_report(tmp_path, capsys):
-    first = _run(capsys, tmp_path, "first")
+def test_a_cached_run_loads_the_keras_model_only_for_the_per_layer_report(tmp_path, capsys, after_first_run):
+    first = after_first_run
     assert first["keras_loaded_by"] == ["convert", "layer_errors"]
     cached = _run(capsys, tmp_path, "cached", "quantization.granularity=per_tensor")
     assert cached["calibration"]["statistics"] == "cache" and cached["keras_loaded_by"] == ["layer_errors"]
@@ -79,8 +112,8 @@ def test_a_cached_run_loads_the_keras_model_only_for_the_per_layer_report(tmp_pa
     _same_figures(cached, uncached)
 
 
-def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_path, capsys):
-    _run(capsys, tmp_path, "fill")  # statistics and float model cached
+def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_path, capsys, after_first_run):
+    # statistics and float model cached by the first run
     optimize = ("quantization.optimize=True", "quantization.granularity=per_tensor")
     optimized = _run(capsys, tmp_path, "optimized", *optimize)
     assert optimized["keras_loaded_by"] == ["optimize"] and optimized["optimization"]  # the report reads its copy

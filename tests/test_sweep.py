@@ -1,7 +1,8 @@
 """`stquant sweep` on the bundled demo: real runs in real worker processes (a local pool, a local Ray cluster).
 
-One local sweep (2 configs and a config whose model is missing, x 2 variants) is shared by most tests; its
-cells are compared with separate runs of the same configs, then resumed. The Ray sweep kills one worker
+One local sweep (2 configs, a config whose model is missing and one whose model has a Lambda only --trust-model
+lets run, x 2 variants) is shared by most tests; its cells are compared with separate runs of the same configs, then
+resumed. The Ray sweep kills one worker
 mid-cell. Few images per cell keep the whole file cheap.
 """
 
@@ -27,9 +28,11 @@ from engine.run.sweep import MARKER, finished
 from engine.run.sweep_record import Sweep, sweep_schema
 from tests.conftest import DEMO, ROOT
 from tests.test_cli_errors import assert_one_error, demo_config, run_cli
+from tests.test_keras_lambda import save, tf_keras_model
 
 VARY = ["--vary", "quantization.granularity=per_channel,per_tensor"]
 IMAGES_PER_CLASS = 4
+JSONL = ["--progress", "jsonl"]
 
 
 def sweep_command(*args):
@@ -38,7 +41,8 @@ def sweep_command(*args):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Configs on a small copy of the demo images, and an environment with a statistics cache of its own."""
+    """Configs on a small copy of the demo images (and, apart, leaky.yaml: a model with a Lambda stquant does not
+    recognise, quantized only), and an environment with a statistics cache of its own."""
     root = tmp_path_factory.mktemp("sweep")
     images = root / "digits"
     for folder in sorted((DEMO / "digits").iterdir()):
@@ -60,17 +64,23 @@ def setup(tmp_path_factory):
     }
     for name, config in variants.items():
         (configs / name).write_text(yaml.safe_dump(config))
+    model = save(tf_keras_model(("leaky", lambda t: tf.nn.leaky_relu(t)), classes=10), root / "leaky.h5")
+    leaky = demo_config(
+        root, general__model_path=str(model), dataset__quantization_path=str(images), operation_mode="chain_qb"
+    )
+    (root / "leaky.yaml").write_text(yaml.safe_dump(leaky))
     env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "PYTHONPATH": str(ROOT), "TF_USE_LEGACY_KERAS": "1"}
     return root, configs, env
 
 
 @pytest.fixture(scope="module")
 def local_sweep(setup):
-    """One local sweep of every config x 2 variants with 2 workers: (completed process, events, sweep)."""
+    """One local sweep of every config x 2 variants with 2 workers, trusting the models: (completed process, events,
+    sweep)."""
     root, configs, env = setup
     out = root / "local"
     done = subprocess.run(
-        sweep_command(configs, *VARY, "--jobs", 2, "--output-dir", out, "--progress", "jsonl"),
+        sweep_command(configs, root / "leaky.yaml", *VARY, "--jobs", 2, "--trust-model", "--output-dir", out, *JSONL),
         env=env,
         capture_output=True,
         text=True,
@@ -85,27 +95,27 @@ def local_sweep(setup):
 def test_sweep_outcome_and_events(local_sweep, setup):
     done, events, sweep = local_sweep
     assert done.returncode == 1, done.stderr  # a cell failed
-    assert done.stderr.strip() == "stquant: 2 of 6 cells failed (see sweep.md)"
+    assert done.stderr.strip() == "stquant: 2 of 8 cells failed (see sweep.md)"
     assert done.stdout.splitlines()[-1] == sweep.run_dir == str((setup[0] / "local").resolve())
-    assert [cell.status for cell in sweep.cells] == ["ok", "ok", "ok", "ok", "failed", "failed"]
-    assert (sweep.status, sweep.done, sweep.failed, sweep.executor, sweep.jobs) == ("failed", 4, 2, "local", 2)
+    assert [cell.status for cell in sweep.cells] == ["ok"] * 4 + ["failed"] * 2 + ["ok"] * 2
+    assert (sweep.status, sweep.done, sweep.failed, sweep.executor, sweep.jobs) == ("failed", 6, 2, "local", 2)
     assert isinstance(events[-1], SweepEvent) and events[-1].sweep == sweep
     finished_cells = [event.cell.index for event in events if isinstance(event, SweepCellEvent)]
-    assert sorted(finished_cells) == list(range(6))
+    assert sorted(finished_cells) == list(range(8))
     progress = [event for event in events if isinstance(event, SweepProgressEvent)]
-    assert progress[0].total == 6 and progress[0].running == 2 and progress[0].eta_seconds is None
+    assert progress[0].total == 8 and progress[0].running == 2 and progress[0].eta_seconds is None
     last = progress[-1]
-    assert (last.done, last.running, last.failed, last.eta_seconds) == (4, 0, 2, 0.0)
+    assert (last.done, last.running, last.failed, last.eta_seconds) == (6, 0, 2, 0.0)
 
 
 def test_failed_cells_name_their_stage_and_path(local_sweep):
     _, _, sweep = local_sweep
-    for cell in sweep.cells[4:]:
+    for cell in sweep.cells[4:6]:
         assert cell.failed_stage == "prepare"
         assert "general.model_path" in cell.error and "missing.h5" in cell.error and "\n" not in cell.error
     table = (Path(sweep.run_dir) / "sweep.md").read_text()
     assert "## Failed cells" in table and "cell 4 (bad.yaml, granularity=per_channel) failed in prepare" in table
-    assert table.count("| ok |") == 4
+    assert table.count("| ok |") == 6
 
 
 def test_cells_equal_separate_runs(local_sweep, tmp_path):
@@ -126,7 +136,7 @@ def test_cells_equal_separate_runs(local_sweep, tmp_path):
             footprint.estimated_inference_ms,
         )
     assert sweep.cells[0].board == "NUCLEO-F401RE" and sweep.cells[0].estimated_inference_ms is not None
-    assert len({cell.worker for cell in sweep.cells}) <= 2  # 2 workers ran the 6 cells, TensorFlow loaded once each
+    assert len({cell.worker for cell in sweep.cells}) <= 2  # 2 workers ran the 8 cells, TensorFlow loaded once each
     assert sweep.cells[2].board is None and sweep.cells[2].estimated_inference_ms is None
 
 
@@ -325,33 +335,14 @@ def test_a_missing_config_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "experiments_outputs").exists()
 
 
-def test_trust_model_reaches_the_cells(setup, tmp_path):
+def test_trust_model_reaches_the_cells(setup, local_sweep, tmp_path):
     """A model with a Lambda stquant does not recognise: its cell fails without --trust-model and runs with it, in
     the sweep's worker process (which does not inherit the driver's choice)."""
     from engine.run.sweep import plan_cells, run_cell
-    from tests.test_keras_lambda import save, tf_keras_model
 
-    root, _, env = setup
-    model = save(tf_keras_model(("leaky", lambda t: tf.nn.leaky_relu(t)), classes=10), tmp_path / "leaky.h5")
-    config = tmp_path / "leaky.yaml"
-    images = str(root / "digits")
-    config.write_text(
-        yaml.safe_dump(
-            demo_config(
-                tmp_path, general__model_path=str(model), dataset__quantization_path=images, operation_mode="chain_qb"
-            )
-        )
-    )
+    config = setup[0] / "leaky.yaml"
     refused = run_cell(plan_cells([config], [], {}, tmp_path / "untrusted")[0], use_cache=False)
     assert refused.status == "failed" and "Lambda layer 'leaky'" in refused.error, refused
-    out = tmp_path / "trusted"
-    done = subprocess.run(
-        sweep_command(config, "--jobs", 1, "--trust-model", "--output-dir", out, "--progress", "none"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    cell = Sweep.model_validate_json((out / "sweep.json").read_text()).cells[0]
-    assert cell.status == "ok" and cell.weights_flash_kib
+    trusted = local_sweep[2].cells[6:]  # the shared sweep ran with --trust-model
+    assert [(Path(cell.config).name, cell.status) for cell in trusted] == [("leaky.yaml", "ok")] * 2, trusted
+    assert all(cell.weights_flash_kib for cell in trusted)
