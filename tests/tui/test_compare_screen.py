@@ -242,13 +242,17 @@ BAD_CHOICES = [
 ]
 
 
-async def test_bad_choices_are_refused_naming_what_to_fix(tutorial, tmp_path):
-    """One app: each bad choice in turn (the one before undone) is refused with its own message, nothing started."""
-    app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
+async def test_bad_choices_are_refused_naming_what_to_fix_and_an_engine_failure_is_said_and_the_screen_stays(
+    tutorial, tmp_path
+):
+    """One app: each bad choice in turn (the one before undone) is refused with its own message, nothing started;
+    then a comparison the engine fails is said and the screen stays, its options usable again."""
+    app = StquantApp(tutorial, engine_cmd=FAKE_ENGINE)  # it knows no `compare`: exit 2, one line on stderr
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_compare(pilot)
         ticked = {box.id: box.value for box in screen.query(Checkbox)}
         target = screen.query_one("#compare-target", Input).value
+        split = app.draft.get("dataset.quantization_split")
         for setup, message in BAD_CHOICES:
             app.clear_notifications()
             setup(screen)
@@ -260,13 +264,9 @@ async def test_bad_choices_are_refused_naming_what_to_fix(tutorial, tmp_path):
             for box in screen.query(Checkbox):
                 box.value = ticked[box.id]
             screen.query_one("#compare-target", Input).value = target
+            app.draft.set("dataset.quantization_split", split)
             await pilot.pause()
 
-
-async def test_engine_failure_is_said_and_the_screen_stays(tutorial, tmp_path):
-    app = StquantApp(tutorial, engine_cmd=FAKE_ENGINE)  # it knows no `compare`: exit 2, one line on stderr
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_compare(pilot)
         finished = await run_compare(pilot, screen)
         assert (finished.exit_code, finished.error, finished.comparison) == (2, "unknown command compare", None)
         assert str(screen.query_one("#compare-stage", Static).render()) == "Failed (exit 2): unknown command compare"

@@ -5,8 +5,6 @@ also calibration images."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from textual.widgets import DataTable, Label, Static
 from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
+from engine.cli import main
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_screen import CompareScreen
 from stquant_tui.engine_client import default_engine_cmd
@@ -87,20 +86,19 @@ async def test_adopting_a_variant_that_was_not_measured_asks_first(sandbox):
         assert app.draft.get("quantization.granularity") == "per_tensor"
 
 
-def validate_warnings(config: Path) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", "validate", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=config.parent,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return [line.removeprefix("stquant: warning: ") for line in done.stderr.splitlines() if ": warning: " in line]
+def validate_warnings(config: Path, capsys, monkeypatch) -> list[str]:
+    """The warnings of `stquant validate CONFIG` from the config's folder, in this process (the app runs a child)."""
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "ABSL_MIN_LOG_LEVEL"):  # main sets them: restored after
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(config.parent)
+    capsys.readouterr()
+    code, err = main(["validate", str(config)]), capsys.readouterr().err
+    assert code == 0, err
+    return [line.removeprefix("stquant: warning: ") for line in err.splitlines() if ": warning: " in line]
 
 
-async def test_review_shows_that_test_images_are_calibration_images(monkeypatch):
-    warnings = validate_warnings(CHAIN_CONFIG)
+async def test_review_shows_that_test_images_are_calibration_images(monkeypatch, capsys):
+    warnings = validate_warnings(CHAIN_CONFIG, capsys, monkeypatch)
     assert OVERLAP in warnings
     monkeypatch.chdir(ROOT)
     app = StquantApp(CHAIN_CONFIG, engine_cmd=default_engine_cmd())

@@ -16,10 +16,12 @@ from stquant_tui.widgets.fields import FieldRow
 
 
 async def test_form_keeps_its_80_column_width_and_the_yaml_pane_takes_the_rest():
+    """One app, its terminal resized (a fresh app at 120 and 140 columns: test_snapshots, test_pickers_and_wide)."""
     widths = {}
-    for size in ((80, 24), (120, 40), (200, 50)):
-        app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-        async with app.run_test(size=size) as pilot:
+    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for size in ((80, 24), (120, 40), (200, 50)):
+            await pilot.resize_terminal(*size)
             await settle(pilot)
             side = app.query_one("#side")
             widths[size[0]] = (

@@ -165,29 +165,10 @@ async def show_summary(pilot, summary: RunSummary) -> None:
     await pilot.pause()
 
 
-async def test_summary_at_80x24_breaks_the_model_path_between_folders_and_its_full_screen_table_has_a_title():
-    """One app: the model path at 80 columns, then the full-screen table (its own title line, how to scroll)."""
-    app, summary = summary_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await show_summary(pilot, summary)
-        shown = model_path_lines(app)
-        assert len(shown) > 1 and "".join(shown) == summary.quantized_model
-
-        await pilot.press("f")
-        await pilot.pause()
-        await pilot.pause()
-        lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
-        assert lines[0] == "Per-layer footprint"  # not drawn over the step bar
-        assert "→ Scroll ▶" in lines[-1] and "esc Close" in lines[-1]
-        table = app.screen.query_one(DataTable)
-        assert table.max_scroll_x > 0 and table.scroll_x == 0
-        await pilot.press("right")
-        await pilot.pause()
-        assert table.scroll_x == 8
-
-
-async def test_summary_at_120x40_breaks_the_model_path_and_its_tables_use_the_width():
-    """One app: the model path at 120 columns, the per-layer table's full names, then abbreviated at 80."""
+async def test_summary_breaks_the_model_path_between_folders_at_120_and_80_columns_and_its_tables_fit():
+    """One app: at 120 columns the model path breaks between folders and the per-layer table shows full names; resized
+    to 80 columns, the names are abbreviated, the path breaks between folders again and the full-screen table has its
+    own title line and says how to scroll."""
     app, summary = summary_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await show_summary(pilot, summary)
@@ -204,3 +185,17 @@ async def test_summary_at_120x40_breaks_the_model_path_and_its_tables_use_the_wi
         await pilot.pause()
         long = next(i for i, name in enumerate(names) if len(name) > 21)
         assert table.get_row_at(long)[0] == "…" + names[long][-20:]  # abbreviated again at 80 columns
+        at_80 = model_path_lines(app)
+        assert len(at_80) > 1 and at_80 != shown and "".join(at_80) == summary.quantized_model  # laid out anew
+
+        await pilot.press("f")
+        await pilot.pause()
+        await pilot.pause()
+        lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
+        assert lines[0] == "Per-layer footprint"  # not drawn over the step bar
+        assert "→ Scroll ▶" in lines[-1] and "esc Close" in lines[-1]
+        table = app.screen.query_one(DataTable)
+        assert table.max_scroll_x > 0 and table.scroll_x == 0
+        await pilot.press("right")
+        await pilot.pause()
+        assert table.scroll_x == 8

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from textual.widgets import OptionList, Static
 from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
+from engine.cli import main
 from stquant_tui.app import StquantApp
 from stquant_tui.draft import step_of
 from stquant_tui.engine_client import default_engine_cmd
@@ -26,15 +24,18 @@ BROKEN = {  # name -> (text to replace, replacement) in the demo config
 }
 
 
-def validate(path) -> tuple[int, list[str]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", "validate", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+def validate(path, capsys, monkeypatch) -> tuple[int, list[str]]:
+    """`stquant validate PATH` from the repository folder, in this process (the app runs it as a child)."""
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "ABSL_MIN_LOG_LEVEL"):  # main sets them: restored after
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(ROOT)
+    capsys.readouterr()
+    code = main(["validate", str(path)])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=str)
-async def test_review_says_what_validate_says(case, tmp_path, monkeypatch):
+async def test_review_says_what_validate_says(case, tmp_path, monkeypatch, capsys):
     old, new = BROKEN[case]
     text = DEMO_CONFIG.read_text().replace("demo/", f"{DEMO}/")
     if old:
@@ -42,9 +43,8 @@ async def test_review_says_what_validate_says(case, tmp_path, monkeypatch):
         text = text.replace(old.replace("demo/", f"{DEMO}/"), new.replace("demo/", f"{DEMO}/"))
     config = tmp_path / "config.yaml"
     config.write_text(text)
-    code, lines = validate(config)
+    code, lines = validate(config, capsys, monkeypatch)
     assert (code == 0) == (case == "valid"), lines
-    monkeypatch.chdir(ROOT)
     app = StquantApp(config, engine_cmd=default_engine_cmd())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)

@@ -43,10 +43,15 @@ async def test_run_reaches_summary_with_model_path_and_footprint(fake_engine, tm
         assert app.step == "dataset"
 
 
-async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypatch):
+async def test_cancel_asks_then_stops_the_engine_and_ctrl_q_during_a_run_asks_first_then_stops_it(
+    fake_engine, tmp_path, monkeypatch
+):
+    """One app: esc or Cancel during a run asks first, then stops the engine (no summary, no model); during a second
+    run ctrl+q asks first too, then stops the engine cleanly and quits."""
     monkeypatch.setenv("FAKE_ENGINE_SLOW", "1")
+    seen: list = []
     app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         await settle(pilot)
         app.step = "review"
         await pilot.pause()
@@ -70,6 +75,24 @@ async def test_cancel_asks_then_stops_the_engine(fake_engine, tmp_path, monkeypa
         assert stage.startswith("Cancelled") and "fail" not in stage.lower()
         assert not [n for n in app._notifications if "fail" in str(n.message).lower() + str(n.title).lower()]
         assert app.last_run.summary.status == "interrupted" and app.last_run.summary.failed_stage == "calibration"
+
+        app.step = "review"
+        seen.clear()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: any(isinstance(m, RunProgress) and m.done > 0 for m in seen))
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.running and app.is_running
+        process = app.process.process
+        config = Path(app.process.argv[len(fake_engine) + 1])
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert process.poll() == 130  # stopped cleanly (SIGINT), not killed
+    assert not config.exists()
 
 
 async def test_a_failure_is_said_once_and_is_no_toast_and_the_log_follows_unless_scrolled_back(
@@ -108,26 +131,3 @@ async def test_a_failure_is_said_once_and_is_no_toast_and_the_log_follows_unless
         await pilot.pause()
         await pilot.pause()
         assert log.scroll_y == log.max_scroll_y
-
-
-async def test_ctrl_q_during_a_run_asks_first_then_stops_the_engine(fake_engine, monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_SLOW", "1")
-    app = StquantApp(DEMO_CONFIG, engine_cmd=fake_engine)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.step = "review"
-        await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.query_one("#run-progress", ProgressBar).progress > 0)
-        await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("n")
-        await pilot.pause()
-        assert app.running and app.is_running
-        process = app.process.process
-        config = Path(app.process.argv[len(fake_engine) + 1])
-        await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
-        await wait_until(pilot, lambda: not app.is_running)
-    assert process.poll() == 130  # stopped cleanly (SIGINT), not killed
-    assert not config.exists()

@@ -330,7 +330,13 @@ def key_lines(root: Node, lines: list[str], key: str) -> set[int]:
     return set(range(first, last + 1))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache
+def loaded(text: str) -> dict:
+    """The source's mapping, parsed once per source: only read (a Draft deep-copies the data it is given)."""
+    return yaml_roundtrip.load(text)
+
+
+@functools.cache
 def composed(text: str) -> Node | None:
     """The composed document (cached: each example reads its source's original text again; nodes are only read)."""
     return YAML(typ="rt").compose(text)
@@ -351,8 +357,8 @@ def outside(text: str, keys: list[str]) -> list[str]:
 @given(source=st.sampled_from(CONFIGS), steps=edit_steps())
 def test_any_edits_save_a_file_that_reads_back_with_only_the_edited_lines_changed(source: Path, steps) -> None:
     text = source.read_text(encoding="utf-8")
-    draft = Draft(yaml_roundtrip.load(text), source, text)
-    original = yaml_roundtrip.load(text)
+    draft = Draft(loaded(text), source, text)
+    original = loaded(text)
     for key, value in steps:
         if value == "RETYPE":  # the value the field showed when loaded, typed again
             old = original_value(original, key)
