@@ -83,7 +83,8 @@ async def test_recovery_from_the_summary_shows_recovery_json_and_adopt_saves_the
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         await settle(pilot)
         app.adopt_settings({"quantization.granularity": "per_tensor"})  # a float layer then helps on the demo
-        # The Summary of a real per-tensor run of the demo, recorded (test_real_run checks a live run's Summary).
+        # A recorded real run's Summary: it only sets the target the Recover screen proposes (test_real_run checks
+        # a live run's Summary); the recovery below is a real engine search on the per-tensor draft.
         app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
         app.step = "summary"
         await pilot.pause()
