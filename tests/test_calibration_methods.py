@@ -85,8 +85,8 @@ def test_mse_range_has_the_least_measured_error(known):
 
 
 def _onnx_runtime_divergences(counts: np.ndarray) -> np.ndarray:
-    """ONNX Runtime's `HistogramCollector.get_entropy_threshold` (128 levels) transcribed loop by loop, returning
-    the divergence of every candidate instead of the best one."""
+    """ONNX Runtime's `HistogramCollector.get_entropy_threshold` (128 levels) transcribed window by window, returning
+    the divergence of every candidate instead of the best one (its loops over the 128 levels as array operations)."""
     from onnxruntime.quantization.calibrate import entropy
     from onnxruntime.quantization.quant_utils import smooth_distribution
 
@@ -98,13 +98,11 @@ def _onnx_runtime_divergences(counts: np.ndarray) -> np.ndarray:
         p[0] += counts[:start].sum()
         p[-1] += counts[end:].sum()
         merged = window.size // 128
-        levels = [window[k * merged : (k + 1) * merged].sum() for k in range(128)]
+        levels = window[: 128 * merged].reshape(128, merged).sum(1)  # level k: bins k * merged to (k + 1) * merged
         levels[-1] += window[128 * merged :].sum()
-        q = np.zeros(p.size, np.int64)
-        for k in range(128):
-            filled = np.count_nonzero(p[k * merged : (k + 1) * merged])
-            if filled:
-                q[k * merged : (k + 1) * merged] = levels[k] / filled
+        filled = np.count_nonzero(p[: 128 * merged].reshape(128, merged), axis=1)
+        q = np.zeros(p.size, np.int64)  # each level's count spread over its non-empty bins (truncated), else 0
+        q[: 128 * merged] = np.repeat(np.where(filled > 0, levels / np.maximum(filled, 1), 0), merged)
         p, q = smooth_distribution(p), smooth_distribution(q)
         divergences.append(np.inf if p is None or q is None else float(entropy(p, q)))
     return np.array(divergences)

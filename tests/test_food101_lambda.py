@@ -50,7 +50,7 @@ def food101(tmp_path_factory) -> dict:
     converters_own = _converters_own(model, calibration, per_tensor=False)
     onnx = quantize_onnx(path, calibration, SETTINGS, tmp / "onnx", tmp / "work", model=model)
     float_onnx = tmp / "work" / "converted_model" / "converted_model.onnx"  # keras_to_onnx of the loaded model
-    float_result = evaluate(KerasPredictor(path), images, labels, CLASSES)
+    float_result = evaluate(KerasPredictor(path, model=model), images, labels, CLASSES)
     agreements = {}
     # LiteRT's XNNPACK cannot prepare these int8 graphs in batches: the predictor falls back to built-in kernels.
     for name, evaluated in [

@@ -312,6 +312,58 @@ def test_tf2onnx_names_differ_only_by_their_counter(tmp_path):
     assert internals.tf2onnx_stable_name("model/flatten/Reshape__12:0") == "model/flatten/Reshape:0"
 
 
+def test_tf2onnx_optimizers_run_unguarded_inside_the_switch_only(tmp_path, monkeypatch):
+    """tf2onnx's optimizer gets catch_errors False (no deep copy of the graph per pass) inside the switch, as
+    `keras_to_onnx` converts, and its default True outside; the environment is left as it was."""
+    import os
+
+    import tensorflow as tf
+    import tf2onnx
+    from tf2onnx import optimizer
+
+    from engine.quantize.keras_onnx import keras_to_onnx
+
+    optimize_graph, seen = optimizer.optimize_graph, []
+
+    def recording(graph, catch_errors=True, optimizers=None):
+        seen.append(catch_errors)
+        return optimize_graph(graph, catch_errors, optimizers)
+
+    monkeypatch.setattr(optimizer, "optimize_graph", recording)
+    monkeypatch.delenv(internals.TF2ONNX_CATCH_ERRORS, raising=False)
+    model = _tiny_keras()
+    serve = tf.function(lambda x: model(x))
+    tf2onnx.convert.from_function(serve, input_signature=[tf.TensorSpec([None, 8, 8, 3])], opset=17)
+    keras_to_onnx(model, 17, tmp_path / "m.onnx", tmp_path / "m.h5")
+    assert seen == [True, False], "tf2onnx no longer reads TF2ONNX_CATCH_ERRORS as: do not catch optimizer errors"
+    assert internals.TF2ONNX_CATCH_ERRORS not in os.environ
+    monkeypatch.setenv(internals.TF2ONNX_CATCH_ERRORS, "kept")
+    with internals.tf2onnx_optimizers_unguarded():
+        assert os.environ[internals.TF2ONNX_CATCH_ERRORS] == "false"
+    assert os.environ[internals.TF2ONNX_CATCH_ERRORS] == "kept"
+
+
+def test_a_failing_tf2onnx_optimizer_pass_is_skipped_as_tf2onnx_skips_it(tmp_path, monkeypatch):
+    """Unguarded, a failing optimizer pass raises: `keras_to_onnx` then converts with tf2onnx's guard, which skips
+    the pass, so that the model converts as it did with the guard."""
+    import onnx
+    from tf2onnx import optimizer
+
+    from engine.quantize.keras_onnx import keras_to_onnx
+
+    class Failing:
+        graph_been_opt = False
+
+        def optimize(self, graph, iteration):
+            raise RuntimeError("a pass that fails")
+
+    passes = optimizer._optimizers
+    monkeypatch.setattr(optimizer, "_optimizers", type(passes)({**passes, "failing": Failing}))
+    path = keras_to_onnx(_tiny_keras(), 17, tmp_path / "m.onnx", tmp_path / "m.h5")
+    onnx.checker.check_model(str(path))
+    assert "Conv" in {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
 def _scopes(model) -> list[str]:
     """The layer scopes of the model's traced function (the part after the model's own scope)."""
     from engine.models.trace import serving_function

@@ -10,7 +10,7 @@ from engine.data.calibration import ImageCalibrationData
 from engine.data.images import decode_all
 from engine.data.preprocess import ImageSpec
 from engine.evaluation.layer_report import layer_report
-from engine.evaluation.predictors import load_predictor
+from engine.evaluation.predictors import KerasPredictor, Predictor, load_predictor
 from engine.quantize.common import ModelMemo
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
@@ -39,8 +39,10 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def float_top1(photos):
-    return _top1(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"), photos[1])
+def float_top1(photos, keras_model):
+    """The float model's top-1 class of every photo, run in Keras (the model loaded once, below)."""
+    path = _asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5")
+    return _top1(KerasPredictor(path, model=keras_model), photos[1])
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,8 @@ def keras_model():
     return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
 
 
-def _top1(model: Path, images: np.ndarray) -> np.ndarray:
-    predictor = load_predictor(model)
+def _top1(model: Path | Predictor, images: np.ndarray) -> np.ndarray:
+    predictor = load_predictor(model) if isinstance(model, Path) else model
     return np.concatenate([predictor.predict(images[i : i + 50]).argmax(1) for i in range(0, len(images), 50)])
 
 

@@ -92,7 +92,8 @@ def _check_batch(batch: np.ndarray, input_hw_c: tuple[int, int, int], path: Path
 class KerasPredictor:
     """A Keras 3 or tf_keras model, run one batch per call."""
 
-    def __init__(self, path: Path, num_threads: int | None = None, fast_float: bool = False):
+    def __init__(self, path: Path, num_threads: int | None = None, fast_float: bool = False, model: Any = None):
+        """`model`: the Keras model of `path` when the caller has it loaded already (else it is loaded here)."""
         import tensorflow as tf
 
         if num_threads:
@@ -101,7 +102,7 @@ class KerasPredictor:
             except RuntimeError:
                 log.debug("TensorFlow already initialised: keeping its thread settings")
         self.path = path
-        self.model = load_keras_model(path)
+        self.model = model if model is not None else load_keras_model(path)
         shape = tuple(self.model.inputs[0].shape)
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")

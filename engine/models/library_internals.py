@@ -9,9 +9,11 @@ functions, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -25,6 +27,7 @@ CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
 QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
 _KERAS3_SCOPE_SUFFIX = re.compile(r"_\d+$")
 _TF2ONNX_COUNTER = re.compile(r"__\d+(?=:\d+$|$)")
+TF2ONNX_CATCH_ERRORS = "TF2ONNX_CATCH_ERRORS"
 
 
 def set_per_tensor_weights(converter: Any, per_tensor: bool) -> None:
@@ -209,6 +212,23 @@ def tf2onnx_stable_name(name: str) -> str:
     makes (`utils.make_name`, a process-wide counter whose order varies between conversions of the same
     model), so that ranges cached from one conversion can be matched to the tensors of another."""
     return _TF2ONNX_COUNTER.sub("", name)
+
+
+@contextlib.contextmanager
+def tf2onnx_optimizers_unguarded() -> Iterator[None]:
+    """tf2onnx conversions without a deep copy of the whole graph before each of its optimizer passes (kept to
+    restore the graph should a pass fail; a sizeable part of converting a model). tf2onnx's `_convert_common` turns
+    the copies off when the environment variable `TF2ONNX_CATCH_ERRORS` is set: it reads any value as false, "false"
+    included. A failing pass then raises instead of being skipped: the caller converts again without this."""
+    previous = os.environ.get(TF2ONNX_CATCH_ERRORS)
+    os.environ[TF2ONNX_CATCH_ERRORS] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[TF2ONNX_CATCH_ERRORS]
+        else:
+            os.environ[TF2ONNX_CATCH_ERRORS] = previous
 
 
 def calibration_cache_io() -> tuple[Any, Any]:

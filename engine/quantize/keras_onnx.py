@@ -21,7 +21,7 @@ from engine.common.atomic import atomic_path
 from engine.common.child import become_child
 from engine.common.errors import EngineError, StquantError, first_line
 from engine.models.files import stored_code_trusted, trust_stored_code
-from engine.models.library_internals import KERAS_METADATA
+from engine.models.library_internals import KERAS_METADATA, tf2onnx_optimizers_unguarded
 from engine.models.load import load_keras_model
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,19 @@ def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> P
     name = model.inputs[0].name.split(":")[0]
     spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
     serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
+
+    def convert() -> Any:
+        return tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"])[0]
+
     try:
-        converted, _ = tf2onnx.convert.from_function(
-            serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"]
-        )
-    except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
-        raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
+        with tf2onnx_optimizers_unguarded():
+            converted = convert()
+    except Exception as error:  # noqa: BLE001 - an optimizer pass failed (or the conversion): tf2onnx's own way
+        log.debug("tf2onnx without its optimizer guard failed (%s): converting with it", first_line(error))
+        try:
+            converted = convert()
+        except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
+            raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
     converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
     save_onnx(converted, out_path)
     log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
