@@ -1,7 +1,6 @@
 """Shared fixtures: paths to the real model-zoo assets (skipped when absent) and the bundled demo."""
 
 import compileall
-import gc
 from pathlib import Path
 
 import pytest
@@ -72,11 +71,3 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         for package in ("engine", "stquant_tui"):
             compileall.compile_dir(ROOT / package, quiet=1)
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Freeze what the collection imported (TensorFlow, ONNX Runtime, Textual, the test modules): every later full
-    garbage collection (the engine's `release_memory` after each in-process quantization, Python's own) then scans only
-    what the tests made since, not the hundreds of thousands of objects that live as long as the process."""
-    gc.collect()
-    gc.freeze()

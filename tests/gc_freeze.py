@@ -29,6 +29,11 @@ def _freeze(inside_a_file: bool) -> None:
     _Frozen.modules, _Frozen.inside_a_file = len(sys.modules), inside_a_file
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what the collection imported (TensorFlow, ONNX Runtime, Textual, the test modules) before any test."""
+    _freeze(inside_a_file=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, None]:
     """After a test's teardown: freeze at the end of a file (module fixtures gone), or where the test imported many
