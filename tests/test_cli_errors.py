@@ -1,9 +1,12 @@
 """Every bad input: a one-line error naming the key or path, the documented exit code, no traceback."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -54,6 +57,16 @@ def run_cli(capsys, *argv):
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     return code, out, err
+
+
+def run_captured(argv: list[str], cache: Path) -> tuple[int, str, str]:
+    """`main(argv)` with its own stdout, stderr and statistics cache folder (for module-scoped fixtures, which have no
+    capsys or monkeypatch): exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        env.setenv("XDG_CACHE_HOME", str(cache))
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
 
 
 def assert_one_error(capsys, argv, code, *fragments):

@@ -1,8 +1,6 @@
 """The Keras model is loaded only when a stage needs it: the TFLite converter's float model is kept in the statistics
 cache, so a later run quantizes from it; `keras_loaded_by` in run_summary.json says what needed the model."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -12,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
 from tests.conftest import DEMO, ROOT
-from tests.test_cli_errors import demo_config, write
+from tests.test_cli_errors import demo_config, run_captured, write
 from tests.test_run import run_ok
 
 # In a fresh process (TF_USE_LEGACY_KERAS unset there, so `import tensorflow` does not import tf_keras by itself): a
@@ -71,15 +68,8 @@ def first_run(tmp_path_factory) -> tuple[dict, Path]:
     folder = tmp_path_factory.mktemp("first")
     config = write(folder, demo_config(folder), "first.yaml")
     argv = ["run", config, "--output-dir", str(folder / "first"), "--progress", "none"]
-    err = io.StringIO()
-    with (
-        pytest.MonkeyPatch.context() as env,
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(err),
-    ):
-        env.setenv("XDG_CACHE_HOME", str(folder / "xdg_cache"))
-        code = main(argv)
-    assert code == 0, err.getvalue()
+    code, _, err = run_captured(argv, folder / "xdg_cache")
+    assert code == 0, err
     return json.loads((folder / "first" / "run_summary.json").read_text()), folder / "xdg_cache"
 
 

@@ -1,7 +1,5 @@
 """`stquant run` end to end on the bundled demo: every mode, the JSON-lines protocol, interrupts."""
 
-import contextlib
-import io
 import json
 import signal
 from pathlib import Path
@@ -14,7 +12,7 @@ from engine.cli import main
 from engine.run.summary import RunSummary
 from tests.conftest import DEMO
 from tests.interrupts import interrupt_in_process
-from tests.test_cli_errors import demo_config, write
+from tests.test_cli_errors import demo_config, run_captured, write
 
 
 def run_ok(capsys, config_path, *extra) -> tuple[dict, str]:
@@ -33,15 +31,13 @@ def demo_run(tmp_path_factory) -> tuple[dict, str, Path]:
     """One real `stquant run` of the demo config (quantization, TFLite, plain progress) read by the tests below:
     its summary, its stdout and the folder of its config (its MLflow store is `mlruns` there)."""
     tmp_path = tmp_path_factory.mktemp("demo_run")
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))  # an empty statistics cache, never the user's
-        code = main(["run", write(tmp_path, demo_config(tmp_path)), "--progress", "plain"])
-    assert code == 0, err.getvalue()
-    summary = json.loads((Path(out.getvalue().strip().splitlines()[-1]) / "run_summary.json").read_text())
+    argv = ["run", write(tmp_path, demo_config(tmp_path)), "--progress", "plain"]
+    code, out, err = run_captured(argv, tmp_path / "xdg_cache")  # an empty statistics cache, never the user's
+    assert code == 0, err
+    summary = json.loads((Path(out.strip().splitlines()[-1]) / "run_summary.json").read_text())
     assert summary["status"] == "ok" and summary["schema_version"] == 1
     assert RunSummary.model_validate(summary).model_dump(mode="json") == summary  # every field is the schema's
-    return summary, out.getvalue(), tmp_path
+    return summary, out, tmp_path
 
 
 def tflite_ops(path) -> list[tuple[str, str]]:
