@@ -1,5 +1,7 @@
-"""A real `stquant compare` (the real `python -m engine`) of the bundled demo through the Compare screen:
-every cell equals the run's comparison.json; cancelling or quitting stops the child and leaves no temp file."""
+"""A real `stquant compare` (the real `python -m engine`) of the bundled demo through the Compare screen, and what
+the wizard shows of the engine's evaluation rule: every cell equals the run's comparison.json; Review shows
+validate's warning when test images are also calibration images; a variant that was not measured is adopted only
+after a question saying so; cancelling or quitting stops the child and leaves no temp file."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from textual.widgets import Checkbox, DataTable, Select, Static
+from textual.widgets import DataTable, Label, Select, Static
 from tui_helpers import DEMO_CONFIG, settle, wait_until
 
+from engine.cli import main
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_client import CompareFinished, CompareVariant
 from stquant_tui.compare_screen import CompareScreen
+from stquant_tui.engine_client import default_engine_cmd
 from stquant_tui.messages import RunStage
 from stquant_tui.widgets.dialogs import ConfirmScreen
 
@@ -21,6 +25,11 @@ pytestmark = pytest.mark.slow
 
 SHOWN = {"per_channel": "channel", "per_tensor": "tensor"}
 FIGURES = ("accuracy", "agreement", "weights_flash_kib", "activation_ram_kib", "estimated_inference_ms")
+CHAIN_CONFIG = DEMO_CONFIG.with_name("chain_eqe_config.yaml")  # measured on its test_path, the calibration folder
+OVERLAP = (
+    "dataset.test_path: 120 of its 300 images are also calibration images (dataset.quantization_path); "
+    "accuracy on them is optimistic"
+)
 
 
 @pytest.fixture
@@ -42,17 +51,45 @@ async def open_compare(pilot) -> CompareScreen:
     return pilot.app.screen
 
 
+def granularity_only(screen: CompareScreen) -> None:
+    """Vary the granularity only: 2 variants."""
+    for box in screen.query("#compare-options Checkbox"):
+        box.value = box.id.startswith("vary-granularity")
+
+
 def cell(value) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-async def test_real_compare_of_the_demo_shows_what_comparison_json_says(sandbox):
+def validate_warnings(config: Path, capsys, monkeypatch) -> list[str]:
+    """The warnings of `stquant validate CONFIG` from the config's folder, in this process (the app runs a child)."""
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "ABSL_MIN_LOG_LEVEL"):  # main sets them: restored after
+        monkeypatch.delenv(name, raising=False)
+    with monkeypatch.context() as inside:
+        inside.chdir(config.parent)
+        capsys.readouterr()
+        code, err = main(["validate", str(config)]), capsys.readouterr().err
+    assert code == 0, err
+    return [line.removeprefix("stquant: warning: ") for line in err.splitlines() if ": warning: " in line]
+
+
+async def test_review_warns_of_the_overlap_and_a_real_compare_shows_what_comparison_json_says(
+    sandbox, capsys, monkeypatch
+):
+    warnings = validate_warnings(CHAIN_CONFIG, capsys, monkeypatch)
+    assert OVERLAP in warnings
     seen: list = []
-    app = StquantApp(DEMO_CONFIG.with_name("chain_eqe_config.yaml"))  # measured on its test_path
+    app = StquantApp(CHAIN_CONFIG, engine_cmd=default_engine_cmd())
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None, timeout=90)
+        await pilot.pause()
+        assert app.verdict.warnings == warnings  # the app's own validate is a real child
+        assert f"⚠ {OVERLAP}" in str(app.query_one("#review-status", Static).render()).splitlines()
+
         screen = await open_compare(pilot)
-        for box in screen.query(Checkbox):  # granularity only: 2 variants
-            box.value = box.id.startswith("vary-granularity")
+        granularity_only(screen)
         screen.query_one("#compare-board", Select).value = "STM32H747I-DISCO"
         await pilot.pause()
         assert "2 variant(s)" in str(screen.query_one("#compare-title", Static).render())
@@ -99,12 +136,68 @@ async def test_real_compare_of_the_demo_shows_what_comparison_json_says(sandbox)
         assert app.draft.get("quantization.granularity") == recommended
 
 
-async def test_cancelling_or_quitting_a_real_compare_stops_the_child_and_leaves_no_temp_file(sandbox):
-    """One app: esc (confirmed) stops the child with exit 130 and the screen stays with what was measured; a second
-    comparison, quit mid-way, stops its child too; no temp file is left."""
+async def adopting_unmeasured_asks_first(pilot, screen: CompareScreen) -> None:
+    """On a finished comparison that measured nothing: `a` on variant 0 asks first; n adopts nothing, y adopts it."""
+    app = pilot.app
+    written = json.loads((Path(screen.finished.comparison.run_dir) / "comparison.json").read_text())
+    assert written["evaluation_set"] is None and written["recommended"] is None
+    assert [v["agreement"] for v in written["variants"]] == [None, None]
+    info = str(screen.query_one("#compare-info", Static).render())
+    assert "accuracy and agreement not measured: no evaluation images" in info
+    table = screen.query_one("#compare-table", DataTable)
+    assert [str(c) for c in table.get_row_at(1)][:4] == ["1", "tensor", "–", "–"]
+    assert app.draft.get("quantization.granularity") == "per_tensor"
+
+    await pilot.press("a")  # variant 0, per_channel
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    label = app.screen.query_one(Label)
+    question = str(label.render())
+    assert " ".join(question.split()).startswith(
+        "Variant 0 (granularity=per_channel) was not measured: no evaluation images"
+    )
+    assert label.size == (max(map(len, question.splitlines())), len(question.splitlines()))  # all of it shows
+    assert label.region.right <= app.screen.query_one("Vertical").content_region.right
+    await pilot.press("n")
+    await wait_until(pilot, lambda: app.screen is screen)
+    assert app.draft.get("quantization.granularity") == "per_tensor"  # nothing adopted
+
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await wait_until(pilot, lambda: not isinstance(app.screen, (ConfirmScreen, CompareScreen)))
+    assert app.draft.get("quantization.granularity") == "per_channel"
+
+
+def calibrate_on_all(folder: Path) -> Path:
+    """The demo's quantization config (no test, validation or training folder) per-tensor, with a quantization_split
+    of 1.0: every image calibrates, nothing is left to measure."""
+    text = DEMO_CONFIG.read_text().replace("demo/", f"{DEMO_CONFIG.parent}/demo/")
+    text = text.replace("quantization_split: 0.4", "quantization_split: 1.0")
+    text = text.replace("   export_dir:", "   granularity: per_tensor\n   export_dir:")
+    config = folder / "calibrate_on_all.yaml"
+    config.write_text(text)
+    return config
+
+
+async def test_an_unmeasured_variant_asks_before_adopting_then_cancelling_or_quitting_stops_the_child(sandbox):
+    """One app on a config whose images all calibrate: a real compare measures nothing and adopting a variant asks
+    first. Then, the draft back as loaded: esc (confirmed) stops a comparison's child with exit 130 and the screen
+    stays with what was measured; a second comparison, quit mid-way, stops its child too; no temp file is left."""
     seen: list = []
-    app = StquantApp(DEMO_CONFIG)
+    app = StquantApp(calibrate_on_all(sandbox))
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        screen = await open_compare(pilot)
+        granularity_only(screen)
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: screen.finished is not None, timeout=240)
+        await pilot.pause()
+        assert screen.finished.exit_code == 0, screen.finished.error
+        await adopting_unmeasured_asks_first(pilot, screen)
+
+        app.adopt_settings({"quantization.granularity": "per_tensor"})  # the draft as loaded
+        assert not app.draft.modified  # so ctrl+q below quits without a question
+        seen.clear()
         screen = await open_compare(pilot)
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: any(isinstance(m, RunStage) and m.name == "load_model" for m in seen), 60)

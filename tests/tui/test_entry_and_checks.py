@@ -24,9 +24,15 @@ def test_version_help_and_missing_config(capsys, tmp_path):
     assert main([str(bad)]) == 2
 
 
-async def test_invalid_values_in_a_file_load_as_written_and_are_flagged(tmp_path):
+async def test_invalid_values_load_as_written_and_are_flagged_and_the_model_step_warns_about_classes_and_channels(
+    tmp_path, monkeypatch
+):
+    """One app: a value the schema refuses loads as written and Review flags it; once fixed, the Model step warns
+    that the model's outputs are not the classes and (the engine's words) that the colour mode is not its input."""
+    monkeypatch.setenv("FAKE_ENGINE_OUTPUTS", "5")
     config = tmp_path / "odd.yaml"
-    config.write_text(DEMO_CONFIG.read_text().replace("interpolation: nearest", "interpolation: cubic"))
+    text = DEMO_CONFIG.read_text().replace("demo/", f"{DEMO_CONFIG.parent}/demo/")  # the demo's model and images
+    config.write_text(text.replace("interpolation: nearest", "interpolation: cubic"))
     app = StquantApp(config, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -38,12 +44,7 @@ async def test_invalid_values_in_a_file_load_as_written_and_are_flagged(tmp_path
         await pilot.pause()
         assert "interpolation" in str(app.query_one("#review-problems").get_option_at_index(0).prompt)
 
-
-async def test_model_step_warns_about_classes_and_channels(monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_OUTPUTS", "5")
-    app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
+        select.value = "nearest"
         app.query_one("#preprocessing-color_mode", Select).value = "grayscale"
         app.step = "model"
         warnings = app.query_one("#model-warnings", Static)

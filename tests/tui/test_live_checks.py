@@ -1,10 +1,12 @@
-"""Dataset and Model steps flag, as the user types, what the engine's preflight knows (in its words)."""
+"""Dataset and Model steps flag, as the user types, what the engine's preflight knows (in its words); the Model
+step's "Trust code stored in this model file" tick lets the real engine inspect a model with stored code."""
 
 from __future__ import annotations
 
 import shutil
 
-from textual.widgets import Input, Select, Static
+from textual.widgets import Checkbox, Input, Select, Static
+from trust_model_file import lambda_model
 from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
@@ -17,40 +19,56 @@ def shown(app, widget_id: str) -> str:
     return str(app.query_one(widget_id, Static).render())
 
 
-async def test_dataset_step_flags_an_empty_class_folder_and_a_class_without_folder(tmp_path, monkeypatch):
+async def dataset_step_flags_an_empty_class_folder_and_a_class_without_folder(pilot, data) -> None:
+    app = pilot.app
+    app.query_one("#dataset-class_names", Input).value = ""
+    app.query_one("#dataset-quantization_path", Input).value = str(data)
+    await wait_until(pilot, lambda: "no images in the folder of class 'digit_1'" in shown(app, "#dataset-feedback"))
+    app.query_one("#dataset-class_names", Input).value = "digit_0, digit_1, sunflower"
+    await wait_until(
+        pilot,
+        lambda: f"dataset.class_names: no folder for class 'sunflower' in {data}" in shown(app, "#dataset-feedback"),
+    )
+
+
+async def tick_lets_the_real_engine_inspect_a_model_with_stored_code(pilot, model) -> None:
+    app = pilot.app
+    app.query_one("#general-model_path", Input).value = str(model)
+    info = app.query_one("#model-info", Static)
+    await wait_until(pilot, lambda: "Lambda layer 'square'" in str(info.render()), timeout=60)
+    assert "--trust-model" in str(info.render()) and "Output width" not in str(info.render())
+    # a long model path wraps the warning over more lines: scroll the tick into view, as a user would
+    app.query_one("#trust-model", Checkbox).scroll_visible(animate=False)
+    await pilot.pause()
+    await pilot.click("#trust-model", offset=(3, 1))  # on the box itself, not the corner of its border
+    await wait_until(pilot, lambda: "Output width 10" in str(info.render()), timeout=60)
+    assert "run as stored code (trusted): square" in str(info.render())
+
+
+async def test_dataset_and_model_steps_flag_what_the_engine_finds_and_the_tick_trusts_stored_code(
+    tmp_path, monkeypatch
+):
+    """One app, the real engine's checks: an empty class folder and a class without folder (Dataset); a file that is
+    not a model, a model with stored code the tick lets the engine inspect, a colour mode the model does not take
+    (Model)."""
     data = tmp_path / "data"
     shutil.copytree(DIGITS / "digit_0", data / "digit_0")
     (data / "digit_1").mkdir()
-    monkeypatch.chdir(ROOT)
-    app = StquantApp(DEMO_CONFIG, engine_cmd=default_engine_cmd())
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.query_one("#dataset-class_names", Input).value = ""
-        app.query_one("#dataset-quantization_path", Input).value = str(data)
-        await wait_until(pilot, lambda: "no images in the folder of class 'digit_1'" in shown(app, "#dataset-feedback"))
-        app.query_one("#dataset-class_names", Input).value = "digit_0, digit_1, sunflower"
-        await wait_until(
-            pilot,
-            lambda: (
-                f"dataset.class_names: no folder for class 'sunflower' in {data}" in shown(app, "#dataset-feedback")
-            ),
-        )
-
-
-async def test_model_step_flags_a_file_that_is_not_a_model_and_a_colour_mode_the_model_does_not_take(
-    tmp_path, monkeypatch
-):
-    monkeypatch.chdir(ROOT)
     fake = tmp_path / "model.h5"
     fake.write_text("not HDF5")
+    monkeypatch.chdir(ROOT)
     app = StquantApp(DEMO_CONFIG, engine_cmd=default_engine_cmd())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
+        await dataset_step_flags_an_empty_class_folder_and_a_class_without_folder(pilot, data)
+
         app.step = "model"
         await pilot.pause()
         app.query_one("#general-model_path", Input).value = str(fake)
         await wait_until(pilot, lambda: "⚠" in shown(app, "#model-info"), timeout=60)
         await wait_until(pilot, lambda: f"{fake}: not a Keras model" in shown(app, "#model-verdict"), timeout=60)
+        await tick_lets_the_real_engine_inspect_a_model_with_stored_code(pilot, lambda_model(tmp_path / "square.h5"))
+
         app.query_one("#general-model_path", Input).value = "demo/digits_cnn.h5"
         app.step = "preprocessing"
         await pilot.pause()

@@ -76,27 +76,69 @@ async def start_recovery(pilot, target: str | None = None) -> RecoverScreen:
     return pilot.app.screen
 
 
-async def test_recovery_from_the_summary_shows_recovery_json_and_adopt_saves_the_best_step(sandbox):
+async def refused_then_stopped(pilot, sandbox: Path, seen: list) -> None:
+    """A target the engine refuses is its one-line error and nothing to adopt; esc during a search stops the engine
+    with exit 130 (recovery.json interrupted, the rows measured stay); no temp file is left; back on the Summary."""
+    app = pilot.app
+    await pilot.press("ctrl+g")
+    await wait_until(pilot, lambda: isinstance(app.screen, RecoverQuestion))
+    assert app.screen.query_one("#recover-value", Input).value == "100"  # the agreement shown is >= 99
+    app.screen.query_one("#recover-value", Input).value = "150"
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, RecoverScreen))
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
+    await pilot.pause()
+    assert screen.finished.exit_code == 2 and screen.finished.recovery is None
+    outcome = str(screen.query_one("#recover-outcome", Static).render())
+    assert outcome == "✗ Failed (exit 2): --target-agreement 150.0: a percentage from 0 to 100"
+    assert screen.check_action("adopt", ()) is None  # shown greyed: nothing to adopt
+    assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
+    await pilot.press("escape")
+    await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
+
+    seen.clear()
+    screen = await start_recovery(pilot, "100")
+    await wait_until(pilot, lambda: any(isinstance(m, RecoverStep) for m in seen), timeout=120)
+    await pilot.press("escape")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
+    await pilot.pause()
+    assert screen.finished.exit_code == 130
+    assert screen.process.process.poll() == 130
+    written = json.loads((Path(screen.finished.recovery.run_dir) / "recovery.json").read_text())
+    assert written["status"] == "interrupted"
+    assert len(written["steps"]) == screen.query_one("#recover-table", DataTable).row_count >= 1
+    outcome = str(screen.query_one("#recover-outcome", Static).render())
+    assert outcome.startswith(f"Stopped: {len(written['steps'])} step(s) measured")
+    assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
+    assert isinstance(app.screen, RecoverScreen)  # the rows measured stay; esc now goes back
+    await pilot.press("escape")
+    await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
+    assert app.step == "summary"
+
+
+async def test_recovery_from_the_summary_refused_stopped_then_searched_adopted_and_quit(sandbox):
+    """One app on the per-tensor draft of the demo's chain_eqe config, on a recorded real run's Summary (it only sets
+    the target the Recover screen proposes; test_real_run checks a live run's Summary): a refused target, a search
+    stopped by esc, then a whole real search whose rows equal recovery.json and whose best step Adopt saves (the
+    engine loads it), then ctrl+q mid-search with nothing unsaved quits at once and stops the engine."""
     seen: list = []
     saved = sandbox / "adopted.yaml"
     app = StquantApp(CHAIN_EQE, out_path=saved)
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         await settle(pilot)
         app.adopt_settings({"quantization.granularity": "per_tensor"})  # a float layer then helps on the demo
-        # A recorded real run's Summary: it only sets the target the Recover screen proposes (test_real_run checks
-        # a live run's Summary); the recovery below is a real engine search on the per-tensor draft.
         app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
         app.step = "summary"
         await pilot.pause()
         agreement = app.step_widget("summary").summary.accuracy.agreement
         assert agreement is not None and agreement >= 99  # so the target proposed is 100
+        await refused_then_stopped(pilot, sandbox, seen)
 
-        await pilot.press("ctrl+g")
-        await wait_until(pilot, lambda: isinstance(app.screen, RecoverQuestion))
-        assert app.screen.query_one("#recover-value", Input).value == "100"
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, RecoverScreen))
-        screen = app.screen
+        seen.clear()
+        screen = await start_recovery(pilot)  # the target proposed
         await wait_until(pilot, lambda: screen.finished is not None, timeout=240)
         await pilot.pause()
 
@@ -126,6 +168,18 @@ async def test_recovery_from_the_summary_shows_recovery_json_and_adopt_saves_the
         review_line = str(app.query_one("#review-float-layers", Static).render())
         assert ", ".join(best["settings"]["float_layers"]) in review_line
 
+        assert not app.draft.modified  # adopted and saved: ctrl+q quits without a question, mid-search too
+        app.step = "summary"
+        await pilot.pause()
+        seen.clear()
+        screen = await start_recovery(pilot, "100")
+        await wait_until(pilot, lambda: any(isinstance(m, RunStage) for m in seen), timeout=60)
+        child = screen.process.process
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert child.poll() is not None
+    assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
+
     config = load_config(saved)
     assert config.quantization.granularity == "per_tensor"
     assert config.quantization.float_layers == best["settings"]["float_layers"]
@@ -135,60 +189,3 @@ async def test_recovery_from_the_summary_shows_recovery_json_and_adopt_saves_the
     assert config.quantization.model_dump(exclude={"export_dir"}) == engine_config.quantization.model_dump(
         exclude={"export_dir"}
     )
-
-
-async def test_a_refused_target_then_esc_and_quitting_mid_search_stop_the_engine(sandbox):
-    """One app on the demo's Summary (a recorded run): a target the engine refuses is its one-line error and nothing
-    to adopt; esc during a search stops the engine with exit 130 (recovery.json interrupted, the rows measured
-    stay); quitting mid-search stops the engine; no temp file is left at any point."""
-    seen: list = []
-    app = StquantApp(DEMO_CONFIG)
-    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
-        await settle(pilot)
-        app.adopt_settings({"dataset.quantization_split": 0.2})  # no range method alone then agrees 100 %
-        app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
-        app.step = "summary"
-        await pilot.pause()
-
-        screen = await start_recovery(pilot, "150")
-        await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
-        await pilot.pause()
-        assert screen.finished.exit_code == 2 and screen.finished.recovery is None
-        outcome = str(screen.query_one("#recover-outcome", Static).render())
-        assert outcome == "✗ Failed (exit 2): --target-agreement 150.0: a percentage from 0 to 100"
-        assert screen.check_action("adopt", ()) is None  # shown greyed: nothing to adopt
-        assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
-
-        seen.clear()
-        screen = await start_recovery(pilot, "100")
-        await wait_until(pilot, lambda: any(isinstance(m, RecoverStep) for m in seen), timeout=120)
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
-        await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
-        await pilot.pause()
-        assert screen.finished.exit_code == 130
-        assert screen.process.process.poll() == 130
-        written = json.loads((Path(screen.finished.recovery.run_dir) / "recovery.json").read_text())
-        assert written["status"] == "interrupted"
-        assert len(written["steps"]) == screen.query_one("#recover-table", DataTable).row_count >= 1
-        outcome = str(screen.query_one("#recover-outcome", Static).render())
-        assert outcome.startswith(f"Stopped: {len(written['steps'])} step(s) measured")
-        assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
-        assert isinstance(app.screen, RecoverScreen)  # the rows measured stay; esc now goes back
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, RecoverScreen))
-        assert app.step == "summary"
-
-        app.adopt_settings({"dataset.quantization_split": 0.4})  # the demo's own: nothing unsaved, ctrl+q quits
-        assert not app.draft.modified
-        seen.clear()
-        screen = await start_recovery(pilot, "100")
-        await wait_until(pilot, lambda: any(isinstance(m, RunStage) for m in seen), timeout=60)
-        child = screen.process.process
-        await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: not app.is_running)  # quit without a question
-    assert child.poll() is not None
-    assert not list((sandbox / "tmp").glob(".stquant-tui-recover-*"))
