@@ -253,31 +253,36 @@ INTERRUPTS = [
     (signal.SIGINT, "mlflow", ("mlflow",)),
 ]
 INTERRUPT_IDS = [f"{number.name}-{stage}" for number, stage, _ in INTERRUPTS]
-
-
-REAL_PROCESS = "SIGTERM-layer_errors"  # one case signals a child process, as a parent (or `kill`) would
+# one more case signals a child process, as a parent (or `kill`) would: the ONNX route of an .onnx model, whose process
+# never imports TensorFlow
+REAL_PROCESS = (signal.SIGTERM, "calibration", ("calibration", "evaluate_quantized"))
+REAL_PROCESS_ID = "SIGTERM-calibration-onnx-child"
 
 
 @pytest.fixture(scope="module")
 def interrupted_runs(tmp_path_factory) -> dict[str, tuple]:
-    """Every run of INTERRUPTS, by test id: what _run_until returns. The child of REAL_PROCESS runs while the others
-    run in this process, one after the other."""
+    """Every run of INTERRUPTS and REAL_PROCESS, by test id: what _run_until returns. The child of REAL_PROCESS runs
+    while the others run in this process, one after the other."""
     pytest.importorskip("mlflow", reason="the mlflow stage needs the optional extra")
 
     def interrupted(case: tuple, in_process: bool) -> tuple:
         number, stage, _ = case
         tmp_path = tmp_path_factory.mktemp(f"interrupt_{stage}")
         config = demo_config(tmp_path, operation_mode="chain_eqeb", dataset__test_path=str(DEMO / "digits"))
+        if not in_process:
+            config["general"]["model_path"] = str(tiny_onnx(tmp_path / "tiny.onnx"))
+            config["quantization"].update(quantizer="Onnx_quantizer", quantization_input_type="float")
         return _run_until(tmp_path, config, stage, number, in_process)
 
-    cases = dict(zip(INTERRUPT_IDS, INTERRUPTS))
     with ThreadPoolExecutor(1) as pool:
-        child = pool.submit(interrupted, cases.pop(REAL_PROCESS), False)
-        runs = {name: interrupted(case, True) for name, case in cases.items()}
-        return {**runs, REAL_PROCESS: child.result()}
+        child = pool.submit(interrupted, REAL_PROCESS, False)
+        runs = {name: interrupted(case, True) for name, case in zip(INTERRUPT_IDS, INTERRUPTS)}
+        return {**runs, REAL_PROCESS_ID: child.result()}
 
 
-@pytest.mark.parametrize(("number", "stage", "landed"), INTERRUPTS, ids=INTERRUPT_IDS)
+@pytest.mark.parametrize(
+    ("number", "stage", "landed"), [*INTERRUPTS, REAL_PROCESS], ids=[*INTERRUPT_IDS, REAL_PROCESS_ID]
+)
 def test_interrupt_at_any_stage(interrupted_runs, request, number, stage, landed):
     code, stages, out, err, run_dir = interrupted_runs[request.node.callspec.id]
     assert stage in stages, stages
