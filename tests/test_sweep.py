@@ -164,18 +164,12 @@ def test_cells_equal_separate_runs(local_sweep, tmp_path):
     assert leaky.board is None and leaky.estimated_inference_ms is None and leaky.weights_flash_kib
 
 
-def test_resume_runs_nothing_twice(local_sweep, setup):
-    _, configs, env = setup
+def test_resume_runs_nothing_twice(local_sweep, setup, capsys):
+    _, configs, _ = setup
     _, _, sweep = local_sweep
     stamps = {cell.index: os.stat(Path(cell.run_dir) / "run_summary.json").st_mtime_ns for cell in sweep.cells[:2]}
-    done = subprocess.run(
-        sweep_command(configs / "a.yaml", *VARY, "--output-dir", sweep.run_dir, "--resume"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    code, _, err = run_cli(capsys, "sweep", str(configs / "a.yaml"), *VARY, "--output-dir", sweep.run_dir, "--resume")
+    assert code == 0, err
     resumed = Sweep.model_validate_json((Path(sweep.run_dir) / "sweep.json").read_text())
     assert [cell.reused for cell in resumed.cells] == [True] * 2 and "cells" not in resumed.timings
     assert [cell.model_dump(exclude={"reused"}) for cell in resumed.cells] == [
