@@ -1,5 +1,6 @@
 """Model loading and description: real files, clear errors, no TensorFlow for `describe_model`."""
 
+import json
 import os
 import subprocess
 import sys
@@ -62,15 +63,35 @@ def test_load_keras3_model(tiny_keras, tmp_path):
     assert type(load_keras_model(tmp_path / "keras3.h5")).__module__.startswith("keras")
 
 
-def test_keras2_h5_loads_with_tf_keras_without_importing_keras3(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_process(tiny_keras, tmp_path_factory) -> list[dict]:
+    """One fresh process (TF_USE_LEGACY_KERAS=1): describe a Keras and an ONNX model, then save a tf_keras model as
+    .h5 and load it; what it had imported after each (and the loaded model's module)."""
+    folder = tmp_path_factory.mktemp("fresh")
+    onnx_path, h5 = make_onnx(folder / "m.onnx"), folder / "k2.h5"
     code = (
-        "import sys, tf_keras; from engine.models.load import load_keras_model; "
+        "import json, sys; from engine.models.info import describe_model; "
+        f"describe_model({str(tiny_keras)!r}); describe_model({str(onnx_path)!r}); "
+        "print(json.dumps({'tensorflow': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules})); "
+        "import tf_keras; from engine.models.load import load_keras_model; "
         "m = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]); "
-        f"m.save({str(tmp_path / 'k2.h5')!r}); "
-        f"assert type(load_keras_model({str(tmp_path / 'k2.h5')!r})).__module__.startswith('tf_keras'); "
-        "assert 'keras.src' not in sys.modules, 'Keras 3 was imported'"
+        f"m.save({str(h5)!r}); "
+        f"print(json.dumps({{'module': type(load_keras_model({str(h5)!r})).__module__, "
+        "'keras3': 'keras.src' in sys.modules}))"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+    )
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_keras2_h5_loads_with_tf_keras_without_importing_keras3(fresh_process):
+    loaded = fresh_process[1]
+    assert loaded["module"].startswith("tf_keras") and not loaded["keras3"], loaded  # keras3: Keras 3 was imported
 
 
 @pytest.mark.slow
@@ -125,14 +146,8 @@ def test_describe_onnx_nchw_and_nhwc(tmp_path):
     assert (info.layout, info.height, info.channels, info.quantized) == ("NHWC", 16, 3, False)
 
 
-def test_describe_does_not_import_tensorflow(tiny_keras, tmp_path):
-    onnx_path = make_onnx(tmp_path / "m.onnx")
-    code = (
-        "import sys; from engine.models.info import describe_model; "
-        f"describe_model({str(tiny_keras)!r}); describe_model({str(onnx_path)!r}); "
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_describe_does_not_import_tensorflow(fresh_process):
+    assert fresh_process[0] == {"tensorflow": False, "keras": False}
 
 
 @pytest.mark.slow

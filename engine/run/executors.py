@@ -26,7 +26,9 @@ from engine.common.errors import ConfigError, InputError
 # What a TensorFlow process running one cell needs: the `--jobs` default and each Ray task's reservation.
 CPUS_PER_CELL = 1
 MEMORY_PER_CELL = 2 * 2**30  # bytes
-# Environment a Ray worker takes from the driver (the statistics cache's folder, TensorFlow's Keras and logs).
+# Environment a Ray worker of a cluster at --address takes from the driver (the statistics cache's folder, TensorFlow's
+# Keras and logs). The workers of the local cluster a sweep starts inherit the driver's whole environment: no runtime
+# environment for them, so the worker Ray starts with the cluster runs the cells (with one, Ray starts another).
 FORWARDED_ENV = (
     "XDG_CACHE_HOME",
     "STQUANT_CACHE_MAX_MB",
@@ -180,7 +182,7 @@ class RayPool:
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
-            runtime_env={"env_vars": env},
+            runtime_env={"env_vars": env} if address is not None else None,
         )
         resources = ray.cluster_resources()
         self.slots = min(
