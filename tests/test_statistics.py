@@ -181,10 +181,9 @@ def _assert_same_quantization(blob: bytes, reference_blob: bytes) -> int:
 @pytest.fixture(scope="module")
 def flowers_model():
     """The tutorial model, loaded once for both granularities (neither quantization changes it)."""
-    from engine.models.load import load_keras_model
-    from tests.conftest import _asset
+    from tests.shared_models import flowers_model
 
-    return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
+    return flowers_model()
 
 
 @pytest.mark.slow
