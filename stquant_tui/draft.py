@@ -112,8 +112,11 @@ def find_demo_config(cwd: Path | None = None) -> Path | None:
 class Draft:
     """The config being edited: `data` is the YAML mapping, `path` the file it came from (or None)."""
 
-    def __init__(self, data: dict | None = None, path: Path | None = None, text: str | None = None) -> None:
-        self.data: dict = copy.deepcopy(data if data is not None else BUILTIN)
+    def __init__(
+        self, data: dict | None = None, path: Path | None = None, text: str | None = None, owned: bool = False
+    ) -> None:
+        """`owned`: `data` was just parsed for this draft alone, so it is taken as it is, not copied."""
+        self.data: dict = data if owned and data is not None else copy.deepcopy(data if data is not None else BUILTIN)
         self.path = Path(path).resolve() if path else None
         self._text = text  # the file as the user wrote it (None: a new config)
         self._saved = copy.deepcopy(self.data)  # the data as last loaded or saved
@@ -125,7 +128,7 @@ class Draft:
         the round-trip parser refuses it: one line naming the file, the line and the key)."""
         read_yaml(Path(path))  # the engine's errors (file:line) for an unreadable or malformed file
         text = Path(path).read_text(encoding="utf-8")
-        return cls(yaml_roundtrip.load(text, str(path)), Path(path), text)
+        return cls(yaml_roundtrip.load(text, str(path)), Path(path), text, owned=True)
 
     def copy(self) -> Draft:
         """An independent draft with the same data, file and original text."""

@@ -51,11 +51,12 @@ def tutorial_config(tmp_path, model, photos, **quantization) -> dict:
 def photo_predictions(float_model_path, tflite_path, photos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An independent evaluation: Pillow decode, tf_keras (batches of 50) and the LiteRT interpreter (one image at a
     time). The float and the int8 top-1 class of every photo, and its label."""
-    import tf_keras
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
-    model = tf_keras.models.load_model(float_model_path, compile=False)
+    from tests.shared_models import tf_keras_model
+
+    model = tf_keras_model(float_model_path)
     interpreter = Interpreter(model_path=str(tflite_path))
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

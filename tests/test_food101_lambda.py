@@ -47,7 +47,7 @@ def food101(tmp_path_factory) -> dict:
     labels = np.zeros(len(images), int)  # out of domain: only agreement between models is compared
     calibration = ArrayCalibration(images[::5])  # 60 photos, every class
     ours = quantize_tflite(path, calibration, SETTINGS, tmp / "ours.tflite", model=model)
-    converters_own = _converters_own(model, calibration, per_tensor=False)
+    converters_own = _converters_own(ours.float_tflite, calibration, per_tensor=False)
     onnx = quantize_onnx(path, calibration, SETTINGS, tmp / "onnx", tmp / "work", model=model)
     float_onnx = tmp / "work" / "converted_model" / "converted_model.onnx"  # keras_to_onnx of the loaded model
     float_result = evaluate(KerasPredictor(path, model=model), images, labels, CLASSES)

@@ -48,9 +48,9 @@ def float_top1(photos, keras_model):
 @pytest.fixture(scope="module")
 def keras_model():
     """The tutorial model loaded once: each quantization below starts from it, as `stquant compare` does."""
-    from engine.models.load import load_keras_model
+    from tests.shared_models import flowers_model
 
-    return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
+    return flowers_model()
 
 
 def _top1(model: Path | Predictor, images: np.ndarray) -> np.ndarray:

@@ -231,11 +231,11 @@ def test_optimize_of_a_keras3_model_rewrites_it_exactly(tiny_keras, tmp_path):
 def test_tutorial_model_uint8_in_float_out_agrees_with_float_model(flowers_h5, flower_photos, tmp_path):
     """Calibrated on 100 photos (20 of each class), compared on all 300. The model is loaded once, by tf_keras itself:
     the quantizer starts from it (it changes nothing per-channel) and it gives the float reference."""
-    import tf_keras
+    from tests.shared_models import tf_keras_model
 
     files = photo_files(flower_photos)
     assert len(files) == 300
-    reference = tf_keras.models.load_model(flowers_h5, compile=False)
+    reference = tf_keras_model(flowers_h5)
     out = quantize_tflite(
         flowers_h5,
         PhotoCalibration(files[::3]),

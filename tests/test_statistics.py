@@ -125,20 +125,22 @@ def test_a_tensor_of_nan_only_is_one_clear_error():
         tensor_ranges(_float_model(model), ArrayCalibration(np.zeros((2, 4, 4, 3), np.float32)))
 
 
-def _converters_own(model, calibration, per_tensor: bool) -> bytes:
-    """The TFLite converter with its own calibrator, fed the same images (the behaviour before stquant's statistics)."""
+def _converters_own(float_model: bytes, calibration, per_tensor: bool) -> bytes:
+    """The TFLite converter with its own calibrator, fed the same images (the behaviour before stquant's statistics).
+    It quantizes `float_model`, the float .tflite the converter's conversion of the model made (`QuantResult.float_tflite`
+    of our quantization): the bytes `convert()` returns, without converting the graph again
+    (tests/test_library_internals.py)."""
     import tensorflow as tf
 
-    from engine.models.library_internals import set_per_tensor_weights
-    from engine.models.trace import converter_for
+    from engine.models.library_internals import quantize_float_model, set_per_tensor_weights
 
-    converter = converter_for(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([], tf.Module())  # no graph: it quantizes float_model
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     set_per_tensor_weights(converter, per_tensor)
     converter.representative_dataset = lambda: ([batch] for batch in calibration.batches(16))
-    return converter.convert()
+    return quantize_float_model(converter, float_model)
 
 
 def _tensors(blob: bytes) -> dict:
@@ -179,10 +181,9 @@ def _assert_same_quantization(blob: bytes, reference_blob: bytes) -> int:
 @pytest.fixture(scope="module")
 def flowers_model():
     """The tutorial model, loaded once for both granularities (neither quantization changes it)."""
-    from engine.models.load import load_keras_model
-    from tests.conftest import _asset
+    from tests.shared_models import flowers_model
 
-    return load_keras_model(_asset("models", "flowers_mobilenet_v2_0.35_128_fft", "mobilenet_v2_0.35_128_fft.h5"))
+    return flowers_model()
 
 
 @pytest.mark.slow
@@ -201,7 +202,7 @@ def test_scales_and_zero_points_equal_the_converters_calibration(
         tmp_path / "ours.tflite",
         model=model,
     )
-    theirs = _converters_own(model, PhotoCalibration(files), granularity == "per_tensor")
+    theirs = _converters_own(ours.float_tflite, PhotoCalibration(files), granularity == "per_tensor")
     assert _assert_same_quantization(ours.model_path.read_bytes(), theirs) > 100
     pixels = np.stack(
         [np.asarray(__import__("PIL.Image").Image.open(f).convert("RGB").resize((128, 128), 0)) for f in files[:32]]
@@ -240,5 +241,5 @@ def test_model_zoo_quantization_equals_the_converters_calibration(assets, tmp_pa
     images = np.stack([_pixels(f, size) * np.float32(scale) for f in files])
     model = load_keras_model(path)
     ours = quantize_tflite(path, ArrayCalibration(images), settings(), tmp_path / "ours.tflite", model=model)
-    theirs = _converters_own(model, ArrayCalibration(images), per_tensor=False)
+    theirs = _converters_own(ours.float_tflite, ArrayCalibration(images), per_tensor=False)
     assert _assert_same_quantization(ours.model_path.read_bytes(), theirs) >= 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -499,10 +500,16 @@ def validate_field(key: str, value: Any) -> str | None:
     if _none_string(value) is None and _null_is_default_field(annotation):
         return None
     try:
-        TypeAdapter(annotation).validate_python(value)
+        _field_adapter(key).validate_python(value)
     except ValidationError as exc:
         return _message(exc.errors()[0])
     return None
+
+
+@functools.cache
+def _field_adapter(key: str) -> TypeAdapter[Any]:
+    """The validator of a schema key's type (built once per key: the wizard checks a field at every edit)."""
+    return TypeAdapter(field_annotation(key))
 
 
 def choices(key: str) -> list[str] | None:
