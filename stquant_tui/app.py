@@ -142,6 +142,7 @@ class StquantApp(RunActions, App[int]):
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
         self._later_steps_mounted = False
+        self._model_step: ModelStep | None = None  # mounted with the later steps (`trust_model` reads its tick)
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
 
     # ------------------------------------------------------------ layout
@@ -172,7 +173,7 @@ class StquantApp(RunActions, App[int]):
         """Show the current form step's YAML in the side panel (visible on wide terminals)."""
         side = self.query_one(StepYaml)
         side.set_class(self.step in FORM_STEPS, "-form")
-        side.show(self.draft.step_yaml(self.step))
+        side.show(lambda: self.draft.step_yaml(self.step))
 
     async def mount_later_steps(self) -> None:
         """Mount every step after Dataset (once): the first screen shows before their widgets and imports.
@@ -186,9 +187,10 @@ class StquantApp(RunActions, App[int]):
         from stquant_tui.steps.run import RunStep
         from stquant_tui.steps.summary import SummaryStep
 
+        self._model_step = ModelStep()
         later = [
             PreprocessingStep(),
-            ModelStep(),
+            self._model_step,
             QuantizationStep(),
             ReviewStep(self.out_path, self.save_note),
             RunStep(self.clock),
@@ -277,7 +279,7 @@ class StquantApp(RunActions, App[int]):
     @property
     def trust_model(self) -> bool:
         """The Model step's "trust code stored in this model file" box (not a config key)."""
-        return any(step.trust_model for step in self.query(ModelStep))
+        return self._model_step is not None and self._model_step.trust_model
 
     def request_check(self, delay: float = 0.4) -> None:
         """Run `stquant validate` on the draft (after `delay` seconds without another edit)."""
