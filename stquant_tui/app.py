@@ -18,7 +18,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
 
 from engine.common.errors import ConfigError
 from engine.run.recovery import Budget, Target
@@ -292,6 +292,8 @@ class StquantApp(RunActions, App[int]):
     def _start_check(self) -> None:
         if not self._later_steps_mounted or self.check_key() == self._checked or not self.is_running:
             return
+        if self._check_worker is not None and not self._check_worker.is_finished:
+            return  # one validate at a time: the text as it is when that one ends is checked next
         self._checked = self.check_key()
         self.verdict = self.check_error = None
         self.refresh_review()
@@ -308,13 +310,16 @@ class StquantApp(RunActions, App[int]):
         self.post_message(VerdictReady(key, verdict))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker of the app that raised or was cancelled: say so where its answer is awaited."""
-        if event.state not in ENDED_BADLY or not self.is_running:
+        """A worker of the app that raised or was cancelled: say so where its answer is awaited. A validate that
+        ended: check the draft again if it was edited meanwhile."""
+        if not self.is_running:
             return
-        if event.worker is self._check_worker:  # Review: the reason, naming the engine command, and Retry
-            self.check_error = failure_line(event.worker, self.engine_cmd)
-            self.refresh_review()
-        elif event.worker.group == "run":
+        if event.worker is self._check_worker and (event.state is WorkerState.SUCCESS or event.state in ENDED_BADLY):
+            if event.state in ENDED_BADLY:  # Review: the reason, naming the engine command, and Retry
+                self.check_error = failure_line(event.worker, self.engine_cmd)
+                self.refresh_review()
+            self.request_check(delay=0)
+        elif event.state in ENDED_BADLY and event.worker.group == "run":
             self.run_reader_failed(event.worker)
 
     def on_verdict_ready(self, event: VerdictReady) -> None:
