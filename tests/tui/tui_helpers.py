@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -17,12 +18,15 @@ ZOO_CONFIG = (
 
 async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
     """Poll `condition()` while the app keeps processing messages, for at most `timeout` seconds of wall time
-    (a pause can last far longer than asked while the app is busy: counting pauses would not bound the wait)."""
+    (a pause can last far longer than asked while the app is busy: counting pauses would not bound the wait).
+
+    The app runs in this event loop, so a sleep lets it handle its messages and refresh its screen; `pilot.pause`
+    would also wait on the queue of every widget at each poll, spinning the CPU while nothing happens."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        await pilot.pause(0.02)
+        await asyncio.sleep(0.02)
     if condition():
         return
     raise AssertionError(f"condition not reached in {timeout:g} s")
