@@ -50,6 +50,7 @@ from stquant_tui.widgets.dialogs import (
 from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.footer import KeyFooter
 from stquant_tui.widgets.step_yaml import StepYaml
+from stquant_tui.widgets.text import show_text
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
 FORM_STEPS = STEPS[:4]
@@ -209,11 +210,11 @@ class StquantApp(RunActions, App[int]):
 
     def show_help(self, row: FieldRow) -> None:
         """The focused field's help line (from the schema's descriptions)."""
-        self.query_one("#field-help", Static).update(f"{row.label}: {row.help}" if row.help else "")
+        show_text(self.query_one("#field-help", Static), f"{row.label}: {row.help}" if row.help else "")
 
     def watch_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
-        self.query_one("#nav-message", Static).update("")
+        show_text(self.query_one("#nav-message", Static), "")
         self._blocked_step = None
         self.query_one("#field-help", Static).display = step in FORM_STEPS
         self.refresh_crumbs()
@@ -229,7 +230,7 @@ class StquantApp(RunActions, App[int]):
         """The step bar: the steps, the current one reversed, and `[+]` while the draft has unsaved edits."""
         parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == self.step else STEP_TITLES[s] for s in STEPS]
         marker = r" \[+] " if self.draft.modified else "  "
-        self.query_one("#crumbs", Static).update(" stquant" + marker + " › ".join(parts))
+        show_text(self.query_one("#crumbs", Static), " stquant" + marker + " › ".join(parts))
 
     def _focus_step(self, step: str) -> None:
         widget = self.step_widget(step)
@@ -389,7 +390,7 @@ class StquantApp(RunActions, App[int]):
         """Say on the nav line (wrapped; no toast) what blocks Next, naming the field; return its row."""
         self._blocked_step = self.step if errors else None
         if not errors:
-            self.query_one("#nav-message", Static).update("")
+            show_text(self.query_one("#nav-message", Static), "")
             return None
         row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
