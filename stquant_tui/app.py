@@ -18,7 +18,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
 
 from engine.common.errors import ConfigError
 from engine.run.recovery import Budget, Target
@@ -50,6 +50,7 @@ from stquant_tui.widgets.dialogs import (
 from stquant_tui.widgets.fields import FieldRow
 from stquant_tui.widgets.footer import KeyFooter
 from stquant_tui.widgets.step_yaml import StepYaml
+from stquant_tui.widgets.text import show_text
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
 FORM_STEPS = STEPS[:4]
@@ -142,6 +143,7 @@ class StquantApp(RunActions, App[int]):
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
         self._later_steps_mounted = False
+        self._model_step: ModelStep | None = None  # mounted with the later steps (`trust_model` reads its tick)
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
 
     # ------------------------------------------------------------ layout
@@ -172,7 +174,7 @@ class StquantApp(RunActions, App[int]):
         """Show the current form step's YAML in the side panel (visible on wide terminals)."""
         side = self.query_one(StepYaml)
         side.set_class(self.step in FORM_STEPS, "-form")
-        side.show(self.draft.step_yaml(self.step))
+        side.show(lambda: self.draft.step_yaml(self.step))
 
     async def mount_later_steps(self) -> None:
         """Mount every step after Dataset (once): the first screen shows before their widgets and imports.
@@ -186,9 +188,10 @@ class StquantApp(RunActions, App[int]):
         from stquant_tui.steps.run import RunStep
         from stquant_tui.steps.summary import SummaryStep
 
+        self._model_step = ModelStep()
         later = [
             PreprocessingStep(),
-            ModelStep(),
+            self._model_step,
             QuantizationStep(),
             ReviewStep(self.out_path, self.save_note),
             RunStep(self.clock),
@@ -207,11 +210,11 @@ class StquantApp(RunActions, App[int]):
 
     def show_help(self, row: FieldRow) -> None:
         """The focused field's help line (from the schema's descriptions)."""
-        self.query_one("#field-help", Static).update(f"{row.label}: {row.help}" if row.help else "")
+        show_text(self.query_one("#field-help", Static), f"{row.label}: {row.help}" if row.help else "")
 
     def watch_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
-        self.query_one("#nav-message", Static).update("")
+        show_text(self.query_one("#nav-message", Static), "")
         self._blocked_step = None
         self.query_one("#field-help", Static).display = step in FORM_STEPS
         self.refresh_crumbs()
@@ -227,7 +230,7 @@ class StquantApp(RunActions, App[int]):
         """The step bar: the steps, the current one reversed, and `[+]` while the draft has unsaved edits."""
         parts = [f"[reverse] {STEP_TITLES[s]} [/]" if s == self.step else STEP_TITLES[s] for s in STEPS]
         marker = r" \[+] " if self.draft.modified else "  "
-        self.query_one("#crumbs", Static).update(" stquant" + marker + " › ".join(parts))
+        show_text(self.query_one("#crumbs", Static), " stquant" + marker + " › ".join(parts))
 
     def _focus_step(self, step: str) -> None:
         widget = self.step_widget(step)
@@ -277,7 +280,7 @@ class StquantApp(RunActions, App[int]):
     @property
     def trust_model(self) -> bool:
         """The Model step's "trust code stored in this model file" box (not a config key)."""
-        return any(step.trust_model for step in self.query(ModelStep))
+        return self._model_step is not None and self._model_step.trust_model
 
     def request_check(self, delay: float = 0.4) -> None:
         """Run `stquant validate` on the draft (after `delay` seconds without another edit)."""
@@ -290,6 +293,8 @@ class StquantApp(RunActions, App[int]):
     def _start_check(self) -> None:
         if not self._later_steps_mounted or self.check_key() == self._checked or not self.is_running:
             return
+        if self._check_worker is not None and not self._check_worker.is_finished:
+            return  # one validate at a time: the text as it is when that one ends is checked next
         self._checked = self.check_key()
         self.verdict = self.check_error = None
         self.refresh_review()
@@ -306,13 +311,16 @@ class StquantApp(RunActions, App[int]):
         self.post_message(VerdictReady(key, verdict))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker of the app that raised or was cancelled: say so where its answer is awaited."""
-        if event.state not in ENDED_BADLY or not self.is_running:
+        """A worker of the app that raised or was cancelled: say so where its answer is awaited. A validate that
+        ended: check the draft again if it was edited meanwhile."""
+        if not self.is_running:
             return
-        if event.worker is self._check_worker:  # Review: the reason, naming the engine command, and Retry
-            self.check_error = failure_line(event.worker, self.engine_cmd)
-            self.refresh_review()
-        elif event.worker.group == "run":
+        if event.worker is self._check_worker and (event.state is WorkerState.SUCCESS or event.state in ENDED_BADLY):
+            if event.state in ENDED_BADLY:  # Review: the reason, naming the engine command, and Retry
+                self.check_error = failure_line(event.worker, self.engine_cmd)
+                self.refresh_review()
+            self.request_check(delay=0)
+        elif event.state in ENDED_BADLY and event.worker.group == "run":
             self.run_reader_failed(event.worker)
 
     def on_verdict_ready(self, event: VerdictReady) -> None:
@@ -382,7 +390,7 @@ class StquantApp(RunActions, App[int]):
         """Say on the nav line (wrapped; no toast) what blocks Next, naming the field; return its row."""
         self._blocked_step = self.step if errors else None
         if not errors:
-            self.query_one("#nav-message", Static).update("")
+            show_text(self.query_one("#nav-message", Static), "")
             return None
         row, message = next(((r, m) for r, m in errors if r is not None), errors[0])
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""

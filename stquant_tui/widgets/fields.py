@@ -21,6 +21,7 @@ from textual.widgets import Input, Label, Select, Static
 from engine.config import schema
 from engine.config.fields import default_of, is_required
 from stquant_tui.draft import from_text, to_text, widget_id
+from stquant_tui.widgets.text import show_text
 
 
 class PathSuggester(Suggester):
@@ -220,7 +221,7 @@ class FieldRow(Vertical):
         self.error = message
         self.set_class(message is not None, "-invalid")
         self.editor.set_class(message is not None, "-invalid")
-        self.query_one(".field-error", Static).update(f"↑ {message}" if message else "")
+        show_text(self.query_one(".field-error", Static), f"↑ {message}" if message else "")
 
 
 def help_text(key: str) -> str:

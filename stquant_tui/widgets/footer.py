@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 
 class KeyFooter(Footer):
@@ -14,6 +16,14 @@ class KeyFooter(Footer):
     """
 
     _shown: tuple[tuple[str, str, str, bool, str], ...] | None = None
+
+    def compose(self) -> ComposeResult:
+        """Textual's keys, each created with the bar's `compact` already set: a FooterKey starts compact and its
+        binding to the bar's value restyles it twice (class added on mount, removed by the binding) otherwise."""
+        for widget in super().compose():
+            if isinstance(widget, FooterKey):
+                widget.set_reactive(FooterKey.compact, self.compact)
+            yield widget
 
     def bindings_changed(self, screen: Screen) -> None:
         shown = tuple(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -14,14 +16,16 @@ class StepYaml(VerticalScroll):
     def __init__(self) -> None:
         super().__init__(id="side")
         self.border_title = "YAML of this step"
-        self.text = ""
+        self.text = ""  # the YAML last rendered
+        self._source: Callable[[], str] = str  # what gives the current step's YAML
 
     def compose(self):
         yield Static("", id="side-yaml")
 
-    def show(self, text: str) -> None:
-        """Keep `text`; render it only while the panel is visible (a resize to wide renders it then)."""
-        self.text = text
+    def show(self, source: Callable[[], str]) -> None:
+        """Keep `source` of the YAML; make and render the text only while the panel is visible (a resize to wide
+        renders it then): a narrow terminal never dumps the YAML of each edit."""
+        self._source = source
         if self.screen.has_class("-wide"):
             self._render_text()
 
@@ -31,5 +35,6 @@ class StepYaml(VerticalScroll):
     def _render_text(self) -> None:
         from rich.syntax import Syntax  # imported only on wide terminals
 
+        self.text = self._source()
         body = Syntax(self.text, "yaml", background_color="default", word_wrap=True) if self.text else ""
         self.query_one("#side-yaml", Static).update(body)

@@ -18,8 +18,10 @@ ZOO_CONFIG = (
 
 async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
     """Poll `condition()` while the app keeps processing messages, for at most `timeout` seconds of wall time.
-    The app runs in this event loop, so a plain sleep lets it work: `pilot.pause` would also make every widget on
-    the screen handle a callback at each poll, CPU spent for as long as the wait lasts."""
+
+    The app runs in this event loop, so a sleep lets it handle its messages and refresh its screen; `pilot.pause`
+    would also make every widget on the screen handle a callback at each poll, CPU spent for as long as the wait
+    lasts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
