@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Label, Select, Static
-from tui_helpers import DEMO_CONFIG, settle, wait_until
+from tui_helpers import DEMO_CONFIG, settle, stop_with_escape, wait_until
 
 from engine.cli import main
 from stquant_tui.app import StquantApp
@@ -202,13 +202,7 @@ async def test_an_unmeasured_variant_asks_before_adopting_then_cancelling_or_qui
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: any(isinstance(m, RunStage) and m.name == "load_model" for m in seen), 60)
         assert list((sandbox / "tmp").glob(".stquant-tui-compare-*"))  # the draft's copy, while it runs
-        await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
-        await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
-        await pilot.pause()
-        assert screen.finished.exit_code == 130
-        assert screen.process.process.poll() == 130
+        await stop_with_escape(pilot, screen)
         assert not list((sandbox / "tmp").glob(".stquant-tui-compare-*"))
         comparison = screen.finished.comparison
         written = json.loads((Path(comparison.run_dir) / "comparison.json").read_text())

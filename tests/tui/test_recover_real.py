@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_engine import recorded_summary
 from textual.widgets import DataTable, Input, Static
-from tui_helpers import DEMO_CONFIG, settle, wait_until
+from tui_helpers import DEMO_CONFIG, settle, stop_with_escape, wait_until
 
 from engine.config.schema import load_config
 from engine.run.summary import RunSummary
@@ -100,13 +100,7 @@ async def refused_then_stopped(pilot, sandbox: Path, seen: list) -> None:
     seen.clear()
     screen = await start_recovery(pilot, "100")
     await wait_until(pilot, lambda: any(isinstance(m, RecoverStep) for m in seen), timeout=120)
-    await pilot.press("escape")
-    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-    await pilot.press("y")
-    await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
-    await pilot.pause()
-    assert screen.finished.exit_code == 130
-    assert screen.process.process.poll() == 130
+    await stop_with_escape(pilot, screen)
     written = json.loads((Path(screen.finished.recovery.run_dir) / "recovery.json").read_text())
     assert written["status"] == "interrupted"
     assert len(written["steps"]) == screen.query_one("#recover-table", DataTable).row_count >= 1

@@ -32,6 +32,19 @@ async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
     raise AssertionError(f"condition not reached in {timeout:g} s")
 
 
+async def stop_with_escape(pilot, screen) -> None:
+    """Esc on a screen whose engine child is running, then yes: the child ends interrupted (exit code 130)."""
+    from stquant_tui.widgets.dialogs import ConfirmScreen
+
+    await pilot.press("escape")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await wait_until(pilot, lambda: screen.finished is not None, timeout=60)
+    await pilot.pause()
+    assert screen.finished.exit_code == 130
+    assert screen.process.process.poll() == 130
+
+
 async def settle(pilot) -> None:
     """Let workers finish and the messages they posted be handled."""
     await pilot.app.workers.wait_for_complete()
