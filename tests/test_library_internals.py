@@ -154,9 +154,8 @@ def test_converter_quantizes_with_our_ranges():
 def test_a_kept_float_model_quantizes_to_the_converters_very_bytes():
     """`quantize_float_model`: a converter of no graph, given the float model the converter's own conversion made,
     returns what `convert()` returns (conversion metadata included), for both weight granularities."""
-    import tensorflow as tf
-
     from engine.quantize.statistics import calibrated_model, tensor_ranges
+    from engine.quantize.tflite import converter_without_graph
     from tests.quant_helpers import ArrayCalibration
 
     model, kept = _tiny_keras(), {}
@@ -169,7 +168,7 @@ def test_a_kept_float_model_quantizes_to_the_converters_very_bytes():
         converter = _converter(model, per_tensor)
         internals.quantize_with_ranges(converter, calibrate)
         expected = converter.convert()
-        bare = tf.lite.TFLiteConverter.from_concrete_functions([], tf.Module())  # the same settings, no graph
+        bare = converter_without_graph()  # the same settings, no graph
         bare.optimizations = converter.optimizations
         bare.target_spec.supported_ops = converter.target_spec.supported_ops
         internals.set_per_tensor_weights(bare, per_tensor)

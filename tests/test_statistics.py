@@ -133,8 +133,9 @@ def _converters_own(float_model: bytes, calibration, per_tensor: bool) -> bytes:
     import tensorflow as tf
 
     from engine.models.library_internals import quantize_float_model, set_per_tensor_weights
+    from engine.quantize.tflite import converter_without_graph
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([], tf.Module())  # no graph: it quantizes float_model
+    converter = converter_without_graph()  # no graph: it quantizes float_model
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8

@@ -98,7 +98,7 @@ def quantize_tflite(
     if stored is not None:  # the Keras model is loaded only if a later stage needs it
         keras3 = lazy.known_keras3 = stored.keras3
         float_model: KerasModel = model if model is not None else lazy
-        converter, unchanged = _converter_without_graph(), True
+        converter, unchanged = converter_without_graph(), True
     else:
         original = lazy.get("optimize" if changes_model(settings) else "convert")
         float_model, optimization = optimize_keras(
@@ -297,7 +297,7 @@ def _converter_for(model: KerasModel, memo: ModelMemo | None) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
 
 
-def _converter_without_graph() -> Any:
+def converter_without_graph() -> Any:
     """A TFLiteConverter of no TensorFlow function, for quantizing a kept float model (`quantize_float_model`)."""
     import tensorflow as tf
 
