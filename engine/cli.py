@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from engine import __version__
 from engine.common.errors import ConfigError, ExitCode, StquantError
 from engine.models.files import trust_stored_code
-from engine.run.summary import BoardFit, RunSummary
 
-if TYPE_CHECKING:  # imported when a command needs it (a fast `--help`)
+if TYPE_CHECKING:  # imported when a command needs it (a fast `--help` and `validate`)
     from engine.config.schema import Config
+    from engine.run.summary import BoardFit, RunSummary
 
 TRUST_HELP = "run Python code stored in the model file (Lambda layers stquant does not recognise, custom layers)"
 
@@ -498,6 +498,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _footprint(args: argparse.Namespace) -> int:
     from engine.footprint import estimate_footprint
     from engine.footprint.boards import board_fit, find_board, unknown_board
+    from engine.run.summary import BoardFit
 
     if args.board and find_board(args.board) is None:
         raise unknown_board(args.board, "--board")
