@@ -206,7 +206,10 @@ class Run(Job):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
-            release_memory()  # the converter's garbage, before the evaluations and the per-layer report
+            # the converter's freed memory back to the OS before the evaluations and the per-layer report; its garbage
+            # in reference cycles too when evaluations follow (a full collection is slow beside TensorFlow's objects,
+            # and what it frees matters only to a stage that holds images)
+            release_memory(collect=self.config.operation_mode in EVALUATION_MODES)
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
@@ -497,9 +500,11 @@ def _keras3_scopes(float_model: KerasModel | Path | None) -> bool:
     return any(p.key == KERAS_METADATA and p.value == "3" for p in properties)
 
 
-def release_memory() -> None:
-    """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
-    gc.collect()
+def release_memory(collect: bool = True) -> None:
+    """Give the memory the converter freed back to the OS so later stages do not raise the peak RSS; `collect`: its
+    garbage in reference cycles first (a full garbage collection)."""
+    if collect:
+        gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 
