@@ -313,28 +313,27 @@ class _CutGraph:
         builder = flatbuffers.Builder(1024)
         builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
         interpreter = Interpreter(model_content=bytes(builder.Output()))
-        zeros: dict[int, np.ndarray] = {}  # the model's own inputs, read by no op cut loose, at the size given
+        for detail in interpreter.get_input_details():  # one image per run: the float tensors of every op cut loose
+            interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+        interpreter.allocate_tensors()
+        shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_input_details()}
+        for index in own:  # read by no op cut loose
+            interpreter.set_tensor(index, np.zeros(shapes[index], np.float32))
 
         def references(stacked: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
             given = list(stacked)
-            if not given:
-                return
-            size = len(given[0][0])
-            if not zeros or len(next(iter(zeros.values()))) != size:
-                for detail in interpreter.get_input_details():
-                    interpreter.resize_tensor_input(detail["index"], [size, *detail["shape"][1:]])
-                interpreter.allocate_tensors()
-                shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_input_details()}
-                zeros.clear()
-                zeros.update((index, np.zeros(shapes[index], np.float32)) for index in own)
-            for index, array in zeros.items():
-                interpreter.set_tensor(index, array)
-            for inputs, arrays in zip(fresh, given):
-                for index, array in zip(inputs, arrays):
-                    interpreter.set_tensor(index, array)
-            interpreter.invoke()
-            for output in outputs:
-                yield interpreter.get_tensor(output)
+            runs: list[list[np.ndarray]] = [[] for _ in outputs]
+            for image in range(len(given[0][0]) if given else 0):
+                for inputs, arrays in zip(fresh, given):
+                    for index, array in zip(inputs, arrays):
+                        interpreter.set_tensor(index, array[image : image + 1])
+                interpreter.invoke()
+                for run, output in zip(runs, outputs):
+                    run.append(interpreter.get_tensor(output))
+            given.clear()
+            for run in runs:
+                yield np.concatenate(run)
+                run.clear()
 
         return references
 
