@@ -12,8 +12,9 @@ case repeated; the table gives medians and ratios (ours / reference). Cases:
   (per_tensor) and int8 input on the 1200 images vs the reference's full run on them.
 - compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor x uint8 / int8 input) on the
   tutorial split (120 calibration images, 180 held out for agreement) vs one `stquant run` of the same config.
-- floors: a process that imports TensorFlow as stquant does, then one that also loads the tutorial .h5 (the
-  converter's quantizer and the per-layer report need both), measured between the runs, against the reference.
+- floors: a process that imports TensorFlow as stquant does, then one that also loads the tutorial .h5 (a run
+  converts the Keras model with the converter, which needs both; the cached run, whose float graph is kept, needs
+  TensorFlow only), measured between the runs, against the reference.
 Peak RSS counts every process of a run (decoding workers included; measure.py).
 usage: python benchmarks/calibration_vs_reference.py [--repeat N]
 """
@@ -96,14 +97,17 @@ def main() -> None:
         _progress(rows[-1])
         floor_rows = [(f"{name}, vs 600 images", *_medians(found, references[600])) for name, found in floors.items()]
         floor_rows.append(("floor: + load the .h5, vs 1200 images", *_medians(floors["floor: + load the .h5"], ref)))
+        floor_rows.append(
+            ("floor: import tensorflow, vs 1200 images", *_medians(floors["floor: import tensorflow"], ref))
+        )
         compare_row = _compare_row(folder, repeat, run)
     ours_slope, ref_slope = _slope_ms(runs, 0), _slope_ms(runs, 1)
     print(f"Median of {repeat} alternated runs per case (load average {os.getloadavg()[0]:.1f} at the end).\n")
     print(ratio_table(rows + floor_rows))
     print(
-        "\nThe floor rows: a process that imports TensorFlow as stquant does, then loads the tutorial `.h5` (the "
-        "converter's quantizer and the per-layer report need both), against the reference's run on 600 or 1200 "
-        "images."
+        "\nThe floor rows: a process that imports TensorFlow as stquant does, then loads the tutorial `.h5` (a run "
+        "converts the Keras model with the TFLite converter, which needs both; the cached run, whose float graph is "
+        "kept, needs TensorFlow only), against the reference's run on 600 or 1200 images."
     )
     print(
         f"\nMarginal cost per calibration image (least-squares slope of wall time over image count, every run "

@@ -11,8 +11,8 @@ anyway before calibrating (chain_eqe quantizes first), so its conversion falls i
 Row 2, the whole chain: our entire chain_eqe run vs the reference's quantization (st_style_quantize.py,
 same split) plus its evaluation, as the reference's chain_eqe does both.
 MLflow logging is off on both sides. Alternated runs, medians, ratios.
-The floor rows: what every chain_eqe run of a Keras model pays before any image is seen, since its quantization
-and per-layer report need TensorFlow and the Keras model: a Python process that imports TensorFlow as stquant
+The floor rows: what a chain_eqe run of a Keras model pays before any image is seen when its quantization converts
+the Keras model (no float graph in the statistics cache), which needs TensorFlow and that model: a Python process that imports TensorFlow as stquant
 does (tf_keras preloaded), and that then loads the .h5 (medians of the same number of runs).
 usage: python benchmarks/evaluate_vs_reference.py [--repeat N]
 """

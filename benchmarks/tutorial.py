@@ -14,7 +14,8 @@ CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 REFERENCE = SHARED / "bench/st_style_quantize.py"
 
 # A Python process that imports TensorFlow as the stquant CLI does (tf_keras preloaded), then also loads the .h5:
-# quantizing through the TFLite converter and the per-layer report need both.
+# quantizing through the TFLite converter needs both (a run that finds the converter's float graph in the statistics
+# cache needs TensorFlow only).
 FLOOR = {
     "floor: import tensorflow": "import tensorflow",
     "floor: + load the .h5": f"import tensorflow, tf_keras; tf_keras.models.load_model({str(MODEL)!r}, compile=False)",

@@ -1,6 +1,7 @@
 """Per-layer SQNR: a depthwise layer with a large weight on a dead channel collapses under per-tensor int8 and ranks first."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -53,6 +54,37 @@ def test_tflite_ranks_collapsing_depthwise_first(tmp_path):
     assert by_layer["project"].sqnr_db > by_layer["depthwise"].sqnr_db + 10  # local: not the upstream error
     assert errors[0].layer == "depthwise"
     assert [e.sqnr_db for e in errors] == sorted(e.sqnr_db for e in errors)
+
+
+@pytest.mark.parametrize("input_type", ["uint8", "int8"])
+def test_the_float_graph_gives_the_keras_layers_figures_without_loading_the_model(tmp_path, input_type):
+    """The report on the float graph the converter calibrated runs its float ops, not the Keras layers: the same rows
+    and figures, and the Keras model is never loaded for it (int8 input: both leave out the layer that reads the
+    model's input, which no int8 op produces)."""
+    from engine.data.calibration import PixelCalibrationData
+    from engine.data.preprocess import ImageSpec
+    from engine.evaluation.layer_report import layer_report
+    from engine.models.load import LazyKerasModel
+    from engine.quantize.tflite import quantize_tflite
+    from tests.test_quantize_tflite import settings
+
+    model = _collapsing_model()
+    path = tmp_path / "collapsing.h5"
+    model.save(path)
+    pixels = np.random.default_rng(2).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    calibration = PixelCalibrationData(pixels, ImageSpec(16, 16, 3, scale=1 / 127.5, offset=-1.0), "test", {})
+    out = tmp_path / "q.tflite"
+    result = quantize_tflite(
+        path, calibration, settings(granularity="per_tensor", quantization_input_type=input_type), out, model=model
+    )
+    unloaded = LazyKerasModel(path)
+    unloaded.known_keras3 = False
+    from_graph = layer_report(unloaded, out, calibration, float_tflite=result.float_tflite)
+    assert from_graph == layer_report(model, out, calibration)
+    assert not unloaded.loaded and unloaded.needed_by == []
+    assert from_graph[0]["layer"] == "depthwise" and ("expand" in {r["layer"] for r in from_graph}) == (
+        input_type == "uint8"
+    )
 
 
 def test_layers_called_in_sequence_equal_the_sub_model():

@@ -11,6 +11,7 @@ from engine.data.images import decode_all
 from engine.data.preprocess import ImageSpec
 from engine.evaluation.layer_report import layer_report
 from engine.evaluation.predictors import KerasPredictor, Predictor, load_predictor
+from engine.models.load import LazyKerasModel
 from engine.quantize.common import ModelMemo
 from engine.quantize.onnx import quantize_onnx
 from engine.quantize.tflite import quantize_tflite
@@ -129,5 +130,8 @@ def test_layer_report_ranks_collapsing_depthwise_first(route, flowers_h5, photos
     result, calibration = _quantize(route, flowers_h5, photos[0], "per_tensor", False, tmp_path, keras_model, shared)
     rows = layer_report(result.float_model, result.model_path, calibration, images=16, top=5)
     assert rows[0]["layer"] == "depthwise_conv2d" and "DEPTHWISE" in rows[0]["op"].upper(), rows
+    if route == "tflite":  # on the float graph the converter calibrated (as a run does): the Keras layers' figures
+        lazy = LazyKerasModel(flowers_h5, keras_model)
+        assert layer_report(lazy, result.model_path, calibration, 16, 5, float_tflite=result.float_tflite) == rows
     assert rows[0]["sqnr_db"] < 15
     assert sum("DEPTHWISE" in r["op"].upper() for r in rows[:2]) == 2, rows

@@ -292,8 +292,8 @@ def test_interrupt_at_any_stage(interrupted_runs, request, number, stage, landed
         Interpreter(model_path=str(model)).allocate_tensors()
 
 
-def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_model_load(tmp_path, capsys, monkeypatch):
-    """A chain whose float graph an earlier run kept evaluates it in a thread while TensorFlow loads the Keras model:
+def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_import(tmp_path, capsys, monkeypatch):
+    """A chain whose float graph an earlier run kept evaluates it in a thread while TensorFlow is imported:
     Ctrl-C then stops both (exit 130, one line, no traceback) and leaves no quantized model."""
     config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
     with monkeypatch.context() as env:  # the earlier run, here: it only fills the statistics cache
@@ -301,11 +301,11 @@ def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_model_load
         fill = ["run", write(tmp_path, config), "--output-dir", tmp_path / "fill", "--progress", "none"]
         assert run_cli(capsys, *fill)[0] == 0
     code, stages, _, err, run_dir = _run_until(tmp_path, config, "evaluate_float", signal.SIGINT)
-    assert "load_h5_model" in stages and "calibration" not in stages, stages  # evaluated before quantizing
+    assert "import_tensorflow" in stages and "calibration" not in stages, stages  # evaluated before quantizing
     assert code == 130, err
     assert err.strip().splitlines() == ["stquant: interrupted: no partial model was kept"]
     summary = summary_of(run_dir)
-    assert summary["status"] == "interrupted" and summary["failed_stage"] in ("load_h5_model", "evaluate_float")
+    assert summary["status"] == "interrupted" and summary["failed_stage"] in ("import_tensorflow", "evaluate_float")
     assert not list(run_dir.rglob("*.tflite")) and not list(run_dir.rglob("*.part"))
 
 

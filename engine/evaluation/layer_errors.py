@@ -3,6 +3,8 @@
 The figures are local: each quantized layer output (dequantized) is compared with the float layer
 applied to that layer's own dequantized quantized input, so a layer that collapses stands out rather
 than everything after it. A few batches suffice. `engine.evaluation.layer_report` is the entry point.
+For a .tflite, the float layers are the Keras model's, or the ops of the float .tflite the converter made of that
+model (`FloatGraph`: the same figures without loading the Keras model).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.common.threads import ordered_map, split_cores
+from engine.models.files import KerasConfig
 from engine.models.library_internals import KERAS_METADATA
 from engine.models.load import KerasModel
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:  # onnx is imported when a report is made
 
 TensorDetail = dict[str, Any]  # one entry of LiteRT's Interpreter.get_tensor_details()
 FloatLayers = Callable[..., Any]  # Keras layers called as one function: (inputs, training=False) -> outputs
+References = Callable[[Iterator[list[np.ndarray]]], Iterator[np.ndarray]]  # each probe's float output, in order
+REPORTED_ACTIVATIONS = ("linear", "relu", "relu6")  # layers with another activation are not reported
 ONNX_PROBE_BATCH = 1  # images per ONNX Runtime run: each returns two values of every quantized activation
 ONNX_PROBE_RUNS = 2  # ONNX Runtime runs at once (`engine.common.threads.split_cores`)
 
@@ -69,18 +74,47 @@ def _worst_first(errors: list[LayerError]) -> list[LayerError]:
     return sorted(errors, key=lambda e: e.sqnr_db)
 
 
+@dataclass(frozen=True)
+class FloatGraph:
+    """The float .tflite a Keras model was converted to (`QuantResult.float_tflite`) and the model's reported layers
+    in model order (`reported_layers`): what `tflite_layer_errors` needs instead of the Keras model itself.
+    `keras3`: converted from a Keras 3 model (its layer scopes are suffixed)."""
+
+    tflite: bytes
+    layers: list[str]
+    keras3: bool
+
+
+def reported_layers(config: KerasConfig) -> list[str] | None:
+    """The names of the layers of a stored model config that the report covers (those computing a linear, ReLU or
+    ReLU6 output), in model order; None when the config does not list its layers."""
+    inner = config.get("config")
+    entries = inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(entries, list):
+        return None
+    names = []
+    for entry in entries:
+        layer = entry.get("config") if isinstance(entry, dict) else None
+        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+            return None
+        if layer.get("activation", "linear") in REPORTED_ACTIVATIONS:
+            names.append(layer["name"])
+    return names
+
+
 def tflite_layer_errors(
-    keras_model: KerasModel, tflite_path: str | Path, batches: Iterable[np.ndarray]
+    float_model: KerasModel | FloatGraph, tflite_path: str | Path, batches: Iterable[np.ndarray]
 ) -> list[LayerError]:
-    """Local SQNR of every int8 op of a TFLite model that maps to layers of *keras_model*, worst first.
+    """Local SQNR of every int8 op of a TFLite model that maps to layers of *float_model*, worst first.
 
     Each op's int8 output (dequantized) is compared with the float Keras layers it implements,
     run on the op's own dequantized int8 input: the figure is the error the layer itself adds
     (weight and output rounding), so a collapsing layer stands out instead of everything after it.
     TFLite names a fused op's output after all the Keras layers fused into it ("…/re_lu/Relu6;
     …/conv2d/Conv2D"; Keras 3 scopes carry a suffix, see `keras_layer_of_scope`); the op is
-    reported under the first of them. *keras_model*: Keras 3 or tf_keras; *batches* are float
-    inputs of the model (NHWC).
+    reported under the first of them. *float_model*: a Keras 3 or tf_keras model, or the `FloatGraph` the quantized
+    model was made from (its float op of the same output name, fed the same inputs, is the float layers, fused as
+    the int8 op is); *batches* are float inputs of the model (NHWC).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -91,7 +125,11 @@ def tflite_layer_errors(
     )
     interpreter.allocate_tensors()
     tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
-    probes = _tflite_probes(interpreter, tensors, keras_model)
+    if isinstance(float_model, FloatGraph):
+        probes, references = _float_graph_probes(interpreter, tensors, float_model)
+    else:
+        probes = _tflite_probes(interpreter, tensors, float_model)
+        references = _keras_references(probes)
     inp = interpreter.get_input_details()[0]
     totals = [_Sqnr() for _ in probes]
     images = list(_single_images(batches))
@@ -105,9 +143,11 @@ def tflite_layer_errors(
                 for index, collected in zip(probe.inputs, probe_inputs):
                     collected.append(interpreter.get_tensor(index))
                 probe_outputs.append(interpreter.get_tensor(probe.output))
-        for probe, probe_inputs, probe_outputs, total in zip(probes, inputs, outputs, totals):
-            stacked = [_dequantized(collected, tensors[index]) for index, collected in zip(probe.inputs, probe_inputs)]
-            reference = np.asarray(probe.float_layers(stacked if len(stacked) > 1 else stacked[0], training=False))
+        stacked = (
+            [_dequantized(collected, tensors[index]) for index, collected in zip(probe.inputs, probe_inputs)]
+            for probe, probe_inputs in zip(probes, inputs)
+        )
+        for probe, reference, probe_outputs, total in zip(probes, references(stacked), outputs, totals):
             value = _dequantized(probe_outputs, tensors[probe.output])
             if reference.size == value.size:
                 total.add(reference, value)
@@ -122,28 +162,27 @@ class _Probe:
     op: str
     inputs: list[int]
     output: int
-    float_layers: FloatLayers
+    float_layers: FloatLayers | None = None  # the Keras layers (None: the float graph's op)
 
 
-def _tflite_probes(interpreter: Any, tensors: dict[int, TensorDetail], keras_model: KerasModel) -> list[_Probe]:
-    """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
-    from engine.models.library_internals import (
-        is_keras3,
-        keras_layer_of_scope,
-        keras_of,
-        tflite_ops,
-    )
+@dataclass
+class _Int8Op:
+    """An int8 op of the quantized model that implements `layers` (model order), reading `inputs` (produced by ops)."""
 
-    keras = keras_of(keras_model)
-    keras3 = is_keras3(keras_model)
-    order = {
-        layer.name: i
-        for i, layer in enumerate(keras_model.layers)
-        if layer.get_config().get("activation", "linear") in ("linear", "relu", "relu6")
-    }
+    op: dict[str, Any]
+    output: int
+    layers: list[str]
+    inputs: list[int]
+
+
+def _int8_ops(
+    interpreter: Any, tensors: dict[int, TensorDetail], order: dict[str, int], keras3: bool
+) -> Iterator[_Int8Op]:
+    """The int8 ops (one output, quantized) whose output names layers of `order` (layer name -> position)."""
+    from engine.models.library_internals import keras_layer_of_scope, tflite_ops
+
     ops = tflite_ops(interpreter)
     produced = {int(index) for op in ops for index in op["outputs"]}
-    probes: dict[tuple[str, str], _Probe] = {}
     for op in ops:
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or len(op["outputs"]) != 1:
             continue
@@ -155,10 +194,24 @@ def _tflite_probes(interpreter: Any, tensors: dict[int, TensorDetail], keras_mod
             keras_layer_of_scope(part, keras3) for piece in detail["name"].split(";") for part in piece.split("/")[:-1]
         }
         layers = sorted(scopes & order.keys(), key=lambda name: order[name])
-        inputs = [int(i) for i in op["inputs"] if int(i) in produced]
-        if not layers:
-            continue
-        originals = [keras_model.get_layer(name) for name in layers]
+        if layers:
+            yield _Int8Op(op, index, layers, [int(i) for i in op["inputs"] if int(i) in produced])
+
+
+def _tflite_probes(interpreter: Any, tensors: dict[int, TensorDetail], keras_model: KerasModel) -> list[_Probe]:
+    """One probe per int8 op whose output names Keras layers: the op's tensors and the float sub-model."""
+    from engine.models.library_internals import is_keras3, keras_of
+
+    keras = keras_of(keras_model)
+    order = {
+        layer.name: i
+        for i, layer in enumerate(keras_model.layers)
+        if layer.get_config().get("activation", "linear") in REPORTED_ACTIVATIONS
+    }
+    probes: dict[tuple[str, str], _Probe] = {}
+    for found in _int8_ops(interpreter, tensors, order, is_keras3(keras_model)):
+        op, inputs = found.op, found.inputs
+        originals = [keras_model.get_layer(name) for name in found.layers]
         first, last = originals[0], originals[-1]
         first_inputs = first.input if isinstance(first.input, (list, tuple)) else [first.input]
         if len(first_inputs) != len(inputs):
@@ -168,8 +221,125 @@ def _tflite_probes(interpreter: Any, tensors: dict[int, TensorDetail], keras_mod
             chain[-1] = keras.layers.ReLU()  # the clip's ReLU is fused here, its MINIMUM is the next op
         float_layers = _in_sequence(originals, chain) or _sub_model(keras, first, last, chain[-1])
         if float_layers is not None:
-            probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, index, float_layers)
+            probes[(first.name, last.name)] = _Probe(first.name, op["op_name"], inputs, found.output, float_layers)
     return list(probes.values())
+
+
+def _keras_references(probes: list[_Probe]) -> References:
+    """Each probe's Keras layers applied to its stacked inputs, one probe at a time."""
+
+    def references(stacked: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
+        for probe, arrays in zip(probes, stacked):
+            assert probe.float_layers is not None
+            yield np.asarray(probe.float_layers(arrays if len(arrays) > 1 else arrays[0], training=False))
+
+    return references
+
+
+def _float_graph_probes(
+    interpreter: Any, tensors: dict[int, TensorDetail], graph: FloatGraph
+) -> tuple[list[_Probe], References]:
+    """One probe per int8 op whose output names reported layers and whose float op (same output name, same inputs
+    from ops) is in `graph`; and the references: those float ops run on the probes' own inputs (`_CutGraph`)."""
+    cut = _CutGraph(graph.tflite)
+    order = {name: i for i, name in enumerate(graph.layers)}
+    probes: dict[tuple[str, str], tuple[_Probe, Any]] = {}
+    for found in _int8_ops(interpreter, tensors, order, graph.keras3):
+        positions = [p for p, index in enumerate(found.op["inputs"]) if int(index) in found.inputs]
+        float_op = cut.float_op(tensors[found.output]["name"], len(found.op["inputs"]), positions)
+        if float_op is not None:
+            probe = _Probe(found.layers[0], found.op["op_name"], found.inputs, found.output)
+            probes[(found.layers[0], found.layers[-1])] = probe, float_op
+    return [probe for probe, _ in probes.values()], cut.references([op for _, op in probes.values()])
+
+
+class _CutGraph:
+    """The float .tflite with chosen ops cut loose: each reads its activation inputs from new model inputs of its own,
+    so that one LiteRT run computes every chosen op on the inputs it is given (the rest of the graph runs unused)."""
+
+    def __init__(self, content: bytes) -> None:
+        from engine.models.library_internals import litert_schema
+
+        self.schema = litert_schema()
+        self.model = self.schema.ModelT.InitFromObj(self.schema.Model.GetRootAs(content, 0))
+        self.graph = self.model.subgraphs[0]
+        self.by_output = {
+            _text(self.graph.tensors[op.outputs[0]].name): op for op in self.graph.operators if len(op.outputs) == 1
+        }
+
+    def float_op(self, output_name: str, arity: int, positions: list[int]) -> Any:
+        """The float op computing `output_name`, when it has `arity` inputs, activations at `positions` (else None)."""
+        op = self.by_output.get(output_name)
+        if op is None or len(op.inputs) != arity or not positions:
+            return None
+        activations = [p for p, index in enumerate(op.inputs) if index >= 0 and self._is_activation(int(index))]
+        return op if activations == positions else None
+
+    def _is_activation(self, index: int) -> bool:
+        """A float tensor computed at run time (no constant data)."""
+        tensor = self.graph.tensors[index]
+        buffer = self.model.buffers[tensor.buffer] if tensor.buffer < len(self.model.buffers) else None
+        has_data = buffer is not None and buffer.data is not None and len(buffer.data) > 0
+        return bool(tensor.type == self.schema.TensorType.FLOAT32 and not has_data)
+
+    def _cut(self, op: Any) -> list[int]:
+        """Give `op` a new model input for each of its activation inputs; those inputs."""
+        op.inputs = [int(index) for index in op.inputs]
+        fresh = []
+        for p, index in enumerate(op.inputs):
+            if index < 0 or not self._is_activation(index):
+                continue
+            source = self.graph.tensors[index]
+            tensor = self.schema.TensorT()
+            tensor.shape, tensor.shapeSignature = source.shape, source.shapeSignature
+            tensor.type, tensor.buffer = self.schema.TensorType.FLOAT32, 0
+            tensor.name = f"{_text(source.name)}/stquant_input_{len(self.graph.tensors)}".encode()
+            self.graph.tensors.append(tensor)
+            op.inputs[p] = len(self.graph.tensors) - 1
+            fresh.append(op.inputs[p])
+        return fresh
+
+    def references(self, ops: list[Any]) -> References:
+        """The outputs of `ops` (float ops of this graph), each run on the inputs given for it: one run per chunk."""
+        import flatbuffers
+        from ai_edge_litert.interpreter import Interpreter
+
+        own = [int(i) for i in self.graph.inputs]
+        fresh = [self._cut(op) for op in ops]
+        outputs = [int(op.outputs[0]) for op in ops]
+        self.graph.inputs = [*own, *(i for inputs in fresh for i in inputs)]
+        kept = [int(i) for i in self.graph.outputs]
+        self.graph.outputs = kept + [i for i in dict.fromkeys(outputs) if i not in kept]
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
+        interpreter = Interpreter(model_content=bytes(builder.Output()))
+        for detail in interpreter.get_input_details():  # one image per run: the float tensors of every op cut loose
+            interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+        interpreter.allocate_tensors()
+        shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_input_details()}
+        for index in own:  # read by no op cut loose
+            interpreter.set_tensor(index, np.zeros(shapes[index], np.float32))
+
+        def references(stacked: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
+            given = list(stacked)
+            runs: list[list[np.ndarray]] = [[] for _ in outputs]
+            for image in range(len(given[0][0]) if given else 0):
+                for inputs, arrays in zip(fresh, given):
+                    for index, array in zip(inputs, arrays):
+                        interpreter.set_tensor(index, array[image : image + 1])
+                interpreter.invoke()
+                for run, output in zip(runs, outputs):
+                    run.append(interpreter.get_tensor(output))
+            given.clear()
+            for run in runs:
+                yield np.concatenate(run)
+                run.clear()
+
+        return references
+
+
+def _text(name: bytes | str | None) -> str:
+    return name.decode() if isinstance(name, bytes) else name or ""
 
 
 def _in_sequence(originals: list[Any], chain: list[Any]) -> FloatLayers | None:

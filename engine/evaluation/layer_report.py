@@ -11,6 +11,9 @@ when the converter worked from its float model kept in the statistics cache) or 
 a QDQ .onnx, the float ONNX that was quantized (`QuantResult.float_model`; from a path given by
 hand, e.g. `work_dir/converted_model/converted_model.onnx`, layers whose tensors were renamed by
 pre-processing are left out).
+Given a `LazyKerasModel` and the float .tflite the converter calibrated (`QuantResult.float_tflite`: the user's
+model unchanged), the report runs that graph's float ops instead of the Keras layers, with the same figures,
+and does not load the Keras model.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from engine.common.errors import EngineError
 from engine.data.calibration import CalibrationData, first_images
+from engine.models.files import read_keras_config
 from engine.models.load import KerasModel, LazyKerasModel, load_keras_model
+
+if TYPE_CHECKING:  # imported with the report's libraries
+    from engine.evaluation.layer_errors import FloatGraph
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +52,12 @@ def layer_report(
     calibration: CalibrationData,
     images: int = DEFAULT_IMAGES,
     top: int | None = None,
+    float_tflite: bytes | None = None,
 ) -> list[LayerRow]:
     """`[{"layer", "op", "sqnr_db"}]`, worst first (`sqnr_db` None when the layer is exact).
 
     `source`: a Keras model or .h5/.keras path (for a .tflite), or a float .onnx path (for a QDQ .onnx).
+    `float_tflite`: the float .tflite the quantized one was made from, for a `LazyKerasModel` source (see above).
     The first `images` calibration images are used.
     """
     from engine.evaluation.layer_errors import onnx_layer_errors, tflite_layer_errors
@@ -59,7 +68,8 @@ def layer_report(
         raise EngineError("the per-layer report needs at least one calibration image")
     suffix = quantized_path.suffix.lower()
     if suffix == ".tflite":
-        errors = tflite_layer_errors(_keras_model(source), quantized_path, batches)
+        graph = _float_graph(source, float_tflite) if float_tflite is not None else None
+        errors = tflite_layer_errors(graph or _keras_model(source), quantized_path, batches)
     elif suffix == ".onnx":
         errors = onnx_layer_errors(source, quantized_path, [_onnx_layout(b, quantized_path) for b in batches])
     else:
@@ -80,6 +90,17 @@ def format_report(rows: list[LayerRow]) -> str:
         for r in rows
     ]
     return "\n".join(lines)
+
+
+def _float_graph(source: Any, float_tflite: bytes) -> FloatGraph | None:
+    """The float graph of a Keras model file `source` (a `LazyKerasModel`), with its layers from the file's stored
+    config; None when `source` is something else or its config does not list its layers."""
+    from engine.evaluation.layer_errors import FloatGraph, reported_layers
+
+    if not isinstance(source, LazyKerasModel):
+        return None
+    layers = reported_layers(read_keras_config(source.path))
+    return FloatGraph(float_tflite, layers, source.keras3) if layers is not None else None
 
 
 def _keras_model(source: Any) -> Any:

@@ -107,7 +107,7 @@ class KerasPredictor:
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
         self.input_hw_c = (int(shape[1]), int(shape[2]), int(shape[3]))
-        self.keras_runtime = self.runtime = keras_runtime(self.model)
+        self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.model))
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
         if fast_float:
@@ -146,12 +146,12 @@ class KerasPredictor:
         return as_class_scores(np.asarray(outputs))
 
 
-def keras_runtime(model: Any) -> str:
-    """How a loaded Keras model runs: "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)"."""
+def keras_runtime(keras3: bool) -> str:
+    """How a Keras model runs (`keras3`: a Keras 3 model): "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)"."""
     import tensorflow as tf
 
     tf_version = ".".join(tf.__version__.split(".")[:2])
-    if is_keras3(model):
+    if keras3:
         import keras
 
         return f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"

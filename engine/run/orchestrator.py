@@ -3,7 +3,7 @@
 quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`.  benchmarking: footprint.
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
 images (decoded once; a Keras model quantized by the TFLite converter is evaluated on the float graph the
-converter builds: after quantizing, or while TensorFlow loads when an earlier run kept that graph in the
+converter builds: after quantizing, or while TensorFlow is imported when an earlier run kept that graph in the
 statistics cache).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
 footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 
@@ -51,7 +51,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor
+    from engine.evaluation.predictors import Predictor, TFLitePredictor
     from engine.models.load import KerasModel
     from engine.quantize.cache import StatsCache
     from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
@@ -83,6 +83,7 @@ class Run(Job):
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
         self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
+        self._kept_float: tuple[TFLitePredictor, EvalResult, str] | None = None  # on the kept graph, to record
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -144,11 +145,11 @@ class Run(Job):
             try:
                 quantized, float_tflite = self._quantize(plan, self._keras)
             except StquantError:
-                if shared and "float" not in self._results:  # still report the float accuracy, as when it is first
-                    self._evaluate_float(predictor, evaluation, None)
+                if shared:  # still report the float accuracy, as when it is first
+                    self._float_after_quantizing(predictor, evaluation, None)
                 raise
-            if shared and "float" not in self._results:
-                self._evaluate_float(predictor, evaluation, float_tflite)
+            if shared:
+                self._float_after_quantizing(predictor, evaluation, float_tflite)
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
                 predictor = evaluation = None  # the decoded images are freed before the per-layer report
@@ -205,7 +206,10 @@ class Run(Job):
             result = quantize(
                 plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
             )
-            release_memory()  # the converter's garbage, before the evaluations and the per-layer report
+            # the converter's freed memory back to the OS before the evaluations and the per-layer report; its garbage
+            # in reference cycles too when evaluations follow (a full collection is slow beside TensorFlow's objects,
+            # and what it frees matters only to a stage that holds images)
+            release_memory(collect=self.config.operation_mode in EVALUATION_MODES)
         for note in result.notes:
             log.info("%s", note)
         self.summary.quantized_model = str(Path(result.model_path).resolve())
@@ -254,7 +258,9 @@ class Run(Job):
     def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
         from engine.evaluation.layer_report import format_report, layer_report
 
-        rows = layer_report(result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT)
+        rows = layer_report(
+            result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT, float_tflite=result.float_tflite
+        )
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
 
@@ -287,6 +293,22 @@ class Run(Job):
         with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
             return load_predictor(model_path, fast_float=fast_float)
 
+    def _float_after_quantizing(
+        self, predictor: Predictor | None, evaluation: EvaluationSet | None, float_tflite: bytes | None
+    ) -> None:
+        """The float model's accuracy in a shared chain: recorded now if evaluated on a kept float graph (its runtime
+        names the Keras of the model, which the quantization learnt from the statistics cache), else evaluated now."""
+        from engine.evaluation.predictors import float_graph_runtime, keras_runtime
+
+        if self._kept_float is not None:
+            assert self._keras is not None  # set with the kept graph's evaluation
+            graph, result, set_name = self._kept_float
+            self._kept_float = None
+            result.runtime = float_graph_runtime(graph, keras_runtime(self._keras.keras3), for_quantization=True)
+            self._record(result, set_name, "float", self._keras.path)
+        elif "float" not in self._results:
+            self._evaluate_float(predictor, evaluation, float_tflite)
+
     def _evaluate_float(
         self, predictor: Predictor | None, evaluation: EvaluationSet | None, float_tflite: bytes | None
     ) -> None:
@@ -311,9 +333,10 @@ class Run(Job):
         self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
     ) -> EvaluationSet | None:
         """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
-        once the images are decoded) while TensorFlow loads the Keras model, which only the per-layer report needs
-        then. None (nothing done) if LiteRT cannot load the graph."""
-        from engine.evaluation.predictors import TFLitePredictor, float_graph_runtime, keras_runtime
+        once the images are decoded) while TensorFlow, which the quantization needs next, is imported; no stage needs
+        the Keras model then. The result is recorded after the quantization (`_float_after_quantizing`). None
+        (nothing done) if LiteRT cannot load the graph."""
+        from engine.evaluation.predictors import TFLitePredictor
 
         try:
             graph = TFLitePredictor(model_path, content=content)
@@ -322,11 +345,10 @@ class Run(Job):
             return None
         scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
         self._keras = LazyKerasModel(model_path)
-        with self.stage(f"load_{model_path.suffix.lstrip('.')}_model"):
-            model = self._keras.get("layer_errors")
+        with self.stage("import_tensorflow"):
+            import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
         evaluation, result = decoding.result(), scoring.result()
-        result.runtime = float_graph_runtime(graph, keras_runtime(model), for_quantization=True)
-        self._record(result, evaluation[2], "float", model_path)
+        self._kept_float = (graph, result, evaluation[2])
         return evaluation
 
     def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
@@ -478,9 +500,11 @@ def _keras3_scopes(float_model: KerasModel | Path | None) -> bool:
     return any(p.key == KERAS_METADATA and p.value == "3" for p in properties)
 
 
-def release_memory() -> None:
-    """Give the converter's garbage back to the OS so later stages do not raise the peak RSS."""
-    gc.collect()
+def release_memory(collect: bool = True) -> None:
+    """Give the memory the converter freed back to the OS so later stages do not raise the peak RSS; `collect`: its
+    garbage in reference cycles first (a full garbage collection)."""
+    if collect:
+        gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only
 

@@ -173,7 +173,8 @@ class RunSummary(Warns, _Part):
         default_factory=list,
         description="what needed the Keras model of general.model_path, in order (the first loaded it, within its "
         "stage): evaluate (its stage load_h5_model or load_keras_model), convert or optimize (stage calibration: the "
-        "TFLite converter traced the model, or optimize/bias_correction transformed it), layer_errors, footprint; "
+        "TFLite converter traced the model, or optimize/bias_correction transformed it), layer_errors (only when "
+        "the stored config lists no layers: the report runs the converter's float graph), footprint; "
         "empty: not loaded (an ONNX model, or the converter's float model came from the statistics cache and no "
         "stage needed the Keras model)",
     )
