@@ -155,14 +155,23 @@ def check(text: str, data: dict, before: str | None, name: str) -> None:
     """Raise ConfigError (one line naming the key) unless `text` reads back as `data`; `before` is the text
     `data` was loaded from (None: a new config), to name the edited keys when `text` does not parse."""
     try:
-        parsed = load(text, name)
+        parsed = _parsed(text, name)
     except ConfigError as exc:
-        edited = changed_keys(load(before) if before else CommentedMap(), data)
+        edited = changed_keys(_loaded(before) if before else CommentedMap(), data)
         keys = ", ".join(edited[:3]) + (f" (+{len(edited) - 3} more)" if len(edited) > 3 else "")
         raise ConfigError(f"not saved: after editing {keys or 'the draft'} the YAML would not parse: {exc}") from None
     differences = changed_keys(parsed, data)
     if differences:
         raise ConfigError(f"not saved: {name}: {differences[0]} would not read back as the value in the wizard")
+
+
+def _parsed(text: str, name: str) -> CommentedMap:
+    """`text` parsed through `render`'s cache (unedited, the draft's text is there already; saved, it is the
+    text `render` reads next), or ConfigError naming `name`."""
+    try:
+        return _loaded(text)
+    except ConfigError:
+        return load(text, name)  # raises again, naming the file
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -175,6 +184,16 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
         for name in keys
         for key in changed_keys(old.get(name, _MISSING), new.get(name, _MISSING), f"{prefix}{name}.")
     ]
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of `value`'s mappings and lists, for `same` to compare against later (the scalars are immutable
+    and shared; comments and styles are left out)."""
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [snapshot(item) for item in value]
+    return value
 
 
 def same(old: Any, new: Any) -> bool:
