@@ -48,3 +48,14 @@ def test_modified_sees_a_change_inside_a_list_and_forgets_it_once_saved(tmp_path
     twin = draft.copy()
     twin.edit("dataset.class_names", ["daisy"])
     assert twin.modified and not draft.modified
+
+
+def test_an_edit_beside_a_merge_key_does_not_write_the_merged_keys_out(tmp_path: Path) -> None:
+    path = tmp_path / "merged.yaml"
+    path.write_text("base: &b\n  x: 1\n  y: [1, 2]\n\nc:\n  <<: *b\n  y: 3\nd: 1\n")
+    draft = Draft.load(path)
+    draft.edit("c.y", 4)
+    text = draft.yaml_text()  # ruamel drops `<<` from the nodes it builds a mapping from: render must not see that
+    c_lines = text.split("c:\n", 1)[1].split("d:", 1)[0]
+    assert c_lines.split() == ["<<:", "*b", "y:", "4"], text
+    assert yaml_roundtrip.load(text) == draft.data
