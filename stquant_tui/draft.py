@@ -119,7 +119,7 @@ class Draft:
         self.data: dict = data if owned and data is not None else copy.deepcopy(data if data is not None else BUILTIN)
         self.path = Path(path).resolve() if path else None
         self._text = text  # the file as the user wrote it (None: a new config)
-        self._saved = copy.deepcopy(self.data)  # the data as last loaded or saved
+        self._saved = yaml_roundtrip.snapshot(self.data)  # the data as last loaded or saved
         self._rendered: tuple[str, str, str] | None = None  # (original text, repr of data, text Save writes)
 
     @classmethod
@@ -163,7 +163,7 @@ class Draft:
     # -- whole config
     def problems(self) -> list[schema.Problem]:
         """Every problem the engine's schema finds in the draft."""
-        return schema.check(copy.deepcopy(self.data), str(self.path or "<draft>"))
+        return schema.check(self.data, str(self.path or "<draft>"))  # check copies what it changes
 
     def step_problems(self, step: str) -> list[schema.Problem]:
         return [p for p in self.problems() if step_of(p.key) == step]
@@ -191,7 +191,7 @@ class Draft:
         text = self.yaml_text()
         yaml_roundtrip.check(text, self.data, self._text, str(target))
         write_text_atomic(target, text)
-        self.path, self._text, self._saved = target, text, copy.deepcopy(self.data)
+        self.path, self._text, self._saved = target, text, yaml_roundtrip.snapshot(self.data)
         return target
 
     @property

@@ -7,10 +7,12 @@ key is: an edit changes its own lines and nothing else. `check` proves a text re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +56,20 @@ def load(text: str, name: str = "<config>") -> CommentedMap:
     Raises ConfigError, worded as the engine's YAML errors (`engine.config.yaml_source`), for what ruamel
     refuses: `name:line: key K given twice (first at name:line); keep one`, or `name:line: YAML syntax error: ...`.
     """
-    try:
+    with _refused(text, name):
         data = _yaml().load(text)
+    return data if isinstance(data, CommentedMap) else CommentedMap()
+
+
+@contextlib.contextmanager
+def _refused(text: str, name: str) -> Iterator[None]:
+    """ruamel's errors while parsing `text` as one ConfigError line (see `load`)."""
+    try:
+        yield
     except DuplicateKeyError as exc:
         raise ConfigError(_duplicate_message(exc, text, name)) from None
     except YAMLError as exc:
         raise ConfigError(_syntax_message(exc, name)) from None
-    return data if isinstance(data, CommentedMap) else CommentedMap()
 
 
 def _syntax_message(exc: YAMLError, name: str) -> str:
@@ -140,29 +149,68 @@ def render(data: dict, original: str) -> str:
         return dump(data)
 
 
+def _composed(original: str) -> Node | None:
+    return _parse(original)[0]
+
+
+def _loaded(original: str) -> CommentedMap:
+    return _parse(original)[1]
+
+
 # `render` runs on each edit against the same original text: parse it once (the results are only read).
 @functools.lru_cache(maxsize=4)
-def _composed(original: str) -> Node | None:
-    return _yaml().compose(original)
+def _parse(text: str) -> tuple[Node | None, CommentedMap]:
+    """The composed document and the mapping `load` gives, built from the same parse (from a second one when
+    building would rewrite the nodes: ruamel removes a merge key `<<` from its mapping node)."""
+    yaml = _yaml()
+    with _refused(text, "<config>"):
+        root = yaml.compose(text)
+        built = _yaml().compose(text) if _rewrites(root) else root
+        data = yaml.constructor.construct_document(built) if built is not None else None
+    return root, data if isinstance(data, CommentedMap) else CommentedMap()
 
 
-@functools.lru_cache(maxsize=4)
-def _loaded(original: str) -> CommentedMap:
-    return load(original)
+def _rewrites(root: Node | None) -> bool:
+    """Whether a composed document has a key ruamel's constructor rewrites in its node (`<<` or `=`)."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if node is None or isinstance(node, ScalarNode) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            if any(key.tag in _REWRITTEN_KEYS for key, _ in node.value):
+                return True
+            stack += [child for pair in node.value for child in pair]
+        else:
+            stack += node.value
+    return False
+
+
+_REWRITTEN_KEYS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
 
 
 def check(text: str, data: dict, before: str | None, name: str) -> None:
     """Raise ConfigError (one line naming the key) unless `text` reads back as `data`; `before` is the text
     `data` was loaded from (None: a new config), to name the edited keys when `text` does not parse."""
     try:
-        parsed = load(text, name)
+        parsed = _parsed(text, name)
     except ConfigError as exc:
-        edited = changed_keys(load(before) if before else CommentedMap(), data)
+        edited = changed_keys(_loaded(before) if before else CommentedMap(), data)
         keys = ", ".join(edited[:3]) + (f" (+{len(edited) - 3} more)" if len(edited) > 3 else "")
         raise ConfigError(f"not saved: after editing {keys or 'the draft'} the YAML would not parse: {exc}") from None
     differences = changed_keys(parsed, data)
     if differences:
         raise ConfigError(f"not saved: {name}: {differences[0]} would not read back as the value in the wizard")
+
+
+def _parsed(text: str, name: str) -> CommentedMap:
+    """`text` parsed through `render`'s cache (unedited, the draft's text is there already; saved, it is the
+    text `render` reads next), or ConfigError naming `name`."""
+    try:
+        return _loaded(text)
+    except ConfigError:
+        return load(text, name)  # raises again, naming the file
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -175,6 +223,16 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
         for name in keys
         for key in changed_keys(old.get(name, _MISSING), new.get(name, _MISSING), f"{prefix}{name}.")
     ]
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of `value`'s mappings and lists, for `same` to compare against later (the scalars are immutable
+    and shared; comments and styles are left out)."""
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [snapshot(item) for item in value]
+    return value
 
 
 def same(old: Any, new: Any) -> bool:

@@ -198,7 +198,7 @@ def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], 
     elif kind == "overrides":
         overrides = rng.sample(JUNK_OVERRIDES, rng.randint(1, 3))
         overrides += [f"{rng.choice(KEYS)}={rng.choice(STRINGS)}".replace("\0", "")]
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8", "surrogatepass")
+    text = dumped(data).encode("utf-8", "surrogatepass")
     if kind == "broken":
         text = broken(rng, text)
     elif kind == "bomb":
@@ -215,6 +215,29 @@ def make_case(rng: random.Random, bases: list[dict]) -> tuple[bytes, list[str], 
         cut = rng.randrange(len(text))
         text = text[:cut] + rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x00", b"\xfe\xff"]) + text[cut:]
     return text, overrides, kind
+
+
+def dumped(data: dict) -> str:
+    """`yaml.safe_dump(data, sort_keys=False, allow_unicode=True)`, written by libyaml where its text is the same
+    (PyYAML's own emitter for an empty key, a character beyond U+FFFF or a surrogate, which libyaml writes
+    otherwise or refuses)."""
+    emitter = yaml.SafeDumper if _libyaml_differs(data) else getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=emitter, sort_keys=False, allow_unicode=True)
+
+
+def _libyaml_differs(data: dict) -> bool:
+    stack: list[object] = [data]
+    seen: set[int] = set()  # a case may hold a list inside itself (the dumper writes an alias)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (dict, list)) and id(value) not in seen:
+            seen.add(id(value))
+            stack += [*value, *value.values()] if isinstance(value, dict) else value
+            if isinstance(value, dict) and "" in value:
+                return True
+        elif isinstance(value, str) and any(ord(char) > 0xFFFF or 0xD800 <= ord(char) <= 0xDFFF for char in value):
+            return True
+    return False
 
 
 def broken(rng: random.Random, text: bytes) -> bytes:

@@ -485,7 +485,7 @@ def validate_source(source: YamlSource, overrides: list[str] | tuple[str, ...] =
 
 
 def check(data: YamlMap, name: str = "<config>") -> list[Problem]:
-    """Every problem of a config mapping, without raising (for editors such as the wizard)."""
+    """Every problem of a config mapping, without raising (for editors such as the wizard); `data` is left as it is."""
     _, problems = _build(YamlSource(data=data, name=name), ())
     return problems
 
