@@ -39,7 +39,7 @@ from engine.models.library_internals import (
     tflite_ops,
 )
 from engine.models.load import KerasModel, LazyKerasModel
-from engine.models.trace import serving_function
+from engine.models.trace import converter_for, traced
 from engine.optimize import changes_model, optimize_keras
 from engine.quantize.cache import FLOAT_GRAPH, TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
@@ -47,10 +47,11 @@ from engine.quantize.histograms import BINS
 from engine.quantize.statistics import (
     RULES,
     Statistics,
-    calibrated_model,
     method_ranges,
     op_output_names,
     tensor_statistics,
+    unpack,
+    with_ranges,
 )
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,15 @@ class _Statistics:
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
         histograms = self.method != "minmax"
+        model = unpack(float_model)
         statistics = self._stored(float_model, (histograms, True))
         if statistics is None:
-            statistics = tensor_statistics(float_model, self.calibration, histograms, self.on_progress)
+            statistics = tensor_statistics(model, self.calibration, histograms, self.on_progress)
             self.images, self.skipped = self.calibration.used, self.calibration.skipped
             key = self._key(float_model, histograms)
             if self.cache is not None and key:
                 self.cache.put(key, statistics.to_json(), self.images, self.skipped)
-        return calibrated_model(float_model, method_ranges(float_model, statistics, self.method))
+        return with_ranges(model, method_ranges(model, statistics, self.method))
 
     def _stored(self, float_model: bytes, kinds: tuple[bool, ...]) -> Statistics | None:
         """The statistics of the first cache entry found among `kinds` (with histograms or not)."""
@@ -285,16 +287,10 @@ def _convert(
 
 def _converter_for(model: KerasModel, memo: ModelMemo | None) -> Any:
     """A TFLiteConverter of the traced model; the memo's trace is reused when it is of this very model."""
-    import tensorflow as tf
-
-    trace = memo.trace if memo is not None else None
-    if trace is None or trace[0] is not model:
-        serve = serving_function(model)
-        trace = (model, serve, serve.get_concrete_function())
-        if memo is not None:
-            memo.trace = trace
-    _, serve, concrete = trace
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
+    trace = traced(model, memo.trace if memo is not None else None)
+    if memo is not None:
+        memo.trace = trace
+    return converter_for(model, trace)
 
 
 def converter_without_graph() -> Any:
