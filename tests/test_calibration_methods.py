@@ -319,10 +319,10 @@ mlflow: {uri: mlruns}
 
 def test_statistics_of_a_model_with_nan_give_every_method_a_range_within_the_min_max():
     """NaN values (a square root of negative pixels) are left out of the histograms as of the min/max."""
-    from engine.quantize.statistics import method_ranges, tensor_statistics
+    from engine.quantize.statistics import method_ranges, tensor_statistics, unpack
     from tests.test_statistics import _float_model, _square_root
 
-    float_model = _float_model(_square_root())
+    float_model = unpack(_float_model(_square_root()))
     images = np.random.default_rng(0).uniform(-1, 1, (12, 16, 16, 3)).astype(np.float32)
     statistics = tensor_statistics(float_model, ArrayCalibration(images), True)
     minmax = method_ranges(float_model, statistics, "minmax")

@@ -96,6 +96,21 @@ def test_least_recently_used_entries_go_over_the_cap(tmp_path):
     assert not cache.entry({"k": "b"}).exists()
 
 
+def test_what_is_derived_from_an_entry_is_computed_once_per_name_while_the_cache_lives(tmp_path):
+    computed = []
+
+    def compute(value: int):
+        return lambda: computed.append(value) or value
+
+    cache = StatsCache(tmp_path)
+    assert cache.derived({"k": "a"}, "mse", compute(1)) == 1
+    assert cache.derived({"k": "a"}, "mse", compute(2)) == 1
+    assert cache.derived({"k": "a"}, "entropy", compute(3)) == 3
+    assert cache.derived({"k": "b"}, "mse", compute(4)) == 4
+    assert StatsCache(tmp_path).derived({"k": "a"}, "mse", compute(5)) == 5, "in memory only"
+    assert computed == [1, 3, 4, 5]
+
+
 def _tflite(loaded, model, files, tmp_path, cache, spec=SPEC, selection=None, **changes):
     """Quantize the file `model` (the demo model or a copy), `loaded` already (the `loaded` fixture)."""
     calibration = ImageCalibrationData(files, spec, "test", selection or {"seed": 0, "split": 1.0})
@@ -162,7 +177,9 @@ def test_tflite_histograms_serve_every_calibration_method(model, photos, tmp_pat
     assert not percentile.statistics_cached, "the minmax entry holds no histograms"
     assert percentile.model_path.read_bytes() != minmax.model_path.read_bytes()
     for method in ("entropy", "mse", "percentile"):
-        assert _tflite(loaded, model, photos, tmp_path, cache, calibration_method=method).statistics_cached, method
+        result = _tflite(loaded, model, photos, tmp_path, cache, calibration_method=method)
+        assert result.statistics_cached, method
+    assert result.model_path.read_bytes() == percentile.model_path.read_bytes(), "percentile's ranges, derived once"
     fresh = StatsCache(tmp_path / "fresh")
     assert not _tflite(loaded, model, photos, tmp_path, fresh, calibration_method="mse").statistics_cached
     again = _tflite(loaded, model, photos, tmp_path, fresh)

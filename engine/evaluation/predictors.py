@@ -16,6 +16,7 @@ from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import guess_layout
 from engine.models.library_internals import is_keras3
 from engine.models.load import load_keras_model
+from engine.models.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,21 @@ class KerasPredictor:
         self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.model))
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
+        self.trace: Trace | None = None  # the model's trace, once `run_as_tflite` converted it (for its quantizer)
         if fast_float:
             self.run_as_tflite()
 
-    def run_as_tflite(self, content: bytes | None = None) -> None:
+    def run_as_tflite(self, content: bytes | None = None, trace: Trace | None = None) -> None:
         """From now on run the model as a float32 TFLite graph (LiteRT, XNNPACK): `content` when given
-        (the float model the TFLite converter calibrated), else a conversion of the traced model.
-        Should the conversion fail, the model keeps running in Keras."""
-        from engine.models.trace import float_tflite
+        (the float model the TFLite converter calibrated), else a conversion of the traced model (`trace` when it is
+        of this model). Should the conversion fail, the model keeps running in Keras."""
+        from engine.models.trace import float_tflite, traced
 
         try:
-            converted = TFLitePredictor(self.path, self.num_threads, content=content or float_tflite(self.model))
+            if not content:
+                self.trace = traced(self.model, trace)
+            graph = content or float_tflite(self.model, self.trace)
+            converted = TFLitePredictor(self.path, self.num_threads, content=graph)
         except Exception as error:  # noqa: BLE001 - any conversion failure: keep running in Keras
             log.info(
                 "%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__

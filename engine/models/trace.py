@@ -2,12 +2,16 @@
 
 Passing the `tf.function` itself as the converter's trackable object keeps TensorFlow on its fast
 graph-freezing path (`from_keras_model` exports a SavedModel of every layer: most of its time).
+A `Trace` serves every conversion of its model (the float .tflite, the TFLite quantizer, tf2onnx): whoever holds
+one passes it on, so that a model is traced once.
 """
 
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 from engine.common.errors import EngineError
+
+Trace: TypeAlias = tuple[Any, Any, Any]  # (Keras model, its `serving_function`, that function's concrete function)
 
 
 def serving_function(model: Any) -> Any:
@@ -25,15 +29,23 @@ def serving_function(model: Any) -> Any:
     )
 
 
-def converter_for(model: Any) -> Any:
-    """A TFLiteConverter of the traced model (settings left to the caller)."""
+def traced(model: Any, last: Trace | None = None) -> Trace:
+    """The model's `Trace`: `last` when it is a trace of this very model, else a new one."""
+    if last is not None and last[0] is model:
+        return last
+    serve = serving_function(model)
+    return model, serve, serve.get_concrete_function()
+
+
+def converter_for(model: Any, trace: Trace | None = None) -> Any:
+    """A TFLiteConverter of the traced model (`trace` when it is of this model; settings left to the caller)."""
     import tensorflow as tf
 
-    serve = serving_function(model)
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], serve)
+    _, serve, concrete = traced(model, trace)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
 
 
-def float_tflite(model: Any) -> bytes:
+def float_tflite(model: Any, trace: Trace | None = None) -> bytes:
     """A float32 .tflite of the model (same graph, for fast batched inference with XNNPACK)."""
-    tflite: bytes = converter_for(model).convert()
+    tflite: bytes = converter_for(model, trace).convert()
     return tflite

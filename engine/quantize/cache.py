@@ -26,9 +26,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MB = 200
 FORMAT = 4  # 3: a digest of the content; 4: TFLite entries hold histograms (`TFLITE_STATISTICS`)
 Bound = Annotated[float, Strict(), AllowInfNan(False)]
+Derived = TypeVar("Derived")
 
 
 def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
@@ -202,6 +204,7 @@ class StatsCache:
         self.max_bytes = max_bytes if max_bytes is not None else int(megabytes * 2**20)
         self.persist = persist
         self._memory: dict[Path, Entry] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
 
     def entry(self, key: dict[str, Any]) -> Path:
         name = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -241,6 +244,15 @@ class StatsCache:
         with contextlib.suppress(OSError):
             os.utime(path)  # least recently *used* goes first
         return Entry(entry.value, entry.images, entry.skipped)
+
+    def derived(self, key: dict[str, Any], name: str, compute: Callable[[], Derived]) -> Derived:
+        """What `compute` derives from the entry under `key` (`name` tells derivations apart): computed once while
+        this object lives, kept in memory only (callers must not modify it)."""
+        slot = (self.entry(key).name, name)
+        if slot not in self._derived:
+            self._derived[slot] = compute()
+        value: Derived = self._derived[slot]
+        return value
 
     def put(self, key: dict[str, Any], value: Any, images: int, skipped: int) -> None:
         """Store `value` (measured on `images` images; `skipped` files undecodable) under `key`, atomically,

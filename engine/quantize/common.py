@@ -12,6 +12,7 @@ from engine.common.errors import ConfigError, shorten
 from engine.data.calibration import CalibrationData
 from engine.models.library_internals import layer_of_node
 from engine.models.load import KerasModel
+from engine.models.trace import Trace
 from engine.optimize import LastOptimized
 
 ProgressCallback = Callable[[int, int], None]
@@ -50,7 +51,7 @@ class ModelMemo:
     model, the last traced serving function and the last ONNX conversion. Held and passed by the caller, so no model outlives the caller's use."""
 
     optimized: LastOptimized = field(default_factory=LastOptimized)
-    trace: tuple[KerasModel, Any, Any] | None = None  # (model, serving tf.function, its concrete function)
+    trace: Trace | None = None  # the last model traced, by either quantizer or the float model's conversion
     onnx: tuple[KerasModel | Path, int, bytes] | None = None  # (model or its file, opset, its tf2onnx conversion)
 
 

@@ -23,6 +23,8 @@ from engine.common.errors import EngineError, StquantError, first_line
 from engine.models.files import stored_code_trusted, trust_stored_code
 from engine.models.library_internals import KERAS_METADATA, tf2onnx_optimizers_unguarded
 from engine.models.load import load_keras_model
+from engine.models.trace import traced
+from engine.quantize.common import ModelMemo
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +34,30 @@ def tensorflow_loaded() -> bool:
     return "tensorflow" in sys.modules
 
 
-def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> Path:
+def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path, memo: ModelMemo | None = None) -> Path:
     """Convert a loaded Keras model (from `model_path`) to ONNX at `opset` with an NCHW input, atomically.
+    `memo`: its trace is converted when it is of this model (else the trace made here is kept in it).
 
     The ONNX model records which Keras made it (metadata `KERAS_METADATA`), so that the per-layer
     report can map its node names back to Keras layer names.
     """
-    import tensorflow as tf
     import tf2onnx
 
     from engine.models.library_internals import is_keras3
 
     if len(model.inputs) != 1:
         raise EngineError(f"{model_path}: the model has {len(model.inputs)} inputs; an image classifier has one")
-    name = model.inputs[0].name.split(":")[0]
-    spec = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=name)]
-    serve = tf.function(lambda images: model(images, training=False), input_signature=spec)
+    try:
+        trace = traced(model, memo.trace if memo is not None else None)
+    except Exception as error:  # noqa: BLE001 - tf2onnx would have traced it: its failure as one line too
+        raise _conversion_failed(model_path, error) from None
+    if memo is not None:
+        memo.trace = trace
+    _, serve, concrete = trace
+    spec, name = serve.input_signature, concrete.inputs[0].name
 
     def convert() -> Any:
-        return tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, inputs_as_nchw=[f"{name}:0"])[0]
+        return tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, inputs_as_nchw=[name])[0]
 
     try:
         with tf2onnx_optimizers_unguarded():
@@ -60,11 +67,15 @@ def keras_to_onnx(model: Any, opset: int, out_path: Path, model_path: Path) -> P
         try:
             converted = convert()
         except Exception as error:  # noqa: BLE001 - one line instead of a tf2onnx traceback
-            raise EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}") from None
+            raise _conversion_failed(model_path, error) from None
     converted.metadata_props.add(key=KERAS_METADATA, value="3" if is_keras3(model) else "2")
     save_onnx(converted, out_path)
     log.info("converted %s to ONNX opset %d: %s", model_path.name, opset, out_path)
     return out_path
+
+
+def _conversion_failed(model_path: Path, error: Exception) -> EngineError:
+    return EngineError(f"{model_path}: tf2onnx conversion failed: {first_line(error)}")
 
 
 def save_onnx(model: Any, out: Path) -> None:

@@ -234,7 +234,7 @@ def _converted(model: KerasModel, opset: int, out_path: Path, model_path: Path, 
     if model is None:
         convert_apart(model_path, opset, out_path)
     else:
-        keras_to_onnx(model, opset, out_path, model_path)
+        keras_to_onnx(model, opset, out_path, model_path, memo)
     if memo is not None:
         memo.onnx = (source, opset, out_path.read_bytes())
     return out_path

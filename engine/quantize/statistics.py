@@ -78,39 +78,37 @@ def tensor_ranges(
     float_model: bytes, calibration: CalibrationData, on_progress: ProgressCallback | None = None
 ) -> Ranges:
     """Min/max of every activation tensor (inputs included) of a float .tflite over the calibration images."""
-    return method_ranges(float_model, tensor_statistics(float_model, calibration, False, on_progress), "minmax")
+    model = unpack(float_model)
+    return method_ranges(model, tensor_statistics(model, calibration, False, on_progress), "minmax")
 
 
-def method_ranges(float_model: bytes, statistics: Statistics, method: str) -> Ranges:
-    """The range of every activation tensor by calibration `method` (see the module docstring); the statistics
-    must hold histograms unless the method is `minmax`."""
+def method_ranges(model: TfliteModel, statistics: Statistics, method: str) -> Ranges:
+    """The range of every activation tensor of the float `model` (`unpack`) by calibration `method` (see the module
+    docstring); the statistics must hold histograms unless the method is `minmax`."""
     histograms = statistics.histograms
     if histograms is None:
         if method != "minmax":
             raise ValueError(f"calibration method {method} needs the histograms")
-        return _merge_inplace(_unpack(float_model), statistics.ranges)
+        return _merge_inplace(model, statistics.ranges)
     ranges = {}
     for tensor, (low, high) in statistics.ranges.items():
         bottom, top = method_range(histograms[tensor], low, high, method)
         ranges[tensor] = (bottom, max(top, FLT_MIN))
-    return _merge_inplace(_unpack(float_model), ranges)
+    return _merge_inplace(model, ranges)
 
 
 def tensor_statistics(
-    float_model: bytes,
+    model: TfliteModel,
     calibration: CalibrationData,
     with_histograms: bool,
     on_progress: ProgressCallback | None = None,
 ) -> Statistics:
-    """Min/max (and histogram, `with_histograms`) of every activation tensor (inputs included) over the
-    calibration images."""
+    """Min/max (and histogram, `with_histograms`) of every activation tensor (inputs included) of the float `model`
+    (`unpack`; left as it was) over the calibration images."""
     from ai_edge_litert.interpreter import Interpreter
 
-    model = _unpack(float_model)
     tensors = activation_tensors(model)
-    interpreter = Interpreter(
-        model_content=_pack(_all_outputs(_unpack(float_model), tensors)), num_threads=os.cpu_count()
-    )
+    interpreter = Interpreter(model_content=_with_all_outputs(model, tensors), num_threads=os.cpu_count())
     index = interpreter.get_input_details()[0]["index"]
     low = np.full(len(tensors), FLT_MAX)  # the calibrator's initial min and max
     high = np.full(len(tensors), FLT_MIN)
@@ -181,8 +179,12 @@ def _name(graph: TfliteSubGraph, tensor: int) -> str:
 
 def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
     """The float .tflite with each tensor's range recorded as its QuantizationParameters min/max."""
+    return with_ranges(unpack(float_model), ranges)
+
+
+def with_ranges(model: TfliteModel, ranges: Ranges) -> bytes:
+    """`calibrated_model` of the float `model` (`unpack`), whose tensors' ranges are set in place."""
     schema = litert_schema()
-    model = _unpack(float_model)
     graph = model.subgraphs[0]
     for tensor, (low, high) in ranges.items():
         params = graph.tensors[tensor].quantization or schema.QuantizationParametersT()
@@ -192,9 +194,11 @@ def calibrated_model(float_model: bytes, ranges: Ranges) -> bytes:
 
 
 def op_output_names(blob: bytes) -> list[str]:
-    """The name of each op's first output tensor in a .tflite, in execution order."""
-    graph = _unpack(blob).subgraphs[0]
-    return [_name(graph, int(op.outputs[0])) for op in graph.operators if len(op.outputs)]
+    """The name of each op's first output tensor in a .tflite of one graph, in execution order (read in place: the
+    weights are not unpacked)."""
+    graph = litert_schema().Model.GetRootAs(blob, 0).Subgraphs(0)
+    ops = (graph.Operators(i) for i in range(graph.OperatorsLength()))
+    return [graph.Tensors(op.Outputs(0)).Name().decode(errors="replace") for op in ops if op.OutputsLength()]
 
 
 def activation_tensors(model: TfliteModel) -> list[int]:
@@ -236,14 +240,19 @@ def _merge_inplace(model: TfliteModel, ranges: Ranges) -> Ranges:
     return merged
 
 
-def _all_outputs(model: TfliteModel, tensors: list[int]) -> TfliteModel:
+def _with_all_outputs(model: TfliteModel, tensors: list[int]) -> bytes:
+    """The .tflite of `model` with `tensors` made outputs of its graph (`model` is left as it was)."""
     graph = model.subgraphs[0]
-    inputs = {int(i) for i in graph.inputs}
-    graph.outputs = np.array(sorted(set(tensors) - inputs | {int(i) for i in graph.outputs}), dtype=np.int32)
-    return model
+    inputs, outputs = {int(i) for i in graph.inputs}, graph.outputs
+    graph.outputs = np.array(sorted(set(tensors) - inputs | {int(i) for i in outputs}), dtype=np.int32)
+    try:
+        return _pack(model)
+    finally:
+        graph.outputs = outputs
 
 
-def _unpack(blob: bytes) -> TfliteModel:
+def unpack(blob: bytes) -> TfliteModel:
+    """The float .tflite `blob` as LiteRT's flatbuffer objects; EngineError unless it has one graph."""
     schema = litert_schema()
     model = schema.ModelT.InitFromPackedBuf(blob, 0)
     if len(model.subgraphs) != 1:

@@ -39,18 +39,20 @@ from engine.models.library_internals import (
     tflite_ops,
 )
 from engine.models.load import KerasModel, LazyKerasModel
-from engine.models.trace import serving_function
+from engine.models.trace import converter_for, traced
 from engine.optimize import changes_model, optimize_keras
 from engine.quantize.cache import FLOAT_GRAPH, TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
 from engine.quantize.histograms import BINS
 from engine.quantize.statistics import (
     RULES,
+    Ranges,
     Statistics,
-    calibrated_model,
     method_ranges,
     op_output_names,
     tensor_statistics,
+    unpack,
+    with_ranges,
 )
 
 log = logging.getLogger(__name__)
@@ -158,39 +160,55 @@ class _Statistics:
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
         histograms = self.method != "minmax"
-        statistics = self._stored(float_model, (histograms, True))
-        if statistics is None:
-            statistics = tensor_statistics(float_model, self.calibration, histograms, self.on_progress)
+        model = unpack(float_model)
+        keys = self._keys(float_model)
+        found = self._stored(keys, (histograms, True))
+        if found is None:
+            statistics = tensor_statistics(model, self.calibration, histograms, self.on_progress)
             self.images, self.skipped = self.calibration.used, self.calibration.skipped
-            key = self._key(float_model, histograms)
+            key = keys[histograms]
             if self.cache is not None and key:
                 self.cache.put(key, statistics.to_json(), self.images, self.skipped)
-        return calibrated_model(float_model, method_ranges(float_model, statistics, self.method))
+        else:
+            key, statistics = found
+        return with_ranges(model, self._ranges(model, statistics, key))
 
-    def _stored(self, float_model: bytes, kinds: tuple[bool, ...]) -> Statistics | None:
-        """The statistics of the first cache entry found among `kinds` (with histograms or not)."""
+    def _ranges(self, model: Any, statistics: Statistics, key: dict[str, Any] | None) -> Ranges:
+        """`method_ranges`, derived once per cache entry and method while the cache lives (a search quantizes one
+        float model many times)."""
+        if self.cache is None or not key:
+            return method_ranges(model, statistics, self.method)
+        ranges: Ranges = self.cache.derived(key, self.method, lambda: method_ranges(model, statistics, self.method))
+        return ranges
+
+    def _stored(
+        self, keys: dict[bool, dict[str, Any] | None], kinds: tuple[bool, ...]
+    ) -> tuple[dict[str, Any], Statistics] | None:
+        """The key and statistics of the first cache entry found among `kinds` (with histograms or not)."""
         for histograms in dict.fromkeys(kinds):
-            key = self._key(float_model, histograms)
+            key = keys[histograms]
             stored = self.cache.get(key, TFLITE_STATISTICS) if self.cache is not None and key else None
-            if self.cache is not None and stored is not None:
+            if self.cache is not None and key and stored is not None:
                 self.cached, self.images, self.skipped = True, stored.images, stored.skipped
                 log.info("calibration statistics from the cache (%s)", self.cache.folder)
-                return Statistics.from_json(stored.value)
+                return key, Statistics.from_json(stored.value)
         return None
 
-    def _key(self, float_model: bytes, histograms: bool) -> dict[str, Any] | None:
+    def _keys(self, float_model: bytes) -> dict[bool, dict[str, Any] | None]:
+        """The cache key of the statistics with histograms (True) and without (False); None without a cache."""
         identity = getattr(self.calibration, "identity", None)
         if self.cache is None or identity is None:
-            return None
-        return {
+            return {True: None, False: None}
+        key = {
             "quantizer": "TFlite_converter",
-            "histogram_bins": BINS if histograms else 0,  # with histograms, every calibration method derives from it
             "rules": RULES,
             "model": file_hash(self.model_path),
             "float_graph": bytes_hash(float_model),
             "calibration": identity(),
             "versions": versions("tensorflow", "ai-edge-litert"),
         }
+        # with histograms, every calibration method derives from it
+        return {histograms: {**key, "histogram_bins": BINS if histograms else 0} for histograms in (True, False)}
 
 
 @dataclass(frozen=True)
@@ -285,16 +303,10 @@ def _convert(
 
 def _converter_for(model: KerasModel, memo: ModelMemo | None) -> Any:
     """A TFLiteConverter of the traced model; the memo's trace is reused when it is of this very model."""
-    import tensorflow as tf
-
-    trace = memo.trace if memo is not None else None
-    if trace is None or trace[0] is not model:
-        serve = serving_function(model)
-        trace = (model, serve, serve.get_concrete_function())
-        if memo is not None:
-            memo.trace = trace
-    _, serve, concrete = trace
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
+    trace = traced(model, memo.trace if memo is not None else None)
+    if memo is not None:
+        memo.trace = trace
+    return converter_for(model, trace)
 
 
 def converter_without_graph() -> Any:

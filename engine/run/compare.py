@@ -229,7 +229,7 @@ class CompareJob(Job):
     def _measure_accuracy(self, variant: Variant, session: Session) -> None:
         from engine.evaluation.accuracy import agreement
 
-        float_result = session.evaluate_float(self)
+        float_result = session.evaluate_float(self, self.memo.trace)
         self.comparison.float_accuracy = round(float_result.accuracy, 2)
         assert variant.quantized_model is not None  # an "ok" variant
         result = session.evaluate(variant.quantized_model, f"evaluate_variant_{variant.index}", self)

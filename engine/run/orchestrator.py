@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runt
     from engine.evaluation.accuracy import EvalResult
     from engine.evaluation.predictors import Predictor, TFLitePredictor
     from engine.models.load import KerasModel
+    from engine.models.trace import Trace
     from engine.quantize.cache import StatsCache
     from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
 
@@ -143,7 +144,7 @@ class Run(Job):
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
-                quantized, float_tflite = self._quantize(plan, self._keras)
+                quantized, float_tflite = self._quantize(plan, self._keras, getattr(predictor, "trace", None))
             except StquantError:
                 if shared:  # still report the float accuracy, as when it is first
                     self._float_after_quantizing(predictor, evaluation, None)
@@ -190,12 +191,16 @@ class Run(Job):
             images.files, plan.image_spec(), images.key, {"seed": ds.seed, "split": ds.quantization_split}
         )
 
-    def _quantize(self, plan: Plan, keras_model: LazyKerasModel | None = None) -> tuple[Path, bytes | None]:
+    def _quantize(
+        self, plan: Plan, keras_model: LazyKerasModel | None = None, trace: Trace | None = None
+    ) -> tuple[Path, bytes | None]:
         """Quantize; return the quantized model and the float .tflite the TFLite converter calibrated (or None).
 
-        `keras_model`: the model of `plan.model_path`, loaded by the first stage that needs it.
+        `keras_model`: the model of `plan.model_path`, loaded by the first stage that needs it; `trace`: its trace, made
+        when its float model was converted for evaluating (its quantizer converts it again, not traced again).
         """
         from engine.quantize.cache import StatsCache
+        from engine.quantize.common import ModelMemo
 
         settings = self.config.quantization
         if settings is None:  # load_config requires the section for every quantization mode
@@ -203,9 +208,9 @@ class Run(Job):
         calibration = self._calibration(plan)
         cache = StatsCache() if self.use_cache else None
         with self.stage("calibration"), self._decoding_ahead(plan, calibration):
-            result = quantize(
-                plan.model_path, calibration, settings, self.run_dir, self.progress("calibration"), keras_model, cache
-            )
+            memo = ModelMemo(trace=trace) if trace is not None else None
+            progress = self.progress("calibration")
+            result = quantize(plan.model_path, calibration, settings, self.run_dir, progress, keras_model, cache, memo)
             # the converter's freed memory back to the OS before the evaluations and the per-layer report; its garbage
             # in reference cycles too when evaluations follow (a full collection is slow beside TensorFlow's objects,
             # and what it frees matters only to a stage that holds images)

@@ -345,7 +345,7 @@ class RecoverJob(Job):
 
     def _float(self) -> EvalResult:
         assert self.session is not None
-        return self.session.evaluate_float(self)
+        return self.session.evaluate_float(self, self.memo.trace)
 
     def _ranking_subset(self) -> np.ndarray:
         """Indices of the ranking images: spread over the evaluation set (its images are grouped by class)."""

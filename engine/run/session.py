@@ -23,6 +23,7 @@ from engine.run.preflight import ImageSet, Plan, calibration_set, evaluation_set
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
     from engine.evaluation.predictors import Predictor
+    from engine.models.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,16 @@ class Session:
         with job.stage(stage) if stage else contextlib.nullcontext():
             return evaluate(load_predictor(model_path), images, labels, self.class_names, spec=self.plan.image_spec())
 
-    def evaluate_float(self, job: Job) -> EvalResult:
-        """The float model's accuracy on the evaluation images, measured once."""
+    def evaluate_float(self, job: Job, trace: Trace | None = None) -> EvalResult:
+        """The float model's accuracy on the evaluation images, measured once (`trace`: the last model a quantizer
+        traced, converted if it is this model and the converter's float graph is not there)."""
         from engine.evaluation.accuracy import evaluate
 
         assert self.images is not None
         if self.float_result is None:
             with job.stage("evaluate_float"):
                 if hasattr(self.predictor, "run_as_tflite"):  # Keras: its float TFLite graph (the converter's, if any)
-                    self.predictor.run_as_tflite(self.float_tflite)
+                    self.predictor.run_as_tflite(self.float_tflite, trace)
                 images, labels, spec = self.images, self.labels, self.plan.image_spec()
                 self.float_result = evaluate(self.predictor, images, labels, self.class_names, spec=spec)
         return self.float_result
