@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pilot_waits import cheap_pilot_waits  # noqa: F401 - an autouse fixture (pilot_waits.py)
 from tui_helpers import FAKE_ENGINE
 
 

@@ -176,7 +176,7 @@ async def test_a_scan_or_inspect_that_raises_is_said_not_left_pending(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: "failed" in text_of(app, "#dataset-feedback"))
         assert text_of(app, "#dataset-feedback") == "⚠ the folder scan failed: ValueError: embedded null byte"
-        await wait_until(pilot, lambda: "failed" in text_of(app, "#model-info"))
+        await wait_until(pilot, lambda: app.query("#model-info") and "failed" in text_of(app, "#model-info"))
         assert (
             text_of(app, "#model-info") == f"⚠ inspect failed ({' '.join(FAKE_ENGINE)}: ValueError: embedded null byte)"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from textual.widgets import Input, Select, Static
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle, wait_until
 
 from engine.config import schema
 from engine.config.schema import RUNNABLE_MODES
@@ -13,6 +13,11 @@ from engine.footprint.boards import BOARDS
 from stquant_tui.app import StquantApp, default_save_path
 from stquant_tui.widgets.dialogs import PathPickerScreen
 from stquant_tui.widgets.fields import FieldRow
+
+
+def screenshot(app: StquantApp) -> str:
+    """The screen's text as the SVG screenshot shows it."""
+    return html.unescape(app.export_screenshot()).replace("\xa0", " ")
 
 
 async def test_form_keeps_its_80_column_width_and_the_yaml_pane_takes_the_rest():
@@ -112,12 +117,11 @@ async def test_board_and_name_fields_a_blocked_next_and_the_picker_on_one_app():
         await pilot.pause()
         assert isinstance(app.screen, PathPickerScreen)
         assert app.screen.start == (DEMO_CONFIG.parent / "demo").resolve()
-        shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
-        assert "Into the list" in shot and "Close" in shot  # the typed path line has the focus
+        # the typed path line has the focus: the footer shows its keys
+        await wait_until(pilot, lambda: "Into the list" in screenshot(app) and "Close" in screenshot(app))
         await pilot.press("down")
-        shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
-        for key in ("Select", "Open folder", "Parent folder", "Close"):
-            assert key in shot
+        keys = ("Select", "Open folder", "Parent folder", "Close")
+        await wait_until(pilot, lambda: all(key in screenshot(app) for key in keys))  # the footer follows the focus
         assert len(str(app.screen.query_one("#picker-title").render())) <= 78
 
 
