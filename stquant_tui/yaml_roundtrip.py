@@ -23,8 +23,32 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarint import OctalInt
+from ruamel.yaml.tag import Tag
 
 from engine.common.errors import ConfigError
+
+_ENGINE_RESOLVER = pyyaml.resolver.Resolver()  # the engine reads configs with PyYAML: YAML 1.1 scalars
+
+
+def _engine_tag(value: str) -> str:
+    """The tag the engine's reader gives the plain scalar `value`."""
+    return _ENGINE_RESOLVER.resolve(pyyaml.nodes.ScalarNode, value, (True, False))
+
+
+class _Resolver(VersionedResolver):
+    """Plain scalars typed as the engine reads them (YAML 1.1: `no` is false, `0755` octal, `1:30` is 90, `1e3` a
+    string), not by ruamel's default YAML 1.2 rules; what ruamel writes is unchanged (no `%YAML` directive)."""
+
+    @property
+    def processing_version(self) -> Any:
+        return (1, 1)  # ruamel's int constructor reads octal and base-60 digits only for YAML 1.1
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode and implicit[0]:
+            return Tag(suffix=_engine_tag(value))
+        return super().resolve(kind, value, implicit)
 
 
 class _Representer(RoundTripRepresenter):
@@ -32,16 +56,22 @@ class _Representer(RoundTripRepresenter):
     reader (PyYAML) would read as something else (`yes`, `on`, `1_000`)."""
 
     def represent_str(self, data: str) -> Any:
-        tag = pyyaml.resolver.Resolver().resolve(pyyaml.nodes.ScalarNode, data, (True, False))
-        return self.represent_scalar("tag:yaml.org,2002:str", data, style=None if tag.endswith(":str") else "'")
+        style = None if _engine_tag(data).endswith(":str") else "'"
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
 _Representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
 _Representer.add_representer(str, _Representer.represent_str)
+# YAML 1.1 spellings: `1.0e-05` (PyYAML reads `1e-05` as a string), octal `0755` (and `0o755` as a string)
+_Representer.add_representer(float, pyyaml.representer.SafeRepresenter.represent_float)
+_Representer.add_representer(
+    OctalInt, lambda rep, data: rep.represent_scalar("tag:yaml.org,2002:int", f"{'-' * (data < 0)}0{abs(data):o}")
+)
 
 
 def _yaml(indent: int | None = None) -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Resolver = _Resolver
     yaml.Representer = _Representer
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long line the user wrote on one line

@@ -2,8 +2,8 @@
 
 The configs come from the config fuzzer's generator (tests/test_fuzz_config.py), plus the mutations a careless
 editor makes: tabs, duplicated keys and sections, a BOM, UTF-16 or Latin-1 text, CRLF, NUL bytes, a huge file,
-binary junk. Every case must end as a loaded draft or one line naming the file (an engine error), never another
-exception, within the time bound.
+binary junk. Every case must end as a loaded draft that reads as the engine reads the file (YAML 1.1 scalars included), or
+one line naming the file (an engine error), never another exception, within the time bound.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 from engine.common.errors import StquantError
 from engine.config.yaml_source import MAX_BYTES, read_yaml
+from stquant_tui import yaml_roundtrip
 from stquant_tui.draft import Draft
 from tests.test_fuzz_config import BASES, base_data, make_case
 
@@ -69,6 +70,19 @@ def duplicate_section(rng: random.Random, text: bytes) -> bytes:
     return text.rstrip(b"\n") + b"\n" + b"\n".join(lines[first:last]) + b"\n"
 
 
+YAML_11_SCALARS = [b"no", b"yes", b"on", b"Off", b"0755", b"1:30", b"1e3", b"1.0e+3", b"0o17", b"1_000", b"~", b"08"]
+
+
+def yaml_11_scalar(rng: random.Random, text: bytes) -> bytes:
+    """One value replaced by a scalar YAML 1.1 and 1.2 read differently (`no`, `0755`, `1e3`)."""
+    lines = text.split(b"\n")
+    valued = [i for i, line in enumerate(lines) if b": " in line and not line.rstrip().endswith(b":")]
+    if valued:
+        i = rng.choice(valued)
+        lines[i] = lines[i][: lines[i].index(b": ") + 2] + rng.choice(YAML_11_SCALARS)
+    return b"\n".join(lines)
+
+
 def insert(rng: random.Random, text: bytes, junk: bytes) -> bytes:
     cut = rng.randrange(len(text) + 1)
     return text[:cut] + junk + text[cut:]
@@ -87,8 +101,9 @@ MUTATIONS = {
     "nul": lambda rng, text: insert(rng, text, b"\0"),
     "huge": lambda rng, text: text + b"#" * MAX_BYTES,
     "binary": lambda rng, text: rng.randbytes(rng.randint(1, 4096)),
+    "yaml-1.1-scalar": yaml_11_scalar,
 }
-WEIGHTS = [20, 12, 8, 12, 10, 6, 4, 4, 6, 4, 2, 4]
+WEIGHTS = [20, 12, 8, 12, 10, 6, 4, 4, 6, 4, 2, 4, 10]
 
 
 @pytest.fixture
@@ -104,17 +119,18 @@ def case_file(tmp_path: Path) -> Iterator[Path]:
 def outcome(path: Path) -> str:
     """What the loader made of the file: a draft, or a refusal (by the engine's reader or by the round trip)."""
     try:
-        read_yaml(path)
-        engine_reads = True
+        engine_data = read_yaml(path).data
     except StquantError:
-        engine_reads = False
+        engine_data = None
     try:
         draft = Draft.load(path)
     except StquantError as exc:
         message = str(exc)
         assert "\n" not in message and str(path) in message, message  # one line naming the file
-        return "refused by the engine's reader" if not engine_reads else "refused by the round-trip loader"
-    assert isinstance(draft.data, dict) and engine_reads
+        return "refused by the engine's reader" if engine_data is None else "refused by the round-trip loader"
+    assert isinstance(draft.data, dict) and engine_data is not None
+    differences = yaml_roundtrip.changed_keys(engine_data, draft.data)
+    assert not differences, f"the wizard reads {differences[:3]} otherwise than the engine"
     return "loaded"
 
 
