@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
-
 from engine.common.errors import ConfigError, InputError
 
 T = TypeVar("T")
@@ -143,6 +141,8 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
 
 def shuffled(data: ClassFolders, seed: int) -> tuple[list[Path], list[int]]:
     """The file list in the reference's seeded random order (np.random.RandomState(seed).shuffle)."""
+    import numpy as np  # here: `stquant validate` scans folders without numpy
+
     order = np.arange(len(data.files))
     np.random.RandomState(seed).shuffle(order)
     return [data.files[i] for i in order], [data.labels[i] for i in order]

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.common.errors import ConfigError, InputError, StquantError, first_line
 from engine.common.files import open_regular
@@ -24,8 +25,10 @@ from engine.config.schema import (
 )
 from engine.config.unused_keys import unused_key_warnings, used_dataset_keys
 from engine.data import dataset
-from engine.data.preprocess import ImageSpec
-from engine.models.info import ModelInfo, describe_model, require_image_classifier
+
+if TYPE_CHECKING:  # imported where a model is read: a config with problems is checked without numpy or Pillow
+    from engine.data.preprocess import ImageSpec
+    from engine.models.info import ModelInfo
 
 DATASET_KEYS = ("quantization_path", "training_path", "validation_path", "test_path")  # calibration first
 
@@ -142,6 +145,9 @@ def prepare(config: Config) -> Plan:
     problems = input_problems(config)
     if problems:
         raise one_error(problems)
+    from engine.data.preprocess import ImageSpec
+    from engine.models.info import describe_model, require_image_classifier
+
     model_path = config.resolve_path(config.general.model_path)
     try:
         model = describe_model(model_path)

@@ -19,7 +19,8 @@ from engine.run.sweep_record import Cell, Sweep
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)  # `event` required
+    # `event` required in the JSON Schema; each event's validator is built when first used (a run emits few kinds)
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True, defer_build=True)
 
 
 class StageEvent(_Event):
@@ -132,7 +133,7 @@ Event = Annotated[
     | SweepEvent,
     Field(discriminator="event"),
 ]
-EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(defer_build=True))  # built at the first parse
 
 
 def parse_event(line: str) -> Event:
