@@ -266,12 +266,15 @@ class TFLitePredictor:
         return self._predict_input(self._quantize(_check_batch(batch, self.input_hw_c, self.path)))
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values (skipped when a
-        uint8 input quantizes every pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
+        """`predict(spec.rescale(pixels))` for uint8 pixels: a float32 input rescaled as is (faster than a table's
+        gather), an integer one through a table of the 256 input values (skipped when a uint8 input quantizes every
+        pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
         if tuple(pixels.shape[1:]) != self.input_hw_c or pixels.dtype != np.uint8:
             raise EngineError(
                 f"{self.path} expects uint8 pixels of shape {self.input_hw_c}, got {pixels.dtype} {pixels.shape}"
             )
+        if np.dtype(self.input["dtype"]) == np.float32:
+            return self._predict_input(spec.rescale(pixels))
         table = self._table
         if table is None or self._table_spec != spec:
             table = self._table = self._quantize(spec.rescale(np.arange(256, dtype=np.uint8)))
