@@ -18,6 +18,7 @@ import ctypes
 import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from engine.common.atomic import write_text_atomic
 from engine.common.errors import ConfigError, InputError, StquantError
+from engine.common.threads import spare_cores
 from engine.config.schema import (
     BENCHMARK_MODES,
     EVALUATION_MODES,
@@ -340,18 +342,27 @@ class Run(Job):
         """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
         once the images are decoded) while TensorFlow, which the quantization needs next, is imported; no stage needs
         the Keras model then. The result is recorded after the quantization (`_float_after_quantizing`). None
-        (nothing done) if LiteRT cannot load the graph."""
+        (nothing done) if LiteRT cannot load the graph. An evaluation that starts during the import runs on the cores
+        the import leaves (a thread of its own beside the import would slow it down); after the import, on all."""
         from engine.evaluation.predictors import TFLitePredictor
 
         try:
-            graph = TFLitePredictor(model_path, content=content)
+            graph = TFLitePredictor(model_path, spare_cores(), content=content)
         except InputError as error:
             log.info("%s: kept float graph not loaded (%s); evaluating the converter's", model_path.name, error)
             return None
-        scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
+        imported = threading.Event()
+
+        def score() -> EvalResult:
+            evaluation = decoding.result()
+            predictor = TFLitePredictor(model_path, content=content) if imported.is_set() else graph
+            return self._score(predictor, evaluation, "float", interruptible=True)
+
+        scoring = waiter.submit(score)
         self._keras = LazyKerasModel(model_path)
         with self.stage("import_tensorflow"):
             import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
+        imported.set()
         evaluation, result = decoding.result(), scoring.result()
         self._kept_float = (graph, result, evaluation[2])
         return evaluation
