@@ -131,7 +131,7 @@ class KerasPredictor:
                 "%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__
             )
             return
-        self.runtime = float_graph_runtime(converted, self.keras_runtime, bool(content))
+        self.runtime = float_graph_runtime(converted.runtime, self.keras_runtime, bool(content))
         self.converted = converted
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -163,11 +163,12 @@ def keras_runtime(keras3: bool) -> str:
     return f"TensorFlow {tf_version} (tf_keras)"
 
 
-def float_graph_runtime(converted: TFLitePredictor, keras: str, for_quantization: bool) -> str:
-    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as the float32 .tflite `converted`:
-    the graph the TFLite converter calibrated (`for_quantization`) or a conversion of the traced model."""
+def float_graph_runtime(litert: str, keras: str, for_quantization: bool) -> str:
+    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as a float32 .tflite on LiteRT (`litert`:
+    its `TFLitePredictor.runtime`): the graph the TFLite converter calibrated (`for_quantization`) or a conversion of
+    the traced model."""
     how = "as converted for quantization" if for_quantization else "traced"
-    return f"{converted.runtime} XNNPACK, float32 graph of {keras} ({how})"
+    return f"{litert} XNNPACK, float32 graph of {keras} ({how})"
 
 
 class OnnxPredictor:

@@ -53,7 +53,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor, TFLitePredictor
+    from engine.evaluation.predictors import Predictor
     from engine.models.load import KerasModel
     from engine.models.trace import Trace
     from engine.quantize.cache import StatsCache
@@ -86,7 +86,7 @@ class Run(Job):
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
         self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
-        self._kept_float: tuple[TFLitePredictor, EvalResult, str] | None = None  # on the kept graph, to record
+        self._kept_float: tuple[str, EvalResult, str] | None = None  # on the kept graph (its LiteRT), to record
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -309,9 +309,9 @@ class Run(Job):
 
         if self._kept_float is not None:
             assert self._keras is not None  # set with the kept graph's evaluation
-            graph, result, set_name = self._kept_float
+            litert, result, set_name = self._kept_float
             self._kept_float = None
-            result.runtime = float_graph_runtime(graph, keras_runtime(self._keras.keras3), for_quantization=True)
+            result.runtime = float_graph_runtime(litert, keras_runtime(self._keras.keras3), for_quantization=True)
             self._record(result, set_name, "float", self._keras.path)
         elif "float" not in self._results:
             self._evaluate_float(predictor, evaluation, float_tflite)
@@ -364,7 +364,7 @@ class Run(Job):
             import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
         imported.set()
         evaluation, result = decoding.result(), scoring.result()
-        self._kept_float = (graph, result, evaluation[2])
+        self._kept_float = (graph.runtime, result, evaluation[2])  # the interpreter is freed before quantizing
         return evaluation
 
     def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
