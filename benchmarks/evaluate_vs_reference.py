@@ -13,7 +13,13 @@ same split) plus its evaluation, as the reference's chain_eqe does both.
 MLflow logging is off on both sides. Alternated runs, medians, ratios.
 The floor rows: what a chain_eqe run of a Keras model pays before any image is seen when its quantization converts
 the Keras model (no float graph in the statistics cache), which needs TensorFlow and that model: a Python process that imports TensorFlow as stquant
-does (tf_keras preloaded), and that then loads the .h5 (medians of the same number of runs).
+does (tf_keras preloaded), and that then loads the .h5 (medians of the same number of runs). The last floor row is
+the shortest run the "evaluate" row could be (`INT8_FLOOR`): the int8 evaluation needs the quantized model, hence
+TensorFlow, so a process imports TensorFlow while a forked worker decodes the 1200 images (as stquant does), then
+evaluates our run's int8 .tflite on them (LiteRT, as stquant does) and exits without the interpreter's teardown (as
+stquant's CLI does once TensorFlow is loaded): no config, no float evaluation (it fits beside the import on an idle
+machine), no confusion matrices, no footprint, no summary. (The two floor rows above pay that teardown, which
+stquant does not.)
 usage: python benchmarks/evaluate_vs_reference.py [--repeat N]
 """
 
@@ -33,6 +39,30 @@ ST_TFLITE = MODEL.with_name("mobilenet_v2_0.35_128_fft_int8.tflite")
 REFERENCE = SHARED / "bench/st_style_evaluate.py"
 SPLIT = 0.2
 FLOWERS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+
+
+INT8_FLOOR = """
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from engine.data.images import decode_all, decoding_processes
+from engine.data.preprocess import ImageSpec
+photos, model = Path(sys.argv[1]), Path(sys.argv[2])
+classes = sorted(p for p in photos.iterdir() if p.is_dir())
+files = [f for c in classes for f in sorted(c.iterdir())]
+labels = [i for i, c in enumerate(classes) for f in sorted(c.iterdir())]
+spec = ImageSpec(128, 128, 3, "nearest", "fit", 1 / 127.5, -1.0)
+with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
+    decoding = waiter.submit(decode_all, files, spec, None, processes, True)
+    import tensorflow
+    images, kept = decoding.result()
+from engine.evaluation.accuracy import evaluate
+from engine.evaluation.predictors import TFLitePredictor
+evaluate(TFLitePredictor(model), images, [labels[i] for i in kept], [c.name for c in classes], spec=spec)
+os._exit(0)
+"""
+INT8_FLOOR_ROW = "floor: import tensorflow + int8 evaluation"
 
 
 def repeated_photos(folder: Path, times: int = 4) -> Path:
@@ -80,7 +110,7 @@ def main() -> None:
         photos = repeated_photos(folder)
         config = chain_eqe_config(folder, photos)
         ours, ref, ours_chain, ref_chain = [], [], [], []
-        floors: dict[str, list[tuple[float, float]]] = {name: [] for name in FLOOR}
+        floors: dict[str, list[tuple[float, float]]] = {name: [] for name in [*FLOOR, INT8_FLOOR_ROW]}
         for i in range(repeat):
             ref.append(measure([sys.executable, str(REFERENCE), str(MODEL), str(ST_TFLITE), str(photos)]))
             ref_quantize = measure(
@@ -104,6 +134,9 @@ def main() -> None:
             ours_chain.append((wall, peak))
             for name, code in FLOOR.items():
                 floors[name].append(measure([sys.executable, "-c", code], env={**os.environ, **TF_ENV}))
+            quantized = run_dir / "quantized_models" / "quantized_model.tflite"
+            floor = [sys.executable, "-c", INT8_FLOOR, str(photos), str(quantized)]
+            floors[INT8_FLOOR_ROW].append(measure(floor, cwd=ROOT, env={**os.environ, **TF_ENV}))
             print(
                 f"- run {i}: ours {ours[-1][0]:.1f} s (quantization stages {quantization:.1f} s excluded; whole run "
                 f"{wall:.1f} s), reference {ref[-1][0]:.1f} s (+ quantization {ref_quantize[0]:.1f} s); accuracy "

@@ -267,6 +267,9 @@ def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
     np.testing.assert_array_equal(predict_pixels(predictor, pixels, spec), predictor.predict(spec.rescale(pixels)))
     # a uint8 input quantized with ST's rescaling takes the pixels as they are (no table look-up); no other input does
     assert getattr(predictor, "_identity", False) is (name == "tflite_uint8_input")
+    # a float32 input is rescaled as is, through no table
+    tflite = getattr(predictor, "converted", None) or predictor
+    assert (getattr(tflite, "_table", None) is None) is (name in ("tflite_float", "h5", "onnx_nchw")), name
     if name in ("tflite_int8", "tflite_uint8_input"):
         other = ImageSpec(HW_C[0], HW_C[1], HW_C[2], "nearest", "fit", 1 / 255, 0)  # a new spec: a new table
         np.testing.assert_array_equal(

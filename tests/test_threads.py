@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from engine.common.threads import ordered_map, split_cores
+from engine.common.threads import ordered_map, spare_cores, split_cores
 
 
 def test_results_come_in_order_and_items_are_taken_one_call_ahead():
@@ -55,3 +55,9 @@ def test_an_error_is_raised_and_the_calls_not_started_are_cancelled():
 def test_split_cores_shares_the_cores_out(monkeypatch, cores, calls, split):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     assert split_cores(calls) == split
+
+
+@pytest.mark.parametrize(("cores", "spare"), [(1, 1), (2, 1), (3, 2), (8, 7)])
+def test_spare_cores_keep_one_for_the_main_thread(monkeypatch, cores, spare):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert spare_cores() == spare

@@ -16,10 +16,21 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def usable_cores() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def spare_cores() -> int:
+    """The cores left once one is kept for the main thread (at least one): for work done beside it, e.g. while it
+    imports TensorFlow, so that the two do not take turns on one core."""
+    return max(1, usable_cores() - 1)
+
+
 def split_cores(calls: int) -> tuple[int, int]:
     """(calls at once, threads per call) for at most `calls` calls at once on the cores this process may use:
     one call per core up to `calls`, the cores shared out between them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     at_once = max(1, min(calls, cores))
     return at_once, max(1, cores // at_once)
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from engine.common.child import become_child
 from engine.common.errors import first_line
+from engine.common.threads import spare_cores
 from engine.data.preprocess import (
     DECODE_ERRORS,
     ImageSpec,
@@ -188,7 +189,7 @@ def decoding_processes() -> Iterator[Executor | None]:
     if not fork_is_safe():
         yield None
         return
-    workers = max(1, min(8, (os.cpu_count() or 1) - 1))  # the main process keeps one core
+    workers = min(8, spare_cores())  # the main process keeps one core
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=become_child)
     try:
         pool.submit(int).result()  # fork the workers now

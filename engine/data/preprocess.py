@@ -14,6 +14,7 @@ more than MAX_RESIZE_BYTES of working memory (a 10000x1 strip cropped to a squar
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,9 +184,13 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 def _resample(image: Image.Image, width: int, height: int, method: str) -> np.ndarray:
     _check_resize_memory(image, width, height)
+    if method == "nearest" and _pillow_picks(image.width, width) and _pillow_picks(image.height, height):
+        image = image.resize((width, height), Image.Resampling.NEAREST)  # the same pixels, fewer to copy out
     pixels = np.asarray(image)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     if method == "nearest":  # pick the pixels first (rows, then columns: faster than one 2-D gather)
+        if pixels.shape[:2] == (height, width):
+            return pixels
         rows = _nearest_index(pixels.shape[0], height)
         cols = _nearest_index(pixels.shape[1], width)
         return np.take(np.take(pixels, rows, axis=0), cols, axis=1)
@@ -209,6 +214,18 @@ def _check_resize_memory(image: Image.Image, width: int, height: int) -> None:
             f"resizing {w}x{h} to {width}x{height} would need {needed / 2**30:.1f} GiB, over the "
             f"{MAX_RESIZE_BYTES / 2**30:.0f} GiB bound"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _pillow_picks(size_in: int, size_out: int) -> bool:
+    """Whether Pillow's nearest resize from `size_in` to `size_out` picks the `_nearest_index` pixels: Pillow
+    steps through its sample positions in float64, which may round a boundary the other way. Asked of Pillow itself,
+    on a line of pixels numbered 0..size_in - 1."""
+    if size_in > 2**24:  # beyond float32's exact integers
+        return False
+    line = Image.fromarray(np.arange(size_in, dtype=np.int32)[None], "I")
+    picked = np.asarray(line.resize((size_out, 1), Image.Resampling.NEAREST))[0]
+    return bool(np.array_equal(picked, _nearest_index(size_in, size_out)))
 
 
 def _nearest_index(size_in: int, size_out: int) -> np.ndarray:

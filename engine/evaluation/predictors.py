@@ -131,7 +131,7 @@ class KerasPredictor:
                 "%s: float TFLite conversion failed (%s); evaluating in Keras", self.path.name, error.__class__.__name__
             )
             return
-        self.runtime = float_graph_runtime(converted, self.keras_runtime, bool(content))
+        self.runtime = float_graph_runtime(converted.runtime, self.keras_runtime, bool(content))
         self.converted = converted
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -163,11 +163,12 @@ def keras_runtime(keras3: bool) -> str:
     return f"TensorFlow {tf_version} (tf_keras)"
 
 
-def float_graph_runtime(converted: TFLitePredictor, keras: str, for_quantization: bool) -> str:
-    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as the float32 .tflite `converted`:
-    the graph the TFLite converter calibrated (`for_quantization`) or a conversion of the traced model."""
+def float_graph_runtime(litert: str, keras: str, for_quantization: bool) -> str:
+    """The runtime of a Keras model (`keras`: its `keras_runtime`) evaluated as a float32 .tflite on LiteRT (`litert`:
+    its `TFLitePredictor.runtime`): the graph the TFLite converter calibrated (`for_quantization`) or a conversion of
+    the traced model."""
     how = "as converted for quantization" if for_quantization else "traced"
-    return f"{converted.runtime} XNNPACK, float32 graph of {keras} ({how})"
+    return f"{litert} XNNPACK, float32 graph of {keras} ({how})"
 
 
 class OnnxPredictor:
@@ -266,12 +267,15 @@ class TFLitePredictor:
         return self._predict_input(self._quantize(_check_batch(batch, self.input_hw_c, self.path)))
 
     def predict_pixels(self, pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-        """`predict(spec.rescale(pixels))` for uint8 pixels, through a table of the 256 input values (skipped when a
-        uint8 input quantizes every pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
+        """`predict(spec.rescale(pixels))` for uint8 pixels: a float32 input rescaled as is (faster than a table's
+        gather), an integer one through a table of the 256 input values (skipped when a uint8 input quantizes every
+        pixel value to itself, as ST's `1/127.5, -1` rescaling does)."""
         if tuple(pixels.shape[1:]) != self.input_hw_c or pixels.dtype != np.uint8:
             raise EngineError(
                 f"{self.path} expects uint8 pixels of shape {self.input_hw_c}, got {pixels.dtype} {pixels.shape}"
             )
+        if np.dtype(self.input["dtype"]) == np.float32:
+            return self._predict_input(spec.rescale(pixels))
         table = self._table
         if table is None or self._table_spec != spec:
             table = self._table = self._quantize(spec.rescale(np.arange(256, dtype=np.uint8)))

@@ -18,6 +18,7 @@ import ctypes
 import gc
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from engine.common.atomic import write_text_atomic
 from engine.common.errors import ConfigError, InputError, StquantError
+from engine.common.threads import spare_cores
 from engine.config.schema import (
     BENCHMARK_MODES,
     EVALUATION_MODES,
@@ -51,7 +53,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
-    from engine.evaluation.predictors import Predictor, TFLitePredictor
+    from engine.evaluation.predictors import Predictor
     from engine.models.load import KerasModel
     from engine.models.trace import Trace
     from engine.quantize.cache import StatsCache
@@ -84,7 +86,7 @@ class Run(Job):
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
         self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
-        self._kept_float: tuple[TFLitePredictor, EvalResult, str] | None = None  # on the kept graph, to record
+        self._kept_float: tuple[str, EvalResult, str] | None = None  # on the kept graph (its LiteRT), to record
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -307,9 +309,9 @@ class Run(Job):
 
         if self._kept_float is not None:
             assert self._keras is not None  # set with the kept graph's evaluation
-            graph, result, set_name = self._kept_float
+            litert, result, set_name = self._kept_float
             self._kept_float = None
-            result.runtime = float_graph_runtime(graph, keras_runtime(self._keras.keras3), for_quantization=True)
+            result.runtime = float_graph_runtime(litert, keras_runtime(self._keras.keras3), for_quantization=True)
             self._record(result, set_name, "float", self._keras.path)
         elif "float" not in self._results:
             self._evaluate_float(predictor, evaluation, float_tflite)
@@ -340,20 +342,29 @@ class Run(Job):
         """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
         once the images are decoded) while TensorFlow, which the quantization needs next, is imported; no stage needs
         the Keras model then. The result is recorded after the quantization (`_float_after_quantizing`). None
-        (nothing done) if LiteRT cannot load the graph."""
+        (nothing done) if LiteRT cannot load the graph. An evaluation that starts during the import runs on the cores
+        the import leaves (a thread of its own beside the import would slow it down); after the import, on all."""
         from engine.evaluation.predictors import TFLitePredictor
 
         try:
-            graph = TFLitePredictor(model_path, content=content)
+            graph = TFLitePredictor(model_path, spare_cores(), content=content)
         except InputError as error:
             log.info("%s: kept float graph not loaded (%s); evaluating the converter's", model_path.name, error)
             return None
-        scoring = waiter.submit(lambda: self._score(graph, decoding.result(), "float", interruptible=True))
+        imported = threading.Event()
+
+        def score() -> EvalResult:
+            evaluation = decoding.result()
+            predictor = TFLitePredictor(model_path, content=content) if imported.is_set() else graph
+            return self._score(predictor, evaluation, "float", interruptible=True)
+
+        scoring = waiter.submit(score)
         self._keras = LazyKerasModel(model_path)
         with self.stage("import_tensorflow"):
             import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
+        imported.set()
         evaluation, result = decoding.result(), scoring.result()
-        self._kept_float = (graph, result, evaluation[2])
+        self._kept_float = (graph.runtime, result, evaluation[2])  # the interpreter is freed before quantizing
         return evaluation
 
     def _evaluate(self, predictor: Predictor, evaluation: EvaluationSet, label: str) -> None:
