@@ -125,9 +125,14 @@ def _agreement(float_path, quant_path, images):
 
 @pytest.mark.slow
 def test_tutorial_h5_through_onnx_quantizer(flowers_h5, flower_photos, tmp_path):
-    """Calibrated on 100 photos (20 of each class), compared on all 300."""
+    """Calibrated on 100 photos (20 of each class), compared on all 300. The model is the one loaded once per process
+    for the files that use it (tests/shared_models.py)."""
+    from tests.shared_models import flowers_model
+
     files = photo_files(flower_photos)
-    result = quantize_onnx(flowers_h5, PhotoCalibration(files[::3]), settings(), tmp_path / "export", tmp_path / "work")
+    calibration = PhotoCalibration(files[::3])
+    work = tmp_path / "work"
+    result = quantize_onnx(flowers_h5, calibration, settings(), tmp_path / "export", work, model=flowers_model())
     assert result.model_path.name == "converted_model_quant_qdq_pc.onnx"
     images = np.concatenate(list(PhotoCalibration(files).batches(100)))
     agreement = _agreement(tmp_path / "work" / "converted_model" / "converted_model.onnx", result.model_path, images)

@@ -285,10 +285,11 @@ def _ray_task_workers(cache: str) -> list[int]:
 
 
 def _kill_one_worker(cache: str, marker: Path, stop: threading.Event, killed: list[int]) -> None:
-    """Kill the Ray worker running a cell once the first cell started (its `marker` written)."""
+    """Kill the Ray worker running a cell once the first cell started (its `marker` written; /proc is read only
+    from then on: reading every process's files each poll while Ray starts cost this process CPU)."""
     while not stop.is_set() and not killed:
-        workers = _ray_task_workers(cache)
-        if workers and marker.exists():
+        workers = _ray_task_workers(cache) if marker.exists() else []
+        if workers:
             os.kill(workers[0], signal.SIGKILL)
             killed.append(workers[0])
         time.sleep(0.05)

@@ -33,6 +33,7 @@ import numpy as np
 from engine.common.atomic import write_bytes_atomic, write_text_atomic
 from engine.common.errors import ConfigError, EngineError
 from engine.config.schema import Config, Quantization, dump_config, load_config
+from engine.models.load import LazyKerasModel
 from engine.quantize.cache import StatsCache
 from engine.quantize.common import ModelMemo
 from engine.run.compare import as_chain
@@ -46,6 +47,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, RunSummary
 
 if TYPE_CHECKING:
     from engine.evaluation.accuracy import EvalResult
+    from engine.evaluation.layer_report import LayerRow
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,9 @@ class RecoverJob(Job):
         )
         self.session: Session | None = None
         self.rounds = 0  # rounds of ranking so far
-        self.float_models: dict[str, Any] = {}  # quantized model -> the float model it was made from (per-layer report)
+        # quantized model -> the float model it was made from and the converter's float graph of it, if kept (for
+        # the per-layer report)
+        self.float_models: dict[str, tuple[Any, bytes | None]] = {}
 
     def save(self) -> None:
         """Write `recovery.json` and `run_summary.json` (the status said the same way in both)."""
@@ -253,13 +257,10 @@ class RecoverJob(Job):
         """Untried layers (lowest SQNR first, CANDIDATES at a time, the next ones only while none helps, at most
         CHUNKS times) sorted by how much keeping each alone in float helps on the ranking images; only those that
         help."""
-        from engine.evaluation.layer_report import layer_report
-
         assert self.session is not None
         self.rounds += 1
         with self.stage(f"rank_{self.rounds}"):
-            float_model = self.float_models[current.quantized_model]
-            rows = layer_report(float_model, Path(current.quantized_model), self.session.calibration)
+            rows = self._layer_rows(current)
             done = set(current.settings["float_layers"]) | tried
             candidates = [row["layer"] for row in rows if row["layer"] not in done and row["sqnr_db"] is not None]
             subset = self._ranking_subset()
@@ -316,6 +317,18 @@ class RecoverJob(Job):
         self.recovery.steps.append(step)
         return step
 
+    def _layer_rows(self, step: Step) -> list[LayerRow]:
+        """The per-layer report of the step's model: on the converter's float graph when it was kept (as a run's),
+        else on the float model's layers."""
+        from engine.evaluation.layer_report import layer_report
+
+        assert self.session is not None
+        float_model, float_tflite = self.float_models[step.quantized_model]
+        if float_tflite is not None and not isinstance(float_model, LazyKerasModel):
+            float_model = LazyKerasModel(self.session.plan.model_path, float_model)  # the user's model, loaded
+        quantized = Path(step.quantized_model)
+        return layer_report(float_model, quantized, self.session.calibration, float_tflite=float_tflite)
+
     def _quantized(self, settings: dict[str, Any], folder: Path, stage: str | None = None) -> Path:
         """Quantize the model with the base settings and `settings` into `folder` (as stage `stage`, if given);
         the model's path."""
@@ -333,7 +346,7 @@ class RecoverJob(Job):
                 self.memo,
             )
         self.session.float_tflite = self.session.float_tflite or result.float_tflite
-        self.float_models[str(Path(result.model_path).resolve())] = result.float_model
+        self.float_models[str(Path(result.model_path).resolve())] = (result.float_model, result.float_tflite)
         if self.summary.calibration is None:
             self.summary.calibration = Calibration(
                 source=self.session.calibration.source,
