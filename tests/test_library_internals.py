@@ -68,6 +68,43 @@ def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel()
         internals.set_per_tensor_weights(without_switch, True)
 
 
+def test_freeze_without_wrapping_converts_to_tensorflows_very_bytes(monkeypatch):
+    """The TFLite converter's freeze of `converter_for` skips wrapping the frozen GraphDef back into a concrete function
+    (TensorFlow's private `_construct_concrete_function`, most of that step's time): float and int8 conversions are
+    byte for byte those of TensorFlow's own step."""
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+
+    from engine.models.trace import converter_for, traced
+
+    for name in ("_FunctionConverterDataInEager", "_replace_variables_by_constants", "_construct_concrete_function"):
+        assert hasattr(convert_to_constants, name), f"tensorflow convert_to_constants.{name} is gone"
+    model = _tiny_keras()
+    trace = traced(model)
+
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 2, 8, 8, 3)).astype(np.float32)
+
+    def conversions(converter_of) -> list[bytes]:
+        blobs = []
+        for int8 in (False, True):
+            converter = converter_of()
+            if int8:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.representative_dataset = lambda: ([batch] for batch in images)
+            blobs.append(converter.convert())
+        return blobs
+
+    own = conversions(lambda: tf.lite.TFLiteConverter.from_concrete_functions([trace[2]], trace[1]))
+    assert callable(getattr(converter_for(model, trace), internals.FREEZE_STEP, None))
+
+    def wrapped(*args, **kwargs):
+        raise AssertionError("the frozen GraphDef was wrapped into a concrete function")
+
+    monkeypatch.setattr(convert_to_constants, "_construct_concrete_function", wrapped)
+    assert conversions(lambda: converter_for(model, trace)) == own
+
+
 def _residual_keras():
     """Residual ADD, SUB and MUL of same-shape tensors (TFLite's calibrator runs them in place)."""
     import tf_keras as keras
