@@ -68,12 +68,12 @@ def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel()
         internals.set_per_tensor_weights(without_switch, True)
 
 
-def test_freeze_without_wrapping_converts_to_tensorflows_very_bytes(monkeypatch):
-    """The TFLite converter's freeze of `converter_for` skips wrapping the frozen GraphDef back into a concrete function
-    (TensorFlow's private `_construct_concrete_function`, most of that step's time): float and int8 conversions are
-    byte for byte those of TensorFlow's own step."""
+def test_conversions_without_wrapping_or_stack_traces_give_tensorflows_very_bytes(monkeypatch):
+    """The TFLite converter of `converter_for` freezes without wrapping the frozen GraphDef back into a concrete
+    function (TensorFlow's private `_construct_concrete_function`, most of that step's time) and builds no debug info
+    from the ops' Python tracebacks: float and int8 conversions are byte for byte those of TensorFlow's own steps."""
     import tensorflow as tf
-    from tensorflow.python.framework import convert_to_constants
+    from tensorflow.python.framework import convert_to_constants, error_interpolation
 
     from engine.models.trace import converter_for, traced
 
@@ -98,10 +98,14 @@ def test_freeze_without_wrapping_converts_to_tensorflows_very_bytes(monkeypatch)
     own = conversions(lambda: tf.lite.TFLiteConverter.from_concrete_functions([trace[2]], trace[1]))
     assert callable(getattr(converter_for(model, trace), internals.FREEZE_STEP, None))
 
-    def wrapped(*args, **kwargs):
-        raise AssertionError("the frozen GraphDef was wrapped into a concrete function")
+    def skipped(step: str):
+        def called(*args, **kwargs):
+            raise AssertionError(f"the conversion called {step}")
 
-    monkeypatch.setattr(convert_to_constants, "_construct_concrete_function", wrapped)
+        return called
+
+    monkeypatch.setattr(convert_to_constants, "_construct_concrete_function", skipped("_construct_concrete_function"))
+    monkeypatch.setattr(error_interpolation, "create_graph_debug_info_def", skipped("create_graph_debug_info_def"))
     assert conversions(lambda: converter_for(model, trace)) == own
 
 

@@ -174,6 +174,30 @@ def freeze_without_wrapping(converter: Any) -> None:
     setattr(converter, FREEZE_STEP, freeze)
 
 
+class _NoStackTraces:
+    """A converter's trackable object that carries an empty debug info, and keeps the function it stands for alive."""
+
+    def __init__(self, function: Any) -> None:
+        from tensorflow.core.framework.graph_debug_info_pb2 import GraphDebugInfo
+
+        self.function = function
+        self.graph_debug_info = GraphDebugInfo()
+
+
+def convert_without_stack_traces(converter: Any) -> None:
+    """Make a TFLiteConverter of a `tf.function` (`from_concrete_functions(funcs, function)`) convert without the
+    debug info it otherwise builds from the Python traceback of every op of the graph (the converter's error messages
+    then locate an op by its node name, not by the Keras source line that made it; the model made is the same, byte
+    for byte). The converter takes the debug info of a trackable object that carries one (its private
+    `_trackable_obj`), here an empty one; the SavedModel route, which it tries only for such objects and which skips a
+    `tf.function`, is switched off (`experimental_lower_to_saved_model`)."""
+    function = getattr(converter, "_trackable_obj", None)
+    if function is None or not hasattr(converter, "experimental_lower_to_saved_model"):
+        return
+    converter.experimental_lower_to_saved_model = False
+    converter._trackable_obj = _NoStackTraces(function)  # noqa: SLF001 - where the converter reads its debug info
+
+
 def calibrator_inplace_inputs(
     operators: list[tuple[str, list[int], list[int]]],
     shapes: dict[int, tuple[tuple[int, ...], Any]],

@@ -2,7 +2,8 @@
 
 Passing the `tf.function` itself as the converter's trackable object keeps TensorFlow on its fast
 graph-freezing path (`from_keras_model` exports a SavedModel of every layer: most of its time), and its freeze
-skips wrapping the frozen graph back into a function (`library_internals.freeze_without_wrapping`).
+skips wrapping the frozen graph back into a function (`library_internals.freeze_without_wrapping`) and the
+conversion takes no Python stack traces of the graph's ops (`library_internals.convert_without_stack_traces`).
 A `Trace` serves every conversion of its model (the float .tflite, the TFLite quantizer, tf2onnx): whoever holds
 one passes it on, so that a model is traced once.
 """
@@ -11,7 +12,7 @@ import re
 from typing import Any, TypeAlias
 
 from engine.common.errors import EngineError
-from engine.models.library_internals import freeze_without_wrapping
+from engine.models.library_internals import convert_without_stack_traces, freeze_without_wrapping
 
 Trace: TypeAlias = tuple[Any, Any, Any]  # (Keras model, its `serving_function`, that function's concrete function)
 
@@ -46,6 +47,7 @@ def converter_for(model: Any, trace: Trace | None = None) -> Any:
     _, serve, concrete = traced(model, trace)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
     freeze_without_wrapping(converter)
+    convert_without_stack_traces(converter)
     return converter
 
 
