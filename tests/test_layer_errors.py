@@ -61,10 +61,11 @@ def test_the_float_graph_gives_the_keras_layers_figures_without_loading_the_mode
     """The report on the float graph the converter calibrated runs its float ops, not the Keras layers: the same rows
     and figures, and the Keras model is never loaded for it (int8 input: both leave out the layer that reads the
     model's input, which no int8 op produces)."""
-    from engine.data.calibration import PixelCalibrationData
+    from engine.data.calibration import PixelCalibrationData, first_images
     from engine.data.preprocess import ImageSpec
     from engine.evaluation.layer_report import layer_report
     from engine.models.load import LazyKerasModel
+    from engine.quantize.common import FirstImages
     from engine.quantize.tflite import quantize_tflite
     from tests.test_quantize_tflite import settings
 
@@ -74,17 +75,49 @@ def test_the_float_graph_gives_the_keras_layers_figures_without_loading_the_mode
     pixels = np.random.default_rng(2).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
     calibration = PixelCalibrationData(pixels, ImageSpec(16, 16, 3, scale=1 / 127.5, offset=-1.0), "test", {})
     out = tmp_path / "q.tflite"
+    kept = FirstImages(calibration, 16)  # as a run quantizes: the report takes the images the statistics pass read
     result = quantize_tflite(
-        path, calibration, settings(granularity="per_tensor", quantization_input_type=input_type), out, model=model
+        path, kept, settings(granularity="per_tensor", quantization_input_type=input_type), out, model=model
     )
+    assert kept.first is not None and len(kept.first) == 1
+    assert np.array_equal(kept.first[0], first_images(calibration, 16)[0])
     unloaded = LazyKerasModel(path)
     unloaded.known_keras3 = False
     from_graph = layer_report(unloaded, out, calibration, float_tflite=result.float_tflite)
     assert from_graph == layer_report(model, out, calibration)
+    assert layer_report(unloaded, out, _Undecodable(), float_tflite=result.float_tflite, first=kept.first) == from_graph
     assert not unloaded.loaded and unloaded.needed_by == []
     assert from_graph[0]["layer"] == "depthwise" and ("expand" in {r["layer"] for r in from_graph}) == (
         input_type == "uint8"
     )
+
+
+class _Undecodable:
+    """Calibration data the report must not decode."""
+
+    def batches(self, batch_size: int):
+        raise AssertionError("the per-layer report decoded its images again")
+
+
+def test_the_cut_graph_runs_the_ops_cut_loose_and_nothing_else():
+    """The float reference of the report on the float graph is a graph of the chosen ops alone, each fed by inputs of
+    its own: no other op of the float model runs for an image."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from engine.evaluation.layer_errors import _CutGraph
+    from engine.models.library_internals import tflite_ops
+    from engine.models.trace import float_tflite
+
+    content = float_tflite(_collapsing_model())
+    cut = _CutGraph(content)
+    convolutions = {cut.schema.BuiltinOperator.CONV_2D, cut.schema.BuiltinOperator.DEPTHWISE_CONV_2D}
+    ops = [op for op in cut.graph.operators if cut.model.operatorCodes[op.opcodeIndex].builtinCode in convolutions]
+    assert len(tflite_ops(Interpreter(model_content=content))) > len(ops) == 3
+    reduced, fresh = cut.cut_down(ops)
+    interpreter = Interpreter(model_content=reduced)
+    assert [op["op_name"] for op in tflite_ops(interpreter)] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert [d["index"] for d in interpreter.get_input_details()] == [index for inputs in fresh for index in inputs]
+    assert len(interpreter.get_output_details()) == 3
 
 
 def test_layers_called_in_sequence_equal_the_sub_model():

@@ -68,6 +68,47 @@ def test_per_tensor_without_the_switch_fails_instead_of_quantizing_per_channel()
         internals.set_per_tensor_weights(without_switch, True)
 
 
+def test_conversions_without_wrapping_or_stack_traces_give_tensorflows_very_bytes(monkeypatch):
+    """The TFLite converter of `converter_for` freezes without wrapping the frozen GraphDef back into a concrete
+    function (TensorFlow's private `_construct_concrete_function`, most of that step's time) and builds no debug info
+    from the ops' Python tracebacks: float and int8 conversions are byte for byte those of TensorFlow's own steps."""
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants, error_interpolation
+
+    from engine.models.trace import converter_for, traced
+
+    for name in ("_FunctionConverterDataInEager", "_replace_variables_by_constants", "_construct_concrete_function"):
+        assert hasattr(convert_to_constants, name), f"tensorflow convert_to_constants.{name} is gone"
+    model = _tiny_keras()
+    trace = traced(model)
+
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 2, 8, 8, 3)).astype(np.float32)
+
+    def conversions(converter_of) -> list[bytes]:
+        blobs = []
+        for int8 in (False, True):
+            converter = converter_of()
+            if int8:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.representative_dataset = lambda: ([batch] for batch in images)
+            blobs.append(converter.convert())
+        return blobs
+
+    own = conversions(lambda: tf.lite.TFLiteConverter.from_concrete_functions([trace[2]], trace[1]))
+    assert callable(getattr(converter_for(model, trace), internals.FREEZE_STEP, None))
+
+    def skipped(step: str):
+        def called(*args, **kwargs):
+            raise AssertionError(f"the conversion called {step}")
+
+        return called
+
+    monkeypatch.setattr(convert_to_constants, "_construct_concrete_function", skipped("_construct_concrete_function"))
+    monkeypatch.setattr(error_interpolation, "create_graph_debug_info_def", skipped("create_graph_debug_info_def"))
+    assert conversions(lambda: converter_for(model, trace)) == own
+
+
 def _residual_keras():
     """Residual ADD, SUB and MUL of same-shape tensors (TFLite's calibrator runs them in place)."""
     import tf_keras as keras

@@ -32,12 +32,18 @@ def demo_run(tmp_path_factory) -> tuple[dict, str, Path]:
     its summary, its stdout and the folder of its config (its MLflow store is `mlruns` there)."""
     tmp_path = tmp_path_factory.mktemp("demo_run")
     argv = ["run", write(tmp_path, demo_config(tmp_path)), "--progress", "plain"]
-    code, out, err = run_captured(argv, tmp_path / "xdg_cache")  # an empty statistics cache, never the user's
+    with pytest.MonkeyPatch.context() as patch:  # the per-layer report takes the images the statistics pass read
+        patch.setattr("engine.evaluation.layer_report.first_images", _decoded_again)
+        code, out, err = run_captured(argv, tmp_path / "xdg_cache")  # an empty statistics cache, never the user's
     assert code == 0, err
     summary = json.loads((Path(out.strip().splitlines()[-1]) / "run_summary.json").read_text())
     assert summary["status"] == "ok" and summary["schema_version"] == 1
     assert RunSummary.model_validate(summary).model_dump(mode="json") == summary  # every field is the schema's
     return summary, out, tmp_path
+
+
+def _decoded_again(*args, **kwargs):
+    raise AssertionError("the per-layer report decoded its calibration images again")
 
 
 def tflite_ops(path) -> list[tuple[str, str]]:
@@ -63,6 +69,7 @@ def test_quantization_tflite(demo_run):
     assert ops[0][0] == "QUANTIZE" and ops[-1][0] == "DEQUANTIZE"
     assert all(dtype == "int8" for _, dtype in ops[1:-1]), ops
     assert summary["footprint"]["weights_flash_kib"] > 0 and summary["optimization"] is None
+    assert summary["layer_errors"], summary["warnings"]
     worst = summary["layer_errors"][0]
     assert set(worst) == {"layer", "op", "sqnr_db"} and worst["op"] in (
         "CONV_2D",

@@ -254,8 +254,8 @@ def _float_graph_probes(
 
 
 class _CutGraph:
-    """The float .tflite with chosen ops cut loose: each reads its activation inputs from new model inputs of its own,
-    so that one LiteRT run computes every chosen op on the inputs it is given (the rest of the graph runs unused)."""
+    """The float .tflite cut down to chosen ops, each reading its activation inputs from new model inputs of its own,
+    so that one LiteRT run computes every chosen op on the inputs it is given, and nothing else."""
 
     def __init__(self, content: bytes) -> None:
         from engine.models.library_internals import litert_schema
@@ -299,26 +299,32 @@ class _CutGraph:
             fresh.append(op.inputs[p])
         return fresh
 
-    def references(self, ops: list[Any]) -> References:
-        """The outputs of `ops` (float ops of this graph), each run on the inputs given for it: one run per chunk."""
+    def cut_down(self, ops: list[Any]) -> tuple[bytes, list[list[int]]]:
+        """A .tflite of `ops` (float ops of this graph) only, each reading its activation inputs from new model inputs,
+        their outputs the model's outputs (no other op runs, no other activation takes memory); and those inputs, per
+        op."""
         import flatbuffers
-        from ai_edge_litert.interpreter import Interpreter
 
-        own = [int(i) for i in self.graph.inputs]
         fresh = [self._cut(op) for op in ops]
-        outputs = [int(op.outputs[0]) for op in ops]
-        self.graph.inputs = [*own, *(i for inputs in fresh for i in inputs)]
-        kept = [int(i) for i in self.graph.outputs]
-        self.graph.outputs = kept + [i for i in dict.fromkeys(outputs) if i not in kept]
+        self.graph.operators = list(ops)
+        self.graph.inputs = [i for inputs in fresh for i in inputs]
+        self.graph.outputs = list(dict.fromkeys(int(op.outputs[0]) for op in ops))
+        self.model.signatureDefs = []  # they name the model's own inputs and outputs
         builder = flatbuffers.Builder(1024)
         builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
-        interpreter = Interpreter(model_content=bytes(builder.Output()))
+        return bytes(builder.Output()), fresh
+
+    def references(self, ops: list[Any]) -> References:
+        """The outputs of `ops` (float ops of this graph), each run on the inputs given for it: one run per image of
+        the graph of these ops only (`cut_down`)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        content, fresh = self.cut_down(ops)
+        outputs = [int(op.outputs[0]) for op in ops]
+        interpreter = Interpreter(model_content=content)
         for detail in interpreter.get_input_details():  # one image per run: the float tensors of every op cut loose
             interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
         interpreter.allocate_tensors()
-        shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_input_details()}
-        for index in own:  # read by no op cut loose
-            interpreter.set_tensor(index, np.zeros(shapes[index], np.float32))
 
         def references(stacked: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
             given = list(stacked)

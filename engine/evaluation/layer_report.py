@@ -53,17 +53,19 @@ def layer_report(
     images: int = DEFAULT_IMAGES,
     top: int | None = None,
     float_tflite: bytes | None = None,
+    first: list[np.ndarray] | None = None,
 ) -> list[LayerRow]:
     """`[{"layer", "op", "sqnr_db"}]`, worst first (`sqnr_db` None when the layer is exact).
 
     `source`: a Keras model or .h5/.keras path (for a .tflite), or a float .onnx path (for a QDQ .onnx).
     `float_tflite`: the float .tflite the quantized one was made from, for a `LazyKerasModel` source (see above).
-    The first `images` calibration images are used.
+    The first `images` calibration images are used: `first` when the caller kept them as the quantizer read them
+    (`engine.quantize.common.FirstImages`), else decoded here.
     """
     from engine.evaluation.layer_errors import onnx_layer_errors, tflite_layer_errors
 
     quantized_path = Path(quantized_path)
-    batches = first_images(calibration, images)
+    batches = first if first is not None else first_images(calibration, images)
     if not batches:
         raise EngineError("the per-layer report needs at least one calibration image")
     suffix = quantized_path.suffix.lower()

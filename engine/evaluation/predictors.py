@@ -44,6 +44,7 @@ class Predictor(Protocol):
     runtime: str
     path: Path
     input_hw_c: tuple[int, int, int]
+    trace: Trace | None  # a Keras model's trace, once converted to run as TFLite (its quantizer reuses it), else None
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -174,6 +175,8 @@ def float_graph_runtime(litert: str, keras: str, for_quantization: bool) -> str:
 class OnnxPredictor:
     """An ONNX model (float or QDQ) on ONNX Runtime's CPU provider; NCHW inputs are transposed for it."""
 
+    trace: Trace | None = None  # not a Keras model
+
     def __init__(self, path: Path, num_threads: int | None = None):
         import onnxruntime as ort
 
@@ -238,6 +241,8 @@ def _qdq_needs_emulation(path: Path) -> bool:
 
 class TFLitePredictor:
     """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized."""
+
+    trace: Trace | None = None  # not a Keras model
 
     def __init__(self, path: Path, num_threads: int | None = None, content: bytes | None = None):
         from importlib.metadata import version

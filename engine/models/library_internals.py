@@ -22,6 +22,7 @@ from engine.common.errors import EngineError
 PER_CHANNEL_SWITCH = "_experimental_disable_per_channel"
 QUANTIZE_STEP = "_quantize"
 OPTIMIZE_STEP = "_optimize_tflite_model"
+FREEZE_STEP = "_freeze_concrete_function"
 OPS_DETAILS = "_get_ops_details"
 CALIBRATOR_INPLACE_OPS = ("ADD", "SUB", "MUL", "DIV")
 QDQ_INPUT_SUFFIX = "_QuantizeLinear_Input"
@@ -133,6 +134,68 @@ def quantize_float_model(converter: Any, float_model: bytes) -> bytes:
         return getattr(self, OPTIMIZE_STEP)(float_model, mode, debug_options, quant_io=self.experimental_new_quantizer)
 
     return bytes(converter._convert_and_export_metrics(optimize))  # noqa: SLF001 - convert()'s metadata step
+
+
+def freeze_without_wrapping(converter: Any) -> None:
+    """Make a TFLiteConverter of one concrete function (`from_concrete_functions`) freeze it faster: its private
+    `_freeze_concrete_function` step turns the variables into constants (TensorFlow's own
+    `convert_to_constants._replace_variables_by_constants`: the very GraphDef it converts), then wraps that GraphDef
+    back into a concrete function, most of the step's time, of which the conversion reads only the names, types and
+    shapes of the inputs and outputs: placeholders of a scratch graph stand in for them here. The step is TensorFlow's
+    own when the wrapped function would be used (Grappler passes), when a stand-in would not be named as the tensor
+    it replaces, or when this TensorFlow lacks those private names (`tests/test_library_internals.py` names them)."""
+    from tensorflow.python.framework import convert_to_constants
+
+    own = getattr(converter, FREEZE_STEP, None)
+    funcs = getattr(converter, "_funcs", None)
+    needed = ("_FunctionConverterDataInEager", "_replace_variables_by_constants")
+    if own is None or not isinstance(funcs, list) or len(funcs) != 1:
+        return
+    if not all(hasattr(convert_to_constants, name) for name in needed):
+        return
+
+    def freeze() -> tuple[Any, list[Any], list[Any], Any]:
+        import tensorflow as tf
+
+        if converter._grappler_config().graph_options.rewrite_options.optimizers:  # noqa: SLF001 - as convert() asks
+            return own()  # type: ignore[no-any-return]
+        func = funcs[0]
+        inputs = [tensor for tensor in func.inputs if tensor.dtype != tf.resource]
+        with tf.Graph().as_default():
+            stand_ins = [tf.compat.v1.placeholder(t.dtype, t.shape, name=t.op.name) for t in [*inputs, *func.outputs]]
+        if [t.name for t in stand_ins] != [t.name for t in [*inputs, *func.outputs]]:
+            return own()  # type: ignore[no-any-return]
+        data = convert_to_constants._FunctionConverterDataInEager(  # noqa: SLF001 - the freeze of convert()
+            func=func, lower_control_flow=False, aggressive_inlining=False
+        )
+        graph_def, _ = convert_to_constants._replace_variables_by_constants(converter_data=data)  # noqa: SLF001 - same
+        return graph_def, stand_ins[: len(inputs)], stand_ins[len(inputs) :], func
+
+    setattr(converter, FREEZE_STEP, freeze)
+
+
+class _NoStackTraces:
+    """A converter's trackable object that carries an empty debug info, and keeps the function it stands for alive."""
+
+    def __init__(self, function: Any) -> None:
+        from tensorflow.core.framework.graph_debug_info_pb2 import GraphDebugInfo
+
+        self.function = function
+        self.graph_debug_info = GraphDebugInfo()
+
+
+def convert_without_stack_traces(converter: Any) -> None:
+    """Make a TFLiteConverter of a `tf.function` (`from_concrete_functions(funcs, function)`) convert without the
+    debug info it otherwise builds from the Python traceback of every op of the graph (the converter's error messages
+    then locate an op by its node name, not by the Keras source line that made it; the model made is the same, byte
+    for byte). The converter takes the debug info of a trackable object that carries one (its private
+    `_trackable_obj`), here an empty one; the SavedModel route, which it tries only for such objects and which skips a
+    `tf.function`, is switched off (`experimental_lower_to_saved_model`)."""
+    function = getattr(converter, "_trackable_obj", None)
+    if function is None or not hasattr(converter, "experimental_lower_to_saved_model"):
+        return
+    converter.experimental_lower_to_saved_model = False
+    converter._trackable_obj = _NoStackTraces(function)  # noqa: SLF001 - where the converter reads its debug info
 
 
 def calibrator_inplace_inputs(

@@ -1,7 +1,9 @@
 """Trace a Keras model once as a `tf.function` and convert it to TFLite without a SavedModel export.
 
 Passing the `tf.function` itself as the converter's trackable object keeps TensorFlow on its fast
-graph-freezing path (`from_keras_model` exports a SavedModel of every layer: most of its time).
+graph-freezing path (`from_keras_model` exports a SavedModel of every layer: most of its time), and its freeze
+skips wrapping the frozen graph back into a function (`library_internals.freeze_without_wrapping`) and the
+conversion takes no Python stack traces of the graph's ops (`library_internals.convert_without_stack_traces`).
 A `Trace` serves every conversion of its model (the float .tflite, the TFLite quantizer, tf2onnx): whoever holds
 one passes it on, so that a model is traced once.
 """
@@ -10,6 +12,7 @@ import re
 from typing import Any, TypeAlias
 
 from engine.common.errors import EngineError
+from engine.models.library_internals import convert_without_stack_traces, freeze_without_wrapping
 
 Trace: TypeAlias = tuple[Any, Any, Any]  # (Keras model, its `serving_function`, that function's concrete function)
 
@@ -42,7 +45,10 @@ def converter_for(model: Any, trace: Trace | None = None) -> Any:
     import tensorflow as tf
 
     _, serve, concrete = traced(model, trace)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], serve)
+    freeze_without_wrapping(converter)
+    convert_without_stack_traces(converter)
+    return converter
 
 
 def float_tflite(model: Any, trace: Trace | None = None) -> bytes:

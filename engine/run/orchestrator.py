@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runt
     from engine.models.load import KerasModel
     from engine.models.trace import Trace
     from engine.quantize.cache import StatsCache
-    from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult
+    from engine.quantize.common import FirstImages, ModelMemo, ProgressCallback, QuantResult
 
 # The decoded evaluation set: images (uint8 pixels or float inputs), labels, set name, the spec that rescales them.
 EvaluationSet = tuple[np.ndarray, list[int], str, ImageSpec]
@@ -85,7 +85,7 @@ class Run(Job):
         self._results: dict[str, EvalResult] = {}  # "float" / "quantized" -> its evaluation
         self._keras3 = False  # the quantized model was converted from a Keras 3 model (its layer scopes are suffixed)
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
-        self._pending_report: tuple[QuantResult, CalibrationData] | None = None  # quantized, not yet reported per layer
+        self._pending_report: tuple[QuantResult, FirstImages] | None = None  # quantized, not yet reported per layer
         self._kept_float: tuple[str, EvalResult, str] | None = None  # on the kept graph (its LiteRT), to record
 
     def save(self) -> None:
@@ -146,7 +146,8 @@ class Run(Job):
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
-                quantized, float_tflite = self._quantize(plan, self._keras, getattr(predictor, "trace", None))
+                trace = predictor.trace if predictor is not None else None
+                quantized, float_tflite = self._quantize(plan, self._keras, trace)
             except StquantError:
                 if shared:  # still report the float accuracy, as when it is first
                     self._float_after_quantizing(predictor, evaluation, None)
@@ -201,15 +202,16 @@ class Run(Job):
         `keras_model`: the model of `plan.model_path`, loaded by the first stage that needs it; `trace`: its trace, made
         when its float model was converted for evaluating (its quantizer converts it again, not traced again).
         """
+        from engine.evaluation.layer_report import DEFAULT_IMAGES
         from engine.quantize.cache import StatsCache
-        from engine.quantize.common import ModelMemo
+        from engine.quantize.common import FirstImages, ModelMemo
 
         settings = self.config.quantization
         if settings is None:  # load_config requires the section for every quantization mode
             raise ConfigError(f"quantization: section required for operation_mode {self.config.operation_mode}")
-        calibration = self._calibration(plan)
+        calibration = FirstImages(self._calibration(plan), DEFAULT_IMAGES)  # kept for the per-layer report
         cache = StatsCache() if self.use_cache else None
-        with self.stage("calibration"), self._decoding_ahead(plan, calibration):
+        with self.stage("calibration"), self._decoding_ahead(plan, calibration.calibration):
             memo = ModelMemo(trace=trace) if trace is not None else None
             progress = self.progress("calibration")
             result = quantize(plan.model_path, calibration, settings, self.run_dir, progress, keras_model, cache, memo)
@@ -262,11 +264,16 @@ class Run(Job):
             with self.diagnostic("layer_errors"):
                 self._layer_errors(result, calibration)
 
-    def _layer_errors(self, result: QuantResult, calibration: CalibrationData) -> None:
+    def _layer_errors(self, result: QuantResult, calibration: FirstImages) -> None:
         from engine.evaluation.layer_report import format_report, layer_report
 
         rows = layer_report(
-            result.float_model, result.model_path, calibration, top=LAYER_ERRORS_KEPT, float_tflite=result.float_tflite
+            result.float_model,
+            result.model_path,
+            calibration,
+            top=LAYER_ERRORS_KEPT,
+            float_tflite=result.float_tflite,
+            first=calibration.first,
         )
         self.summary.layer_errors = [LayerError(**row) for row in rows]
         log.info("per-layer error (SQNR of each quantized layer, worst first):\n%s", format_report(rows[:10]))
