@@ -73,6 +73,9 @@ class ModelStep(Step):
                 self._timer.stop()
             if path:
                 self._timer = self.set_timer(0.3, lambda: self.inspect(str(path)))
+            verdict = self.app.verdict  # type: ignore[attr-defined]
+            if key == "" and verdict is not None:  # mounted (or loaded) after validate answered
+                self.show_verdict(verdict)
         elif key.startswith("dataset.class_names") or key == "preprocessing.color_mode" or key == "detected":
             self.show_warnings()
 
