@@ -16,6 +16,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import AwaitMount, Widget
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
@@ -148,6 +149,13 @@ class StquantApp(RunActions, App[int]):
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
 
     # ------------------------------------------------------------ layout
+    def get_default_screen(self) -> Screen:
+        """Textual's default screen with the terminal width's breakpoint class already set: its first resize then
+        finds the class there instead of adding it, which restyles every widget on the screen."""
+        width = self.size.width
+        breakpoint = next(name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True) if width >= edge)
+        return Screen(id="_default", classes=breakpoint)
+
     def compose(self) -> ComposeResult:
         yield Static("", id="crumbs")
         with Horizontal(id="body"):
