@@ -253,6 +253,7 @@ class StquantApp(RunActions, App[int]):
         widget = await self.mount_step(step)
         if self.step == step and widget.is_mounted:  # not left meanwhile, nor closing
             self._show_step(step)
+            self._focus_step(step)  # now too, not only after the next refresh: nothing typed meanwhile goes astray
 
     def _show_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
