@@ -16,7 +16,9 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import AwaitMount, Widget
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
 from textual.worker import Worker, WorkerState
 
@@ -142,16 +144,23 @@ class StquantApp(RunActions, App[int]):
         self._checked = ""  # the text (and trust flag) that `verdict` is about, or being checked
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
-        self._later_steps_mounted = False
-        self._model_step: ModelStep | None = None  # mounted with the later steps (`trust_model` reads its tick)
+        self._steps: dict[str, Widget] = {}  # each step's widget, made when first asked for (`step_widget`)
+        self._step_mounts: dict[str, AwaitMount] = {}  # mounted when first shown (`mount_step`)
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
 
     # ------------------------------------------------------------ layout
+    def get_default_screen(self) -> Screen:
+        """Textual's default screen with the terminal width's breakpoint class already set: its first resize then
+        finds the class there instead of adding it, which restyles every widget on the screen."""
+        width = self.size.width
+        breakpoint = next(name for edge, name in sorted(self.HORIZONTAL_BREAKPOINTS, reverse=True) if width >= edge)
+        return Screen(id="_default", classes=breakpoint)
+
     def compose(self) -> ComposeResult:
         yield Static("", id="crumbs")
         with Horizontal(id="body"):
             with ContentSwitcher(initial="step-dataset", id="steps"):
-                yield DatasetStep()  # the others: `mount_later_steps`, just after the first screen
+                yield self.step_widget("dataset")  # the others: `mount_step`, when first shown
             yield StepYaml()
         yield Static("", id="field-help")
         with Horizontal(id="nav"):
@@ -165,7 +174,7 @@ class StquantApp(RunActions, App[int]):
 
     def on_mount(self) -> None:
         self.refresh_side()
-        self.call_after_refresh(self.mount_later_steps)
+        self.call_after_refresh(self._first_screen_shown)
         # a dropped SSH connection or a closed terminal: stop the engine, remove temp files, exit
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
@@ -176,43 +185,77 @@ class StquantApp(RunActions, App[int]):
         side.set_class(self.step in FORM_STEPS, "-form")
         side.show(lambda: self.draft.step_yaml(self.step))
 
-    async def mount_later_steps(self) -> None:
-        """Mount every step after Dataset (once): the first screen shows before their widgets and imports.
-
-        Each step loads the draft when mounted. Navigation awaits this too, for a key pressed very early.
-        """
-        if self._later_steps_mounted:
-            return
-        self._later_steps_mounted = True
-        from stquant_tui.steps.review import ReviewStep
-        from stquant_tui.steps.run import RunStep
-        from stquant_tui.steps.summary import SummaryStep
-
-        self._model_step = ModelStep()
-        later = [
-            PreprocessingStep(),
-            self._model_step,
-            QuantizationStep(),
-            ReviewStep(self.out_path, self.save_note),
-            RunStep(self.clock),
-            SummaryStep(),
-        ]
-        for step in later:
-            step.display = False  # the switcher hides only the children it has when mounted
-        await self.query_one("#steps", ContentSwitcher).mount_all(later)
+    def _first_screen_shown(self) -> None:
         self.request_check(delay=0)
-        if self.ask_start:  # once every step is there to load the draft it chooses
+        if self.ask_start:
             self.push_screen(StartScreen("Start a new config, or open the demo (a digits classifier)?"), self._start)
 
     def step_widget(self, name: str) -> Any:
-        """The step named `name` (an instance of its step class, e.g. ReviewStep for "review")."""
-        return self.query_one(f"#step-{name}")
+        """The step named `name` (an instance of its step class, e.g. ReviewStep for "review"); its own fields (a
+        Summary's `summary`) are there at once, its widgets once mounted (`mount_step`)."""
+        if name not in self._steps:
+            self._steps[name] = self._new_step(name)
+        return self._steps[name]
+
+    def _new_step(self, name: str) -> Widget:
+        """A step's widget, not mounted (the modules of Review, Run and Summary load once one is needed)."""
+        if name == "review":
+            from stquant_tui.steps.review import ReviewStep
+
+            return ReviewStep(self.out_path, self.save_note)
+        if name == "run":
+            from stquant_tui.steps.run import RunStep
+
+            return RunStep(self.clock)
+        if name == "summary":
+            from stquant_tui.steps.summary import SummaryStep
+
+            return SummaryStep()
+        form: dict[str, type[Step]] = {
+            "dataset": DatasetStep,
+            "preprocessing": PreprocessingStep,
+            "model": ModelStep,
+            "quantization": QuantizationStep,
+        }
+        return form[name]()
+
+    async def mount_step(self, name: str) -> Any:
+        """Mount the step named `name` (hidden) unless it is; return it once mounted. Each step loads the draft
+        when mounted, so only the steps shown (or asked for) pay for their widgets."""
+        widget = self.step_widget(name)
+        self._start_mount(name)
+        if not widget.is_mounted and name in self._step_mounts:
+            await self._step_mounts[name]
+        return widget
+
+    def _start_mount(self, name: str) -> None:
+        """Put the step in the switcher, hidden, unless it is there (Dataset: composed with the app)."""
+        widget = self.step_widget(name)
+        switcher = self.query_one("#steps", ContentSwitcher)
+        if widget.parent is None and switcher.is_attached:  # not when the app is closing
+            widget.display = False  # the switcher hides only the children it has when mounted
+            self._step_mounts[name] = switcher.mount(widget)
 
     def show_help(self, row: FieldRow) -> None:
         """The focused field's help line (from the schema's descriptions)."""
         show_text(self.query_one("#field-help", Static), f"{row.label}: {row.help}" if row.help else "")
 
     def watch_step(self, step: str) -> None:
+        """Show the step; one not mounted yet is mounted now and shown once mounted (before the app's next message,
+        so a test's `pilot.pause()` finds it shown)."""
+        if self.step_widget(step).is_mounted:
+            self._show_step(step)
+        else:
+            self._start_mount(step)
+            self.call_later(self._show_once_mounted, step)
+
+    async def _show_once_mounted(self, step: str) -> None:
+        widget = await self.mount_step(step)
+        if self.step == step and widget.is_mounted:  # not left meanwhile, nor closing
+            self._show_step(step)
+            self._focus_step(step)  # now too, not only after the next refresh: nothing typed meanwhile goes astray
+
+    def _show_step(self, step: str) -> None:
         self.query_one("#steps", ContentSwitcher).current = f"step-{step}"
         show_text(self.query_one("#nav-message", Static), "")
         self._blocked_step = None
@@ -280,7 +323,8 @@ class StquantApp(RunActions, App[int]):
     @property
     def trust_model(self) -> bool:
         """The Model step's "trust code stored in this model file" box (not a config key)."""
-        return self._model_step is not None and self._model_step.trust_model
+        model = self._steps.get("model")
+        return isinstance(model, ModelStep) and model.trust_model
 
     def request_check(self, delay: float = 0.4) -> None:
         """Run `stquant validate` on the draft (after `delay` seconds without another edit)."""
@@ -291,7 +335,7 @@ class StquantApp(RunActions, App[int]):
             self.call_later(self._start_check)
 
     def _start_check(self) -> None:
-        if not self._later_steps_mounted or self.check_key() == self._checked or not self.is_running:
+        if self.check_key() == self._checked or not self.is_running:
             return
         if self._check_worker is not None and not self._check_worker.is_finished:
             return  # one validate at a time: the text as it is when that one ends is checked next
@@ -378,13 +422,15 @@ class StquantApp(RunActions, App[int]):
     async def action_next(self) -> None:
         if self.step not in FORM_STEPS:
             return
-        await self.mount_later_steps()
+        await self.mount_step(self.step)  # a key pressed as the step was being mounted
         errors = self.step_errors(self.step)
         row = self.show_blocked(errors)
         if row is not None:
             row.editor.focus()
         if not errors:
-            self.step = STEPS[STEPS.index(self.step) + 1]
+            following = STEPS[STEPS.index(self.step) + 1]
+            await self.mount_step(following)  # then shown at once
+            self.step = following
 
     def show_blocked(self, errors: list[tuple[FieldRow | None, str]]) -> FieldRow | None:
         """Say on the nav line (wrapped; no toast) what blocks Next, naming the field; return its row."""
@@ -409,25 +455,25 @@ class StquantApp(RunActions, App[int]):
     async def action_back(self) -> None:  # replaces App.action_back (screen history): the wizard's Back
         if self.step == "run" and self.running:
             return
-        if self.step == "summary":
-            self.step = "review"
-        elif self.step != "dataset":
-            self.step = STEPS[STEPS.index(self.step) - 1]
+        if self.step != "dataset":
+            previous = "review" if self.step == "summary" else STEPS[STEPS.index(self.step) - 1]
+            await self.mount_step(previous)  # then shown at once
+            self.step = previous
 
-    def jump_to(self, key: str, message: str = "") -> None:
+    async def jump_to(self, key: str, message: str = "") -> None:
         """Show the field of a config key (from a Review problem)."""
         step = step_of(key)
         if step not in FORM_STEPS:
             self.notify(f"{key} is not edited by the wizard; fix it in the YAML file", severity="warning")
             return
+        row = (await self.mount_step(step)).row_for(key)
         self.step = step
-        row = self.step_widget(step).row_for(key)
         if row is not None:
             row.display = True
             row.set_error(message or row.error)
             self.call_after_refresh(row.editor.focus)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         option_id = event.option.id or ""
         if option_id == RETRY_CHECK:
             self.retry_check()
@@ -435,7 +481,7 @@ class StquantApp(RunActions, App[int]):
             _, index, key = option_id.split(":", 2)
             problems = self.verdict.problems if self.verdict is not None else self.draft.problems()
             message = problems[int(index)].message if int(index) < len(problems) else ""
-            self.jump_to(key, message)
+            await self.jump_to(key, message)
 
     # ------------------------------------------------------------ save
     def action_save(self) -> None:
@@ -546,11 +592,11 @@ class StquantApp(RunActions, App[int]):
     def action_use_classes(self) -> None:
         self.step_widget("dataset").use_detected()
 
-    def action_show_run_dir(self) -> None:
+    async def action_show_run_dir(self) -> None:
         summary = self.step_widget("summary").summary
         run_dir = (self.last_run.run_dir if self.last_run else None) or (summary.run_dir if summary else None)
         if run_dir:
-            self.step_widget("run").log_line(f"Run folder: {run_dir}")
+            (await self.mount_step("run")).log_line(f"Run folder: {run_dir}")
         self.notify(f"Run folder: {run_dir or '(none)'}", timeout=10)
 
     def action_copy_model(self) -> None:

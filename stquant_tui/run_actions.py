@@ -52,9 +52,10 @@ class RunActions(_AppBase):
         def refresh_review(self) -> int: ...
         def check_key(self) -> str: ...
         def step_widget(self, name: str) -> Any: ...
+        async def mount_step(self, name: str) -> Any: ...
         def leave(self) -> None: ...
 
-    def action_run(self) -> None:
+    async def action_run(self) -> None:
         if self.running:
             return
         if self.refresh_review() or (
@@ -67,9 +68,9 @@ class RunActions(_AppBase):
         if mode not in RUNNABLE_MODES:
             self.notify(f"operation_mode {mode} cannot be run by stquant", severity="error")
             return
+        run_step = await self.mount_step("run")
         self.run_config = write_temp_config(self.draft, ".stquant-tui-run-")
         self.process = RunProcess(self.engine_cmd, self.run_config, trust_model=self.trust_model)
-        run_step = self.step_widget("run")
         run_step.reset(f"Starting {mode}…")
         try:
             self.process.start()
@@ -105,15 +106,17 @@ class RunActions(_AppBase):
             self.run_config.unlink(missing_ok=True)
             self.run_config = None
 
-    def on_run_finished(self, event: RunFinished) -> None:
+    async def on_run_finished(self, event: RunFinished) -> None:
         """Show the summary of a run that got one; a failure is said once (on the Run step), a cancel is no failure."""
+        summary = event.summary
+        shown = summary is not None and summary.status != "interrupted"  # ok, or failed: what was done, and where
+        summary_step = await self.mount_step("summary") if shown else None
         self.running = False
         self.last_run = event
         self.query_one("#back", Button).disabled = False
         self._remove_run_config()
-        summary = event.summary
-        if summary is not None and summary.status != "interrupted":  # ok, or failed: what was done, and where
-            self.step_widget("summary").show(summary, event.error)
+        if summary_step is not None:
+            summary_step.show(summary, event.error)
             self.step = "summary"
 
     def action_cancel_run(self) -> None:

@@ -16,6 +16,7 @@ from stquant_tui.engine_client import scan_class_folders
 from stquant_tui.messages import DatasetScanned
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.text import show_text
 from stquant_tui.workers import when_attached
 
 PATH_KEYS = ("dataset.quantization_path", "dataset.training_path", "dataset.validation_path", "dataset.test_path")
@@ -143,7 +144,7 @@ class DatasetStep(Step):
 
     def feedback(self, text: str, warn: bool = False) -> None:
         widget = self.query_one("#dataset-feedback", Static)
-        widget.update(text)
+        show_text(widget, text)
         widget.set_class(warn, "-warn")
 
     def use_detected(self) -> None:

@@ -16,6 +16,7 @@ from stquant_tui.engine_client import inspect_model
 from stquant_tui.messages import InspectDone
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.text import show_text
 from stquant_tui.widgets.tick import Tick
 from stquant_tui.workers import failure_line, when_attached
 
@@ -67,12 +68,15 @@ class ModelStep(Step):
         if key in ("", "general.model_path"):
             self.info = None
             path = self.draft.get("general.model_path")
-            self.query_one("#model-info", Static).update("Inspecting…" if path else "No model chosen.")
-            self.query_one("#model-warnings", Static).update("")
+            show_text(self.query_one("#model-info", Static), "Inspecting…" if path else "No model chosen.")
+            show_text(self.query_one("#model-warnings", Static), "")
             if self._timer is not None:
                 self._timer.stop()
             if path:
                 self._timer = self.set_timer(0.3, lambda: self.inspect(str(path)))
+            verdict = self.app.verdict  # type: ignore[attr-defined]
+            if key == "" and verdict is not None:  # mounted (or loaded) after validate answered
+                self.show_verdict(verdict)
         elif key.startswith("dataset.class_names") or key == "preprocessing.color_mode" or key == "detected":
             self.show_warnings()
 
@@ -125,7 +129,7 @@ class ModelStep(Step):
         detected = self.app.query_one("#step-dataset").detected  # type: ignore[attr-defined]
         count = len(names) if names else (len(detected) if detected else None)
         found = fit_warnings(self.info, count)
-        self.query_one("#model-warnings", Static).update("\n".join(f"⚠ {w}" for w in found))
+        show_text(self.query_one("#model-warnings", Static), "\n".join(f"⚠ {w}" for w in found))
 
     def show_verdict(self, verdict) -> None:
         """`stquant validate`'s problems with the model: the file, its input channels, the opset."""

@@ -10,6 +10,7 @@ from textual.widgets import Static
 from engine.config import expressions
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.text import show_text
 
 USUAL_RANGES = ((0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (-128.0, 127.0))  # what image models are trained on
 
@@ -66,5 +67,5 @@ class PreprocessingStep(Step):
                 self.draft.get("preprocessing.rescaling.scale"), self.draft.get("preprocessing.rescaling.offset")
             )
             preview = self.query_one("#preprocessing-preview", Static)
-            preview.update(text)
+            show_text(preview, text)
             preview.set_class("⚠" in text, "-warn")

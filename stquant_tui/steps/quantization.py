@@ -10,6 +10,7 @@ from engine.config.unused_keys import ONNX_ONLY
 from engine.footprint.boards import BOARDS
 from stquant_tui.steps.base import Step
 from stquant_tui.widgets.fields import FieldRow
+from stquant_tui.widgets.text import show_text
 
 
 class QuantizationStep(Step):
@@ -51,5 +52,5 @@ class QuantizationStep(Step):
         if mode in EVALUATION_MODES:
             notes.append("evaluates float and int8 on the test folder (Dataset step)")
         hint = self.query_one("#quantization-hint", Static)
-        hint.update("\n".join(notes))
+        show_text(hint, "\n".join(notes))
         hint.display = bool(notes)

@@ -52,12 +52,15 @@ def text_of(node: StquantApp | CompareScreen, selector: str) -> str:
 
 
 async def test_quitting_right_after_opening_a_config_never_raises():
-    """ctrl+q while the later steps mount and the dataset scan, inspect and validate run (was NoMatches)."""
+    """ctrl+q while the dataset scan and validate run, and from 0.05 s on while a step is being mounted (was
+    NoMatches)."""
     for delay in (0, 0, 0, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3):
         app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
         async with app.run_test(size=(80, 24)) as pilot:  # re-raises anything the app raised
-            if delay:  # 0: the very first moment, before the later steps are mounted
+            if delay:  # 0: the very first moment, before the first screen's check starts
                 await pilot.pause(delay)
+            if delay >= 0.05:
+                app.step = "quantization"  # mounted when first shown
             await pilot.press("ctrl+q")
         assert app.return_code == 0, delay
 
@@ -176,7 +179,8 @@ async def test_a_scan_or_inspect_that_raises_is_said_not_left_pending(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: "failed" in text_of(app, "#dataset-feedback"))
         assert text_of(app, "#dataset-feedback") == "⚠ the folder scan failed: ValueError: embedded null byte"
-        await wait_until(pilot, lambda: app.query("#model-info") and "failed" in text_of(app, "#model-info"))
+        await app.mount_step("model")
+        await wait_until(pilot, lambda: "failed" in text_of(app, "#model-info"))
         assert (
             text_of(app, "#model-info") == f"⚠ inspect failed ({' '.join(FAKE_ENGINE)}: ValueError: embedded null byte)"
         )

@@ -182,6 +182,7 @@ async def test_replayed_comparison_fills_the_table_row_by_row(tutorial, tmp_path
 async def test_adopting_writes_the_variant_into_the_draft_and_save_keeps_it(tutorial, tmp_path):
     app = StquantApp(tutorial, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_step("quantization")  # its form follows the adopted keys (a step mounted later loads them)
         screen = await open_compare(pilot)
         await run_compare(pilot, screen)
         await pilot.press("down", "down", "down")  # variant 3: per_tensor, int8 input

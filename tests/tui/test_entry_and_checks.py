@@ -35,6 +35,7 @@ async def test_invalid_values_load_as_written_and_are_flagged_and_the_model_step
     config.write_text(text.replace("interpolation: nearest", "interpolation: cubic"))
     app = StquantApp(config, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_step("preprocessing")
         await settle(pilot)
         select = app.query_one("#preprocessing-resizing-interpolation", Select)
         assert select.value == "cubic"
@@ -47,7 +48,7 @@ async def test_invalid_values_load_as_written_and_are_flagged_and_the_model_step
         select.value = "nearest"
         app.query_one("#preprocessing-color_mode", Select).value = "grayscale"
         app.step = "model"
-        warnings = app.query_one("#model-warnings", Static)
+        warnings = (await app.mount_step("model")).query_one("#model-warnings", Static)
         verdict = app.query_one("#model-verdict", Static)  # the engine's words (stquant validate)
         await wait_until(pilot, lambda: "channel" in str(verdict.render()) and "outputs" in str(warnings.render()))
         assert "outputs 5 values but there are 10 classes" in str(warnings.render())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from textual.widgets import Input, Select, Static
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, settle, wait_until
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ZOO_CONFIG, mount_form_steps, settle, wait_until
 
 from engine.config import schema
 from engine.config.schema import RUNNABLE_MODES
@@ -43,6 +43,7 @@ async def test_every_field_has_a_help_line_and_the_focused_one_shows_its_schema_
     the focused field shows its schema help and is marked."""
     app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await mount_form_steps(app)
         await settle(pilot)
         assert all(row.help for row in app.query(FieldRow)), [row.key for row in app.query(FieldRow) if not row.help]
         too_long = [row.key for row in app.query(FieldRow) if len(f"{row.label}: {row.help}") > 150]
@@ -74,6 +75,7 @@ async def test_operation_mode_offers_only_runnable_modes_and_flags_a_loaded_othe
     config.write_text(DEMO_CONFIG.read_text().replace("operation_mode: quantization", "operation_mode: chain_tbqeb"))
     app = StquantApp(config, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_step("quantization")
         await settle(pilot)
         select = app.query_one("#operation_mode", Select)
         options = [str(prompt) for prompt, _ in select._options if _ is not Select.NULL]
@@ -92,7 +94,7 @@ async def test_board_and_name_fields_a_blocked_next_and_the_picker_on_one_app():
         app.query_one("#dataset-name", Input).value = "flowers"
         await settle(pilot)
         assert app.draft.get("dataset.name") == "flowers"
-        board = app.query_one("#benchmarking-board", Select)
+        board = (await app.mount_step("quantization")).query_one("#benchmarking-board", Select)
         assert [value for _, value in board._options if value is not Select.NULL] == list(BOARDS)
         board.value = "NUCLEO-F401RE"
         await settle(pilot)

@@ -17,6 +17,7 @@ sys.path.insert(0, {here!r})
 import stquant_tui.app
 from replay_engine import REPLAY_ENGINE
 from stquant_tui.app import StquantApp
+from stquant_tui.draft import STEPS
 from stquant_tui.compare_screen import CompareScreen
 from stquant_tui.compare_table import CHOICES
 
@@ -32,7 +33,8 @@ async def walk():
 async def compare():
     app = StquantApp({config!r}, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.mount_later_steps()
+        for name in STEPS:  # every step, Run and Summary included (each mounted when first shown)
+            await app.mount_step(name)
         app.step = "review"
         await pilot.press("ctrl+k")
         await pilot.press("ctrl+r")

@@ -67,8 +67,9 @@ async def test_a_new_config_starts_from_a_clean_draft(tmp_path, monkeypatch):
     app = StquantApp(engine_cmd=FAKE_ENGINE, ask_start=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, StartScreen))
+        await app.mount_step("model")  # a step mounted before the answer loads the new draft too
         await pilot.press("n")
-        await wait_until(pilot, lambda: bool(app.query("#general-model_path")))
+        await wait_until(pilot, lambda: app.draft.data == {})
         await settle(pilot)
         assert app.draft.data == {} and not app.draft.modified
         assert app.query_one("#dataset-name", Input).value == ""
@@ -125,8 +126,8 @@ async def test_review_problem_list_highlights_on_focus_and_the_file_picker_start
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         app.draft.edit("dataset.quantization_split", 2.0)
+        listing = (await app.mount_step("review")).query_one("#review-problems", OptionList)
         app.step = "review"
-        listing = app.query_one("#review-problems", OptionList)
         await wait_until(pilot, lambda: listing.option_count > 0)
         assert listing.highlighted is None
         listing.focus()

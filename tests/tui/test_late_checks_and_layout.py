@@ -36,8 +36,8 @@ async def test_a_folder_the_mode_does_not_read_is_not_checked_and_the_run_log_ke
         await pilot.pause()
         assert not app.query_one("#row-dataset-training_path").has_class("-invalid")
 
+        run = await app.mount_step("run")
         app.step = "run"
-        run = app.query_one("#step-run")
         log = app.query_one("#run-log", RichLog)
         run.post_message(RunLog("INFO", LONG))  # written before the scrollbar shows
         await pilot.pause()
@@ -160,7 +160,7 @@ def model_path_lines(app) -> list[str]:
 
 async def show_summary(pilot, summary: RunSummary) -> None:
     await settle(pilot)
-    pilot.app.query_one("#step-summary").show(summary)
+    (await pilot.app.mount_step("summary")).show(summary)
     pilot.app.step = "summary"
     await pilot.pause()
 

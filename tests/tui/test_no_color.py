@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from replay_engine import REPLAY_ENGINE, TUTORIAL_CONFIG
 from textual.widgets import Input
-from tui_helpers import DEMO_CONFIG, settle, wait_until
+from tui_helpers import DEMO_CONFIG, mount_form_steps, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.compare_screen import CompareScreen
@@ -73,6 +73,7 @@ async def test_placeholders_never_look_like_values(tmp_path):
     empty.write_text("general: {}\n")
     app = StquantApp(empty, engine_cmd=REPLAY_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await mount_form_steps(app)
         await settle(pilot)
         shown = placeholders(app)
         assert shown["general-model_path"] == "e.g. path/to/model.h5"

@@ -124,7 +124,7 @@ async def test_recovery_from_the_summary_refused_stopped_then_searched_adopted_a
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         await settle(pilot)
         app.adopt_settings({"quantization.granularity": "per_tensor"})  # a float layer then helps on the demo
-        app.step_widget("summary").show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
+        (await app.mount_step("summary")).show(RunSummary.model_validate(recorded_summary(sandbox / "run")))
         app.step = "summary"
         await pilot.pause()
         agreement = app.step_widget("summary").summary.accuracy.agreement

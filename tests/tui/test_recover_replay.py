@@ -95,7 +95,7 @@ def test_recover_screen_after_a_recorded_recovery(snap_compare, replay):
     async def recovered(pilot):
         await settle(pilot)
         pilot.app.adopt_settings({"benchmarking.board": BOARD})
-        pilot.app.step_widget("summary").show(RunSummary.model_validate(recorded_summary("/runs/2026_01_01")))
+        (await pilot.app.mount_step("summary")).show(RunSummary.model_validate(recorded_summary("/runs/2026_01_01")))
         pilot.app.step = "summary"
         await pilot.pause()
         await pilot.press("ctrl+g")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from textual.widgets import Input
-from tui_helpers import FAKE_ENGINE, ROOT, ZOO_CONFIG, field_values, settle, wait_until
+from tui_helpers import FAKE_ENGINE, ROOT, ZOO_CONFIG, field_values, mount_form_steps, settle, wait_until
 
 from engine.config.schema import load_config
 from stquant_tui.app import StquantApp
@@ -25,6 +25,7 @@ async def test_load_save_reload_round_trip(source: Path, tmp_path):
     out = tmp_path / "saved.yaml"
     app = StquantApp(original, out_path=out, engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await mount_form_steps(app)
         await settle(pilot)
         shown = field_values(app)
         assert app.draft.data == yaml.safe_load(original.read_text())  # loading changed nothing

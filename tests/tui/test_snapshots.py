@@ -36,6 +36,7 @@ async def screenshot(pilot) -> str:
 
 
 async def show_step(pilot, step: str) -> None:
+    await pilot.app.mount_step(step)  # as Next does: mounted, then shown
     pilot.app.step = step
     if step == "model":
         await wait_until(pilot, lambda: "Output width" in str(pilot.app.query_one("#model-info", Static).render()))
@@ -44,7 +45,7 @@ async def show_step(pilot, step: str) -> None:
 
 
 async def show_summary(pilot, summary: RunSummary) -> None:
-    pilot.app.query_one("#step-summary").show(summary)
+    (await pilot.app.mount_step("summary")).show(summary)
     pilot.app.step = "summary"
     await pilot.pause()
     await pilot.pause()
@@ -52,8 +53,8 @@ async def show_summary(pilot, summary: RunSummary) -> None:
 
 async def run_mid_calibration(pilot, clock: MockClock) -> None:
     app = pilot.app
+    run = await app.mount_step("run")
     app.step = "run"
-    run = app.query_one("#step-run")
     run.reset("Starting quantization…")
     app.running = True
     for message in (

@@ -17,7 +17,7 @@ from stquant_tui.steps.summary import TableScreen
 async def show_recorded(pilot) -> dict:
     expected = json.loads(json.dumps(recorded_summary("/runs/2026_01_01")))
     await settle(pilot)
-    pilot.app.query_one("#step-summary").show(RunSummary.model_validate(expected))
+    (await pilot.app.mount_step("summary")).show(RunSummary.model_validate(expected))
     pilot.app.step = "summary"
     await pilot.pause()
     await pilot.pause()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import Input, Select, Static
-from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, field_values, settle, wait_until
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, field_values, mount_form_steps, settle, wait_until
 
 from engine.config.schema import load_config
 from stquant_tui.app import StquantApp
@@ -117,6 +117,7 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
 
     again = StquantApp(out, engine_cmd=FAKE_ENGINE)
     async with again.run_test(size=(80, 24)) as pilot:
+        await mount_form_steps(again)
         await settle(pilot)
         assert field_values(again) == shown
 
@@ -124,6 +125,7 @@ async def test_walk_every_step_with_errors_then_save_and_reload(tmp_path):
 async def test_review_lists_problems_and_jumps_to_the_field(tmp_path):
     app = StquantApp(DEMO_CONFIG, out_path=tmp_path / "x.yaml", engine_cmd=FAKE_ENGINE)
     async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_step("quantization")
         await settle(pilot)
         app.query_one("#operation_mode", Select).value = "chain_eqe"  # needs a test set
         app.draft.edit("dataset.quantization_split", 1.0)  # every quantization image calibrates: none left to test on
@@ -149,6 +151,7 @@ async def test_starts_without_a_config_from_the_demo_or_builtin(monkeypatch, tmp
     app = StquantApp(engine_cmd=FAKE_ENGINE)
     assert app.draft.get("general.model_path")
     async with app.run_test(size=(80, 24)) as pilot:
+        await app.mount_step("model")
         await settle(pilot)
         assert app.query_one("#general-model_path", Input).value
         assert app.draft.problems() == []

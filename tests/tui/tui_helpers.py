@@ -52,6 +52,14 @@ async def settle(pilot) -> None:
     await pilot.pause()
 
 
+async def mount_form_steps(app) -> None:
+    """Mount every form step (the wizard mounts a step when it is first shown): for checks over every field."""
+    from stquant_tui.app import FORM_STEPS
+
+    for name in FORM_STEPS:
+        await app.mount_step(name)
+
+
 def field_values(app) -> dict[str, object]:
     """What every config field shows, by key."""
     from stquant_tui.widgets.fields import FieldRow
