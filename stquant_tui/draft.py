@@ -152,7 +152,7 @@ class Draft:
         """What a form field does: put its value in the draft, where empty (None) removes the key unless the
         schema gives null a meaning; return whether the draft changed."""
         old = self.get(key, KeyError)
-        if (old is KeyError and value is None) or (old == value and type(old) is type(value)):
+        if value is None if old is KeyError else yaml_roundtrip.same(old, value):  # type-aware: 1 is not 1.0
             return False
         if value is None and not accepts_none(key):
             self.delete(key)

@@ -59,3 +59,16 @@ def test_an_edit_beside_a_merge_key_does_not_write_the_merged_keys_out(tmp_path:
     c_lines = text.split("c:\n", 1)[1].split("d:", 1)[0]
     assert c_lines.split() == ["<<:", "*b", "y:", "4"], text
     assert yaml_roundtrip.load(text) == draft.data
+
+
+def test_an_edit_to_the_value_the_file_holds_changes_nothing(tmp_path: Path) -> None:
+    """ruamel loads `[a, b]` as a CommentedSeq and `0.5` as a ScalarFloat: a form field's plain list or float of the
+    same value is no edit (before, every Next from Dataset counted one and re-checked every step)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("dataset:\n  class_names: [daisy, tulip]\n  quantization_split: 0.5\n  seed: 1\n")
+    draft = Draft.load(path)
+    assert not draft.edit("dataset.class_names", ["daisy", "tulip"])
+    assert not draft.edit("dataset.quantization_split", 0.5)
+    assert not draft.edit("dataset.missing", None)
+    assert draft.edit("dataset.seed", 1.0) and draft.edit("dataset.quantization_split", 0.25)
+    assert draft.modified
