@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_BATCH = 4  # images in calibration runs at once: ORT's augmented model returns every activation of each one
 HISTOGRAM_CHUNK_IMAGES = 32
-MINMAX_RUNS = 2  # MinMax calibration runs at once (`split_cores`); CALIBRATION_BATCH images in flight between them
+MINMAX_RUNS = 2  # MinMax calibration runs at once (`split_cores`)
+MINMAX_BATCH = 4  # images in each (memory does not grow with it: `_minmax_ranges`)
 
 
 def quantize_onnx(
@@ -350,7 +351,7 @@ def _calibrate(
     nchw = len(dims) == 4 and guess_layout(dims) == "NCHW"
     streamed = method == "minmax" and not moving_average
     runs, threads = split_cores(MINMAX_RUNS) if streamed else (1, 0)
-    size = 1 if moving_average or dims[0] == 1 else max(1, CALIBRATION_BATCH // runs)
+    size = 1 if moving_average or dims[0] == 1 else MINMAX_BATCH if streamed else CALIBRATION_BATCH
     feed = _BatchFeed(_model_batches(calibration, nchw, size, on_progress))
     augmented = str(work_dir / f"{prepared.stem}_augmented.onnx")
     if streamed:
@@ -395,8 +396,9 @@ def _minmax_ranges(
     out, of the ReduceMin/ReduceMax outputs its augmented graph adds for each activation, over every batch of `feed`.
 
     The augmented graph runs without graph optimizations, as in ORT's calibrator, but on several batches at once, each
-    run on its own cores (`engine.common.threads`), and each run's values are folded into a running min/max instead of
-    being kept until the end. Min and max do not depend on the order of the batches: the ranges are ORT's.
+    run on its own cores (`engine.common.threads`), in the augmented graph's node order (each reduction right after
+    the op it reads; no value changes), and each run's values are folded into a running min/max instead of being kept
+    until the end. Min and max do not depend on the order of the batches: the ranges are ORT's.
     `split`: (runs at once, threads per run), from `split_cores`.
     """
     import onnxruntime as ort
@@ -410,6 +412,9 @@ def _minmax_ranges(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
     options.enable_mem_pattern = False  # a planned block per run at once would add up; tensors come from one arena
+    # the augmented graph's own order, each ReduceMin/ReduceMax right after the op it reads: in ORT's default order the
+    # activations of a run stay allocated longer (memory grows with the batch) and are read back from further away
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     try:
         calibrator.augment_graph()
         session = ort.InferenceSession(augmented, options, providers=["CPUExecutionProvider"])
