@@ -421,19 +421,27 @@ def _minmax_ranges(
     finally:
         Path(augmented).unlink(missing_ok=True)
     outputs = ort_minmax_outputs([o.name for o in session.get_outputs()], model_outputs)
-    names = [name for _, low, high in outputs for name in (low, high)]
-    folded: list[np.ndarray] | None = None
-    for values in ordered_map(lambda batch: session.run(names, {input_name: batch}), feed, runs):
-        folded = values if folded is None else _fold(folded, values)
+    names = [low for _, low, _ in outputs] + [high for _, _, high in outputs]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        """The run's minima, then its maxima, as one array (tensors, *the shape of ORT's values)."""
+        return np.array(session.run(names, {input_name: batch}))
+
+    folded: np.ndarray | None = None
+    for values in ordered_map(run, feed, runs):
+        folded = values if folded is None else _fold(folded, values, len(outputs))
     if folded is None:
         raise EngineError("no calibration images: the ONNX quantizer needs at least one")
-    pairs = {tensor: (folded[2 * i], folded[2 * i + 1]) for i, (tensor, _, _) in enumerate(outputs)}
+    pairs = {tensor: (folded[i], folded[len(outputs) + i]) for i, (tensor, _, _) in enumerate(outputs)}
     return TensorsData(CalibrationMethod.MinMax, pairs)
 
 
-def _fold(folded: list[np.ndarray], values: list[np.ndarray]) -> list[np.ndarray]:
-    """Running (min, max) pairs: `fmin`/`fmax` leave NaN out, as ORT's `nanmin`/`nanmax` over the runs."""
-    return [np.fmax(a, b) if i % 2 else np.fmin(a, b) for i, (a, b) in enumerate(zip(folded, values))]
+def _fold(folded: np.ndarray, values: np.ndarray, tensors: int) -> np.ndarray:
+    """Running minima (the first `tensors` rows) and maxima (the rest), in place: `fmin`/`fmax` leave NaN out, as
+    ORT's `nanmin`/`nanmax` over the runs."""
+    np.fmin(folded[:tensors], values[:tensors], out=folded[:tensors])
+    np.fmax(folded[tensors:], values[tensors:], out=folded[tensors:])
+    return folded
 
 
 def _ort_method(method: str) -> Any:
