@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.common.errors import EngineError, InputError, first_line
+from engine.common.threads import usable_cores
 from engine.data.preprocess import ImageSpec
 from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import guess_layout
@@ -240,7 +240,11 @@ def _qdq_needs_emulation(path: Path) -> bool:
 
 
 class TFLitePredictor:
-    """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized."""
+    """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized.
+
+    `threads`: the interpreter's threads, `num_threads` or every usable core; one once XNNPACK cannot run the graph
+    (LiteRT's built-in kernels spin their idle threads: more of them cost CPU and, on a busy machine, wall time).
+    """
 
     trace: Trace | None = None  # not a Keras model
 
@@ -248,7 +252,7 @@ class TFLitePredictor:
         from importlib.metadata import version
 
         self._source = {"model_content": content} if content is not None else {"model_path": str(path)}
-        self._threads = num_threads or os.cpu_count()
+        self.threads = num_threads or usable_cores()
         try:
             self.interpreter = self._interpreter(delegate=True)
             self.interpreter.allocate_tensors()
@@ -299,7 +303,7 @@ class TFLitePredictor:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        return Interpreter(**self._source, num_threads=self._threads, experimental_op_resolver_type=resolver)
+        return Interpreter(**self._source, num_threads=self.threads, experimental_op_resolver_type=resolver)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -309,6 +313,7 @@ class TFLitePredictor:
                 raise
         # XNNPACK cannot prepare some graphs (e.g. ST EfficientNet LC int8 at batch > 1): LiteRT's own kernels can.
         log.warning("%s: XNNPACK cannot run this model; using LiteRT's built-in kernels", self.path.name)
+        self.threads = 1
         self.interpreter = self._interpreter(delegate=False)
         self.batch_size = -1
         self.runtime += " (built-in kernels)"
