@@ -229,7 +229,7 @@ def test_flowers_float_h5_and_st_int8_tflite(flowers_h5, flowers_st_tflite, flow
 
     # independent per-image reference loops, not going through engine.evaluation.predictors
     start = time.perf_counter()
-    model = tf.function(lambda x: float_predictor.model(x, training=False))
+    model = tf.function(lambda x: float_predictor.keras_model(x, training=False))
     float_loop = np.array([np.argmax(model(image[None])) for image in images])
     interpreter = Interpreter(model_path=str(flowers_st_tflite))
     interpreter.allocate_tensors()

@@ -15,7 +15,7 @@ from engine.data.preprocess import ImageSpec
 from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import guess_layout
 from engine.models.library_internals import is_keras3
-from engine.models.load import load_keras_model
+from engine.models.load import KerasModel, load_keras_model
 from engine.models.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Predictor(Protocol):
     path: Path
     input_hw_c: tuple[int, int, int]
     trace: Trace | None  # a Keras model's trace, once converted to run as TFLite (its quantizer reuses it), else None
+    keras_model: KerasModel  # the loaded Keras model a KerasPredictor runs (its quantizer reuses it), else None
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -104,12 +105,12 @@ class KerasPredictor:
             except RuntimeError:
                 log.debug("TensorFlow already initialised: keeping its thread settings")
         self.path = path
-        self.model = model if model is not None else load_keras_model(path)
-        shape = tuple(self.model.inputs[0].shape)
+        self.keras_model = model if model is not None else load_keras_model(path)
+        shape = tuple(self.keras_model.inputs[0].shape)
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
         self.input_hw_c = (int(shape[1]), int(shape[2]), int(shape[3]))
-        self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.model))
+        self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.keras_model))
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
         self.trace: Trace | None = None  # the model's trace, once `run_as_tflite` converted it (for its quantizer)
@@ -124,8 +125,8 @@ class KerasPredictor:
 
         try:
             if not content:
-                self.trace = traced(self.model, trace)
-            graph = content or float_tflite(self.model, self.trace)
+                self.trace = traced(self.keras_model, trace)
+            graph = content or float_tflite(self.keras_model, self.trace)
             converted = TFLitePredictor(self.path, self.num_threads, content=graph)
         except Exception as error:  # noqa: BLE001 - any conversion failure: keep running in Keras
             log.info(
@@ -144,7 +145,7 @@ class KerasPredictor:
         if self.converted is not None:
             return self.converted.predict(batch)
         batch = _check_batch(batch, self.input_hw_c, self.path)
-        outputs = self.model.predict_on_batch(batch)
+        outputs = self.keras_model.predict_on_batch(batch)
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[0]
         elif isinstance(outputs, dict):
@@ -176,6 +177,7 @@ class OnnxPredictor:
     """An ONNX model (float or QDQ) on ONNX Runtime's CPU provider; NCHW inputs are transposed for it."""
 
     trace: Trace | None = None  # not a Keras model
+    keras_model: KerasModel = None
 
     def __init__(self, path: Path, num_threads: int | None = None):
         import onnxruntime as ort
@@ -247,6 +249,7 @@ class TFLitePredictor:
     """
 
     trace: Trace | None = None  # not a Keras model
+    keras_model: KerasModel = None
 
     def __init__(self, path: Path, num_threads: int | None = None, content: bytes | None = None):
         from importlib.metadata import version

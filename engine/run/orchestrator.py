@@ -178,7 +178,7 @@ class Run(Job):
                 assert predictor is not None  # a kept float graph serves only a shared chain
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if plan.model.format in ("h5", "keras") and self._keras is None:
-            loaded = getattr(predictor, "model", None)
+            loaded = predictor.keras_model if predictor is not None else None
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
