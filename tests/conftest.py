@@ -71,3 +71,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         for package in ("engine", "stquant_tui"):
             compileall.compile_dir(ROOT / package, quiet=1)
+
+
+@pytest.fixture
+def litert_threads(monkeypatch) -> list[tuple[str, int | None]]:
+    """Every LiteRT interpreter made from now on, as (the model file's name or "content", num_threads given)."""
+    from ai_edge_litert import interpreter
+
+    made = []
+
+    class Recorded(interpreter.Interpreter):
+        def __init__(self, model_path=None, model_content=None, num_threads=None, **kwargs):
+            made.append((Path(model_path).name if model_path else "content", num_threads))
+            super().__init__(model_path=model_path, model_content=model_content, num_threads=num_threads, **kwargs)
+
+    monkeypatch.setattr(interpreter, "Interpreter", Recorded)
+    return made

@@ -21,6 +21,9 @@ class ArrayCalibration:
         for start in range(0, self.total, batch_size):
             yield self.images[start : start + batch_size]
 
+    def identity(self) -> None:
+        """An array says nothing of where it came from: its statistics are not cached."""
+
 
 class PhotoCalibration:
     """CalibrationData over image files: RGB, nearest resize, x/127.5 - 1, decoded batch by batch."""
@@ -34,6 +37,9 @@ class PhotoCalibration:
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.total, batch_size):
             yield np.stack([load_photo(f, self.size) for f in self.files[start : start + batch_size]])
+
+    def identity(self) -> None:
+        """Not cached (the engine's ImageCalibrationData is)."""
 
 
 def load_photo(path: Path, size: int = FLOWERS_SIZE) -> np.ndarray:

@@ -104,6 +104,21 @@ def test_a_cached_run_never_loads_the_keras_model(tmp_path, capsys, after_first_
     _same_figures(cached, uncached)
 
 
+def test_the_evaluations_threads(tmp_path, capsys, after_first_run, litert_threads):
+    """The float graph kept by the first run is evaluated beside TensorFlow's import on the cores the import leaves
+    (again on every core if it starts after the import), the int8 model on every usable core."""
+    from engine.common.threads import spare_cores, usable_cores
+
+    summary = _run(capsys, tmp_path, "chain", operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
+    assert summary["accuracy"]["runtime"]["float"].endswith("(as converted for quantization)")
+    evaluations = [made for made in litert_threads if made[1] is not None]  # the per-layer report gives no threads
+    assert evaluations[0] == ("content", spare_cores()) and evaluations[-1] == (
+        "quantized_model.tflite",
+        usable_cores(),
+    )
+    assert evaluations[1:-1] in ([], [("content", usable_cores())]), evaluations
+
+
 def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_path, capsys, after_first_run):
     # statistics and float model cached by the first run
     optimize = ("quantization.optimize=True", "quantization.granularity=per_tensor")

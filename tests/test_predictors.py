@@ -229,7 +229,7 @@ def test_flowers_float_h5_and_st_int8_tflite(flowers_h5, flowers_st_tflite, flow
 
     # independent per-image reference loops, not going through engine.evaluation.predictors
     start = time.perf_counter()
-    model = tf.function(lambda x: float_predictor.model(x, training=False))
+    model = tf.function(lambda x: float_predictor.keras_model(x, training=False))
     float_loop = np.array([np.argmax(model(image[None])) for image in images])
     interpreter = Interpreter(model_path=str(flowers_st_tflite))
     interpreter.allocate_tensors()
@@ -280,14 +280,18 @@ def test_predict_pixels_equals_predict_on_rescaled_pixels(tiny_models, name):
             predictor.predict_pixels(pixels.astype(np.float32), spec)
 
 
-def test_tflite_falls_back_to_builtin_kernels_when_xnnpack_cannot_prepare(food101_model):
-    """ST's EfficientNet LC int8 cannot run batched under XNNPACK; the predictor retries on LiteRT's own kernels."""
+def test_tflite_falls_back_to_builtin_kernels_when_xnnpack_cannot_prepare(food101_model, litert_threads):
+    """ST's EfficientNet LC int8 cannot run batched under XNNPACK; the predictor retries on LiteRT's own kernels,
+    with one thread (their idle threads spin), where XNNPACK had every usable core."""
+    from engine.common.threads import usable_cores
     from engine.evaluation.predictors import TFLitePredictor
 
-    predictor = TFLitePredictor(food101_model / "st_efficientnet_lc_v1_128_tfs_int8.tflite")
+    name = "st_efficientnet_lc_v1_128_tfs_int8.tflite"
+    predictor = TFLitePredictor(food101_model / name)
     images = np.random.default_rng(0).random((3, 128, 128, 3), dtype=np.float32)
     batched = predictor.predict(images)
     assert predictor.runtime.endswith("(built-in kernels)")
+    assert litert_threads == [(name, usable_cores()), (name, 1)]
     single = np.concatenate([predictor.predict(image[None]) for image in images])
     np.testing.assert_array_equal(batched, single)
     assert batched.shape == (3, 101)

@@ -84,6 +84,24 @@ def test_footprint_failure_is_a_warning_and_the_model_is_kept(tmp_path, capsys):
     assert "footprint failed (the run goes on)" in err  # and the live log line
 
 
+def test_a_confusion_matrix_that_cannot_be_written_is_a_warning(tmp_path, capsys):
+    """The PNGs are drawn beside the later stages: a folder where the float model's PNG goes (a real write failure)
+    costs that PNG only; the run, its figures and the other PNG are kept."""
+    config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
+    run_dir = tmp_path / "run"
+    (run_dir / "float_model_confusion_matrix_test_set.png").mkdir(parents=True)
+    code, out, err = run_cli(capsys, "run", write(tmp_path, config), "--output-dir", run_dir, "--progress", "none")
+    assert code == 0, err
+    summary = summary_of(run_dir)
+    assert summary["status"] == "ok" and summary["failed_stage"] is None
+    [warning] = [w for w in summary["warnings"] if w["stage"] != "prepare"]  # (the test set is the calibration set)
+    assert warning["stage"] == "confusion_matrix" and "float_model_confusion_matrix_test_set.png" in warning["message"]
+    assert summary["accuracy"]["float"] is not None and summary["accuracy"]["quantized"] is not None
+    assert summary["footprint"]["weights_flash_kib"] > 0
+    assert (run_dir / "quantized_model_confusion_matrix_test_set.png").stat().st_size > 0
+    assert "warning (confusion_matrix): " in out
+
+
 def test_layer_report_and_mlflow_failures_are_warnings(tmp_path, capsys, monkeypatch):
     """No real model makes the per-layer report fail (every one tried was handled), so LiteRT's interpreter
     is made to refuse the report's request (all tensors preserved) - a monkeypatch of the library call. The same run's

@@ -26,19 +26,28 @@ AHEAD_BYTES = 32 * 2**20  # decoded images held at most by `ImageCalibrationData
 
 
 class CalibrationData(Protocol):
-    """What a quantizer needs: a known number of samples, streamed in batches.
-
-    Sources that can say what they are made of also have `identity() -> dict` (JSON-able: the files with
-    their sizes and mtimes, the preprocessing, seed and split): the statistics cache keys on it.
-    """
+    """What a quantizer needs: a known number of samples, streamed in batches."""
 
     source: str  # where the samples come from: a dataset key, or "random"
     total: int
-    used: int  # samples the last pass over `batches` yielded
-    skipped: int  # files that could not be decoded
+
+    @property
+    def used(self) -> int:
+        """Samples the last pass over `batches` yielded."""
+        ...
+
+    @property
+    def skipped(self) -> int:
+        """Files that could not be decoded."""
+        ...
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Yield float32 (n, H, W, C) arrays, n <= batch_size, `total` samples in all (less the skipped)."""
+        ...
+
+    def identity(self) -> Identity | None:
+        """What the samples are made of (JSON-able: the files with their sizes and mtimes, the preprocessing, seed
+        and split), which the statistics cache keys on; None when the source cannot say (nothing is cached)."""
         ...
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,11 +10,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.common.errors import EngineError, InputError, first_line
+from engine.common.threads import usable_cores
 from engine.data.preprocess import ImageSpec
 from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import guess_layout
 from engine.models.library_internals import is_keras3
-from engine.models.load import load_keras_model
+from engine.models.load import KerasModel, load_keras_model
 from engine.models.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Predictor(Protocol):
     path: Path
     input_hw_c: tuple[int, int, int]
     trace: Trace | None  # a Keras model's trace, once converted to run as TFLite (its quantizer reuses it), else None
+    keras_model: KerasModel  # the loaded Keras model a KerasPredictor runs (its quantizer reuses it), else None
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -104,12 +105,12 @@ class KerasPredictor:
             except RuntimeError:
                 log.debug("TensorFlow already initialised: keeping its thread settings")
         self.path = path
-        self.model = model if model is not None else load_keras_model(path)
-        shape = tuple(self.model.inputs[0].shape)
+        self.keras_model = model if model is not None else load_keras_model(path)
+        shape = tuple(self.keras_model.inputs[0].shape)
         if len(shape) != 4:
             raise InputError(f"{path} is not an image classifier: input shape {shape}, expected (N, H, W, C)")
         self.input_hw_c = (int(shape[1]), int(shape[2]), int(shape[3]))
-        self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.model))
+        self.keras_runtime = self.runtime = keras_runtime(is_keras3(self.keras_model))
         self.num_threads = num_threads
         self.converted: TFLitePredictor | None = None
         self.trace: Trace | None = None  # the model's trace, once `run_as_tflite` converted it (for its quantizer)
@@ -124,8 +125,8 @@ class KerasPredictor:
 
         try:
             if not content:
-                self.trace = traced(self.model, trace)
-            graph = content or float_tflite(self.model, self.trace)
+                self.trace = traced(self.keras_model, trace)
+            graph = content or float_tflite(self.keras_model, self.trace)
             converted = TFLitePredictor(self.path, self.num_threads, content=graph)
         except Exception as error:  # noqa: BLE001 - any conversion failure: keep running in Keras
             log.info(
@@ -144,7 +145,7 @@ class KerasPredictor:
         if self.converted is not None:
             return self.converted.predict(batch)
         batch = _check_batch(batch, self.input_hw_c, self.path)
-        outputs = self.model.predict_on_batch(batch)
+        outputs = self.keras_model.predict_on_batch(batch)
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[0]
         elif isinstance(outputs, dict):
@@ -176,6 +177,7 @@ class OnnxPredictor:
     """An ONNX model (float or QDQ) on ONNX Runtime's CPU provider; NCHW inputs are transposed for it."""
 
     trace: Trace | None = None  # not a Keras model
+    keras_model: KerasModel = None
 
     def __init__(self, path: Path, num_threads: int | None = None):
         import onnxruntime as ort
@@ -240,15 +242,20 @@ def _qdq_needs_emulation(path: Path) -> bool:
 
 
 class TFLitePredictor:
-    """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized."""
+    """A TFLite model on the LiteRT interpreter; integer inputs are quantized and integer outputs dequantized.
+
+    `threads`: the interpreter's threads, `num_threads` or every usable core; one once XNNPACK cannot run the graph
+    (LiteRT's built-in kernels spin their idle threads: more of them cost CPU and, on a busy machine, wall time).
+    """
 
     trace: Trace | None = None  # not a Keras model
+    keras_model: KerasModel = None
 
     def __init__(self, path: Path, num_threads: int | None = None, content: bytes | None = None):
         from importlib.metadata import version
 
         self._source = {"model_content": content} if content is not None else {"model_path": str(path)}
-        self._threads = num_threads or os.cpu_count()
+        self.threads = num_threads or usable_cores()
         try:
             self.interpreter = self._interpreter(delegate=True)
             self.interpreter.allocate_tensors()
@@ -299,7 +306,7 @@ class TFLitePredictor:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        return Interpreter(**self._source, num_threads=self._threads, experimental_op_resolver_type=resolver)
+        return Interpreter(**self._source, num_threads=self.threads, experimental_op_resolver_type=resolver)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -309,6 +316,7 @@ class TFLitePredictor:
                 raise
         # XNNPACK cannot prepare some graphs (e.g. ST EfficientNet LC int8 at batch > 1): LiteRT's own kernels can.
         log.warning("%s: XNNPACK cannot run this model; using LiteRT's built-in kernels", self.path.name)
+        self.threads = 1
         self.interpreter = self._interpreter(delegate=False)
         self.batch_size = -1
         self.runtime += " (built-in kernels)"

@@ -71,29 +71,34 @@ def versions(*distributions: str) -> dict[str, str]:
 class FirstImages:
     """Calibration data that keeps copies of the first `limit` images its quantizer reads (one batch, as
     `engine.data.calibration.first_images(calibration, limit, limit)` returns them): the per-layer report takes them
-    instead of decoding them again. `identity` is the wrapped data's, when it has one."""
+    instead of decoding them again. Its counts and identity are the wrapped data's."""
 
     def __init__(self, calibration: CalibrationData, limit: int) -> None:
         self.calibration, self.limit = calibration, limit
         self.source, self.total = calibration.source, calibration.total
-        self.used, self.skipped = calibration.used, calibration.skipped  # as the wrapped data counts them
         self.first: list[np.ndarray] | None = None  # set once a pass has read `limit` images, or all of them
-        identity: Callable[[], Identity] | None = getattr(calibration, "identity", None)
-        if identity is not None:
-            self.identity = identity
+
+    @property
+    def used(self) -> int:
+        return self.calibration.used
+
+    @property
+    def skipped(self) -> int:
+        return self.calibration.skipped
+
+    def identity(self) -> Identity | None:
+        return self.calibration.identity()
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         kept: list[np.ndarray] = []
         count = 0
         for batch in self.calibration.batches(batch_size):
-            self.used, self.skipped = self.calibration.used, self.calibration.skipped
             if self.first is None:
                 kept.append(batch[: self.limit - count].copy())
                 count += len(kept[-1])
                 if count >= self.limit:
                     self.first = [np.concatenate(kept)]
             yield batch
-        self.used, self.skipped = self.calibration.used, self.calibration.skipped
         if self.first is None and kept:
             self.first = [np.concatenate(kept)]
 

@@ -163,7 +163,7 @@ def _cache_key(
 ) -> dict[str, Any] | None:
     """What the ranges depend on: the model file, what changes its float graph, the images, the method.
     (Not the prepared graph's bytes: tf2onnx names constants differently at every conversion.)"""
-    identity = getattr(calibration, "identity", None)
+    identity = calibration.identity()
     if identity is None:
         return None
     route = {
@@ -177,7 +177,7 @@ def _cache_key(
         "moving_average": moving_average,
         "model": file_hash(model_path),
         "float_graph": route,
-        "calibration": identity(),
+        "calibration": identity,
         "versions": versions("onnxruntime", "onnx", "tf2onnx", "tensorflow"),
     }
 

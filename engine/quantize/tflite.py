@@ -196,15 +196,15 @@ class _Statistics:
 
     def _keys(self, float_model: bytes) -> dict[bool, dict[str, Any] | None]:
         """The cache key of the statistics with histograms (True) and without (False); None without a cache."""
-        identity = getattr(self.calibration, "identity", None)
-        if self.cache is None or identity is None:
+        identity = self.calibration.identity() if self.cache is not None else None
+        if identity is None:
             return {True: None, False: None}
         key = {
             "quantizer": "TFlite_converter",
             "rules": RULES,
             "model": file_hash(self.model_path),
             "float_graph": bytes_hash(float_model),
-            "calibration": identity(),
+            "calibration": identity,
             "versions": versions("tensorflow", "ai-edge-litert"),
         }
         # with histograms, every calibration method derives from it

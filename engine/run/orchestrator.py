@@ -8,7 +8,9 @@ statistics cache).  chain_eqeb: chain_eqe plus footprint. Every quantization als
 footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
 
 The quantized model is the product: the per-layer report, its footprint and MLflow logging are diagnostics
-whose failure is a warning in the summary. Nothing written before a failure or an interrupt is removed.
+whose failure is a warning in the summary, and so are the confusion-matrix PNGs. Those and the footprint of a
+quantization are made in a thread beside the stages that follow (the footprint beside the per-layer report), off
+their path; the run waits for them before it ends. Nothing written before a failure or an interrupt is removed.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from engine.common.atomic import write_text_atomic
-from engine.common.errors import ConfigError, InputError, StquantError
+from engine.common.errors import ConfigError, InputError, StquantError, first_line
 from engine.common.threads import spare_cores
 from engine.config.schema import (
     BENCHMARK_MODES,
@@ -54,6 +56,7 @@ from engine.run.summary import Accuracy, Calibration, Footprint, LayerError, Run
 if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runtime)
     from engine.evaluation.accuracy import EvalResult
     from engine.evaluation.predictors import Predictor
+    from engine.footprint import Footprint as FootprintEstimate
     from engine.models.load import KerasModel
     from engine.models.trace import Trace
     from engine.quantize.cache import StatsCache
@@ -61,6 +64,8 @@ if TYPE_CHECKING:  # imported by the stages that use them (TensorFlow, ONNX Runt
 
 # The decoded evaluation set: images (uint8 pixels or float inputs), labels, set name, the spec that rescales them.
 EvaluationSet = tuple[np.ndarray, list[int], str, ImageSpec]
+
+Result = TypeVar("Result")
 
 log = logging.getLogger(__name__)
 LAYER_ERRORS_KEPT = 30
@@ -87,6 +92,8 @@ class Run(Job):
         self._keras: LazyKerasModel | None = None  # the Keras model of general.model_path, loaded when a stage needs it
         self._pending_report: tuple[QuantResult, FirstImages] | None = None  # quantized, not yet reported per layer
         self._kept_float: tuple[str, EvalResult, str] | None = None  # on the kept graph (its LiteRT), to record
+        self._beside: ThreadPoolExecutor | None = None  # the thread of `_aside`, while the stages run
+        self._drawn: list[Future[None]] = []  # the confusion-matrix PNGs, drawn in that thread
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -110,6 +117,35 @@ class Run(Job):
             _log_mlflow(self.config, self.summary, self.run_dir)
 
     def execute(self) -> RunSummary:
+        with ThreadPoolExecutor(1, thread_name_prefix="stquant-aside") as self._beside:
+            try:
+                self._stages()
+            except BaseException as error:
+                self._beside.shutdown(cancel_futures=isinstance(error, KeyboardInterrupt))
+                raise
+            finally:
+                self._beside = None
+            for drawn in self._drawn:
+                self._drawing_done(drawn)
+        self.summary.status = "ok"
+        return self.summary
+
+    def _aside(self, work: Callable[..., Result], *args: object) -> Future[Result]:
+        """`work(*args)` in the run's thread for what needs only files the run wrote (the confusion-matrix PNGs, the
+        footprint): beside the stages that follow (one core of their own on a machine with two)."""
+        assert self._beside is not None  # set while `execute` runs the stages
+        return self._beside.submit(work, *args)
+
+    def _drawing_done(self, drawn: Future[None]) -> None:
+        """Wait for a confusion-matrix PNG; one that could not be drawn is a warning (a diagnostic)."""
+        try:
+            drawn.result()
+        except Exception as error:  # noqa: BLE001 - any failure of a diagnostic is reported, never fatal
+            message = first_line(error)
+            log.warning("confusion_matrix failed (the run goes on): %s", message)
+            self.summary.warn("confusion_matrix", message)
+
+    def _stages(self) -> None:
         mode = self.config.operation_mode
         with self.stage("prepare"):
             plan = prepare(self.config)
@@ -142,7 +178,7 @@ class Run(Job):
                 assert predictor is not None  # a kept float graph serves only a shared chain
                 self._evaluate(predictor, evaluation, "quantized" if plan.model.quantized else "float")
         if plan.model.format in ("h5", "keras") and self._keras is None:
-            loaded = getattr(predictor, "model", None)
+            loaded = predictor.keras_model if predictor is not None else None
             self._keras = LazyKerasModel(plan.model_path, loaded, ("evaluate",) if loaded is not None else ())
         if mode in QUANTIZATION_MODES:
             try:
@@ -157,16 +193,16 @@ class Run(Job):
             if evaluation is not None:
                 self._evaluate(self._load_predictor(quantized), evaluation, "quantized")
                 predictor = evaluation = None  # the decoded images are freed before the per-layer report
+            # beside the per-layer report, which keeps one core busy (the int8 evaluation keeps all of them)
+            footprint = self._aside(self._estimate_footprint, quantized)
             self._report_layers()
             with self.diagnostic("footprint"):  # the quantized model is the product; its footprint a diagnostic
-                self._footprint(quantized)
+                self._footprint(quantized, footprint.result())
         elif mode in BENCHMARK_MODES:
             if self._keras is not None:  # the footprint of a Keras model is that of its float conversion
                 self._keras.needed_by.append("footprint")
             with self.stage("footprint"):
-                self._footprint(plan.model_path)
-        self.summary.status = "ok"
-        return self.summary
+                self._footprint(plan.model_path, self._estimate_footprint(plan.model_path))
 
     # ------------------------------------------------------------ stages
 
@@ -415,9 +451,8 @@ class Run(Job):
             result.accuracy,
         )
         log.info("confusion matrix of the %s model:\n%s", label, confusion_table(result))
-        save_confusion_png(
-            result, self.run_dir / f"{label}_model_confusion_matrix_{set_name}.png", f"{model_path.name} ({label})"
-        )
+        png = self.run_dir / f"{label}_model_confusion_matrix_{set_name}.png"
+        self._drawn.append(self._aside(save_confusion_png, result, png, f"{model_path.name} ({label})"))
         self._results[label] = result
         if "float" in self._results and "quantized" in self._results:
             accuracy.agreement = round(agreement(self._results["float"], self._results["quantized"]), 2)
@@ -425,13 +460,23 @@ class Run(Job):
                 accuracy.difference = round(accuracy.quantized - accuracy.float, 2)
             log.info("top-1 agreement float vs quantized: %.2f %%", accuracy.agreement)
 
-    def _footprint(self, model_path: Path) -> None:
-        from engine.footprint import estimate_footprint
-        from engine.footprint.boards import board_fit, find_board, unknown_board
+    def _known_board(self) -> str | None:
+        """`benchmarking.board` when it names a known board."""
+        from engine.footprint.boards import find_board
 
         board = self.config.benchmarking.board
-        known = board if board and find_board(board) else None
-        footprint = estimate_footprint(model_path, board=known, keras3=self._keras3)
+        return board if board and find_board(board) else None
+
+    def _estimate_footprint(self, model_path: Path) -> FootprintEstimate:
+        from engine.footprint import estimate_footprint
+
+        return estimate_footprint(model_path, board=self._known_board(), keras3=self._keras3)
+
+    def _footprint(self, model_path: Path, footprint: FootprintEstimate) -> None:
+        """Put the `footprint` of `model_path` in the summary and the log."""
+        from engine.footprint.boards import board_fit, unknown_board
+
+        board, known = self.config.benchmarking.board, self._known_board()
         fit = board_fit(known, footprint) if known else None
         if board and not known:
             message = str(unknown_board(board, "benchmarking.board"))

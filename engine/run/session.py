@@ -45,7 +45,7 @@ class Session:
     @property
     def keras_model(self) -> Any:
         """The loaded Keras model (None for an ONNX model)."""
-        return getattr(self.predictor, "model", None)
+        return self.predictor.keras_model
 
     def evaluate(
         self, model_path: Path | str, stage: str | None, job: Job, subset: np.ndarray | None = None

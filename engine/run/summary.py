@@ -24,7 +24,9 @@ class _Part(BaseModel):
 class RunWarning(_Part):
     """A problem that did not stop the run (a diagnostic that failed, a preflight remark)."""
 
-    stage: str = Field(description="stage that raised it, e.g. prepare, layer_errors, footprint, mlflow")
+    stage: str = Field(
+        description="stage that raised it, e.g. prepare, layer_errors, footprint, confusion_matrix, mlflow"
+    )
     message: str = Field(description="one-line reason")
 
 
