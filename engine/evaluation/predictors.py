@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.common.errors import EngineError, InputError, first_line
+from engine.common.threads import usable_cores
 from engine.data.preprocess import ImageSpec
 from engine.models.files import KERAS_SUFFIXES, check_model_file
 from engine.models.info import guess_layout
@@ -248,7 +248,7 @@ class TFLitePredictor:
         from importlib.metadata import version
 
         self._source = {"model_content": content} if content is not None else {"model_path": str(path)}
-        self._threads = num_threads or os.cpu_count()
+        self.num_threads = num_threads or usable_cores()  # LiteRT threads: the cores this process may use
         try:
             self.interpreter = self._interpreter(delegate=True)
             self.interpreter.allocate_tensors()
@@ -299,7 +299,7 @@ class TFLitePredictor:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        return Interpreter(**self._source, num_threads=self._threads, experimental_op_resolver_type=resolver)
+        return Interpreter(**self._source, num_threads=self.num_threads, experimental_op_resolver_type=resolver)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
