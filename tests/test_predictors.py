@@ -1,5 +1,6 @@
 """Predictors on tiny real models (Keras 3, tf_keras, ONNX NHWC/NCHW, TFLite float/int8) and on the flowers assets."""
 
+import os
 import time
 from pathlib import Path
 
@@ -295,3 +296,18 @@ def test_tflite_falls_back_to_builtin_kernels_when_xnnpack_cannot_prepare(food10
     single = np.concatenate([predictor.predict(image[None]) for image in images])
     np.testing.assert_array_equal(batched, single)
     assert batched.shape == (3, 101)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed on two cores")
+def test_tflite_threads_follow_the_cores_this_process_may_use(tiny_models, images):
+    """A process allowed on fewer cores than the machine has (taskset, a container's cpuset, a pinned pytest worker)
+    runs LiteRT on those, not on os.cpu_count() threads that would take turns on them."""
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        pinned = load_predictor(tiny_models["tflite_float"])
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert pinned.threads == 1
+    assert load_predictor(tiny_models["tflite_float"]).threads == len(allowed)
+    np.testing.assert_array_equal(pinned.predict(images), load_predictor(tiny_models["tflite_float"]).predict(images))

@@ -27,7 +27,7 @@ from PIL import Image
 
 from engine.common.child import become_child
 from engine.common.errors import first_line
-from engine.common.threads import spare_cores
+from engine.common.threads import spare_cores, usable_cores
 from engine.data.preprocess import (
     DECODE_ERRORS,
     ImageSpec,
@@ -76,7 +76,7 @@ def decode_stream(
     paths: list[Path], spec: ImageSpec, workers: int | None = None, load: ImageLoader = load_image
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield (index, image or None if unreadable) in order, keeping at most a few images in flight."""
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or min(8, usable_cores())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[tuple[int, Future[np.ndarray | str]]] = deque()
         for index, path in enumerate(paths):

@@ -20,7 +20,6 @@ stays the converter's own calibration.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ import flatbuffers
 import numpy as np
 
 from engine.common.errors import EngineError
+from engine.common.threads import usable_cores
 from engine.data.calibration import CalibrationData
 from engine.models.library_internals import (
     TfliteModel,
@@ -108,7 +108,7 @@ def tensor_statistics(
     from ai_edge_litert.interpreter import Interpreter
 
     tensors = activation_tensors(model)
-    interpreter = Interpreter(model_content=_with_all_outputs(model, tensors), num_threads=os.cpu_count())
+    interpreter = Interpreter(model_content=_with_all_outputs(model, tensors), num_threads=usable_cores())
     index = interpreter.get_input_details()[0]["index"]
     low = np.full(len(tensors), FLT_MAX)  # the calibrator's initial min and max
     high = np.full(len(tensors), FLT_MIN)
