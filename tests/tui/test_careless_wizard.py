@@ -52,15 +52,15 @@ def text_of(node: StquantApp | CompareScreen, selector: str) -> str:
 
 
 async def test_quitting_right_after_opening_a_config_never_raises():
-    """ctrl+q while the dataset scan and validate run, and from 0.05 s on while a step is being mounted (was
-    NoMatches)."""
+    """ctrl+q while the dataset scan runs, and from 0.05 s on while a step is being mounted (was NoMatches): from
+    0.2 s on, the Model step, whose validate and inspect then run."""
     for delay in (0, 0, 0, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3):
         app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
         async with app.run_test(size=(80, 24)) as pilot:  # re-raises anything the app raised
-            if delay:  # 0: the very first moment, before the first screen's check starts
+            if delay:  # 0: the very first moment, before the first screen is shown
                 await pilot.pause(delay)
             if delay >= 0.05:
-                app.step = "quantization"  # mounted when first shown
+                app.step = "quantization" if delay < 0.2 else "model"  # mounted when first shown
             await pilot.press("ctrl+q")
         assert app.return_code == 0, delay
 
@@ -70,8 +70,8 @@ async def test_review_names_a_missing_engine_command_and_retry_checks_again(tmp_
     monkeypatch.setenv("STQUANT_TUI_ENGINE", str(missing))
     app = StquantApp(DEMO_CONFIG)
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"  # validate runs where its answer is shown
         await wait_until(pilot, lambda: app.check_error is not None)
-        app.step = "review"
         await pilot.pause()
         assert text_of(app, "#review-status") == (
             f"✗ stquant validate did not answer ({missing}: command not found); select Retry and press Enter"
@@ -95,8 +95,8 @@ async def test_review_says_when_validate_does_not_answer(tmp_path):
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     app.validate_timeout = 0.5
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"  # validate runs where its answer is shown
         await wait_until(pilot, lambda: app.check_error is not None)
-        app.step = "review"
         await pilot.pause()
         assert text_of(app, "#review-status") == (
             f"✗ stquant validate did not answer ({' '.join(command)}: no answer "
@@ -110,6 +110,7 @@ async def test_quitting_while_validate_hangs_stops_it_at_once(tmp_path):
     pid_file = Path(command[1] + ".pid")
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"
         await wait_until(pilot, pid_file.exists)
         await pilot.press("ctrl+q")
     pid = int(pid_file.read_text())
@@ -127,8 +128,8 @@ async def test_a_run_whose_output_cannot_be_read_fails_and_back_works_again(tmp_
     command = engine(tmp_path)
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.verdict is not None)
         app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None)
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.step == "run" and not app.running)
@@ -149,8 +150,8 @@ async def test_a_comparison_whose_output_cannot_be_read_fails_and_unlocks(tmp_pa
     command = engine(tmp_path)
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.verdict is not None)
         app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None)
         await pilot.pause()
         await pilot.press("ctrl+k")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
