@@ -145,6 +145,7 @@ class StquantApp(RunActions, App[int]):
         self._checked = ""  # the text (and trust flag) that `verdict` is about, or being checked
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
+        self.run_when_checked = False  # ctrl+r came while validate was checking: run once it passes
         self._steps: dict[str, Widget] = {}  # each step's widget, made when first asked for (`step_widget`)
         self._step_mounts: dict[str, AwaitMount] = {}  # mounted when first shown (`mount_step`)
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
@@ -325,6 +326,10 @@ class StquantApp(RunActions, App[int]):
         """validate's answer on the draft as it is now (None: not asked yet, or being checked)."""
         return self.verdict if self._checked == self.check_key() else None
 
+    def check_pending(self) -> bool:
+        """validate has not answered on the draft as it is now (nor failed to run on it)."""
+        return self._checked != self.check_key() or (self.verdict is None and self.check_error is None)
+
     @property
     def trust_model(self) -> bool:
         """The Model step's "trust code stored in this model file" box (not a config key)."""
@@ -378,6 +383,7 @@ class StquantApp(RunActions, App[int]):
             if event.state in ENDED_BADLY:  # Review: the reason, naming the engine command, and Retry
                 self.check_error = failure_line(event.worker, self.engine_cmd)
                 self.refresh_review()
+                self._run_if_asked()
             self.request_check(delay=0)
         elif event.state in ENDED_BADLY and event.worker.group == "run":
             self.run_reader_failed(event.worker)
@@ -389,6 +395,14 @@ class StquantApp(RunActions, App[int]):
         self.refresh_review()
         for step in self.query(Step):
             step.show_verdict(event.verdict)
+        self._run_if_asked()
+
+    def _run_if_asked(self) -> None:
+        """validate answered (or could not run): a ctrl+r pressed meanwhile on Review runs now, or is refused."""
+        if self.run_when_checked and not self.check_pending():
+            self.run_when_checked = False
+            if self.step == "review":
+                self.call_later(self.run_action, "run")
 
     def refresh_review(self) -> int:
         """Show the draft and the verdict on Review; return the number of schema problems."""

@@ -218,3 +218,31 @@ def test_the_loader_refuses_duplicate_keys_and_tabs_in_one_line(tmp_path, capsys
     assert main([str(config)]) == 2  # the command line: exit 2, the same line, no traceback
     assert capsys.readouterr().err == f"stquant-tui: {message.format(f=config)}\n"
     assert config.read_text() == text
+
+
+async def test_ctrl_r_while_validate_checks_runs_only_once_validate_passes(tmp_path):
+    """ctrl+r on Review before validate answered: a config it refuses does not run (Review lists why); once it
+    passes, the run starts by itself. The stand-in engine's validate takes a second, so ctrl+r comes first."""
+    script = tmp_path / "slow_validate.sh"
+    script.write_text(f'#!/bin/sh\n[ "$1" = validate ] && sleep 1\nexec {" ".join(FAKE_ENGINE)} "$@"\n')
+    script.chmod(0o755)
+    app = StquantApp(DEMO_CONFIG, engine_cmd=[str(script)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        names = app.draft.get("dataset.class_names")
+        app.apply_edit("dataset.class_names", [*names[:-1], "sunflower"])  # no folder: only validate knows
+        await app.mount_step("review")
+        app.step = "review"
+        await pilot.press("ctrl+r")
+        assert app.check_pending() and app.run_when_checked
+        await wait_until(pilot, lambda: not app.check_pending(), timeout=60)
+        await pilot.pause()
+        assert not app.verdict.ok and app.step == "review" and not app.running and app.process is None
+        assert "sunflower" in str(app.query_one("#review-problems", OptionList).get_option_at_index(0).prompt)
+
+        app.apply_edit("dataset.class_names", names)
+        await pilot.press("ctrl+r")
+        assert app.check_pending() and app.process is None
+        await wait_until(pilot, lambda: app.step == "run" and app.process is not None, timeout=60)
+        assert app.verdict.ok and not app.run_when_checked
+        await wait_until(pilot, lambda: not app.running, timeout=60)
+        assert app.last_run.exit_code == 0
