@@ -56,6 +56,7 @@ from stquant_tui.widgets.text import show_text
 from stquant_tui.workers import ENDED_BADLY, RETRY_CHECK, failure_line
 
 FORM_STEPS = STEPS[:4]
+VERDICT_STEPS = ("model", "review")  # the steps that show `stquant validate`'s answer: validate runs only there
 DEFAULT_AGREEMENT = 99.0  # the recovery's target agreement first proposed, percent (as Compare's)
 NAV_BUTTONS = {  # which buttons each step shows
     "dataset": ("next",),
@@ -144,6 +145,7 @@ class StquantApp(RunActions, App[int]):
         self._checked = ""  # the text (and trust flag) that `verdict` is about, or being checked
         self._check_worker: Worker[None] | None = None
         self._check_timer: Timer | None = None
+        self.run_when_checked = False  # ctrl+r came while validate was checking: run once it passes
         self._steps: dict[str, Widget] = {}  # each step's widget, made when first asked for (`step_widget`)
         self._step_mounts: dict[str, AwaitMount] = {}  # mounted when first shown (`mount_step`)
         self._blocked_step: str | None = None  # the step whose Next was refused, while it says why
@@ -186,7 +188,6 @@ class StquantApp(RunActions, App[int]):
         side.show(lambda: self.draft.step_yaml(self.step))
 
     def _first_screen_shown(self) -> None:
-        self.request_check(delay=0)
         if self.ask_start:
             self.push_screen(StartScreen("Start a new config, or open the demo (a digits classifier)?"), self._start)
 
@@ -264,8 +265,8 @@ class StquantApp(RunActions, App[int]):
         for button in self.query("#nav Button"):
             button.display = button.id in NAV_BUTTONS[step]
         self.query_one("#back", Button).disabled = step == "run" and self.running
-        if step == "review":
-            self.refresh_review()
+        if step in VERDICT_STEPS:
+            self.show_verdict_step(step)
         self.refresh_side()
         self.call_after_refresh(self._focus_step, step)
 
@@ -321,13 +322,32 @@ class StquantApp(RunActions, App[int]):
         return f"{self.trust_model}\n{self.draft.yaml_text()}"
 
     @property
+    def current_verdict(self) -> Verdict | None:
+        """validate's answer on the draft as it is now (None: not asked yet, or being checked)."""
+        return self.verdict if self._checked == self.check_key() else None
+
+    def check_pending(self) -> bool:
+        """validate has not answered on the draft as it is now (nor failed to run on it)."""
+        return self._checked != self.check_key() or (self.verdict is None and self.check_error is None)
+
+    @property
     def trust_model(self) -> bool:
         """The Model step's "trust code stored in this model file" box (not a config key)."""
         model = self._steps.get("model")
         return isinstance(model, ModelStep) and model.trust_model
 
+    def show_verdict_step(self, step: str) -> None:
+        """Model or Review shown: validate the draft unless its verdict is about the current text; meanwhile the
+        Model step shows no verdict of an older text (Review says it is checking)."""
+        if step == "review":
+            self.refresh_review()
+        else:
+            self.step_widget("model").show_verdict(self.current_verdict)
+        self.request_check(delay=0)
+
     def request_check(self, delay: float = 0.4) -> None:
-        """Run `stquant validate` on the draft (after `delay` seconds without another edit)."""
+        """Run `stquant validate` on the draft (after `delay` seconds without another edit) if its step shows the
+        answer (VERDICT_STEPS); another step's edits are checked once Model or Review is shown."""
         if self._check_timer is not None:
             self._check_timer.stop()
         self._check_timer = self.set_timer(delay, self._start_check) if delay else None
@@ -335,7 +355,7 @@ class StquantApp(RunActions, App[int]):
             self.call_later(self._start_check)
 
     def _start_check(self) -> None:
-        if self.check_key() == self._checked or not self.is_running:
+        if self.step not in VERDICT_STEPS or self.check_key() == self._checked or not self.is_running:
             return
         if self._check_worker is not None and not self._check_worker.is_finished:
             return  # one validate at a time: the text as it is when that one ends is checked next
@@ -363,6 +383,7 @@ class StquantApp(RunActions, App[int]):
             if event.state in ENDED_BADLY:  # Review: the reason, naming the engine command, and Retry
                 self.check_error = failure_line(event.worker, self.engine_cmd)
                 self.refresh_review()
+                self._run_if_asked()
             self.request_check(delay=0)
         elif event.state in ENDED_BADLY and event.worker.group == "run":
             self.run_reader_failed(event.worker)
@@ -374,6 +395,14 @@ class StquantApp(RunActions, App[int]):
         self.refresh_review()
         for step in self.query(Step):
             step.show_verdict(event.verdict)
+        self._run_if_asked()
+
+    def _run_if_asked(self) -> None:
+        """validate answered (or could not run): a ctrl+r pressed meanwhile on Review runs now, or is refused."""
+        if self.run_when_checked and not self.check_pending():
+            self.run_when_checked = False
+            if self.step == "review":
+                self.call_later(self.run_action, "run")
 
     def refresh_review(self) -> int:
         """Show the draft and the verdict on Review; return the number of schema problems."""
@@ -554,7 +583,6 @@ class StquantApp(RunActions, App[int]):
         self.step = "dataset"
         self.refresh_crumbs()
         self.refresh_side()
-        self.request_check(delay=0)
 
     def action_keys(self) -> None:
         """`?`/F1: every key of the current screen, from its active bindings (so the list cannot drift)."""

@@ -43,6 +43,7 @@ class RunActions(_AppBase):
         engine_cmd: list[str]
         verdict: Verdict | None
         _checked: str
+        run_when_checked: bool
         process: RunProcess | None
         run_config: Path | None
         last_run: RunFinished | None
@@ -50,6 +51,7 @@ class RunActions(_AppBase):
         @property
         def trust_model(self) -> bool: ...
         def refresh_review(self) -> int: ...
+        def check_pending(self) -> bool: ...
         def check_key(self) -> str: ...
         def step_widget(self, name: str) -> Any: ...
         async def mount_step(self, name: str) -> Any: ...
@@ -63,6 +65,9 @@ class RunActions(_AppBase):
         ):
             self.step = "review"
             self.notify("stquant validate refuses this config: fix the problems listed first.", severity="error")
+            return
+        if self.check_pending():  # run once validate answers (`_run_if_asked`); Review says it is checking meanwhile
+            self.run_when_checked = True
             return
         mode = self.draft.get("operation_mode", "quantization")
         if mode not in RUNNABLE_MODES:

@@ -74,9 +74,8 @@ class ModelStep(Step):
                 self._timer.stop()
             if path:
                 self._timer = self.set_timer(0.3, lambda: self.inspect(str(path)))
-            verdict = self.app.verdict  # type: ignore[attr-defined]
-            if key == "" and verdict is not None:  # mounted (or loaded) after validate answered
-                self.show_verdict(verdict)
+            if key == "":  # mounted (or loaded): validate's answer on this text, if it has one
+                self.show_verdict(self.app.current_verdict)  # type: ignore[attr-defined]
         elif key.startswith("dataset.class_names") or key == "preprocessing.color_mode" or key == "detected":
             self.show_warnings()
 
@@ -132,9 +131,13 @@ class ModelStep(Step):
         show_text(self.query_one("#model-warnings", Static), "\n".join(f"⚠ {w}" for w in found))
 
     def show_verdict(self, verdict) -> None:
-        """`stquant validate`'s problems with the model: the file, its input channels, the opset."""
+        """`stquant validate`'s problems with the model: the file, its input channels, the opset (`None`: no
+        answer on this text yet, nothing shown)."""
         shown = self.query("#model-verdict")
         if not shown:  # not composed yet, or being removed
+            return
+        if verdict is None:
+            shown.first(Static).update("")
             return
         path = self.draft.get("general.model_path")
         model = str(self.draft.resolve(str(path))) if path else "\0"

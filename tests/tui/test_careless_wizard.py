@@ -52,15 +52,15 @@ def text_of(node: StquantApp | CompareScreen, selector: str) -> str:
 
 
 async def test_quitting_right_after_opening_a_config_never_raises():
-    """ctrl+q while the dataset scan and validate run, and from 0.05 s on while a step is being mounted (was
-    NoMatches)."""
+    """ctrl+q while the dataset scan runs, and from 0.05 s on while a step is being mounted (was NoMatches): from
+    0.2 s on, the Model step, whose validate and inspect then run."""
     for delay in (0, 0, 0, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3):
         app = StquantApp(DEMO_CONFIG, engine_cmd=FAKE_ENGINE)
         async with app.run_test(size=(80, 24)) as pilot:  # re-raises anything the app raised
-            if delay:  # 0: the very first moment, before the first screen's check starts
+            if delay:  # 0: the very first moment, before the first screen is shown
                 await pilot.pause(delay)
             if delay >= 0.05:
-                app.step = "quantization"  # mounted when first shown
+                app.step = "quantization" if delay < 0.2 else "model"  # mounted when first shown
             await pilot.press("ctrl+q")
         assert app.return_code == 0, delay
 
@@ -70,8 +70,8 @@ async def test_review_names_a_missing_engine_command_and_retry_checks_again(tmp_
     monkeypatch.setenv("STQUANT_TUI_ENGINE", str(missing))
     app = StquantApp(DEMO_CONFIG)
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"  # validate runs where its answer is shown
         await wait_until(pilot, lambda: app.check_error is not None)
-        app.step = "review"
         await pilot.pause()
         assert text_of(app, "#review-status") == (
             f"✗ stquant validate did not answer ({missing}: command not found); select Retry and press Enter"
@@ -95,8 +95,8 @@ async def test_review_says_when_validate_does_not_answer(tmp_path):
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     app.validate_timeout = 0.5
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"  # validate runs where its answer is shown
         await wait_until(pilot, lambda: app.check_error is not None)
-        app.step = "review"
         await pilot.pause()
         assert text_of(app, "#review-status") == (
             f"✗ stquant validate did not answer ({' '.join(command)}: no answer "
@@ -110,6 +110,7 @@ async def test_quitting_while_validate_hangs_stops_it_at_once(tmp_path):
     pid_file = Path(command[1] + ".pid")
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
+        app.step = "review"
         await wait_until(pilot, pid_file.exists)
         await pilot.press("ctrl+q")
     pid = int(pid_file.read_text())
@@ -127,8 +128,8 @@ async def test_a_run_whose_output_cannot_be_read_fails_and_back_works_again(tmp_
     command = engine(tmp_path)
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.verdict is not None)
         app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None)
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.step == "run" and not app.running)
@@ -149,8 +150,8 @@ async def test_a_comparison_whose_output_cannot_be_read_fails_and_unlocks(tmp_pa
     command = engine(tmp_path)
     app = StquantApp(DEMO_CONFIG, engine_cmd=command)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.verdict is not None)
         app.step = "review"
+        await wait_until(pilot, lambda: app.verdict is not None)
         await pilot.pause()
         await pilot.press("ctrl+k")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
@@ -217,3 +218,31 @@ def test_the_loader_refuses_duplicate_keys_and_tabs_in_one_line(tmp_path, capsys
     assert main([str(config)]) == 2  # the command line: exit 2, the same line, no traceback
     assert capsys.readouterr().err == f"stquant-tui: {message.format(f=config)}\n"
     assert config.read_text() == text
+
+
+async def test_ctrl_r_while_validate_checks_runs_only_once_validate_passes(tmp_path):
+    """ctrl+r on Review before validate answered: a config it refuses does not run (Review lists why); once it
+    passes, the run starts by itself. The stand-in engine's validate takes a second, so ctrl+r comes first."""
+    script = tmp_path / "slow_validate.sh"
+    script.write_text(f'#!/bin/sh\n[ "$1" = validate ] && sleep 1\nexec {" ".join(FAKE_ENGINE)} "$@"\n')
+    script.chmod(0o755)
+    app = StquantApp(DEMO_CONFIG, engine_cmd=[str(script)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        names = app.draft.get("dataset.class_names")
+        app.apply_edit("dataset.class_names", [*names[:-1], "sunflower"])  # no folder: only validate knows
+        await app.mount_step("review")
+        app.step = "review"
+        await pilot.press("ctrl+r")
+        assert app.check_pending() and app.run_when_checked
+        await wait_until(pilot, lambda: not app.check_pending(), timeout=60)
+        await pilot.pause()
+        assert not app.verdict.ok and app.step == "review" and not app.running and app.process is None
+        assert "sunflower" in str(app.query_one("#review-problems", OptionList).get_option_at_index(0).prompt)
+
+        app.apply_edit("dataset.class_names", names)
+        await pilot.press("ctrl+r")
+        assert app.check_pending() and app.process is None
+        await wait_until(pilot, lambda: app.step == "run" and app.process is not None, timeout=60)
+        assert app.verdict.ok and not app.run_when_checked
+        await wait_until(pilot, lambda: not app.running, timeout=60)
+        assert app.last_run.exit_code == 0

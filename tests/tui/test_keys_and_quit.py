@@ -126,33 +126,40 @@ async def test_review_problem_list_highlights_on_focus_and_the_file_picker_start
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         app.draft.edit("dataset.quantization_split", 2.0)
-        listing = (await app.mount_step("review")).query_one("#review-problems", OptionList)
+        review = await app.mount_step("review")
+        listing = review.query_one("#review-problems", OptionList)
         app.step = "review"
-        await wait_until(pilot, lambda: listing.option_count > 0)
+        # shown at once, focused after the next refresh: a focus given before that one may be taken by it
+        await wait_until(pilot, lambda: app.focused is not None and review in app.focused.ancestors)
+        assert listing.option_count > 0 and app.focused is not listing
         assert listing.highlighted is None
+        # focus, the list's Focus and its step's DescendantFocus are messages handled in turn: wait for their end
         listing.focus()
-        await pilot.pause()
+        await wait_until(pilot, lambda: app.focused is listing and listing.highlighted is not None)
         assert listing.highlighted == 0
-        await pilot.press("enter")  # acts at once: goes to the field
-        await wait_until(pilot, lambda: app.step == "dataset")
-        assert app.focused is app.query_one("#dataset-quantization_split", Input)
+        await pilot.press("enter")  # acts at once: goes to the field (focused after the step is shown)
+        split = app.query_one("#dataset-quantization_split", Input)
+        await wait_until(pilot, lambda: app.step == "dataset" and app.focused is split)
 
         app.draft.edit("general.model_path", str(models / "old" / "a.h5"))
         app.step = "model"
         await pilot.pause()
         await pilot.press("ctrl+f")
-        await wait_until(pilot, lambda: isinstance(app.screen, PathPickerScreen))
+        # the picker is composed, then focuses its path line, after it is pushed: wait for both
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPickerScreen) and app.focused is not None)
         screen = app.screen
+        typed = screen.query_one("#picker-path", Input)
+        await wait_until(pilot, lambda: app.focused is typed)
         assert Path(screen.query_one(PathTree).path) == models / "old"  # the value's folder, not the demo's
         assert str(models / "old") in str(screen.query_one("#picker-title").render())
-        typed = screen.query_one("#picker-path", Input)
-        assert app.focused is typed and typed.value == str(models / "old" / "a.h5")
+        assert typed.value == str(models / "old" / "a.h5")
         # a sibling folder: a few keys (the path is selected on focus: End keeps it), and the tree shows it
         await pilot.press("end", *["backspace"] * len("old/a.h5"), *"new/")
         await wait_until(pilot, lambda: Path(screen.query_one(PathTree).path) == models / "new")
         await pilot.press(*"b.onnx", "enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, PathPickerScreen))
-        assert app.draft.get("general.model_path") == str(models / "new" / "b.onnx")
+        # the field shows the pick, then its Changed and the row's Edited messages put it in the draft
+        await wait_until(pilot, lambda: app.draft.get("general.model_path") == str(models / "new" / "b.onnx"))
 
 
 def test_new_flag_starts_clean_without_asking():

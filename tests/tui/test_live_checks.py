@@ -7,7 +7,7 @@ import shutil
 
 from textual.widgets import Checkbox, Input, Select, Static
 from trust_model_file import lambda_model
-from tui_helpers import DEMO_CONFIG, ROOT, settle, wait_until
+from tui_helpers import DEMO_CONFIG, FAKE_ENGINE, ROOT, settle, wait_until
 
 from stquant_tui.app import StquantApp
 from stquant_tui.engine_client import default_engine_cmd
@@ -17,6 +17,39 @@ DIGITS = DEMO_CONFIG.parent / "demo" / "digits"
 
 def shown(app, widget_id: str) -> str:
     return str(app.query_one(widget_id, Static).render())
+
+
+def counting_engine(tmp_path) -> tuple[list[str], object]:
+    """The stand-in engine, noting each command it runs (validate, inspect) in a file; returns (command, file)."""
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    script = tmp_path / "engine.sh"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nexec {" ".join(FAKE_ENGINE)} "$@"\n')
+    script.chmod(0o755)
+    return [str(script)], calls
+
+
+async def test_validate_runs_only_on_the_steps_that_show_its_answer(tmp_path):
+    """Opening a config and editing on Dataset start no `stquant validate` child; showing the Model step validates
+    the draft as it is then, and Review shows that verdict without validating the same text again."""
+    command, calls = counting_engine(tmp_path)
+    app = StquantApp(DEMO_CONFIG, engine_cmd=command)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#dataset-quantization_split", Input).value = "0.5"
+        await pilot.pause(0.6)  # past the edit's debounce (0.4 s)
+        await settle(pilot)
+        assert app.draft.get("dataset.quantization_split") == 0.5
+        assert "validate" not in calls.read_text().split()
+        await app.mount_step("model")
+        app.step = "model"
+        await wait_until(pilot, lambda: app.current_verdict is not None)
+        assert app.current_verdict.ok
+        await app.mount_step("review")
+        app.step = "review"
+        await pilot.pause()
+        assert shown(app, "#review-status").startswith("✓ stquant validate: ok.")
+        await settle(pilot)
+        assert calls.read_text().split().count("validate") == 1, calls.read_text()
 
 
 async def dataset_step_flags_an_empty_class_folder_and_a_class_without_folder(pilot, data) -> None:
@@ -85,4 +118,8 @@ async def test_dataset_and_model_steps_flag_what_the_engine_finds_and_the_tick_t
         app.step = "preprocessing"
         await pilot.pause()
         app.query_one("#preprocessing-color_mode", Select).value = "rgb"
-        await wait_until(pilot, lambda: shown(app, "#model-verdict").strip() == "", timeout=60)
+        await wait_until(pilot, lambda: app.draft.get("preprocessing.color_mode") == "rgb")
+        app.step = "model"  # validate runs where its answer is shown; the line is blank until it answers
+        await wait_until(pilot, lambda: app.current_verdict is not None, timeout=60)
+        await pilot.pause()
+        assert shown(app, "#model-verdict").strip() == ""

@@ -27,7 +27,7 @@ async def test_real_chain_eqeb_of_the_demo_reaches_the_summary(tmp_path, monkeyp
         app.step = "review"
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.step == "run")
+        await wait_until(pilot, lambda: app.step == "run", timeout=60)  # once validate passed (it runs on Review)
         await wait_until(pilot, lambda: not app.running, timeout=240)
         assert app.last_run is not None and app.last_run.exit_code == 0, app.last_run
         assert app.step == "summary"

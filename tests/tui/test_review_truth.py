@@ -34,6 +34,13 @@ def validate(path, capsys, monkeypatch) -> tuple[int, list[str]]:
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
+def focused_key(app) -> str | None:
+    """The config key of the field row holding the focus, if any."""
+    focused = app.focused
+    rows = [w for w in focused.ancestors_with_self if isinstance(w, FieldRow)] if focused else []
+    return rows[0].key if rows else None
+
+
 @pytest.mark.parametrize("case", BROKEN, ids=str)
 async def test_review_says_what_validate_says(case, tmp_path, monkeypatch, capsys):
     old, new = BROKEN[case]
@@ -62,8 +69,8 @@ async def test_review_says_what_validate_says(case, tmp_path, monkeypatch, capsy
             listing.focus()
             listing.highlighted = 0
             await pilot.press("enter")
-            await pilot.pause()
             key = verdict.problems[0].key
-            assert app.step == step_of(key)
+            # the step is shown, then its field focused after a refresh: wait for the focus to reach it
+            await wait_until(pilot, lambda: app.step == step_of(key) and focused_key(app) == key)
             row = next(w for w in app.focused.ancestors_with_self if isinstance(w, FieldRow))
-            assert row.key == key and row.has_class("-invalid")
+            assert row.has_class("-invalid")

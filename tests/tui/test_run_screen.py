@@ -55,8 +55,8 @@ async def test_cancel_asks_then_stops_the_engine_and_ctrl_q_during_a_run_asks_fi
         await settle(pilot)
         app.step = "review"
         await pilot.pause()
-        await pilot.click("#run")
-        await wait_until(pilot, lambda: app.query_one("#run-progress", ProgressBar).progress > 0)
+        await pilot.click("#run")  # runs once validate (started on Review) passes
+        await wait_until(pilot, lambda: app.step == "run" and app.query_one("#run-progress", ProgressBar).progress > 0)
         assert app.step == "run" and app.running
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -91,12 +91,12 @@ async def test_every_step(snapshot, size):
     shots: dict[str, str] = {}
     async with app.run_test(size=SIZES[size], tooltips=True, notifications=True) as pilot:
         await settle(pilot)
-        await wait_until(pilot, lambda: app.verdict is not None)
         await wait_until(pilot, lambda: "images" in str(app.query_one("#dataset-feedback", Static).render()))
         for step in FORM_STEPS:
             await show_step(pilot, step)
             shots[step] = await screenshot(pilot)
         await show_step(pilot, "review")
+        await wait_until(pilot, lambda: app.verdict is not None)  # the real one (from the Model step), then the fixed
         app.on_verdict_ready(VerdictReady(app._checked, Verdict(0, [], [WARNING])))
         await pilot.pause()
         shots["review"] = await screenshot(pilot)

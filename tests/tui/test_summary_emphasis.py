@@ -43,7 +43,7 @@ async def test_a_real_run_that_goes_wrong_is_flagged(tmp_path, monkeypatch):
         app.step = "review"
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.step == "run")
+        await wait_until(pilot, lambda: app.step == "run", timeout=60)  # once validate passed (it runs on Review)
         await wait_until(pilot, lambda: not app.running, timeout=300)
         assert app.last_run is not None and app.last_run.exit_code == 0, app.last_run
         await wait_until(pilot, lambda: app.step == "summary")

@@ -46,8 +46,16 @@ async def stop_with_escape(pilot, screen) -> None:
 
 
 async def settle(pilot) -> None:
-    """Let workers finish and the messages they posted be handled."""
-    await pilot.app.workers.wait_for_complete()
+    """Let workers finish and the messages they posted be handled. A worker cancelled meanwhile (a closed picker's
+    tree loader) is not waited for: Textual's wait raises WorkerCancelled for it."""
+    from textual.worker import WorkerCancelled
+
+    while True:
+        try:
+            await pilot.app.workers.wait_for_complete([w for w in pilot.app.workers if not w.is_cancelled])
+            break
+        except WorkerCancelled:  # cancelled while waited for: wait for the others
+            continue
     await pilot.pause()
     await pilot.pause()
 
