@@ -220,11 +220,11 @@ def test_the_loader_refuses_duplicate_keys_and_tabs_in_one_line(tmp_path, capsys
     assert config.read_text() == text
 
 
-async def test_ctrl_r_while_validate_checks_runs_only_once_validate_passes(tmp_path):
+async def test_ctrl_r_while_validate_checks_runs_only_once_validate_passes(tmp_path, fake_engine):
     """ctrl+r on Review before validate answered: a config it refuses does not run (Review lists why); once it
     passes, the run starts by itself. The stand-in engine's validate takes a second, so ctrl+r comes first."""
     script = tmp_path / "slow_validate.sh"
-    script.write_text(f'#!/bin/sh\n[ "$1" = validate ] && sleep 1\nexec {" ".join(FAKE_ENGINE)} "$@"\n')
+    script.write_text(f'#!/bin/sh\n[ "$1" = validate ] && sleep 1\nexec {" ".join(fake_engine)} "$@"\n')
     script.chmod(0o755)
     app = StquantApp(DEMO_CONFIG, engine_cmd=[str(script)])
     async with app.run_test(size=(80, 24)) as pilot:
