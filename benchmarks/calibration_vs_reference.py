@@ -9,12 +9,14 @@ case repeated; the table gives medians and ratios (ours / reference). Cases:
   the reference on the same N images; the marginal cost per image is the least-squares slope of wall time
   over image count, every run of 120/600/1200 counted (less noisy than a difference of two medians).
 - cached: after one run has stored the statistics, a second `stquant run` with another granularity
-  (per_tensor) and int8 input on the 1200 images vs the reference's full run on them.
+  (per_tensor) and int8 input on the 1200 images vs the reference's full run on them; before each, the int8 models
+  kept in the cache are removed (`StatsCache.remove`), so that it quantizes (the kept float graph, with TensorFlow).
+  Alternated with it, the re-run: the same run again, its int8 model kept by the run before (TensorFlow not imported).
 - compare: `stquant compare --no-cache` of 4 variants (per-channel / per-tensor x uint8 / int8 input) on the
   tutorial split (120 calibration images, 180 held out for agreement) vs one `stquant run` of the same config.
 - floors: a process that imports TensorFlow as stquant does, then one that also loads the tutorial .h5 (a run
-  converts the Keras model with the converter, which needs both; the cached run, whose float graph is kept, needs
-  TensorFlow only), measured between the runs, against the reference.
+  converts the Keras model with the converter, which needs both; the second run, whose float graph is kept, needs
+  TensorFlow only; the re-run neither), measured between the runs, against the reference.
 Peak RSS counts every process of a run (decoding workers included; measure.py).
 usage: python benchmarks/calibration_vs_reference.py [--repeat N]
 """
@@ -30,6 +32,7 @@ from measure import measure, ratio_table, repeat_count, stquant_command
 from tutorial import CLASSES, FLOOR, MODEL, PHOTOS, REFERENCE, ROOT, TF_ENV, tutorial_config
 
 SIZES = (120, 600, 1200)
+CACHED = ("quantization.granularity=per_tensor", "quantization.quantization_input_type=int8", "--progress", "none")
 
 
 def image_set(folder: Path, size: int) -> Path:
@@ -48,6 +51,8 @@ def image_set(folder: Path, size: int) -> Path:
 
 
 def main() -> None:
+    from engine.quantize.cache import QUANTIZED_FROM, StatsCache
+
     repeat = repeat_count(MODEL)
     rows, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,21 +84,16 @@ def main() -> None:
             _progress(rows[-1])
         cfg = tutorial_config(folder, 1.0, sets[1200], "cached")
         run("run", str(cfg), "--progress", "none", "--output-dir", str(folder / "fill_cache"))
-        second = [
-            run(
-                "run",
-                str(cfg),
-                "quantization.granularity=per_tensor",
-                "quantization.quantization_input_type=int8",
-                "--progress",
-                "none",
-                "--output-dir",
-                str(folder / f"cached_{i}"),
-            )
-            for i in range(repeat)
-        ]
+        cache = StatsCache(env_cache / "stquant" / "statistics")
+        second, again = [], []
+        for i in range(repeat):
+            cache.remove(QUANTIZED_FROM)  # this run quantizes
+            second.append(run("run", str(cfg), *CACHED, "--output-dir", str(folder / f"cached_{i}")))
+            again.append(run("run", str(cfg), *CACHED, "--output-dir", str(folder / f"again_{i}")))
         ref = references[1200]
         rows.append(("second run, statistics cached, 1200 images", *_medians(second, ref)))
+        _progress(rows[-1])
+        rows.append(("re-run, statistics and int8 model cached, 1200 images", *_medians(again, ref)))
         _progress(rows[-1])
         floor_rows = [(f"{name}, vs 600 images", *_medians(found, references[600])) for name, found in floors.items()]
         floor_rows.append(("floor: + load the .h5, vs 1200 images", *_medians(floors["floor: + load the .h5"], ref)))
@@ -106,8 +106,9 @@ def main() -> None:
     print(ratio_table(rows + floor_rows))
     print(
         "\nThe floor rows: a process that imports TensorFlow as stquant does, then loads the tutorial `.h5` (a run "
-        "converts the Keras model with the TFLite converter, which needs both; the cached run, whose float graph is "
-        "kept, needs TensorFlow only), against the reference's run on 600 or 1200 images."
+        "converts the Keras model with the TFLite converter, which needs both; the second run, whose float graph is "
+        "kept, needs TensorFlow only to quantize; the re-run, whose int8 model is kept too, imports neither), against "
+        "the reference's run on 600 or 1200 images."
     )
     print(
         f"\nMarginal cost per calibration image (least-squares slope of wall time over image count, every run "

@@ -594,6 +594,7 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"calibration: {calibration.images} images from {calibration.source}, {calibration.skipped} skipped"
             f"{', statistics from the cache' if calibration.statistics == 'cache' else ''}"
+            f"{', quantized model from the cache' if calibration.quantized_model == 'cache' else ''}"
         )
     if len(rows) > 1:
         lines += [f"{a:<20}{b:>12}{c:>12}" for a, b, c in rows]

@@ -1,6 +1,7 @@
 """Careless and hostile outputs, races, caches and config files (issue 19, part A): each case ends in its
 documented outcome (exit code, one line naming the key or path), and nothing of the user's is lost."""
 
+import base64
 import contextlib
 import errno
 import io
@@ -24,9 +25,9 @@ import pytest
 from engine.cli import main
 from engine.common.errors import ConfigError, InputError, OutputError
 from engine.config.schema import load_config
-from engine.quantize.cache import TFLITE_RANGES, Entry, StatsCache, cache_folder
+from engine.quantize.cache import QUANTIZED_MODEL, TFLITE_RANGES, Entry, StatsCache, _digest, cache_folder
 from engine.run.folder import LOCK_NAME, claimed_run_dir
-from tests.conftest import DEMO, ROOT
+from tests.conftest import DEMO, ROOT, _asset
 from tests.test_cli_errors import demo_config, write
 from tests.test_stats_cache import statistics_entries
 
@@ -487,8 +488,11 @@ def test_tampered_cache_entries_are_computed_again(tmp_path, capsys):
     assert cached["calibration"]["statistics"] == "cache" and cached["layer_errors"] == reference["layer_errors"]
 
 
-def _mutations(rng: random.Random, text: bytes) -> tuple[str, bytes]:
-    kind = rng.choice(["truncate", "flip_byte", "flip_bit", "wrong_type", "swap_min_max", "drop_key", "empty"])
+KINDS = ("truncate", "flip_byte", "flip_bit", "wrong_type", "swap_min_max", "drop_key", "empty")
+
+
+def _mutations(rng: random.Random, text: bytes, kinds: tuple[str, ...] = KINDS) -> tuple[str, bytes]:
+    kind = rng.choice(kinds)
     if kind == "truncate":
         return kind, text[: rng.randrange(len(text))]
     if kind in ("flip_byte", "flip_bit"):
@@ -518,21 +522,55 @@ def _mutations(rng: random.Random, text: bytes) -> tuple[str, bytes]:
 def test_cache_fuzz(tmp_path, caplog):
     """Seeded: a real entry (the demo's ranges), tampered at random, is either served whole or ignored with
     a warning (the statistics are then computed again); never garbage, never an exception."""
-    cache = StatsCache(tmp_path / "cache")
     key = {"quantizer": "TFlite_converter", "model": "demo", "calibration": {"files": [["a.png", 1, 2]]}}
     value = {str(i): [-1.5 - i / 7, 2.25 + i / 3] for i in range(40)}
+    outcomes = _fuzz(StatsCache(tmp_path / "cache"), key, value, TFLITE_RANGES, _mutations, caplog)
+    print(f"cache fuzz: 600 tampered entries, outcomes {outcomes}")
+
+
+def _model_mutations(rng: random.Random, text: bytes) -> tuple[str, bytes]:
+    """The generic tampering of `_mutations`, and hostile edits of a kept .tflite (digest made to match)."""
+    kind = rng.choice(["generic", "generic", "not_tflite", "not_base64", "wrong_field"])
+    if kind == "generic":
+        return _mutations(rng, text, ("truncate", "flip_byte", "flip_bit", "wrong_type", "drop_key", "empty"))
+    stored = json.loads(text)
+    stored.pop("digest")
+    if kind == "not_tflite":
+        data = bytearray(base64.b64decode(stored["value"]["tflite"]))
+        data[4 + rng.randrange(4)] ^= 1 << rng.randrange(8)  # the file identifier, TFL3
+        stored["value"]["tflite"] = base64.b64encode(bytes(data)).decode()
+    elif kind == "not_base64":
+        stored["value"]["tflite"] = rng.choice(["TFL3", "@" * 12, "", stored["value"]["tflite"][:-3]])
+    else:
+        stored["value"] = rng.choice([{}, {"tflite": None}, {"tflite": 3}, {**stored["value"], "extra": 1}])
+    return kind, json.dumps({**stored, "digest": _digest(stored)}).encode()
+
+
+def test_cache_fuzz_of_a_kept_quantized_model(tmp_path, caplog):
+    """The same for a real quantized model kept by the TFLite converter (`QUANTIZED_MODEL`): served whole or ignored
+    with a warning (the model is then converted again), never a model that is not the one stored."""
+    tflite = _asset("models", "cifar10_resnet8", "pretrainedResnet_quant.tflite").read_bytes()
+    key = {"quantized_from": "graph", "statistics_digest": "digest", "settings": {"granularity": "per_channel"}}
+    value = {"tflite": base64.b64encode(tflite).decode("ascii")}
+    outcomes = _fuzz(StatsCache(tmp_path / "cache"), key, value, QUANTIZED_MODEL, _model_mutations, caplog)
+    print(f"cache fuzz (quantized model): 600 tampered entries, outcomes {outcomes}")
+
+
+def _fuzz(cache: StatsCache, key: dict, value: object, shape, mutate, caplog) -> dict[str, int]:
+    """Tamper with the entry of `value` 600 times (seeded); each read serves it whole or ignores it with a warning
+    and removes it (an older format: silently)."""
     cache.put(key, value, images=120, skipped=1)
     good = cache.entry(key).read_bytes()
     expected = Entry(json.loads(json.dumps(value)), 120, 1)
-    assert cache.get(key, TFLITE_RANGES) == expected
+    assert cache.get(key, shape) == expected
     rng = random.Random(1919)
     outcomes: dict[str, int] = {}
     for _ in range(600):
-        kind, tampered = _mutations(rng, good)
+        kind, tampered = mutate(rng, good)
         cache.entry(key).write_bytes(tampered)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="engine.quantize.cache"):
-            got = cache.get(key, TFLITE_RANGES)
+            got = cache.get(key, shape)
         if got is None:
             assert "is corrupt" in caplog.text or "older format" in caplog.text, (kind, tampered)
             outcome = "recomputed (warning)" if "is corrupt" in caplog.text else "recomputed (older format)"
@@ -542,4 +580,4 @@ def test_cache_fuzz(tmp_path, caplog):
             outcome = "served whole"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert sum(outcomes.values()) == 600 and outcomes.get("recomputed (warning)", 0) > 400, outcomes
-    print(f"cache fuzz: 600 tampered entries, outcomes {outcomes}")
+    return outcomes

@@ -85,7 +85,8 @@ def after_first_run(first_run, tmp_path, monkeypatch) -> dict:
 def _same_figures(cached: dict, uncached: dict) -> None:
     for key in ("layer_errors", "footprint", "accuracy", "optimization"):
         assert cached[key] == uncached[key], key
-    assert {**cached["calibration"], "statistics": ""} == {**uncached["calibration"], "statistics": ""}
+    where = {"statistics": "", "quantized_model": ""}  # the cache or this run
+    assert {**cached["calibration"], **where} == {**uncached["calibration"], **where}
     model = Path(cached["quantized_model"]).read_bytes()
     assert model == Path(uncached["quantized_model"]).read_bytes()
 
@@ -136,6 +137,9 @@ def test_optimize_and_evaluation_load_the_keras_model_with_the_same_figures(tmp_
     uncached = _run(capsys, tmp_path, "chain_uncached", "--no-cache", **chain)
     assert uncached["keras_loaded_by"] == ["evaluate", "convert"]
     assert list(uncached["timings"]).index("evaluate_float") > list(uncached["timings"]).index("calibration")
+    # the first run kept its quantized model too: this chain's was not converted, and TensorFlow was not imported
+    assert evaluated["calibration"]["quantized_model"] == "cache" and "import_tensorflow" not in stages
+    assert uncached["calibration"]["quantized_model"] == "converted"
     _same_figures(evaluated, uncached)
     for png in ("float_model_confusion_matrix_test_set.png", "quantized_model_confusion_matrix_test_set.png"):
         assert (tmp_path / "chain" / png).read_bytes() == (tmp_path / "chain_uncached" / png).read_bytes()
@@ -175,3 +179,72 @@ def test_a_kept_float_model_that_is_no_tflite_is_ignored_and_converted_again(tmp
     assert caplog.text.count("is corrupt") == 1
     assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "first.tflite").read_bytes()
     assert quantize("cached_again.tflite").needed_by == []  # stored anew
+
+
+# In a fresh process: runs whose statistics, float graph and quantized model the first run kept (quantization, then
+# chain_eqe), then one with another granularity, which converts; whether TensorFlow was imported after each.
+CACHED_RUNS = """
+import json, sys
+from pathlib import Path
+from engine.cli import main
+
+config, out, test_path = sys.argv[1:4]
+
+def run(name, *overrides):
+    argv = ["run", config, "--output-dir", str(Path(out) / name), "--progress", "none", *overrides]
+    assert main(argv) == 0
+    summary = json.loads((Path(out) / name / "run_summary.json").read_text())
+    return {"summary": summary, "tensorflow": "tensorflow" in sys.modules}
+
+runs = [run("quantization"), run("chain", "operation_mode=chain_eqe", f"dataset.test_path={test_path}"),
+        run("per_tensor", "quantization.granularity=per_tensor")]
+print(json.dumps(runs))
+"""
+
+
+def test_a_fully_cached_run_never_imports_tensorflow(tmp_path, after_first_run):
+    """The quantized model, its per-layer report, its footprint, and in a chain both evaluations, without TensorFlow: the
+    same figures and model as the run that converted. A run that must convert imports it (the check can fail)."""
+    first = after_first_run
+    config = write(tmp_path, demo_config(tmp_path), "cached.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", CACHED_RUNS, config, str(tmp_path), str(DEMO / "digits")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    quantization, chain, per_tensor = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (quantization["tensorflow"], chain["tensorflow"], per_tensor["tensorflow"]) == (False, False, True)
+    for cached in (quantization["summary"], chain["summary"]):
+        assert cached["calibration"]["quantized_model"] == "cache" and cached["keras_loaded_by"] == []
+        assert "import_tensorflow" not in cached["timings"]
+        for key in ("layer_errors", "footprint"):
+            assert cached[key] == first[key], key
+        assert Path(cached["quantized_model"]).read_bytes() == Path(first["quantized_model"]).read_bytes()
+    accuracy = chain["summary"]["accuracy"]
+    assert accuracy["float"] is not None and accuracy["quantized"] is not None and accuracy["agreement"] is not None
+    assert per_tensor["summary"]["calibration"] == {**first["calibration"], "statistics": "cache"}
+
+
+def test_a_corrupt_kept_quantized_model_is_converted_again(tmp_path, capsys, after_first_run):
+    """A hostile edit (not a .tflite, its digest made to match): one warning, the entry removed, the model converted
+    again (the same bytes) and stored anew; the next run takes it from the cache."""
+    import base64
+
+    from engine.quantize.cache import _digest, cache_folder
+    from tests.test_stats_cache import quantized_entries
+
+    first = after_first_run
+    [entry] = quantized_entries(cache_folder())
+    good = entry.read_bytes()
+    stored = json.loads(good)
+    stored.pop("digest")
+    stored["value"]["tflite"] = base64.b64encode(b"\0" * 64).decode()
+    entry.write_text(json.dumps({**stored, "digest": _digest(stored)}))
+    again = _run(capsys, tmp_path, "again")
+    log = (tmp_path / "again" / "stquant.log").read_text()
+    assert log.count("is corrupt") == 1 and str(entry.name) in log
+    assert again["calibration"] == {**first["calibration"], "statistics": "cache", "quantized_model": "converted"}
+    assert Path(again["quantized_model"]).read_bytes() == Path(first["quantized_model"]).read_bytes()
+    assert entry.read_bytes() == good  # stored anew
+    assert _run(capsys, tmp_path, "cached")["calibration"]["quantized_model"] == "cache"

@@ -63,6 +63,7 @@ def test_quantization_tflite(demo_run):
         "images": 120,
         "skipped": 0,
         "statistics": "computed",
+        "quantized_model": "converted",
     }
     assert {"prepare", "calibration"} <= set(summary["timings"])
     ops = tflite_ops(model)

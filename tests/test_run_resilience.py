@@ -316,7 +316,15 @@ def test_interrupt_while_the_kept_float_graph_is_evaluated_beside_the_import(tmp
     config = demo_config(tmp_path, operation_mode="chain_eqe", dataset__test_path=str(DEMO / "digits"))
     with monkeypatch.context() as env:  # the earlier run, here: it only fills the statistics cache
         env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
-        fill = ["run", write(tmp_path, config), "--output-dir", tmp_path / "fill", "--progress", "none"]
+        earlier = write(tmp_path, {**config, "quantization": {**config["quantization"], "granularity": "per_tensor"}})
+        fill = [
+            "run",
+            earlier,
+            "--output-dir",
+            tmp_path / "fill",
+            "--progress",
+            "none",
+        ]  # its quantized model: not ours
         assert run_cli(capsys, *fill)[0] == 0
     code, stages, _, err, run_dir = _run_until(tmp_path, config, "evaluate_float", signal.SIGINT)
     assert "import_tensorflow" in stages and "calibration" not in stages, stages  # evaluated before quantizing

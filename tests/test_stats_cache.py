@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.config.schema import Quantization
 from engine.data.calibration import ImageCalibrationData
 from engine.data.preprocess import ImageSpec
-from engine.quantize.cache import Entry, StatsCache, cache_folder
+from engine.quantize import tflite
+from engine.quantize.cache import QUANTIZED_FROM, Entry, StatsCache, cache_folder
 from engine.quantize.common import ModelMemo
 from engine.quantize.onnx import quantize_onnx
-from engine.quantize.tflite import quantize_tflite
+from engine.quantize.tflite import quantize_tflite, quantized_key
 from tests.conftest import DEMO
 from tests.test_cli_errors import demo_config, write
 from tests.test_quantize_tflite import settings
 
 SPEC = ImageSpec(32, 32, 3, interpolation="nearest", scale=1 / 127.5, offset=-1.0)
+MODEL_ENTRIES = {"float_graph_of", "quantized_from"}  # a key field of each kind of model entry
 
 
 @pytest.fixture
@@ -47,8 +50,14 @@ def loaded() -> tuple:
 
 
 def statistics_entries(folder: Path) -> list[Path]:
-    """The entries of `folder` that hold statistics (not the TFLite converter's float model kept beside them)."""
-    return [p for p in folder.glob("*.json") if "float_graph_of" not in json.loads(p.read_text())["key"]]
+    """The entries of `folder` that hold statistics (not the TFLite converter's float or quantized model kept beside
+    them)."""
+    return [p for p in folder.glob("*.json") if not json.loads(p.read_text())["key"].keys() & MODEL_ENTRIES]
+
+
+def quantized_entries(folder: Path) -> list[Path]:
+    """The entries of `folder` that hold a quantized model the TFLite converter made."""
+    return [p for p in folder.glob("*.json") if "quantized_from" in json.loads(p.read_text())["key"]]
 
 
 def test_cache_folder_follows_xdg(monkeypatch, tmp_path):
@@ -94,6 +103,17 @@ def test_least_recently_used_entries_go_over_the_cap(tmp_path):
     cache.put({"k": "c"}, value, 1, 0)
     assert cache.entry({"k": "a"}).exists() and cache.entry({"k": "c"}).exists()
     assert not cache.entry({"k": "b"}).exists()
+
+
+def test_remove_takes_only_the_entries_of_one_kind(tmp_path):
+    cache = StatsCache(tmp_path)
+    for key in ({"quantized_from": "a"}, {"quantized_from": "b", "settings": {}}, {"float_graph_of": "a"}, {"m": 1}):
+        cache.put(key, "value", 1, 0)
+    (tmp_path / "broken.json").write_text("[1, 2")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert cache.remove(QUANTIZED_FROM) == 2
+    kept = {cache.entry({"float_graph_of": "a"}).name, cache.entry({"m": 1}).name, "broken.json", "list.json"}
+    assert {p.name for p in tmp_path.glob("*.json")} == kept
 
 
 def test_what_is_derived_from_an_entry_is_computed_once_per_name_while_the_cache_lives(tmp_path):
@@ -167,6 +187,116 @@ def test_tflite_misses_for_every_cause(model, photos, tmp_path, loaded):
     assert not _tflite(loaded, model, photos, tmp_path, cache).statistics_cached, "model file"
 
 
+def test_a_kept_quantized_model_is_the_converters_very_bytes(model, photos, tmp_path, loaded):
+    """Per tensor and per channel, uint8, int8 and float inputs: the second quantization takes its model from the cache
+    and it is byte-identical to the first's and to a conversion without a cache; so is the float graph it reports."""
+    cache = StatsCache(tmp_path / "cache")
+    cases = [
+        {"granularity": "per_tensor", "quantization_input_type": "uint8"},
+        {"granularity": "per_channel", "quantization_input_type": "int8"},
+        {"granularity": "per_channel", "quantization_input_type": "float", "quantization_output_type": "float"},
+    ]
+    for changes in cases:
+        first = _tflite(loaded, model, photos, tmp_path, cache, **changes)
+        again = _tflite(loaded, model, photos, tmp_path, cache, **changes)
+        fresh = _tflite(loaded, model, photos, tmp_path, None, **changes)
+        assert [r.quantized_cached for r in (first, again, fresh)] == [False, True, False], changes
+        assert again.model_path.read_bytes() == first.model_path.read_bytes() == fresh.model_path.read_bytes()
+        assert again.float_tflite == first.float_tflite == fresh.float_tflite is not None
+        assert (again.statistics_cached, again.calibration_images, again.calibration_skipped) == (True, 40, 0)
+    assert len(quantized_entries(cache.folder)) == len(cases)
+
+
+def test_every_input_of_the_quantized_models_key_changes_it(monkeypatch):
+    """The float graph, the statistics' key and content, every quantization setting but `export_dir`, the libraries'
+    versions and the engine's quantizing code are each in the key."""
+    statistics = ({"float_graph": "f", "calibration": {"files": [["a.png", 1, 2]]}}, "digest")
+    base = settings()
+    key = quantized_key(b"float graph", statistics, base)
+    other_settings = {
+        "quantizer": "Onnx_quantizer",
+        "quantization_input_type": "uint8",
+        "quantization_output_type": "float",
+        "granularity": "per_tensor",
+        "optimize": True,
+        "target_opset": 13,
+        "extra_options": "calib_moving_average",
+        "calibration_method": "mse",
+        "bias_correction": True,
+        "float_layers": ["conv2d"],
+    }
+    assert {*other_settings, "quantization_type", "export_dir"} == set(Quantization.model_fields)  # PTQ: one value
+    changed = {
+        name: quantized_key(b"float graph", statistics, settings(**{name: v})) for name, v in other_settings.items()
+    }
+    changed["float graph"] = quantized_key(b"other graph", statistics, base)
+    changed["statistics key"] = quantized_key(b"float graph", ({**statistics[0], "calibration": {}}, "digest"), base)
+    changed["statistics content"] = quantized_key(b"float graph", (statistics[0], "other"), base)
+    with monkeypatch.context() as patch:
+        patch.setattr(tflite, "_code_digest", lambda: "another engine")
+        changed["code"] = quantized_key(b"float graph", statistics, base)
+    with monkeypatch.context() as patch:
+        patch.setattr(tflite, "versions", lambda *names: dict.fromkeys(names, "0.0"))
+        changed["versions"] = quantized_key(b"float graph", statistics, base)
+    assert [name for name, other in changed.items() if other == key] == []
+    assert quantized_key(b"float graph", statistics, settings(export_dir="elsewhere")) == key
+    assert quantized_key(b"float graph", None, base) is None  # statistics not cached: nothing kept
+
+
+def test_a_changed_input_of_the_key_converts_anew(model, photos, tmp_path, loaded, monkeypatch):
+    cache = StatsCache(tmp_path / "cache")
+    reference = _tflite(loaded, model, photos, tmp_path, cache)
+    assert not reference.quantized_cached and _tflite(loaded, model, photos, tmp_path, cache).quantized_cached
+    assert not _tflite(loaded, model, photos, tmp_path, cache, granularity="per_tensor").quantized_cached, "a setting"
+    assert not _tflite(loaded, model, photos[:-1], tmp_path, cache).quantized_cached, "the calibration images"
+    [entry] = [
+        p
+        for p in statistics_entries(cache.folder)
+        if len(json.loads(p.read_text())["key"]["calibration"]["files"]) == 40
+    ]
+    _rewrite_value(
+        entry, lambda value: value["ranges"].update({t: [2 * a, 2 * b] for t, (a, b) in value["ranges"].items()})
+    )
+    widened = _tflite(loaded, model, photos, tmp_path, cache)
+    assert widened.statistics_cached and not widened.quantized_cached, "the statistics' content"
+    assert widened.model_path.read_bytes() != reference.model_path.read_bytes()
+    with monkeypatch.context() as patch:
+        patch.setattr(tflite, "versions", lambda *names: dict.fromkeys(names, "0.0"))
+        assert not _tflite(loaded, model, photos, tmp_path, cache).quantized_cached, "a library's version"
+    with monkeypatch.context() as patch:
+        patch.setattr(tflite, "_code_digest", lambda: "another engine")
+        assert not _tflite(loaded, model, photos, tmp_path, cache).quantized_cached, "the engine's code"
+    with open(model, "ab") as stream:  # another file: another float graph entry, other statistics
+        stream.write(b"\0")
+    assert not _tflite(loaded, model, photos, tmp_path, cache).quantized_cached, "the model file"
+
+
+def _rewrite_value(path: Path, change) -> None:
+    """Change an entry's value (still well formed) and give it a matching digest."""
+    from engine.quantize.cache import _digest
+
+    stored = json.loads(path.read_text())
+    stored.pop("digest")
+    change(stored["value"])
+    path.write_text(json.dumps({**stored, "digest": _digest(stored)}))
+
+
+def test_variants_in_one_memory_cache_do_not_collide(model, photos, tmp_path, loaded):
+    """As `stquant compare --no-cache` keeps its entries: in memory, nothing on disk; each variant served its own."""
+    cache = StatsCache(tmp_path / "memory", persist=False)
+    variants = [
+        {"granularity": g, "quantization_input_type": t}
+        for g in ("per_channel", "per_tensor")
+        for t in ("uint8", "int8")
+    ]
+    first = [_tflite(loaded, model, photos, tmp_path, cache, **variant) for variant in variants]
+    again = [_tflite(loaded, model, photos, tmp_path, cache, **variant) for variant in variants]
+    assert [(r.quantized_cached, s.quantized_cached) for r, s in zip(first, again)] == [(False, True)] * 4
+    assert [r.model_path.read_bytes() for r in again] == [r.model_path.read_bytes() for r in first]
+    assert len({r.model_path.read_bytes() for r in first}) == 4
+    assert not (tmp_path / "memory").exists()
+
+
 def test_tflite_histograms_serve_every_calibration_method(model, photos, tmp_path, loaded):
     """minmax measures no histograms; the first other method measures them, and that one entry then serves every
     method, minmax included (its min/max are the same)."""
@@ -237,12 +367,17 @@ def test_run_summary_says_where_statistics_came_from_and_no_cache(tmp_path, caps
 
     def statistics(*extra):
         assert main(["run", config, "--progress", "none", *extra]) == 0
-        run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+        out = capsys.readouterr().out
+        run_dir = Path(out.strip().splitlines()[-1])
         calibration = json.loads((run_dir / "run_summary.json").read_text())["calibration"]
         assert (calibration["images"], calibration["skipped"]) == (120, 0)  # the images the ranges come from
-        return calibration["statistics"]
+        assert ("quantized model from the cache" in out) is (calibration["quantized_model"] == "cache")
+        return calibration["statistics"], calibration["quantized_model"]
 
-    assert statistics() == "computed"
-    assert statistics("quantization.granularity=per_tensor") == "cache"
-    assert statistics("quantization.quantization_input_type=int8", "--no-cache") == "computed"
+    assert statistics() == ("computed", "converted")
+    assert statistics("quantization.granularity=per_tensor") == ("cache", "converted")
+    assert statistics("quantization.granularity=per_tensor") == ("cache", "cache")
+    assert statistics("quantization.granularity=per_tensor", "--no-cache") == ("computed", "converted")
+    assert statistics("quantization.quantization_input_type=int8", "--no-cache") == ("computed", "converted")
     assert len(statistics_entries(cache_folder())) == 1
+    assert len(quantized_entries(cache_folder())) == 2  # none of the runs with --no-cache

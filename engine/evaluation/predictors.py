@@ -154,14 +154,14 @@ class KerasPredictor:
 
 
 def keras_runtime(keras3: bool) -> str:
-    """How a Keras model runs (`keras3`: a Keras 3 model): "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)"."""
-    import tensorflow as tf
+    """How a Keras model runs (`keras3`: a Keras 3 model): "TensorFlow 2.x (tf_keras)" or "TensorFlow 2.x (Keras 3.y)".
 
-    tf_version = ".".join(tf.__version__.split(".")[:2])
+    The versions are the installed distributions' (a run that needs no TensorFlow does not import it to name it)."""
+    from importlib.metadata import version
+
+    tf_version = ".".join(version("tensorflow").split(".")[:2])
     if keras3:
-        import keras
-
-        return f"TensorFlow {tf_version} (Keras {'.'.join(keras.__version__.split('.')[:2])})"
+        return f"TensorFlow {tf_version} (Keras {'.'.join(version('keras').split('.')[:2])})"
     return f"TensorFlow {tf_version} (tf_keras)"
 
 

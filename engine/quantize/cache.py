@@ -13,7 +13,9 @@ and stored anew (atomically); an entry of an older format is computed again sile
 records how many images the statistics were measured on and how many calibration files could not be
 decoded then, so that a run served from the cache reports them.
 The TFLite converter's float model of a Keras model is kept the same way (`FLOAT_GRAPH`), so that a run whose
-statistics are cached need not load the Keras model.
+statistics are cached need not load the Keras model, and so is the quantized model the converter made of that float
+model (`QUANTIZED_MODEL`, keyed by the float model, the statistics' key and content, every quantization setting, the
+libraries' versions and the engine's quantizing code), so that such a run need not import TensorFlow.
 `persist=False` keeps entries in memory only (`stquant compare --no-cache`: one statistics pass for all
 variants, nothing on disk).
 """
@@ -163,6 +165,17 @@ class _FloatGraph(BaseModel):
 
 FLOAT_GRAPH = TypeAdapter(_FloatGraph)
 """The float .tflite the TFLite converter made of a Keras model, base64 (`engine.quantize.tflite`)."""
+
+
+class _QuantizedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tflite: Annotated[str, AfterValidator(_tflite_base64)]  # base64 of the .tflite
+
+
+QUANTIZED_MODEL = TypeAdapter(_QuantizedModel)
+"""The .tflite the TFLite converter made of a kept float graph with cached statistics and given settings, base64."""
+QUANTIZED_FROM = "quantized_from"  # the key field of a kept quantized model (the hash of its float graph)
 ORT_RANGES = TypeAdapter(Json[_OrtRanges])
 """ONNX Runtime's calibration cache, as JSON text (`save_tensors_data`)."""
 
@@ -193,6 +206,11 @@ def file_hash(path: Path) -> str:
 
 def bytes_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def value_digest(value: Any) -> str:
+    """SHA-256 of an entry's value as stored (JSON), the same for the value put and the value read back."""
+    return hashlib.sha256(json.dumps(_plain(value), sort_keys=True).encode()).hexdigest()
 
 
 class StatsCache:
@@ -268,6 +286,18 @@ class StatsCache:
             self._evict()
         except OSError as exc:
             log.warning("statistics cache %s not written (%s)", self.folder, exc.strerror or exc)
+
+    def remove(self, key_field: str) -> int:
+        """Remove the entries on disk whose key has `key_field` (`QUANTIZED_FROM`: the kept quantized models, which a
+        benchmark removes to measure a run that converts); how many."""
+        removed = 0
+        for path in self.folder.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                stored = json.loads(path.read_bytes())
+                if isinstance(stored, dict) and isinstance(stored.get("key"), dict) and key_field in stored["key"]:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def _evict(self) -> None:
         entries = []

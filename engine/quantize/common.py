@@ -32,6 +32,7 @@ class QuantResult:
     `calibration_images`/`calibration_skipped`: the images the ranges were measured on and the calibration
     files that could not be decoded (from the cache entry when the ranges came from the cache).
     `statistics_cached`: the calibration ranges came from the statistics cache.
+    `quantized_cached`: the quantized model itself came from the statistics cache (TFLite converter: not converted).
     """
 
     model_path: Path
@@ -43,6 +44,7 @@ class QuantResult:
     float_tflite: bytes | None = None
     statistics_cached: bool = False
     calibration_skipped: int = 0
+    quantized_cached: bool = False
 
 
 @dataclass

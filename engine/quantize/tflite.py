@@ -17,8 +17,10 @@ The converter builds a float32 .tflite of the model before calibrating it; that 
 """
 
 import base64
+import functools
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -41,7 +43,16 @@ from engine.models.library_internals import (
 from engine.models.load import KerasModel, LazyKerasModel
 from engine.models.trace import converter_for, traced
 from engine.optimize import changes_model, optimize_keras
-from engine.quantize.cache import FLOAT_GRAPH, TFLITE_STATISTICS, StatsCache, bytes_hash, file_hash
+from engine.quantize.cache import (
+    FLOAT_GRAPH,
+    QUANTIZED_FROM,
+    QUANTIZED_MODEL,
+    TFLITE_STATISTICS,
+    StatsCache,
+    bytes_hash,
+    file_hash,
+    value_digest,
+)
 from engine.quantize.common import ModelMemo, ProgressCallback, QuantResult, nodes_of_layers, versions
 from engine.quantize.histograms import BINS
 from engine.quantize.statistics import (
@@ -97,10 +108,11 @@ def quantize_tflite(
     kept = _KeptFloatModel(model_path, cache)
     stored = None if changes_model(settings) else kept.get()
     optimization: dict[str, Any] | None = None
+    blob = statistics.quantized(stored.tflite, settings) if stored is not None else None
     if stored is not None:  # the Keras model is loaded only if a later stage needs it
         keras3 = lazy.known_keras3 = stored.keras3
         float_model: KerasModel = model if model is not None else lazy
-        converter, unchanged = converter_without_graph(), True
+        converter, unchanged = converter_without_graph() if blob is None else None, True
     else:
         original = lazy.get("optimize" if changes_model(settings) else "convert")
         float_model, optimization = optimize_keras(
@@ -111,14 +123,17 @@ def quantize_tflite(
         if unchanged:  # the user's model: as the caller gave it
             float_model = model if model is not None else original
     float_nodes = _float_nodes(settings.float_layers, keras3, model_path.name) if settings.float_layers else None
-    blob = _convert(converter, settings, statistics, float_nodes, stored.tflite if stored is not None else None)
-    if stored is None and unchanged:  # its float graph serves later runs
-        kept.put(statistics.float_model, keras3)
-    float_ops = float_ops_in(blob, settings.float_layers, keras3)
-    if float_ops:
-        raise EngineError(
-            f"{model_path}: these ops cannot be quantized to int8 and would stay float: {', '.join(float_ops)}"
-        )
+    if blob is None:
+        blob = _convert(converter, settings, statistics, float_nodes, stored.tflite if stored is not None else None)
+        if stored is None and unchanged:  # its float graph serves later runs
+            kept.put(statistics.float_model, keras3)
+        float_ops = float_ops_in(blob, settings.float_layers, keras3)
+        if float_ops:
+            raise EngineError(
+                f"{model_path}: these ops cannot be quantized to int8 and would stay float: {', '.join(float_ops)}"
+            )
+        if unchanged:  # a run with the same float graph, statistics and settings takes it from the cache
+            statistics.keep_quantized(blob, settings)
     write_bytes_atomic(Path(out_path), blob)
     seconds = time.monotonic() - started
     log.info("quantized %s -> %s (%d images, %.1f s)", model_path.name, out_path, calibration.total, seconds)
@@ -132,6 +147,7 @@ def quantize_tflite(
         float_tflite=statistics.float_model if unchanged else None,  # optimized: not the user's
         statistics_cached=statistics.cached,
         calibration_skipped=statistics.skipped,
+        quantized_cached=statistics.quantized_cached,
     )
 
 
@@ -141,7 +157,8 @@ class _Statistics:
 
     Histograms cost several times the min/max, so `minmax` measures without them; an entry with histograms
     serves every method (a run that changes only the method, or `stquant compare` over methods, measures them
-    once), and `minmax` also takes the min/max of such an entry."""
+    once), and `minmax` also takes the min/max of such an entry.
+    The quantized model the converter made with them is kept in the cache too (`quantized`, `keep_quantized`)."""
 
     def __init__(
         self,
@@ -150,48 +167,81 @@ class _Statistics:
         method: str,
         cache: StatsCache | None,
         on_progress: ProgressCallback | None,
+        quiet: bool = False,
     ):
+        """`quiet`: log nothing (a look-up ahead of the quantization)."""
         self.model_path, self.calibration, self.cache, self.on_progress = model_path, calibration, cache, on_progress
-        self.method = method
+        self.method, self.quiet = method, quiet
         self.float_model: bytes | None = None
-        self.cached = False
+        self.cached = self.quantized_cached = False
         self.images = self.skipped = 0
+        self._found: tuple[bytes, tuple[dict[str, Any], Any] | None] | None = None  # float model -> stored entry
+        self._entry: tuple[dict[str, Any], str] | None = None  # key and value digest of the statistics used
 
     def __call__(self, float_model: bytes) -> bytes:
         self.float_model = float_model
         histograms = self.method != "minmax"
         model = unpack(float_model)
-        keys = self._keys(float_model)
-        found = self._stored(keys, (histograms, True))
+        found = self._stored(float_model)
         if found is None:
             statistics = tensor_statistics(model, self.calibration, histograms, self.on_progress)
             self.images, self.skipped = self.calibration.used, self.calibration.skipped
-            key = keys[histograms]
+            key = self._keys(float_model)[histograms]
             if self.cache is not None and key:
-                self.cache.put(key, statistics.to_json(), self.images, self.skipped)
+                value = statistics.to_json()
+                self.cache.put(key, value, self.images, self.skipped)
+                self._entry = key, value_digest(value)
         else:
-            key, statistics = found
+            key, value = found
+            statistics = Statistics.from_json(value)
         return with_ranges(model, self._ranges(model, statistics, key))
 
+    def quantized(self, float_model: bytes, settings: Quantization) -> bytes | None:
+        """The quantized model kept in the cache for `float_model` calibrated by these statistics (cached too) with
+        `settings`, or None; read without TensorFlow."""
+        self._stored(float_model)
+        key = quantized_key(float_model, self._entry, settings)
+        stored = self.cache.get(key, QUANTIZED_MODEL) if self.cache is not None and key else None
+        if stored is None:
+            return None
+        self.float_model, self.quantized_cached = float_model, True
+        if not self.quiet:
+            log.info("quantized model from the statistics cache: not converted again")
+        return base64.b64decode(stored.value["tflite"])
+
+    def keep_quantized(self, blob: bytes, settings: Quantization) -> None:
+        """Store the quantized model `blob` the converter made of `float_model` with these statistics and `settings`."""
+        key = quantized_key(self.float_model, self._entry, settings) if self.float_model is not None else None
+        if self.cache is not None and key:
+            self.cache.put(key, {"tflite": base64.b64encode(blob).decode("ascii")}, self.images, self.skipped)
+
     def _ranges(self, model: Any, statistics: Statistics, key: dict[str, Any] | None) -> Ranges:
-        """`method_ranges`, derived once per cache entry and method while the cache lives (a search quantizes one
-        float model many times)."""
-        if self.cache is None or not key:
+        """`method_ranges`, derived once per cache entry, content and method while the cache lives (a search quantizes
+        one float model many times; an entry stored anew with other statistics derives anew)."""
+        if self.cache is None or not key or self._entry is None:
             return method_ranges(model, statistics, self.method)
-        ranges: Ranges = self.cache.derived(key, self.method, lambda: method_ranges(model, statistics, self.method))
+        name = f"{self.method} {self._entry[1]}"
+        ranges: Ranges = self.cache.derived(key, name, lambda: method_ranges(model, statistics, self.method))
         return ranges
 
-    def _stored(
-        self, keys: dict[bool, dict[str, Any] | None], kinds: tuple[bool, ...]
-    ) -> tuple[dict[str, Any], Statistics] | None:
-        """The key and statistics of the first cache entry found among `kinds` (with histograms or not)."""
-        for histograms in dict.fromkeys(kinds):
+    def _stored(self, float_model: bytes) -> tuple[dict[str, Any], Any] | None:
+        """The key and value of the first cache entry of `float_model`'s statistics (with histograms, or not when the
+        method needs none), read once per float model."""
+        if self._found is None or self._found[0] != float_model:
+            self._found = float_model, self._lookup(float_model)
+        return self._found[1]
+
+    def _lookup(self, float_model: bytes) -> tuple[dict[str, Any], Any] | None:
+        keys = self._keys(float_model)
+        for histograms in dict.fromkeys((self.method != "minmax", True)):
             key = keys[histograms]
             stored = self.cache.get(key, TFLITE_STATISTICS) if self.cache is not None and key else None
             if self.cache is not None and key and stored is not None:
                 self.cached, self.images, self.skipped = True, stored.images, stored.skipped
-                log.info("calibration statistics from the cache (%s)", self.cache.folder)
-                return key, Statistics.from_json(stored.value)
+                self._entry = key, value_digest(stored.value)
+                if not self.quiet:
+                    log.info("calibration statistics from the cache (%s)", self.cache.folder)
+                return key, stored.value
         return None
 
     def _keys(self, float_model: bytes) -> dict[bool, dict[str, Any] | None]:
@@ -211,6 +261,36 @@ class _Statistics:
         return {histograms: {**key, "histogram_bins": BINS if histograms else 0} for histograms in (True, False)}
 
 
+def quantized_key(
+    float_model: bytes, statistics: tuple[dict[str, Any], str] | None, settings: Quantization
+) -> dict[str, Any] | None:
+    """The cache key of the quantized model the converter makes of `float_model` calibrated by `statistics` (the key
+    and value digest of their cache entry) with `settings`: everything its bytes depend on, the libraries and the
+    engine's code that prepares the converter included. None without cached statistics."""
+    if statistics is None:
+        return None
+    key, digest = statistics
+    return {
+        QUANTIZED_FROM: bytes_hash(float_model),
+        "statistics": key,
+        "statistics_digest": digest,
+        "settings": settings.model_dump(mode="json", exclude={"export_dir"}),
+        "code": _code_digest(),
+        "versions": versions("tensorflow", "ai-edge-litert", "flatbuffers", "numpy"),
+    }
+
+
+@functools.cache
+def _code_digest() -> str:
+    """SHA-256 of the engine's modules that prepare the converter and the ranges it quantizes with (part of the key
+    of a kept quantized model: an engine that quantizes differently converts again)."""
+    from engine.models import library_internals
+    from engine.quantize import histograms, statistics
+
+    modules = (sys.modules[__name__], library_internals, statistics, histograms)
+    return bytes_hash(b"".join(Path(str(module.__file__)).read_bytes() for module in modules))
+
+
 @dataclass(frozen=True)
 class _FloatModel:
     keras3: bool
@@ -225,6 +305,16 @@ def kept_float_tflite(model_path: Path, settings: Quantization, cache: StatsCach
         return None
     kept = _KeptFloatModel(model_path, cache).peek()
     return kept.tflite if kept is not None else None
+
+
+def kept_quantized(model_path: Path, calibration: CalibrationData, settings: Quantization, cache: StatsCache) -> bool:
+    """Whether `quantize_tflite` will take its quantized model from `cache` (an earlier run kept it, with the float
+    model and statistics it was made from): then it imports no TensorFlow."""
+    float_model = kept_float_tflite(model_path, settings, cache)
+    if float_model is None:
+        return False
+    statistics = _Statistics(model_path, calibration, settings.calibration_method, cache, None, quiet=True)
+    return statistics.quantized(float_model, settings) is not None
 
 
 class _KeptFloatModel:

@@ -4,8 +4,9 @@ quantization: calibrate + quantize.  evaluation: evaluate `general.model_path`. 
 chain_qb: quantize, footprint.  chain_eqe: evaluate float, quantize, evaluate quantized on the same
 images (decoded once; a Keras model quantized by the TFLite converter is evaluated on the float graph the
 converter builds: after quantizing, or while TensorFlow is imported when an earlier run kept that graph in the
-statistics cache).  chain_eqeb: chain_eqe plus footprint. Every quantization also reports the
-footprint of its output (it is cheap); `benchmarking.board` adds whether it fits that board.
+statistics cache, with no TensorFlow at all when it kept the quantized model too).  chain_eqeb: chain_eqe plus
+footprint. Every quantization also reports the footprint of its output (it is cheap); `benchmarking.board` adds
+whether it fits that board.
 
 The quantized model is the product: the per-layer report, its footprint and MLflow logging are diagnostics
 whose failure is a warning in the summary, and so are the confusion-matrix PNGs. Those and the footprint of a
@@ -210,22 +211,25 @@ class Run(Job):
         """Decode the evaluation images in worker processes while TensorFlow loads the model; return the model's
         predictor (None when a kept float graph was evaluated instead: `_evaluate_kept_float`) and the images."""
         kept = self._kept_float_tflite(plan) if shared else None
+        importing = kept is not None and not self._quantized_model_kept(plan)
         with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
             decoding = waiter.submit(self._evaluation_images, plan, processes)
-            evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding) if kept else None
+            evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding, importing) if kept else None
             if evaluation is not None:
                 return None, evaluation
             predictor = self._load_predictor(plan.model_path, fast_float=not shared)
             return predictor, decoding.result()
 
-    def _calibration(self, plan: Plan) -> CalibrationData:
+    def _calibration(self, plan: Plan, quiet: bool = False) -> CalibrationData:
         ds = self.config.dataset
         images = calibration_set(self.config, plan)
         if images is None:
             data = RandomCalibrationData(plan.image_spec(), ds.seed)
-            log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
+            if not quiet:
+                log.info("no quantization_path or training_path: calibrating on %d random images", data.total)
             return data
-        log.info("calibration: %d images of %s", len(images.files), images.key)
+        if not quiet:
+            log.info("calibration: %d images of %s", len(images.files), images.key)
         return ImageCalibrationData(
             images.files, plan.image_spec(), images.key, {"seed": ds.seed, "split": ds.quantization_split}
         )
@@ -263,6 +267,7 @@ class Run(Job):
             images=result.calibration_images,
             skipped=result.calibration_skipped,
             statistics="cache" if result.statistics_cached else "computed",
+            quantized_model="cache" if result.quantized_cached else "converted",
         )
         self.summary.optimization = result.optimization
         self._keras3 = _keras3_scopes(result.float_model)
@@ -379,14 +384,24 @@ class Run(Job):
             return None
         return kept_float_tflite(plan.model_path, settings, StatsCache())
 
+    def _quantized_model_kept(self, plan: Plan) -> bool:
+        """Whether the quantization will take its model from the statistics cache, so that it needs no TensorFlow."""
+        from engine.quantize.cache import StatsCache
+        from engine.quantize.tflite import kept_quantized
+
+        settings = self.config.quantization
+        assert settings is not None and self.use_cache  # a shared chain whose float graph is kept
+        return kept_quantized(plan.model_path, self._calibration(plan, quiet=True), settings, StatsCache())
+
     def _evaluate_kept_float(
-        self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet]
+        self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet], importing: bool
     ) -> EvaluationSet | None:
         """Evaluate the float model on its float graph `content` kept by an earlier run (LiteRT, in `waiter`'s thread
-        once the images are decoded) while TensorFlow, which the quantization needs next, is imported; no stage needs
-        the Keras model then. The result is recorded after the quantization (`_float_after_quantizing`). None
-        (nothing done) if LiteRT cannot load the graph. An evaluation that starts during the import runs on the cores
-        the import leaves (a thread of its own beside the import would slow it down); after the import, on all."""
+        once the images are decoded) while TensorFlow, which the quantization needs next unless its quantized model is
+        kept too (`importing` False), is imported; no stage needs the Keras model then. The result is recorded after
+        the quantization (`_float_after_quantizing`). None (nothing done) if LiteRT cannot load the graph. An
+        evaluation that starts during the import runs on the cores the import leaves (a thread of its own beside the
+        import would slow it down); otherwise on all."""
         from engine.evaluation.predictors import TFLitePredictor
 
         try:
@@ -401,11 +416,14 @@ class Run(Job):
             predictor = TFLitePredictor(model_path, content=content) if imported.is_set() else graph
             return self._score(predictor, evaluation, "float", interruptible=True)
 
+        if not importing:
+            imported.set()
         scoring = waiter.submit(score)
         self._keras = LazyKerasModel(model_path)
-        with self.stage("import_tensorflow"):
-            import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
-        imported.set()
+        if importing:
+            with self.stage("import_tensorflow"):
+                import tensorflow  # noqa: F401 - imported beside the evaluation, for the quantization
+            imported.set()
         evaluation, result = decoding.result(), scoring.result()
         self._kept_float = (graph.runtime, result, evaluation[2])  # the interpreter is freed before quantizing
         return evaluation

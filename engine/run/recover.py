@@ -353,6 +353,7 @@ class RecoverJob(Job):
                 images=result.calibration_images,
                 skipped=result.calibration_skipped,
                 statistics="cache" if result.statistics_cached else "computed",
+                quantized_model="cache" if result.quantized_cached else "converted",
             )
         return Path(result.model_path)
 

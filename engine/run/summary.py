@@ -58,6 +58,12 @@ class Calibration(_Part):
         description="where the activation ranges came from: computed on the images in this run, or "
         "read from the statistics cache (same model, images, preprocessing and method)",
     )
+    quantized_model: Literal["converted", "cache"] = Field(
+        "converted",
+        description="where the quantized model came from: converted in this run, or (TFLite converter) read from the "
+        "statistics cache, where an earlier run kept what the converter made of the same float graph with the same "
+        "statistics, settings and library versions (TensorFlow is then not needed to quantize)",
+    )
 
 
 class Accuracy(_Part):
