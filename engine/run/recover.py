@@ -377,7 +377,10 @@ class RecoverJob(Job):
         """Move a ranked candidate's folder (its model, and the ONNX intermediates) to `folder`: the model there."""
         moved = folder / model.relative_to(ranked)
         ranked.rename(folder)
-        self.float_models[str(moved.resolve())] = self.float_models.pop(str(model.resolve()))
+        float_model, float_tflite = self.float_models.pop(str(model.resolve()))
+        if isinstance(float_model, Path) and float_model.is_relative_to(ranked):  # the ONNX quantizer's float graph
+            float_model = folder / float_model.relative_to(ranked)
+        self.float_models[str(moved.resolve())] = (float_model, float_tflite)
         log.info("%s: the model quantized for the ranking, same settings", moved)
         return moved
 
