@@ -7,15 +7,24 @@ import tf_keras
 
 from engine.evaluation.layer_errors import LayerError, onnx_layer_errors, tflite_layer_errors
 
+SEED = 0
+
+
+def _seeded(seed: int) -> tf_keras.initializers.Initializer:
+    """The layers' default initializer, seeded: the same weights whatever ran before."""
+    return tf_keras.initializers.GlorotUniform(seed=seed)
+
 
 def _collapsing_model() -> tf_keras.Model:
     layers = tf_keras.layers
     x = inputs = layers.Input((16, 16, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="expand")(x)
-    x = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
-    x = layers.Conv2D(8, 1, name="project")(x)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="expand", kernel_initializer=_seeded(SEED))(x)
+    x = layers.DepthwiseConv2D(
+        3, padding="same", activation="relu", name="depthwise", depthwise_initializer=_seeded(SEED + 1)
+    )(x)
+    x = layers.Conv2D(8, 1, name="project", kernel_initializer=_seeded(SEED + 2))(x)
     x = layers.GlobalAveragePooling2D()(x)
-    model = tf_keras.Model(inputs, layers.Dense(3, name="head")(x))
+    model = tf_keras.Model(inputs, layers.Dense(3, name="head", kernel_initializer=_seeded(SEED + 3))(x))
     expand = model.get_layer("expand")
     kernel, bias = expand.get_weights()
     kernel[..., 0], bias[0] = 0.0, -1.0  # a dead channel, as BN folding leaves in MobileNet v2
@@ -128,7 +137,7 @@ def test_layers_called_in_sequence_equal_the_sub_model():
 
     layers = tf_keras.layers
     x = inputs = layers.Input((16, 16, 3))
-    conv = layers.Conv2D(8, 3, padding="same", name="conv")
+    conv = layers.Conv2D(8, 3, padding="same", name="conv", kernel_initializer=_seeded(0))
     norm = layers.BatchNormalization(name="norm")
     relu = layers.ReLU(6.0, name="relu")
     model = tf_keras.Model(inputs, relu(norm(conv(x))))

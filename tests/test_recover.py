@@ -98,3 +98,15 @@ def test_config_it_writes_reruns_to_the_same_model(recovered):
     best = recovery.steps[recovery.best]
     assert Path(summary["quantized_model"]).read_bytes() == Path(best.quantized_model).read_bytes()
     assert summary["accuracy"]["quantized"] == best.accuracy and summary["accuracy"]["agreement"] == best.agreement
+
+
+def test_a_float_layer_step_reuses_the_model_of_its_ranking(recovered):
+    """Every quantization the run logs has settings of its own: the float-layer step takes the model the ranking
+    made with the same settings (fails on a search that converts it again: one line more)."""
+    recovery = _recovery(recovered["tmp"] / "rec")
+    log_lines = (recovered["tmp"] / "rec" / "stquant.log").read_text().splitlines()
+    quantized = [line for line in log_lines if "engine.quantize.tflite: quantized " in line]
+    ranked = [line for line in log_lines if "ranking: " in line and " alone in float changes the score by " in line]
+    float_steps = [step for step in recovery.steps if step.remedy.startswith("float: ")]
+    assert len(ranked) == 10 and len(float_steps) == 1  # one round of ranking, then the layer that meets the target
+    assert len(quantized) == len(recovery.steps) + len(ranked) - len(float_steps)

@@ -7,8 +7,9 @@ full evaluation set (the images `stquant run` evaluates on):
    `bias_correction` (Keras models) with the best method;
 3. layers kept in float (`quantization.float_layers`), one at a time: the layers with the lowest SQNR in the
    per-layer report are ranked by how much reverting each one alone helps on a subset of the evaluation
-   images (NNCF's accuracy-control approach), then added in that order, each checked on the full set;
-   a layer that does not help is dropped and the rest ranked again; the search stops when the target is met,
+   images (NNCF's accuracy-control approach), then added in that order, each checked on the full set (with the
+   model the ranking quantized); a layer that does not help is dropped and the rest ranked again; the search
+   stops when the target is met,
    when the next model would exceed the budget (RAM, flash, estimated time on the board), or when no layer helps;
 4. once the target is met with several float layers, each is tried back in int8 (the first kept first) and
    stays int8 when the target is still met.
@@ -141,6 +142,8 @@ class RecoverJob(Job):
         # quantized model -> the float model it was made from and the converter's float graph of it, if kept (for
         # the per-layer report)
         self.float_models: dict[str, tuple[Any, bytes | None]] = {}
+        # settings of a ranked candidate that helped -> its model, kept for the step that tries it on the full set
+        self.ranked: dict[tuple[Any, ...], tuple[Path, Path]] = {}  # (its folder, its model)
 
     def save(self) -> None:
         """Write `recovery.json` and `run_summary.json` (the status said the same way in both)."""
@@ -220,6 +223,13 @@ class RecoverJob(Job):
     def _float_layers(self, current: Step) -> Step:
         """Greedy: rank the candidate layers on the current model, keep the first that helps on the full set in
         float, and rank again from there; stop at the target, at the budget, or when no candidate helps."""
+        try:
+            return self._add_float_layers(current)
+        finally:
+            self._drop_ranked()
+
+    def _add_float_layers(self, current: Step) -> Step:
+        """The search of `_float_layers`."""
         tried: set[str] = set()
         while True:
             for layer in self._ranked(current, tried):
@@ -259,6 +269,7 @@ class RecoverJob(Job):
         help."""
         assert self.session is not None
         self.rounds += 1
+        self._drop_ranked()
         with self.stage(f"rank_{self.rounds}"):
             rows = self._layer_rows(current)
             done = set(current.settings["float_layers"]) | tried
@@ -270,13 +281,17 @@ class RecoverJob(Job):
                 if position and position % CANDIDATES == 0 and any(gain > 0 for gain in gains.values()):
                     break  # the next chunk only when none of this one helps
                 settings = {**current.settings, "float_layers": [*current.settings["float_layers"], layer]}
+                folder = self.run_dir / STEPS / "ranking" / str(position)
                 try:
-                    model = self._quantized(settings, self.run_dir / STEPS / "ranking")
+                    model = self._quantized(settings, folder)
                 except ConfigError:  # a layer of the report the quantizer cannot keep in float (no op of that name)
                     continue
                 gains[layer] = self._subset_score(self._on_subset(model, subset), subset) - base
                 log.info("ranking: %s alone in float changes the score by %+.2f", layer, gains[layer])
-            shutil.rmtree(self.run_dir / STEPS / "ranking", ignore_errors=True)
+                if gains[layer] > 0:
+                    self.ranked[_key(settings)] = (folder, model)  # the next steps try it on the full set
+                else:
+                    shutil.rmtree(folder)
         return [layer for layer in sorted(gains, key=lambda name: -gains[name]) if gains[layer] > 0]
 
     # ------------------------------------------------------------ measuring
@@ -335,6 +350,8 @@ class RecoverJob(Job):
         assert self.session is not None
         quantization = self.base.model_copy(update=settings)
         with self.stage(stage) if stage else contextlib.nullcontext():
+            if _key(settings) in self.ranked:
+                return self._reused(*self.ranked.pop(_key(settings)), folder)
             result = quantize(
                 self.session.plan.model_path,
                 self.session.calibration,
@@ -356,6 +373,22 @@ class RecoverJob(Job):
                 quantized_model="cache" if result.quantized_cached else "converted",
             )
         return Path(result.model_path)
+
+    def _reused(self, ranked: Path, model: Path, folder: Path) -> Path:
+        """Move a ranked candidate's folder (its model, and the ONNX intermediates) to `folder`: the model there."""
+        moved = folder / model.relative_to(ranked)
+        ranked.rename(folder)
+        float_model, float_tflite = self.float_models.pop(str(model.resolve()))
+        if isinstance(float_model, Path) and float_model.is_relative_to(ranked):  # the ONNX quantizer's float graph
+            float_model = folder / float_model.relative_to(ranked)
+        self.float_models[str(moved.resolve())] = (float_model, float_tflite)
+        log.info("%s: the model quantized for the ranking, same settings", moved)
+        return moved
+
+    def _drop_ranked(self) -> None:
+        """Forget the ranked candidates' models (the search went on from another step, or ended)."""
+        self.ranked.clear()
+        shutil.rmtree(self.run_dir / STEPS / "ranking", ignore_errors=True)
 
     def _float(self) -> EvalResult:
         assert self.session is not None
@@ -472,3 +505,8 @@ class RecoverJob(Job):
             "bias_correction": settings.bias_correction,
             "float_layers": list(settings.float_layers),
         }
+
+
+def _key(settings: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a quantization of the search: its settings."""
+    return (settings["calibration_method"], settings["bias_correction"], tuple(settings["float_layers"]))
