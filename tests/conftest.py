@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
 DEMO = ROOT / "sample_configs" / "demo"
-pytest_plugins = ["tests.gc_freeze"]  # full garbage collections skip what earlier files left alive
+pytest_plugins = ["tests.gc_freeze", "tests.untouched_checkout"]  # see each module
 
 
 @pytest.fixture(autouse=True)
