@@ -307,12 +307,11 @@ def kept_float_tflite(model_path: Path, settings: Quantization, cache: StatsCach
     return kept.tflite if kept is not None else None
 
 
-def kept_quantized(model_path: Path, calibration: CalibrationData, settings: Quantization, cache: StatsCache) -> bool:
-    """Whether `quantize_tflite` will take its quantized model from `cache` (an earlier run kept it, with the float
-    model and statistics it was made from): then it imports no TensorFlow."""
-    float_model = kept_float_tflite(model_path, settings, cache)
-    if float_model is None:
-        return False
+def kept_quantized(
+    float_model: bytes, model_path: Path, calibration: CalibrationData, settings: Quantization, cache: StatsCache
+) -> bool:
+    """Whether `quantize_tflite` will take its quantized model from `cache` (an earlier run kept it, with `float_model`,
+    the kept float graph (`kept_float_tflite`), and the statistics it was made from): then it imports no TensorFlow."""
     statistics = _Statistics(model_path, calibration, settings.calibration_method, cache, None, quiet=True)
     return statistics.quantized(float_model, settings) is not None
 

@@ -95,6 +95,7 @@ class Run(Job):
         self._kept_float: tuple[str, EvalResult, str] | None = None  # on the kept graph (its LiteRT), to record
         self._beside: ThreadPoolExecutor | None = None  # the thread of `_aside`, while the stages run
         self._drawn: list[Future[None]] = []  # the confusion-matrix PNGs, drawn in that thread
+        self._kept_graph: tuple[bytes | None] | None = None  # `_kept_float_tflite`, once looked up
 
     def save(self) -> None:
         """Write `run_summary.json`."""
@@ -211,7 +212,7 @@ class Run(Job):
         """Decode the evaluation images in worker processes while TensorFlow loads the model; return the model's
         predictor (None when a kept float graph was evaluated instead: `_evaluate_kept_float`) and the images."""
         kept = self._kept_float_tflite(plan) if shared else None
-        importing = kept is not None and not self._quantized_model_kept(plan)
+        importing = kept is not None and not self._quantized_model_kept(plan, kept)
         with ThreadPoolExecutor(1) as waiter, decoding_processes() as processes:
             decoding = waiter.submit(self._evaluation_images, plan, processes)
             evaluation = self._evaluate_kept_float(kept, plan.model_path, waiter, decoding, importing) if kept else None
@@ -375,23 +376,28 @@ class Run(Job):
         self._evaluate(predictor, evaluation, "float")
 
     def _kept_float_tflite(self, plan: Plan) -> bytes | None:
-        """The float graph the TFLite converter will calibrate, when an earlier run kept it in the statistics cache."""
+        """The float graph the TFLite converter will calibrate, when an earlier run kept it in the statistics cache
+        (read once a run: the stages before the quantization ask, and nothing stores it before then)."""
         from engine.quantize.cache import StatsCache
         from engine.quantize.tflite import kept_float_tflite
 
         settings = self.config.quantization
         if not self.use_cache or settings is None:
             return None
-        return kept_float_tflite(plan.model_path, settings, StatsCache())
+        if self._kept_graph is None:
+            self._kept_graph = (kept_float_tflite(plan.model_path, settings, StatsCache()),)
+        return self._kept_graph[0]
 
-    def _quantized_model_kept(self, plan: Plan) -> bool:
-        """Whether the quantization will take its model from the statistics cache, so that it needs no TensorFlow."""
+    def _quantized_model_kept(self, plan: Plan, float_model: bytes) -> bool:
+        """Whether the quantization of the kept `float_model` will take its model from the statistics cache, so that it
+        needs no TensorFlow."""
         from engine.quantize.cache import StatsCache
         from engine.quantize.tflite import kept_quantized
 
         settings = self.config.quantization
         assert settings is not None and self.use_cache  # a shared chain whose float graph is kept
-        return kept_quantized(plan.model_path, self._calibration(plan, quiet=True), settings, StatsCache())
+        calibration = self._calibration(plan, quiet=True)
+        return kept_quantized(float_model, plan.model_path, calibration, settings, StatsCache())
 
     def _evaluate_kept_float(
         self, content: bytes, model_path: Path, waiter: Executor, decoding: Future[EvaluationSet], importing: bool
